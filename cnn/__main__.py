@@ -1,0 +1,288 @@
+"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,export-script}.
+
+Bad arguments or files print one line naming the problem and exit with status 2 (1 for failed training).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cnn.errors import CnnError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line, not a usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str, code: int = 2):
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def tf_ready():
+    from cnn.quiet import import_tensorflow
+
+    import_tensorflow()
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
+def table(rows: list[list], header: list[str]) -> str:
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+def cmd_presets(args):
+    from cnn.spec import PRESET_NOTES, PRESETS, preset, validate
+
+    rows = []
+    for name in PRESETS:
+        a = validate(preset(name))
+        rows.append([name, f"{a.params:,}", f"{a.macs / 1e6:.2f}M", PRESET_NOTES[name]])
+    print(table(rows, ["preset", "params", "MACs", "about"]))
+
+
+def cmd_datasets(args):
+    from cnn.data import list_datasets
+
+    rows = [[d["name"], "×".join(map(str, d["input_shape"])), d["classes"], d["source"]] for d in list_datasets()]
+    print(table(rows, ["dataset", "input", "classes", "source"]))
+    print("\nAlso: a folder (or .zip) with one sub-folder of images per class, e.g. --dataset path/to/folder")
+
+
+def cmd_models(args):
+    from cnn.registry import list_models, models_dir
+
+    infos = list_models()
+    if not infos:
+        print(f"no saved models in {models_dir()}; train one with: python -m cnn train --preset default "
+              "--dataset mnist-sample")
+        return
+    rows = [[i.name, i.dataset, i.preset, f"{i.params:,}",
+             f"{i.test_accuracy:.4f}" if i.test_accuracy is not None else "-", i.epochs, i.created] for i in infos]
+    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "created"]))
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; one line per epoch otherwise (logs, CI)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty = stream, stream.isatty()
+
+    def __call__(self, p):
+        m = p.metrics
+        text = (f"epoch {p.epoch}/{p.epochs} batch {p.batch}/{p.batches} loss {m.get('loss', float('nan')):.4f} "
+                f"acc {m.get('accuracy', float('nan')):.4f}")
+        if p.phase == "epoch":
+            val = f" val_loss {m['val_loss']:.4f} val_acc {m['val_accuracy']:.4f}" if "val_loss" in m else ""
+            line = f"epoch {p.epoch}/{p.epochs} loss {m.get('loss', 0):.4f} acc {m.get('accuracy', 0):.4f}{val} " \
+                   f"({m.get('seconds', 0):.1f} s)"
+            print(("\r" + " " * 100 + "\r" if self.tty else "") + line, file=self.stream, flush=True)
+        elif self.tty:
+            filled = int(p.fraction * 30)
+            eta = f"ETA {int(p.eta) // 60}:{int(p.eta) % 60:02d}" if p.eta == p.eta else ""
+            print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {p.fraction:4.0%} {text} {eta}".ljust(100), end="",
+                  file=self.stream, flush=True)
+
+
+def cmd_train(args):
+    from cnn.registry import check_name, models_dir
+
+    if args.name:
+        check_name(args.name)
+        if (models_dir() / args.name).exists():
+            fail(f"a model named {args.name!r} already exists in {models_dir()}; choose another --name")
+    from cnn.spec import PRESETS, ModelSpec, preset
+
+    if args.spec:
+        try:
+            spec = ModelSpec.from_json(Path(args.spec).read_text())
+        except OSError as exc:
+            fail(f"cannot read spec file {args.spec}: {exc.strerror}")
+    elif args.preset not in PRESETS:
+        fail(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
+    else:
+        spec = preset(args.preset)
+    tf_ready()
+    from cnn.data import load_dataset
+    from cnn.train import train_and_save
+
+    dataset = load_dataset(args.dataset, limit=args.limit)
+    spec = spec.with_data(dataset.input_shape, dataset.num_classes)
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("learning_rate", args.lr),
+                       ("seed", args.seed)):
+        if value is not None:
+            setattr(spec.train, key, value)
+    print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
+          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s)", file=sys.stderr)
+    result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar())
+    if info is None:
+        fail(result.message, code=1)
+    print(f"{result.message}; test accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f} on "
+          f"{len(evaluation.y_true):,} images; saved as {info.name!r} in {info.path.parent}")
+
+
+def load_for_cli(name):
+    from cnn.registry import model_info
+
+    info = model_info(name)  # fails fast, before TensorFlow loads
+    tf_ready()
+    from cnn.registry import load_model
+
+    return info, load_model(name)
+
+
+def cmd_evaluate(args):
+    info, model = load_for_cli(args.name)
+    from cnn.data import load_dataset
+    from cnn.metrics import evaluate
+
+    name = args.dataset or info.metrics.get("dataset_source") if str(info.dataset).startswith("folder:") else \
+        args.dataset or info.dataset
+    dataset = load_dataset(name, limit=args.limit)
+    if tuple(dataset.input_shape) != info.input_shape:
+        fail(f"model {info.name!r} takes {info.input_shape} images but {dataset.name} has {dataset.input_shape}")
+    result = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
+    if args.json:
+        print(json.dumps({"model": info.name, "dataset": dataset.name, "accuracy": result.accuracy,
+                          "loss": result.loss, "num_images": len(result.y_true),
+                          "class_names": result.class_names, "confusion_matrix": result.confusion.tolist(),
+                          "per_class": result.per_class(), "seconds": round(result.seconds, 3)}, indent=2))
+        return
+    print(f"{info.name} on {dataset.name} test split: accuracy {result.accuracy:.4f}, loss {result.loss:.4f}, "
+          f"{len(result.y_true):,} images in {result.seconds:.1f} s")
+    names = [str(c)[:8] for c in result.class_names]
+    print("\nconfusion matrix (rows = true, columns = predicted)")
+    print(table([[n, *row] for n, row in zip(names, result.confusion.tolist())], ["", *names]))
+
+
+def cmd_predict(args):
+    missing = [f for f in args.images if not Path(f).is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}")
+    info, model = load_for_cli(args.name)
+    from cnn.inference import predict_proba
+    from cnn.preprocess import default_recipe, prepare_image
+
+    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
+    recipe = default_recipe(info.input_shape, info.dataset)
+    names, rows, failed = info.class_names, [], 0
+    for path in args.images:
+        try:
+            x = prepare_image(Path(path), info.input_shape, invert=invert, recipe=recipe)
+        except CnnError as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        probs = predict_proba(model, x)
+        top = int(probs.argmax())
+        rows.append({"file": path, "prediction": str(names[top]), "class_index": top,
+                     "confidence": float(probs[top]),
+                     "probabilities": {str(n): round(float(p), 6) for n, p in zip(names, probs)}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            others = "  ".join(f"{n}:{p:.3f}" for n, p in r["probabilities"].items())
+            print(f"{r['file']}: {r['prediction']} ({r['confidence']:.1%})   {others}")
+    if failed:
+        raise SystemExit(2)
+
+
+def cmd_export_script(args):
+    from cnn.builder import export_script
+    from cnn.registry import model_info
+    from cnn.spec import ModelSpec
+
+    info = model_info(args.name)
+    script = export_script(ModelSpec.from_dict(info.spec), info.dataset, info.name)
+    if args.output:
+        Path(args.output).write_text(script)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(script, end="")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    sub.add_parser("presets", help="list model presets").set_defaults(run=cmd_presets)
+    sub.add_parser("datasets", help="list datasets and where each would load from").set_defaults(run=cmd_datasets)
+    sub.add_parser("models", help="list saved models").set_defaults(run=cmd_models)
+
+    p = sub.add_parser("train", help="train a preset (or a spec file) and save it to the registry")
+    p.add_argument("--preset", default="default", help="preset name (see `presets`)")
+    p.add_argument("--spec", help="a spec .json (as exported by the app) instead of a preset")
+    p.add_argument("--dataset", default="mnist-sample", help="dataset name or class-folder path")
+    p.add_argument("--epochs", type=positive)
+    p.add_argument("--batch-size", type=positive)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--limit", type=positive, help="use the first N images of each split (stratified)")
+    p.add_argument("--name", help="registry name (default: <preset>-<dataset>)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix on a test split")
+    p.add_argument("name")
+    p.add_argument("--dataset", help="default: the dataset the model was trained on")
+    p.add_argument("--limit", type=positive)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top class and all probabilities for image files")
+    p.add_argument("name")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                   help="make ink bright on dark (auto: when the background is light)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("export-script", help="print a standalone Keras script that rebuilds and trains a model")
+    p.add_argument("name")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(run=cmd_export_script)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except CnnError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", code=130)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Errors the engine raises for bad input: each message names what was wrong and what to do.
+
+Pages and the CLI catch `CnnError` and show its message; anything else is a bug.
+"""
+
+
+class CnnError(Exception):
+    """Base class: a problem with the user's input, not with the code."""
+
+
+class SpecError(CnnError):
+    """An impossible or malformed model spec. `layer` is the 1-based layer position, if any."""
+
+    def __init__(self, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.layer = layer
+
+
+class DatasetError(CnnError):
+    """A dataset that cannot be found, downloaded or read."""
+
+
+class RegistryError(CnnError):
+    """A saved model that cannot be found, read, written or accepted."""
+
+
+class ImageError(CnnError):
+    """An image file or array that cannot be turned into a model input."""
+
+
+class TrainingError(CnnError):
+    """Training that cannot start or cannot go on (e.g. data that does not fit the model)."""
+
+
+class EmptyImageError(ImageError):
+    """An image with nothing drawn on it: there is nothing to predict."""

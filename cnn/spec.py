@@ -1,0 +1,508 @@
+"""Model specs: JSON-serialisable dataclasses, shape/parameter/MAC arithmetic, validation, presets.
+
+Nothing here imports TensorFlow: the spec is checked, costed and edited before any model exists.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from cnn.errors import SpecError
+
+PADDINGS = ("valid", "same")
+
+
+# ---------------------------------------------------------------------------
+# Output-size arithmetic (shared by validation, the Configure table and the Learn page)
+# ---------------------------------------------------------------------------
+
+def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
+    """Keras's output length along one axis: 'valid' ⌊(W−K)/S⌋+1, 'same' ⌈W/S⌉. May be ≤ 0 (impossible)."""
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - kernel) // stride + 1
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """Zeros Keras/TF add before and after along one axis for padding='same' (the extra one goes after)."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def output_size_formula(size: int, kernel: int, stride: int, padding: str) -> str:
+    """The arithmetic behind `output_size` with the numbers filled in, e.g. '⌊(28−3+0)/1⌋+1 = 26'."""
+    if padding == "same":
+        total = sum(same_padding(size, kernel, stride))
+    else:
+        total = 0
+    result = output_size(size, kernel, stride, padding)
+    return f"⌊({size}−{kernel}+{total})/{stride}⌋+1 = {result}".replace("= -", "= −")
+
+
+# ---------------------------------------------------------------------------
+# Layers: one dataclass per kind; field metadata drives validation and the Configure editor
+# ---------------------------------------------------------------------------
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish", "linear")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine")
+MAX_PARAMS = 20_000_000  # a bigger model does not belong in a teaching app on a laptop
+
+
+def _int(default: int, lo: int, hi: int, help: str):
+    return field(default=default, metadata={"min": lo, "max": hi, "help": help})
+
+
+def _float(default: float, lo: float, hi: float, help: str):
+    return field(default=default, metadata={"min": lo, "max": hi, "help": help})
+
+
+def _choice(default: str, choices: tuple[str, ...], help: str):
+    return field(default=default, metadata={"choices": choices, "help": help})
+
+
+@dataclass
+class Conv2D:
+    """Slides `filters` learned K×K kernels over the input; each makes one feature map."""
+
+    filters: int = _int(32, 1, 1024, "number of kernels = output channels")
+    kernel: int = _int(3, 1, 15, "kernel height and width")
+    stride: int = _int(1, 1, 8, "step between kernel positions")
+    padding: str = _choice("valid", PADDINGS, "'valid' = no padding, 'same' = output ⌈input/stride⌉")
+    activation: str = _choice("relu", ACTIVATIONS, "applied to every output value")
+
+
+@dataclass
+class MaxPooling2D:
+    """Keeps the largest value of each pool×pool window."""
+
+    pool: int = _int(2, 1, 8, "window height and width")
+    stride: int = _int(0, 0, 8, "step between windows (0 = same as pool)")
+    padding: str = _choice("valid", PADDINGS, "'valid' drops edge leftovers, 'same' keeps them")
+
+
+@dataclass
+class AveragePooling2D:
+    """Keeps the mean of each pool×pool window."""
+
+    pool: int = _int(2, 1, 8, "window height and width")
+    stride: int = _int(0, 0, 8, "step between windows (0 = same as pool)")
+    padding: str = _choice("valid", PADDINGS, "'valid' drops edge leftovers, 'same' keeps them")
+
+
+@dataclass
+class BatchNormalization:
+    """Normalises each channel with batch statistics, then scales and shifts (4 numbers per channel)."""
+
+
+@dataclass
+class Dropout:
+    """In training, zeroes a random share `rate` of values and scales the rest by 1/(1−rate)."""
+
+    rate: float = _float(0.5, 0.0, 0.95, "share of values dropped while training")
+
+
+@dataclass
+class Flatten:
+    """Unrolls H×W×C feature maps into one vector of H·W·C numbers."""
+
+
+@dataclass
+class GlobalAveragePooling2D:
+    """Averages each feature map to one number: H×W×C becomes C."""
+
+
+@dataclass
+class Dense:
+    """Every output unit is a weighted sum of all inputs plus a bias."""
+
+    units: int = _int(128, 1, 8192, "number of output units")
+    activation: str = _choice("relu", ACTIVATIONS, "applied to every output value")
+
+
+LAYER_TYPES: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization, Dropout, Flatten,
+                GlobalAveragePooling2D, Dense)
+}
+Layer = Conv2D | MaxPooling2D | AveragePooling2D | BatchNormalization | Dropout | Flatten | GlobalAveragePooling2D | Dense
+
+# Prefixes of the stable Keras layer names: conv1, conv2, maxpool1, bn1, dense1, ...
+NAME_PREFIX = {
+    "Conv2D": "conv", "MaxPooling2D": "maxpool", "AveragePooling2D": "avgpool", "BatchNormalization": "bn",
+    "Dropout": "dropout", "Flatten": "flatten", "GlobalAveragePooling2D": "gap", "Dense": "dense",
+}
+
+
+def kind_of(layer) -> str:
+    """The layer's type name, e.g. 'Conv2D'."""
+    return type(layer).__name__
+
+
+def pool_stride(layer) -> int:
+    """A pooling layer's effective stride (0 means 'same as the pool size', as in Keras)."""
+    return layer.stride or layer.pool
+
+
+# ---------------------------------------------------------------------------
+# Training config and the whole spec
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Augmentation:
+    """Random changes applied to training images only (0 switches each one off)."""
+
+    shift: float = _float(0.0, 0.0, 0.5, "largest shift, as a fraction of height/width")
+    rotation: float = _float(0.0, 0.0, 180.0, "largest rotation, in degrees")
+    zoom: float = _float(0.0, 0.0, 0.5, "largest zoom in or out, as a fraction")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.shift or self.rotation or self.zoom)
+
+
+@dataclass
+class TrainConfig:
+    """How to fit the model; stored with every saved model."""
+
+    optimizer: str = _choice("adam", OPTIMIZERS, "update rule")
+    learning_rate: float = _float(1e-3, 1e-6, 1.0, "peak step size")
+    lr_schedule: str = _choice("constant", SCHEDULES, "'cosine' = 10% linear warm-up, then cosine decay to 0")
+    batch_size: int = _int(128, 1, 4096, "images per gradient step")
+    epochs: int = _int(5, 1, 500, "passes over the training images")
+    validation_split: float = _float(0.1, 0.0, 0.5, "share of training images held out to watch overfitting")
+    seed: int = _int(0, 0, 2**31 - 1, "same seed + same data → same model")
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+
+@dataclass
+class ModelSpec:
+    """A CNN: input, hidden layers in order, and how to train it. The output layer is implied:
+    Dense(num_classes, softmax) named 'output', after the last listed layer."""
+
+    input_shape: tuple[int, int, int] = (28, 28, 1)  # (height, width, channels) of one uint8 image
+    num_classes: int = 10  # units of the softmax output layer
+    layers: list = field(default_factory=list)  # Conv2D, Dense, ... in order
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "custom"  # the preset it started from (for tables); 'custom' once edited by hand
+
+    # -- JSON --------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "layers": [{"type": kind_of(layer), **asdict(layer)} for layer in self.layers],
+            "train": asdict(self.train),
+            "preset": self.preset,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSpec":
+        """Read a spec written by `to_dict`; unknown layer types or keys give a SpecError naming them."""
+        if not isinstance(data, dict):
+            raise SpecError(f"a spec must be a JSON object, got {type(data).__name__}")
+        _check_keys(data, {f.name for f in fields(cls)}, "spec")
+        try:
+            input_shape = tuple(int(v) for v in data.get("input_shape", (28, 28, 1)))
+            num_classes = int(data.get("num_classes", 10))
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"spec: input_shape must be 3 integers and num_classes an integer ({exc})") from None
+        if not isinstance(data.get("layers", []), list):
+            raise SpecError("spec: 'layers' must be a list")
+        layers = [_layer_from_dict(i, item) for i, item in enumerate(data.get("layers", []), start=1)]
+        train = dict(data.get("train", {}))
+        _check_keys(train, {f.name for f in fields(TrainConfig)}, "train")
+        augmentation = train.pop("augmentation", {})
+        _check_keys(augmentation, {f.name for f in fields(Augmentation)}, "train.augmentation")
+        config = TrainConfig(**_coerce(TrainConfig, train, "train"),
+                             augmentation=Augmentation(**_coerce(Augmentation, augmentation, "train.augmentation")))
+        return cls(input_shape, num_classes, layers, config, str(data.get("preset", "custom")))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        return cls.from_dict(data)
+
+    def copy(self) -> "ModelSpec":
+        return ModelSpec.from_dict(self.to_dict())
+
+    def with_data(self, input_shape, num_classes: int) -> "ModelSpec":
+        """The same spec adapted to a dataset's input shape and class count."""
+        spec = self.copy()
+        spec.input_shape, spec.num_classes = tuple(int(v) for v in input_shape), int(num_classes)
+        return spec
+
+
+def _check_keys(data: dict, allowed: set[str], where: str) -> None:
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - allowed - {"type"})
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _coerce(cls, values: dict, where: str) -> dict:
+    """Cast JSON values to the dataclass field types (JSON has no int/float distinction)."""
+    out = {}
+    for f in fields(cls):
+        if f.name not in values or f.name == "augmentation":
+            continue
+        value = values[f.name]
+        kind = type(f.default)
+        try:
+            if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+                raise ValueError("not a whole number")
+            out[f.name] = kind(value) if kind is not int else int(float(value))
+        except (TypeError, ValueError):
+            raise SpecError(f"{where}: {f.name} must be {kind.__name__}, got {value!r}") from None
+    return out
+
+
+def _layer_from_dict(index: int, item) -> object:
+    if not isinstance(item, dict) or "type" not in item:
+        raise SpecError(f"layer {index}: expected an object with a 'type' key, got {item!r}", layer=index)
+    cls = LAYER_TYPES.get(item["type"])
+    if cls is None:
+        raise SpecError(f"layer {index}: unknown type {item['type']!r} (expected one of {', '.join(LAYER_TYPES)})",
+                        layer=index)
+    _check_keys(item, {f.name for f in fields(cls)}, f"layer {index} {item['type']}")
+    return cls(**_coerce(cls, item, f"layer {index} {item['type']}"))
+
+
+# ---------------------------------------------------------------------------
+# Validation: every layer's output shape, parameters and MACs, with the arithmetic
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerInfo:
+    index: int  # position in spec.layers (1-based); 0 = input, len(layers)+1 = output layer
+    name: str  # the Keras layer name the builder gives it
+    kind: str  # 'Conv2D', 'Dense', ...
+    output_shape: tuple[int, ...]  # without the batch axis
+    params: int  # all weights, as Keras's summary counts them
+    trainable: int  # the ones gradient descent changes (BatchNormalization keeps 2 per channel fixed)
+    macs: int  # multiply-accumulates for one image
+    arithmetic: str  # how output_shape and params were computed
+
+    @property
+    def activations(self) -> int:
+        return math.prod(self.output_shape)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    layers: tuple[LayerInfo, ...]
+
+    @property
+    def params(self) -> int:
+        return sum(info.params for info in self.layers)
+
+    @property
+    def trainable(self) -> int:
+        return sum(info.trainable for info in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(info.macs for info in self.layers)
+
+    def memory_bytes(self, batch_size: int, optimizer: str = "adam") -> int:
+        """Rough training memory: float32 weights, gradients and optimizer slots, plus activations
+        kept for the backward pass (x2 for their gradients) for one batch."""
+        slots = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
+        weights = self.params * 4 * (2 + slots)
+        acts = sum(info.activations for info in self.layers) * 4 * 2 * batch_size
+        return weights + acts
+
+
+def layer_names(spec: ModelSpec) -> list[str]:
+    """Stable Keras names for spec.layers, e.g. ['conv1', 'maxpool1', 'conv2', ...]."""
+    counts: dict[str, int] = {}
+    names = []
+    for layer in spec.layers:
+        prefix = NAME_PREFIX[kind_of(layer)]
+        counts[prefix] = counts.get(prefix, 0) + 1
+        names.append(f"{prefix}{counts[prefix]}")
+    return names
+
+
+def _check_fields(index: int, obj, where: str) -> None:
+    for f in fields(obj):
+        value, meta = getattr(obj, f.name), f.metadata
+        if "choices" in meta and value not in meta["choices"]:
+            raise SpecError(f"{where}: {f.name} {value!r} is not one of {', '.join(meta['choices'])}", layer=index)
+        if "min" in meta and not (meta["min"] <= value <= meta["max"]):
+            raise SpecError(f"{where}: {f.name} {value} is outside {meta['min']}…{meta['max']} ({meta['help']})",
+                            layer=index)
+
+
+def _window(index: int, where: str, what: str, shape, size: int, stride: int, padding: str):
+    """Output (H, W) of a sliding window, or a SpecError with the arithmetic when it does not fit."""
+    h, w = shape[0], shape[1]
+    out_h, out_w = output_size(h, size, stride, padding), output_size(w, size, stride, padding)
+    if out_h < 1 or out_w < 1:
+        side = h if out_h < 1 else w
+        raise SpecError(f"{where}: {what} {size} > input {h}×{w} with padding '{padding}': "
+                        f"{output_size_formula(side, size, stride, padding)}", layer=index)
+    text = output_size_formula(h, size, stride, padding)
+    if w != h:
+        text += f" × {output_size_formula(w, size, stride, padding)}"
+    return out_h, out_w, text
+
+
+def validate(spec: ModelSpec) -> Analysis:
+    """Compute every layer's output shape, parameters and MACs; raise SpecError for impossible specs."""
+    h, w, c = spec.input_shape
+    if len(spec.input_shape) != 3 or not (1 <= h <= 1024 and 1 <= w <= 1024) or c not in (1, 3):
+        raise SpecError(f"input shape {spec.input_shape} must be (height, width, channels) with sides 1…1024 "
+                        "and 1 (grayscale) or 3 (colour) channels", layer=0)
+    if not 2 <= spec.num_classes <= 1000:
+        raise SpecError(f"num_classes {spec.num_classes} must be between 2 and 1000", layer=0)
+    _check_fields(0, spec.train, "train")
+    _check_fields(0, spec.train.augmentation, "train.augmentation")
+    if spec.train.optimizer not in OPTIMIZERS:
+        raise SpecError(f"train: optimizer {spec.train.optimizer!r} is not one of {', '.join(OPTIMIZERS)}", layer=0)
+
+    shape: tuple[int, ...] = (h, w, c)
+    infos = [LayerInfo(0, "image", "Input", shape, 0, 0, 0, f"{h}×{w}×{c} uint8, rescaled to 0…1 inside the model")]
+    previous = "the input"
+    for index, (layer, name) in enumerate(zip(spec.layers, layer_names(spec)), start=1):
+        kind = kind_of(layer)
+        where = f"layer {index} {kind}"
+        _check_fields(index, layer, where)
+        flat = len(shape) == 1
+        if flat and kind not in ("Dense", "Dropout", "BatchNormalization"):
+            raise SpecError(f"{where} needs an image-shaped input (H×W×C) but {previous} made it a flat vector "
+                            f"of {shape[0]}; move it before the Flatten/GlobalAveragePooling2D", layer=index)
+        if kind == "Conv2D":
+            out_h, out_w, text = _window(index, where, "kernel", shape, layer.kernel, layer.stride, layer.padding)
+            cin = shape[2]
+            params = layer.kernel * layer.kernel * cin * layer.filters + layer.filters
+            shape = (out_h, out_w, layer.filters)
+            info = LayerInfo(index, name, kind, shape, params, params, out_h * out_w * layer.filters * layer.kernel ** 2 * cin,
+                             f"{text}; params {layer.kernel}·{layer.kernel}·{cin}·{layer.filters}+{layer.filters} = {params:,}")
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            out_h, out_w, text = _window(index, where, "pool", shape, layer.pool, pool_stride(layer), layer.padding)
+            shape = (out_h, out_w, shape[2])
+            info = LayerInfo(index, name, kind, shape, 0, 0, 0, text)
+        elif kind == "BatchNormalization":
+            channels = shape[-1]
+            info = LayerInfo(index, name, kind, shape, 4 * channels, 2 * channels, math.prod(shape),
+                             f"params 4·{channels} = {4 * channels} (γ, β trainable; mean, variance not)")
+        elif kind == "Dropout":
+            info = LayerInfo(index, name, kind, shape, 0, 0, 0, f"shape unchanged; drops {layer.rate:.0%} while training")
+        elif kind == "Flatten":
+            shape = (math.prod(shape),)
+            info = LayerInfo(index, name, kind, shape, 0, 0, 0, f"{'·'.join(map(str, infos[-1].output_shape))} = {shape[0]:,}")
+        elif kind == "GlobalAveragePooling2D":
+            shape = (shape[2],)
+            info = LayerInfo(index, name, kind, shape, 0, 0, 0, f"one mean per channel = {shape[0]}")
+        else:  # Dense
+            if not flat:
+                raise SpecError(f"{where} needs a flat input but {previous} gives "
+                                f"{'×'.join(map(str, shape))}; add Flatten or GlobalAveragePooling2D before it",
+                                layer=index)
+            params = shape[0] * layer.units + layer.units
+            info = LayerInfo(index, name, kind, (layer.units,), params, params, shape[0] * layer.units,
+                             f"params {shape[0]:,}·{layer.units}+{layer.units} = {params:,}")
+            shape = (layer.units,)
+        infos.append(info)
+        previous = f"layer {index} {kind}"
+
+    index = len(spec.layers) + 1
+    if len(shape) != 1:
+        raise SpecError(f"the output layer needs a flat input but {previous} gives {'×'.join(map(str, shape))}; "
+                        "add Flatten or GlobalAveragePooling2D at the end", layer=index)
+    params = shape[0] * spec.num_classes + spec.num_classes
+    infos.append(LayerInfo(index, "output", "Dense", (spec.num_classes,), params, params, shape[0] * spec.num_classes,
+                           f"softmax over {spec.num_classes} classes; params {shape[0]:,}·{spec.num_classes}"
+                           f"+{spec.num_classes} = {params:,}"))
+    analysis = Analysis(tuple(infos))
+    if analysis.params > MAX_PARAMS:
+        raise SpecError(f"the model has {analysis.params:,} parameters; the limit is {MAX_PARAMS:,} — use fewer "
+                        "filters/units or pool before Flatten")
+    return analysis
+
+
+def check(spec: ModelSpec) -> str | None:
+    """The validation error message, or None if the spec is buildable (for UIs that show it inline)."""
+    try:
+        validate(spec)
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------
+
+def _lenet5() -> ModelSpec:
+    # LeCun et al. 1998: C1 6@5×5, S2 avg-pool, C3 16@5×5, S4 avg-pool, C5/F6 dense 120/84, tanh.
+    # 'same' on C1 turns MNIST's 28×28 into the paper's 32×32 frame (28+4 = 32 → 28×28×6).
+    return ModelSpec(layers=[
+        Conv2D(6, 5, 1, "same", "tanh"), AveragePooling2D(2),
+        Conv2D(16, 5, 1, "valid", "tanh"), AveragePooling2D(2),
+        Flatten(), Dense(120, "tanh"), Dense(84, "tanh"),
+    ], train=TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=128, epochs=10), preset="lenet5")
+
+
+def _keras_mnist_convnet() -> ModelSpec:
+    # keras-io "Simple MNIST convnet": 34,826 params, Adam, batch 128, 15 epochs, 10% validation.
+    return ModelSpec(layers=[
+        Conv2D(32, 3), MaxPooling2D(2), Conv2D(64, 3), MaxPooling2D(2), Flatten(), Dropout(0.5),
+    ], train=TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=128, epochs=15), preset="keras-mnist-convnet")
+
+
+def _tiny_vgg() -> ModelSpec:
+    # Two VGG blocks (conv-conv-pool) for 32×32 colour images such as CIFAR-10.
+    return ModelSpec(input_shape=(32, 32, 3), layers=[
+        Conv2D(32, 3, padding="same"), Conv2D(32, 3, padding="same"), MaxPooling2D(2),
+        Conv2D(64, 3, padding="same"), Conv2D(64, 3, padding="same"), MaxPooling2D(2),
+        Flatten(), Dropout(0.5),
+    ], train=TrainConfig(optimizer="adam", learning_rate=1e-3, batch_size=64, epochs=20,
+                         augmentation=Augmentation(shift=0.1)), preset="tiny-vgg")
+
+
+def _default() -> ModelSpec:
+    # Tuned for time-to-99% on MNIST on a 2-core CPU (bench/train_speed.py): LeNet-sized convs (few MACs),
+    # batch norm and a warm-up + cosine schedule so a larger batch and learning rate converge fast.
+    return ModelSpec(layers=[
+        Conv2D(16, 5), BatchNormalization(), MaxPooling2D(2),
+        Conv2D(32, 5), BatchNormalization(), MaxPooling2D(2),
+        Flatten(), Dense(64), Dropout(0.25),
+    ], train=TrainConfig(optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", batch_size=256, epochs=4,
+                         validation_split=0.05), preset="default")
+
+
+PRESETS = {
+    "default": _default,  # tuned by bench/train_speed.py
+    "lenet5": _lenet5,
+    "keras-mnist-convnet": _keras_mnist_convnet,
+    "tiny-vgg": _tiny_vgg,
+}
+
+PRESET_NOTES = {
+    "default": "fast on MNIST: batch norm, larger batches and a cosine schedule (see bench/train_speed.py)",
+    "lenet5": "LeNet-5 (LeCun et al., 1998): tanh, average pooling, 61,706 parameters",
+    "keras-mnist-convnet": "the keras-io 'Simple MNIST convnet': 34,826 parameters",
+    "tiny-vgg": "two VGG blocks for 32×32 colour images such as CIFAR-10",
+}
+
+
+def preset(name: str, input_shape=None, num_classes: int | None = None) -> ModelSpec:
+    """A fresh copy of a preset, optionally adapted to a dataset's input shape and class count."""
+    if name not in PRESETS:
+        raise SpecError(f"unknown preset {name!r} (choose one of {', '.join(PRESETS)})")
+    spec = PRESETS[name]()
+    if input_shape is not None:
+        spec.input_shape = tuple(int(v) for v in input_shape)
+    if num_classes is not None:
+        spec.num_classes = int(num_classes)
+    return spec

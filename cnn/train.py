@@ -1,0 +1,223 @@
+"""Training: build, compile and fit a spec on a dataset, with throttled progress reports and a clean stop.
+
+`train()` is synchronous; `TrainingJob` runs it in a background thread for the app and keeps a snapshot
+of its progress that a page can poll without ever blocking or being called back.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cnn.data import Dataset
+from cnn.errors import TrainingError
+from cnn.spec import ModelSpec, TrainConfig, validate
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report from a running fit."""
+
+    epoch: int  # 1-based epoch in progress (or just finished, if phase == 'epoch')
+    epochs: int
+    batch: int  # batches done in this epoch
+    batches: int  # batches per epoch
+    metrics: dict  # running 'loss'/'accuracy' of this epoch; 'val_*' too when phase == 'epoch'
+    learning_rate: float
+    elapsed: float  # seconds since training started
+    eta: float  # seconds left, estimated from the pace so far
+    phase: str = "batch"  # 'batch' (mid-epoch) or 'epoch' (an epoch just ended)
+
+    @property
+    def fraction(self) -> float:
+        """Share of all batches done, 0…1."""
+        return min(1.0, ((self.epoch - 1) * self.batches + self.batch) / max(1, self.epochs * self.batches))
+
+    @property
+    def step(self) -> float:
+        """Position on the epoch axis for curves: 0.5 = half-way through the first epoch."""
+        return (self.epoch - 1) + self.batch / max(1, self.batches)
+
+
+@dataclass
+class TrainResult:
+    model: object  # the trained keras.Model (last good weights if training failed)
+    history: dict  # per-epoch lists: epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds; 'batches'
+    status: str  # 'completed', 'stopped' (on request) or 'failed' (e.g. NaN loss)
+    message: str  # one sentence for people
+    seconds: float
+
+
+def make_optimizer(config: TrainConfig, total_steps: int):
+    """The optimizer with the configured learning-rate schedule."""
+    import keras
+
+    lr = config.learning_rate
+    if config.lr_schedule == "cosine":
+        # 10% linear warm-up from lr/10 to lr, then cosine decay to 0 at the last step.
+        warmup = max(1, total_steps // 10)
+        lr = keras.optimizers.schedules.CosineDecay(config.learning_rate / 10, max(1, total_steps - warmup),
+                                                    warmup_target=config.learning_rate, warmup_steps=warmup)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9)
+    return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+            "rmsprop": keras.optimizers.RMSprop}[config.optimizer](lr)
+
+
+def split_validation(x, y, share: float, seed: int):
+    """Hold out a seeded random `share` of (x, y): ((x_fit, y_fit), (x_val, y_val) or None)."""
+    if share <= 0:
+        return (x, y), None
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_val = max(1, int(round(len(y) * share)))
+    val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return (x[fit], y[fit]), (x[val], y[val])
+
+
+def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: float):
+    """A Keras callback that reports at most every `interval` s, stops on request and stops on NaN."""
+    import keras
+
+    class Reporter(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start = self.last = time.monotonic()
+            self.epoch = 0
+            self.good_weights = self.model.get_weights()
+            self.failure = None
+            self.stopped = False
+            self.curve = {"step": [], "loss": [], "accuracy": []}
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+            self.epoch_start = time.monotonic()
+
+        def report(self, batch, logs, phase):
+            now = time.monotonic()
+            elapsed = now - self.start
+            done = (self.epoch - 1) * batches + batch
+            eta = elapsed / done * (epochs * batches - done) if done else math.nan
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            lr = float(self.model.optimizer.learning_rate)
+            report = Progress(self.epoch, epochs, batch, batches, metrics, lr, elapsed, eta, phase)
+            if phase == "batch":
+                self.curve["step"].append(round(report.step, 4))
+                self.curve["loss"].append(metrics.get("loss", math.nan))
+                self.curve["accuracy"].append(metrics.get("accuracy", math.nan))
+            if on_progress is not None:
+                on_progress(report)
+            self.last = now
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                # Keep the last good weights: the ones from the end of the previous epoch.
+                self.model.set_weights(self.good_weights)
+                self.failure = (f"training stopped: the loss became {loss} at epoch {self.epoch}, batch {batch + 1}; "
+                                "the model keeps its last good weights. Try a lower learning rate.")
+                self.model.stop_training = True
+                return
+            if stop is not None and stop.is_set():
+                self.stopped = True
+                self.model.stop_training = True
+            if time.monotonic() - self.last >= interval or batch + 1 == batches:
+                self.report(batch + 1, logs, "batch")
+
+        def on_epoch_end(self, epoch, logs=None):
+            # Keras's History callback runs after this one, so these land in the history too.
+            logs["seconds"] = round(time.monotonic() - self.epoch_start, 3)
+            logs["lr"] = float(self.model.optimizer.learning_rate)
+            if self.failure is None:
+                self.good_weights = self.model.get_weights()
+                self.report(batches, logs, "epoch")
+
+    return Reporter()
+
+
+def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, on_progress=None,
+          stop=None, strategy=None, progress_interval: float = 0.25) -> TrainResult:
+    """Build `spec`, fit it on `dataset` and return the model with its history.
+
+    on_progress(Progress) is called at most every `progress_interval` seconds and at each epoch end;
+    `stop` (anything with is_set(), e.g. threading.Event) ends training after the current batch and
+    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None).
+    """
+    import keras
+    import tensorflow as tf
+
+    from cnn.builder import build_model
+
+    config = config or spec.train
+    spec = replace(spec, train=config)
+    validate(spec)
+    if tuple(dataset.input_shape) != tuple(spec.input_shape) or dataset.num_classes != spec.num_classes:
+        raise TrainingError(f"the model expects {spec.input_shape} images and {spec.num_classes} classes but "
+                            f"{dataset.name} has {dataset.input_shape} and {dataset.num_classes}; "
+                            "adapt the spec to the dataset first")
+    keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
+
+    # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
+    if dataset.streamed:
+        fit_data = dataset.train_stream.shuffle(4096, seed=config.seed).batch(config.batch_size)
+        fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
+        val_data = (dataset.x_test, dataset.y_test)
+        fit_count = dataset.num_train
+        fit_args = {}
+    else:
+        (x, y), val_data = split_validation(dataset.x_train, dataset.y_train, config.validation_split, config.seed)
+        fit_data, fit_count = x, len(y)
+        fit_args = {"y": y, "batch_size": config.batch_size, "shuffle": True}
+    if fit_count == 0:
+        raise TrainingError(f"{dataset.name} has no training images left after the validation split")
+    batches = math.ceil(fit_count / config.batch_size)
+
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build_model(spec)
+        model.compile(optimizer=make_optimizer(config, batches * config.epochs),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    reporter = _progress_callback(on_progress, stop, config.epochs, batches, progress_interval)
+    start = time.monotonic()
+    try:
+        fit = model.fit(fit_data, epochs=config.epochs, validation_data=val_data, verbose=0,
+                        callbacks=[reporter], **fit_args)
+    except tf.errors.ResourceExhaustedError:
+        raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
+    seconds = time.monotonic() - start
+
+    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    history["epoch"] = list(range(1, len(history.get("loss", [])) + 1))
+    history["batches"] = reporter.curve
+    if reporter.failure:
+        return TrainResult(model, history, "failed", reporter.failure, seconds)
+    if reporter.stopped:
+        return TrainResult(model, history, "stopped",
+                           f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds)
+    return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s", seconds)
+
+
+
+def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
+                   strategy=None, on_eval_progress=None, overwrite: bool = False):
+    """Train, evaluate on the test split and save to the registry: (TrainResult, Evaluation, ModelInfo).
+
+    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None).
+    """
+    from cnn.metrics import evaluate
+    from cnn.registry import check_name, save_model, unique_name
+
+    if name is not None:
+        check_name(name)  # refuse a bad name before spending minutes training
+    result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy)
+    if result.status == "failed":
+        return result, None, None
+    evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
+                          on_progress=on_eval_progress)
+    metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
+               "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
+               "train_seconds": round(result.seconds, 2), "status": result.status}
+    info = save_model(name or unique_name(f"{spec.preset}-{dataset.name.replace('folder:', '')}"), result.model,
+                      spec, result.history, metrics, overwrite=overwrite)
+    return result, evaluation, info

@@ -132,9 +132,8 @@ def unique_name(base: str) -> str:
 
 def _strip_optimizer(model):
     """A copy of `model` without optimizer state: smaller files, nothing but what prediction needs."""
-    import keras
-
-    clone = keras.models.clone_model(model)
+    # from_config, not keras.models.clone_model: since Keras 3.15 the clone comes back compiled.
+    clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
     return clone
 

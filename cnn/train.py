@@ -164,7 +164,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
         val_data = (dataset.x_test, dataset.y_test)
         fit_count = dataset.num_train
-        fit_args = {}
+        fit_args = {"shuffle": False}  # the stream shuffles itself
     else:
         (x, y), val_data = split_validation(dataset.x_train, dataset.y_train, config.validation_split, config.seed)
         fit_data, fit_count = x, len(y)

@@ -1,0 +1,817 @@
+"""The one path from a user's image (canvas, upload, file, array) to a model input.
+
+`load_image` decodes and vets a file, `to_array` turns any PIL image or array into float pixels,
+and `preprocess_steps` runs a recipe ("mnist", "fit" or "resize") keeping every step's image for
+the preprocessing inspector; `prepare_image` returns just the last one: a uint8 array of exactly
+`input_shape` (models rescale 0..255 internally). Only numpy and PIL: no TensorFlow here.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from cnn.errors import EmptyImageError, ImageError
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "RECIPES",
+    "EMPTY_MESSAGE",
+    "Step",
+    "load_image",
+    "to_array",
+    "preprocess_steps",
+    "prepare_image",
+    "default_recipe",
+    "is_blank",
+]
+
+ACCEPTED_FORMATS = ("png", "jpg", "webp", "bmp", "gif", "tiff")
+RECIPES = ("mnist", "fit", "resize")
+EMPTY_MESSAGE = "Nothing to predict: the image is blank — draw something or choose another image."
+
+# PIL's names for the accepted formats (MPO is how PIL reads many phone JPEGs).
+_PIL_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "GIF", "TIFF"})
+_ACCEPTED_TEXT = "png, jpg, webp, bmp, gif or tiff"
+
+NOISE_FLOOR = 0.15 * 255  # ink fainter than this (after stretching) is treated as noise
+BLANK_THRESHOLD = 10.0  # a channel spanning fewer grey levels than this has no ink
+MIN_INK_CONTRAST = 24.0  # marks fainter than this above the background are not ink
+WORK_SIZE = 1024  # larger images are downsized first: the outputs are tiny anyway
+MNIST_BOX = 20 / 28  # MNIST digits fill a 20×20 box inside the 28×28 frame
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
+
+# Which steps the inspector may switch off, per recipe.
+_OPTIONAL = {
+    "mnist": ("invert", "contrast", "crop", "scale", "centre"),
+    "fit": ("invert", "crop", "scale", "centre"),
+    "resize": ("invert", "crop"),
+}
+_MANDATORY = ("original", "grayscale", "rgb", "resize")
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One step's output for the inspector: uint8 image (H×W or H×W×3), what it did, whether it ran."""
+
+    name: str
+    image: np.ndarray
+    note: str
+    enabled: bool = True
+
+
+# ---------------------------------------------------------------------------
+# Loading files
+# ---------------------------------------------------------------------------
+
+def load_image(source, max_bytes: int = 20_000_000, max_pixels: int = 40_000_000) -> tuple[Image.Image, list[str]]:
+    """Decode bytes, a path or a binary file into an upright, fully loaded PIL image plus human notes."""
+    data = _read_bytes(source, max_bytes)
+    # Refuse empty and oversized files before PIL sees them.
+    if not data:
+        raise ImageError(f"The file is empty (0 bytes) — choose a {_ACCEPTED_TEXT} image.")
+    if len(data) > max_bytes:
+        raise _too_many_bytes(len(data), max_bytes)
+    # PIL warnings must not escape; a decompression-bomb warning becomes an error we translate.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _decode(data, max_pixels)
+
+
+def _read_bytes(source, max_bytes: int) -> bytes:
+    """The raw bytes of bytes, a path or a binary file-like object (paths are size-checked first)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        # Name the path the user gave, so a typo is easy to spot.
+        if not path.exists():
+            raise ImageError(f"There is no file at {path} — check the path.")
+        if not path.is_file():
+            raise ImageError(f"{path} is a folder, not an image file — choose an image file.")
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise _too_many_bytes(size, max_bytes)
+            return path.read_bytes()
+        except OSError as exc:
+            raise ImageError(f"Could not read {path} ({exc.strerror or exc}) — check that the file is readable.") from None
+    if hasattr(source, "getvalue") or hasattr(source, "read"):
+        # Streamlit's UploadedFile and BytesIO hold everything: getvalue ignores the read position.
+        if hasattr(source, "getvalue"):
+            data = source.getvalue()
+        else:
+            if getattr(source, "seekable", lambda: False)():
+                source.seek(0)
+            data = source.read(max_bytes + 1)
+        if isinstance(data, str):
+            raise TypeError("image files must be opened in binary mode ('rb'), not text mode")
+        return bytes(data)
+    raise TypeError(f"cannot load an image from {type(source).__name__}: pass bytes, a path or a binary file")
+
+
+def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
+    """Open, vet (format, pixel count) and fully decode image bytes; every failure becomes an ImageError."""
+    notes: list[str] = []
+    try:
+        # PIL's own bomb warning (> 89 Mpx) would hide the dimensions: our max_pixels check below names them.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels_from(exc, max_pixels) from None
+    except Exception as exc:  # noqa: BLE001 — untrusted bytes: any plugin failure means "unreadable"
+        raise _unreadable(data, exc) from None
+    fmt = image.format or "unknown"
+    if fmt not in _PIL_FORMATS:
+        raise ImageError(f"{fmt} images are not supported — convert it to {_ACCEPTED_TEXT} first.")
+    # Only the header has been read so far: check the pixel count before decoding any pixels.
+    width, height = image.size
+    if width * height > max_pixels:
+        raise _too_many_pixels(width, height, max_pixels)
+    kind = "JPEG" if fmt == "MPO" else fmt
+    frames = _count_frames(image)
+    try:
+        # First frame of animations / first page of multi-page TIFFs; load() makes truncation fail here.
+        if frames != 1:
+            image.seek(0)
+        image.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_many_pixels_from(exc, max_pixels) from None
+    except Exception as exc:  # noqa: BLE001
+        raise ImageError(f"The {kind} file is truncated or corrupt ({_reason(exc)}) — re-save or re-export it and try again.") from None
+    if frames != 1 and fmt != "MPO":
+        what = "pages" if fmt == "TIFF" else "frames"
+        label = "multi-page TIFF" if fmt == "TIFF" else f"animated {kind}"
+        count = f"the first of {frames} {what}" if frames else f"the first of its {what}"
+        notes.append(f"{label}: used {count}")
+    # Honour EXIF orientation (phone photos are often stored sideways); this also detaches from the file.
+    orientation = _exif_orientation(image)
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 — broken EXIF must not block an otherwise fine image
+        upright = image.copy()
+        notes.append("could not read the EXIF orientation: used the image as stored")
+    else:
+        if orientation in range(2, 9):
+            notes.append(f"turned upright using the photo's EXIF orientation (tag value {orientation})")
+    return upright, notes
+
+
+def _count_frames(image: Image.Image) -> int:
+    """Number of frames/pages, or 0 when counting them fails (a damaged later frame)."""
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF Orientation tag (0x0112), 1 when absent or unreadable."""
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001
+        return 1
+
+
+def _too_many_bytes(size: int, limit: int) -> ImageError:
+    """The 'file too large' error, sizes in MB."""
+    return ImageError(f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB — choose a smaller file or downscale it first.")
+
+
+def _megapixels(pixels: float) -> str:
+    """A pixel count in megapixels, short: '144', '2.5'."""
+    value = pixels / 1e6
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def _too_many_pixels(width: int, height: int, limit: int) -> ImageError:
+    """The 'huge dimensions' error naming both sizes."""
+    return ImageError(
+        f"The image is {width}×{height} pixels ({_megapixels(width * height)} megapixels); "
+        f"the limit is {_megapixels(limit)} megapixels — downscale it first."
+    )
+
+
+def _too_many_pixels_from(exc: Exception, limit: int) -> ImageError:
+    """The 'huge dimensions' error from PIL's decompression-bomb message (it only gives the pixel count)."""
+    limit = min(limit, 2 * (Image.MAX_IMAGE_PIXELS or limit))
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{_megapixels(int(found.group(1)))} megapixels" if found else "too many pixels"
+    return ImageError(f"The image has {size}; the limit is {_megapixels(limit)} megapixels — downscale it first.")
+
+
+def _reason(exc: Exception) -> str:
+    """A short, single-line reason from a decoder exception."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format the first bytes claim to be, if any: 'PNG', 'JPEG', …, 'HEIC', 'SVG', 'text'."""
+    head = data[:1024]
+    signatures = {
+        b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+        b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP",
+    }
+    for signature, name in signatures.items():
+        if head.startswith(signature):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"heim", b"heis"):
+        return "HEIC"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the 1024-byte boundary is still text.
+        if exc.start < len(head) - 3:
+            return None
+        text = head[: exc.start].decode("utf-8")
+    if any(ord(ch) < 32 and ch not in "\t\n\r\f" for ch in text):
+        return None
+    return "SVG" if "<svg" in text.lower() else "text"
+
+
+def _unreadable(data: bytes, exc: Exception) -> ImageError:
+    """The error for bytes PIL could not open, worded by what they look like."""
+    kind = _sniff_format(data)
+    if kind == "HEIC":
+        return ImageError("HEIC/HEIF/AVIF photos are not supported — export or convert it to JPEG or PNG first.")
+    if kind == "SVG":
+        return ImageError("SVG vector images are not supported — export it as a PNG first.")
+    if kind == "text":
+        return ImageError(f"The file is text, not an image — choose a {_ACCEPTED_TEXT} image.")
+    if kind is not None:
+        return ImageError(f"The file looks like a {kind} image but is truncated or corrupt ({_reason(exc)}) — re-save or re-export it and try again.")
+    start = data[:4].hex(" ")
+    return ImageError(f"The file is not an image in a supported format (it starts with bytes {start}) — choose a {_ACCEPTED_TEXT} image.")
+
+
+# ---------------------------------------------------------------------------
+# Pixels
+# ---------------------------------------------------------------------------
+
+def to_array(image) -> np.ndarray:
+    """Any PIL image or array-like → float32 in [0, 255], (H, W) or (H, W, 3), transparency composited."""
+    if isinstance(image, Image.Image):
+        pixels = _read_pil(image)
+    else:
+        pixels = _read_array(image)
+    # (H, W, 2) is gray+alpha and (H, W, 4) RGBA: flatten onto the background that contrasts with the ink.
+    if pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        pixels = _composite(pixels[..., :-1], pixels[..., -1] / 255.0)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    return np.ascontiguousarray(np.clip(pixels, 0, 255), dtype=np.float32)
+
+
+def _read_pil(image: Image.Image) -> np.ndarray:
+    """A PIL image's pixels as float 0..255 with 1, 2, 3 or 4 channels (alpha last)."""
+    mode = image.mode
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # 16/32-bit and float images carry their own range: rescale to 0..255.
+            if mode == "F":
+                return _rescale(np.asarray(image, dtype=np.float64), kind="float")
+            if mode == "I" or mode.startswith("I;16"):
+                return _rescale(np.asarray(image, dtype=np.float64), kind="wide")
+            if mode == "1":
+                image = image.convert("L")
+            elif mode in ("P", "PA"):
+                has_alpha = mode == "PA" or "transparency" in image.info or (image.palette and image.palette.mode == "RGBA")
+                image = image.convert("RGBA" if has_alpha else "RGB")
+            elif mode in ("La", "RGBa"):
+                image = image.convert(mode[:-1] + "A")
+            elif mode not in ("L", "LA", "RGB", "RGBA"):
+                image = image.convert("RGB")  # CMYK, YCbCr, RGBX, …
+            return np.asarray(image, dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 — lazily loaded files can fail here too
+            raise ImageError(f"Could not read the {mode} image ({_reason(exc)}) — re-save it as PNG or JPEG and try again.") from None
+
+
+def _read_array(value) -> np.ndarray:
+    """An array-like's pixels as float 0..255: uint8 as is, floats ≤ 1 as 0..1, wider ranges rescaled."""
+    pixels = np.asarray(value)
+    if pixels.dtype.kind not in "biuf":
+        raise ImageError(f"An image array must hold numbers, not {pixels.dtype} — pass a numeric array.")
+    shape_ok = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4))
+    if not shape_ok or pixels.size == 0:
+        raise ImageError(f"An image array must be (H, W) or (H, W, C) with C = 1, 3 or 4; got shape {pixels.shape} — reshape it.")
+    if pixels.dtype.kind == "b":
+        return pixels.astype(np.float32) * 255
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32)
+    values = pixels.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ImageError("The image array contains NaN or infinite values — replace them before predicting.")
+    return _rescale(values, kind="float" if pixels.dtype.kind == "f" else "int")
+
+
+def _rescale(values: np.ndarray, kind: str) -> np.ndarray:
+    """'float': 0..1 → ×255; 'float'/'int' already in 0..255 kept; else (and always for 'wide' 16/32-bit) own min..max → 0..255."""
+    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if kind == "float" and low >= 0 and high <= 1:
+        return (values * 255).astype(np.float32)
+    if kind != "wide" and low >= 0 and high <= 255 and (kind == "float" or high > 1):
+        return values.astype(np.float32)
+    if high == low:
+        return np.zeros_like(values, dtype=np.float32)
+    return ((values - low) * (255 / (high - low))).astype(np.float32)
+
+
+def _luminance(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) → (H, W) luminance; (H, W) or (H, W, 1) unchanged."""
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return pixels @ _LUMA
+    return pixels.reshape(pixels.shape[:2]).astype(np.float32)
+
+
+def _composite(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite over black when the visible pixels are mostly light, over white when mostly dark."""
+    if alpha.min() >= 1:
+        return colour
+    weight = float(alpha.sum())
+    # Alpha-weighted mean luminance of what is visible: light ink (canvas strokes) needs a dark background.
+    light = weight == 0 or float((_luminance(colour) * alpha).sum()) / weight >= 127.5
+    background = 0.0 if light else 255.0
+    return colour * alpha[..., None] + background * (1 - alpha[..., None])
+
+
+def is_blank(array_or_image, threshold: float = BLANK_THRESHOLD) -> bool:
+    """True when there is no ink: every channel spans fewer than `threshold` grey levels (e.g. an empty canvas)."""
+    picture, _ = _open_source(array_or_image)
+    return _is_blank_pixels(to_array(picture), threshold)
+
+
+def _is_blank_pixels(pixels: np.ndarray, threshold: float = BLANK_THRESHOLD) -> bool:
+    """Blank test on to_array output."""
+    spans = np.ptp(pixels.reshape(-1, pixels.shape[2] if pixels.ndim == 3 else 1), axis=0)
+    return bool((spans < threshold).all())
+
+
+# ---------------------------------------------------------------------------
+# Recipes
+# ---------------------------------------------------------------------------
+
+def default_recipe(input_shape, dataset_name: str | None = None) -> str:
+    """'resize' for colour inputs, 'fit' for Fashion-MNIST, else 'mnist'."""
+    channels = input_shape[2] if len(input_shape) == 3 else 1
+    if channels == 3:
+        return "resize"
+    return "fit" if dataset_name == "fashion_mnist" else "mnist"
+
+
+def preprocess_steps(source, input_shape, invert="auto", recipe: str | None = None, disabled=()) -> list[Step]:
+    """Every step's image in order; the last one, reshaped to input_shape, is the model input."""
+    steps, _ = _run(source, input_shape, invert, recipe, disabled)
+    return steps
+
+
+def prepare_image(image, input_shape, invert="auto", recipe: str | None = None, disabled=()) -> np.ndarray:
+    """The model input: uint8 of exactly input_shape (no batch axis). Raises EmptyImageError for blank images."""
+    steps, blank = _run(image, input_shape, invert, recipe, disabled)
+    final = steps[-1].image
+    # A blank source, or one whose ink all fell below the noise floor, must never be predicted.
+    if blank or np.ptp(final) == 0:
+        raise EmptyImageError(EMPTY_MESSAGE)
+    return final.reshape(tuple(input_shape)).copy()
+
+
+def _run(source, input_shape, invert, recipe, disabled) -> tuple[list[Step], bool]:
+    """Validate the arguments, run the recipe, and say whether the source was blank."""
+    height, width, channels = _check_shape(input_shape)
+    if not (invert == "auto" or invert is True or invert is False or isinstance(invert, np.bool_)):
+        raise ValueError(f"invert must be 'auto', True or False, not {invert!r}")
+    recipe = default_recipe(input_shape) if recipe is None else recipe
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    off = _check_disabled(disabled, recipe)
+    invert = invert if invert == "auto" else bool(invert)
+
+    picture, notes = _open_source(source)
+    pixels, description = _working_pixels(picture)
+    blank = _is_blank_pixels(pixels)
+    # Step 1, `original`: as loaded (transparency composited), for display.
+    notes = [description, *notes] + (["blank: nothing drawn"] if blank else [])
+    steps = [Step("original", _to_uint8(pixels), "; ".join(notes))]
+    if recipe == "resize":
+        pixels = _run_resize(steps, pixels, (height, width), channels, invert, off)
+    else:
+        pixels = _run_digit(steps, pixels, (height, width), recipe, invert, off)
+    # Grayscale recipes feeding a colour model: repeat the gray channel.
+    if channels == 3 and steps[-1].image.ndim == 2:
+        steps[-1] = replace(steps[-1], image=np.repeat(steps[-1].image[..., None], 3, axis=2))
+    return steps, blank
+
+
+def _check_shape(input_shape) -> tuple[int, int, int]:
+    """(H, W[, C]) with C in {1, 3} → (H, W, C)."""
+    shape = tuple(int(n) for n in input_shape)
+    if len(shape) not in (2, 3) or min(shape[:2]) < 1 or (len(shape) == 3 and shape[2] not in (1, 3)):
+        raise ValueError(f"input_shape must be (H, W, 1) or (H, W, 3), not {tuple(input_shape)}")
+    return shape[0], shape[1], shape[2] if len(shape) == 3 else 1
+
+
+def _check_disabled(disabled, recipe: str) -> frozenset[str]:
+    """Names of optional steps to skip; other recipes' optional steps are ignored, typos are not."""
+    names = frozenset([disabled] if isinstance(disabled, str) else (disabled or ()))
+    known = set().union(*_OPTIONAL.values())
+    for name in names:
+        if name in _MANDATORY:
+            raise ValueError(f"step {name!r} cannot be switched off")
+        if name not in known:
+            raise ValueError(f"unknown step {name!r}: optional steps are {', '.join(sorted(known))}")
+    return names & frozenset(_OPTIONAL[recipe])
+
+
+def _open_source(source) -> tuple[Image.Image | np.ndarray, list[str]]:
+    """A PIL image or array as is; bytes, paths and files through load_image."""
+    if isinstance(source, (Image.Image, np.ndarray)):
+        return source, []
+    if isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(source, "read") or hasattr(source, "getvalue"):
+        return load_image(source)
+    if isinstance(source, (list, tuple)) or hasattr(source, "__array__"):
+        return np.asarray(source), []
+    raise TypeError(f"cannot read an image from {type(source).__name__}: pass a PIL image, an array, bytes, a path or a binary file")
+
+
+def _working_pixels(picture) -> tuple[np.ndarray, str]:
+    """to_array of the source, downsized so its longer side is at most WORK_SIZE, and a description."""
+    if isinstance(picture, Image.Image):
+        width, height = picture.size
+        description = f"{width}×{height} {picture.mode} image"
+        if max(width, height) > WORK_SIZE:
+            picture = _shrink_pil(picture, _fit_within(height, width, WORK_SIZE))
+        pixels = to_array(picture)
+    else:
+        pixels = to_array(picture)
+        height, width = pixels.shape[:2]
+        raw = np.asarray(picture)
+        description = f"{width}×{height} array ({raw.dtype}, {raw.shape[2] if raw.ndim == 3 else 1} channel(s))"
+        if max(width, height) > WORK_SIZE:
+            pixels = _resize(pixels, _fit_within(height, width, WORK_SIZE))
+    if pixels.shape[:2] != (height, width):
+        description += f", downsized to {pixels.shape[1]}×{pixels.shape[0]} to save time"
+    return pixels, description
+
+
+def _fit_within(height: int, width: int, longest: int) -> tuple[int, int]:
+    """(h, w) scaled so the longer side is `longest`."""
+    scale = longest / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _shrink_pil(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Box-downsize a PIL image to (h, w), first converting modes PIL cannot resample."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if image.mode == "1":
+                image = image.convert("L")
+            elif image.mode in ("P", "PA"):
+                has_alpha = image.mode == "PA" or "transparency" in image.info or (image.palette and image.palette.mode == "RGBA")
+                image = image.convert("RGBA" if has_alpha else "RGB")
+            elif image.mode.startswith("I;16"):
+                image = image.convert("I")
+            elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+                image = image.convert("RGB")
+            return image.resize((size[1], size[0]), Image.Resampling.BOX)
+        except Exception as exc:  # noqa: BLE001
+            raise ImageError(f"Could not read the {image.mode} image ({_reason(exc)}) — re-save it as PNG or JPEG and try again.") from None
+
+
+def _apply(steps: list[Step], name: str, off: frozenset[str], pixels: np.ndarray, action) -> np.ndarray:
+    """Run one optional step (or record it as switched off, passing its input through)."""
+    if name in off:
+        steps.append(Step(name, _to_uint8(pixels), "switched off: image passed through unchanged", enabled=False))
+        return pixels
+    result, note = action(pixels)
+    steps.append(Step(name, _to_uint8(result), note))
+    return result
+
+
+def _run_digit(steps, pixels, size, recipe, invert, off) -> np.ndarray:
+    """The 'mnist' and 'fit' recipes on the working pixels, appending their steps."""
+    height, width = size
+    # Step 2, `grayscale`: one luminance channel, (H, W).
+    gray = _luminance(pixels)
+    steps.append(Step("grayscale", _to_uint8(gray), "luminance: 0.299·R + 0.587·G + 0.114·B"))
+    gray = _apply(steps, "invert", off, gray, lambda g: _invert(g, invert))
+    if recipe == "mnist":
+        gray = _apply(steps, "contrast", off, gray, _stretch_contrast)
+        box = (max(1, round(height * MNIST_BOX)), max(1, round(width * MNIST_BOX)))
+    else:
+        box = (height, width)
+    gray = _apply(steps, "crop", off, gray, _crop_to_ink)
+    gray = _apply(steps, "scale", off, gray, lambda g: _scale_into(g, box))
+    gray = _apply(steps, "centre", off, gray, lambda g: _centre_in_frame(g, size, by_mass=recipe == "mnist"))
+    # With crop/scale/centre off the image is not H×W yet: pad it if it fits, else resize it.
+    if gray.shape != size:
+        gray, note = _fit_frame(gray, size)
+        steps.append(Step("resize", _to_uint8(gray), note))
+    return gray
+
+
+def _run_resize(steps, pixels, size, channels, invert, off) -> np.ndarray:
+    """The 'resize' recipe (colour models): channels, centre-crop to the aspect ratio, resize."""
+    height, width = size
+    if channels == 3:
+        # Step 2, `rgb`: (H, W, 3); grayscale sources are repeated into R, G and B.
+        if pixels.ndim == 2:
+            pixels, note = np.repeat(pixels[..., None], 3, axis=2), "grayscale image repeated into R, G and B"
+        else:
+            note = "RGB, 3 channels"
+        steps.append(Step("rgb", _to_uint8(pixels), note))
+        # Colour images are never auto-inverted; an explicit invert=True still applies.
+        if invert is True:
+            pixels = _apply(steps, "invert", off, pixels, lambda p: _invert(p, True))
+    else:
+        pixels = _luminance(pixels)
+        steps.append(Step("grayscale", _to_uint8(pixels), "luminance: 0.299·R + 0.587·G + 0.114·B"))
+        pixels = _apply(steps, "invert", off, pixels, lambda g: _invert(g, invert))
+    pixels = _apply(steps, "crop", off, pixels, lambda p: _crop_to_aspect(p, size))
+    # Last step, `resize`: exactly H×W, antialiased.
+    source_h, source_w = pixels.shape[:2]
+    pixels = _resize(pixels, size)
+    steps.append(Step("resize", _to_uint8(pixels), f"resized {source_w}×{source_h} → {width}×{height} (antialiased)"))
+    return pixels
+
+
+# ---------------------------------------------------------------------------
+# Steps: each takes float pixels and returns (pixels, note)
+# ---------------------------------------------------------------------------
+
+def _border_median(gray: np.ndarray) -> float:
+    """Median of the outer ring (2% of the shorter side, at least 1 px): the background level."""
+    ring = max(1, round(0.02 * min(gray.shape[:2])))
+    edges = [gray[:ring], gray[-ring:], gray[:, :ring], gray[:, -ring:]]
+    return float(np.median(np.concatenate([edge.ravel() for edge in edges])))
+
+
+def _invert(pixels: np.ndarray, invert) -> tuple[np.ndarray, str]:
+    """Make ink bright on dark like MNIST: auto-invert when the border (background) is light."""
+    if invert is True:
+        return 255 - pixels, "inverted: forced by invert=True"
+    if invert is False:
+        return pixels, "not inverted: forced by invert=False"
+    background = _border_median(pixels)
+    if background > 127.5:
+        return 255 - pixels, f"inverted: background was light (border median {background:.0f})"
+    return pixels, f"not inverted: background already dark (border median {background:.0f})"
+
+
+def _stretch_contrast(gray: np.ndarray) -> tuple[np.ndarray, str]:
+    """Flatten uneven lighting, map background → 0 and ink → 255, zero the faint noise."""
+    # Local background where lighting is uneven (shadows, grey paper); a clean canvas is flat.
+    background = _estimate_background(gray)
+    lighting = float(np.ptp(background))
+    if lighting < 12:
+        background = np.float32(np.median(gray))
+    # Divide out the lighting: ink in a shadow is as strong as ink in the light (canvas: bg 0 → unchanged).
+    flat = (gray - background) * 255 / np.maximum(255 - background, 32)
+    level = float(np.median(flat))
+    ink = np.clip(flat - level, 0, None)
+    # Robust noise of the background (MAD → σ), so noise is never mistaken for ink.
+    noise = 1.4826 * float(np.median(np.abs(flat - level)))
+    candidates = ink[ink > max(6 * noise, 10.0)]
+    # Ink level: 95th percentile of the ink pixels (≈ the image's 99.5th for a typical drawing, robust for tiny ones).
+    top = float(np.percentile(candidates, 95)) if candidates.size >= max(4, 0.0002 * gray.size) else 0.0
+    if top < MIN_INK_CONTRAST:
+        return np.zeros_like(gray), "no ink found: nothing stands out from the background"
+    gain = 255 / top
+    stretched = np.clip(ink * gain, 0, 255)
+    # Zero the faint noise: at least 15% of 255, more for noisy photos (capped at 40%).
+    floor = min(max(NOISE_FLOOR, 4 * noise * gain), 0.4 * 255)
+    stretched[stretched < floor] = 0
+    note = f"stretched: background → 0, ink level {top:.0f} → 255; zeroed values below {floor:.0f}"
+    if lighting >= 12:
+        note += f"; flattened uneven lighting (varied by {lighting:.0f} levels)"
+    return stretched.astype(np.float32), note
+
+
+def _estimate_background(gray: np.ndarray) -> np.ndarray:
+    """Smooth background (H, W): local 25th percentile over windows ~28% of a ≤32 px thumbnail, which ignores strokes."""
+    height, width = gray.shape
+    # Thumbnail (≤ 32 px): cheap, and averaging already suppresses pixel noise.
+    small = _resize(gray, _fit_within(height, width, 32)) if max(height, width) > 32 else gray
+    radius = round(0.14 * max(small.shape))
+    # Odd reflection continues gradients past the edges instead of flattening them.
+    padded = np.pad(small, radius, mode="reflect", reflect_type="odd") if radius < min(small.shape) else np.pad(small, radius, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1,) * 2)
+    # A low percentile: bright ink may cover up to 3/4 of a window without being taken for background.
+    local = np.percentile(windows.reshape(*windows.shape[:2], -1), 25, axis=-1).astype(np.float32)
+    if local.shape == gray.shape:
+        return local
+    return np.asarray(Image.fromarray(local).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _crop_to_ink(gray: np.ndarray) -> tuple[np.ndarray, str]:
+    """Crop to the bounding box of the ink (above the noise floor), ignoring isolated specks."""
+    background = _border_median(gray)
+    strength = np.clip(gray - background, 0, None)
+    mask = strength >= NOISE_FLOOR - 0.5
+    if not mask.any():
+        return gray, "no ink above the noise floor: kept the whole image"
+    (top, bottom, left, right), specks = _find_ink_box(strength * mask, mask)
+    cropped = gray[top:bottom, left:right]
+    note = f"cropped to the ink's bounding box: {right - left}×{bottom - top} px at ({left}, {top})"
+    if specks:
+        note += f"; ignored {specks} isolated speck{'s' if specks > 1 else ''}"
+    return cropped, note
+
+
+def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, int, int], int]:
+    """(top, bottom, left, right) of the main ink and how many isolated specks were left out."""
+    height, width = mask.shape
+    # Work on a ≤128-cell grid (block = k×k pixels) so component labelling stays cheap.
+    block = max(1, math.ceil(max(height, width) / 128))
+    rows, cols = math.ceil(height / block), math.ceil(width / block)
+    pad = ((0, rows * block - height), (0, cols * block - width))
+    grid_mass = np.pad(mass, pad).reshape(rows, block, cols, block).sum(axis=(1, 3))
+    grid = np.pad(mask, pad).reshape(rows, block, cols, block).any(axis=(1, 3))
+    # Dilate by one cell so diagonal steps and hairline gaps in a stroke stay one component.
+    labels, count = _label_components(_dilate(grid))
+    weights = np.bincount(labels.ravel(), weights=grid_mass.ravel(), minlength=count + 1)[1:]
+    keep = _select_components(labels, count, weights)
+    kept = np.isin(labels, keep + 1)
+    full = np.repeat(np.repeat(kept, block, axis=0), block, axis=1)[:height, :width] & mask
+    ys, xs = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
+    specks = int(np.count_nonzero(weights > 0)) - len(keep)
+    return (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1), specks
+
+
+def _dilate(grid: np.ndarray) -> np.ndarray:
+    """3×3 binary dilation of a boolean grid."""
+    padded = np.pad(grid, 1)
+    out = np.zeros_like(grid)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[dy:dy + grid.shape[0], dx:dx + grid.shape[1]]
+    return out
+
+
+def _label_components(grid: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected component labels (0 = background, 1..n) of a small boolean grid, run by run (union-find)."""
+    parent = [0]
+
+    def find(label: int) -> int:
+        while parent[label] != label:
+            parent[label] = parent[parent[label]]
+            label = parent[label]
+        return label
+
+    labels = np.zeros(grid.shape, dtype=np.int64)
+    previous: list[tuple[int, int, int]] = []  # runs of the row above: (start, end exclusive, label)
+    for row in range(grid.shape[0]):
+        edges = np.diff(np.concatenate(([0], grid[row].astype(np.int8), [0])))
+        current = []
+        first = 0
+        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            while first < len(previous) and previous[first][1] < start:
+                first += 1
+            label = 0
+            index = first
+            # Runs above touching this one, diagonals included.
+            while index < len(previous) and previous[index][0] <= end:
+                other = find(previous[index][2])
+                if label == 0:
+                    label = other
+                elif other != label:
+                    label, loser = min(label, other), max(label, other)
+                    parent[loser] = label
+                index += 1
+            if label == 0:
+                label = len(parent)
+                parent.append(label)
+            current.append((int(start), int(end), label))
+            labels[row, start:end] = label
+        previous = current
+    roots = np.array([find(label) for label in range(len(parent))])
+    unique, compact = np.unique(roots, return_inverse=True)
+    return compact[labels], len(unique) - 1
+
+
+def _select_components(labels: np.ndarray, count: int, weights: np.ndarray) -> np.ndarray:
+    """0-based indices of the components that make up the drawing: the heaviest, plus any heavy or nearby one."""
+    order = [int(i) for i in np.argsort(-weights, kind="stable")]
+    heaviest = weights[order[0]]
+    # Anything under 1% of the heaviest is a speck wherever it is; cap the list to keep this cheap.
+    candidates = [i for i in order if weights[i] >= 0.01 * heaviest][:200]
+    ys, xs = np.nonzero(labels)
+    ids = labels[ys, xs] - 1
+    boxes = np.zeros((count, 4), dtype=np.int64)
+    boxes[:, 0], boxes[:, 2] = labels.shape[0], labels.shape[1]
+    np.minimum.at(boxes[:, 0], ids, ys)
+    np.maximum.at(boxes[:, 1], ids, ys + 1)
+    np.minimum.at(boxes[:, 2], ids, xs)
+    np.maximum.at(boxes[:, 3], ids, xs + 1)
+    keep = [candidates[0]]
+    top, bottom, left, right = boxes[candidates[0]]
+    changed = True
+    while changed:
+        changed = False
+        for i in candidates:
+            if i in keep:
+                continue
+            t, b, l, r = boxes[i]
+            # Gap between this component and the kept box (0 when they overlap), in grid cells.
+            gap = max(t - bottom, top - b, l - right, left - r, 0)
+            margin = max(1.0, 0.15 * max(bottom - top, right - left))
+            if weights[i] >= 0.2 * heaviest or gap <= margin:
+                keep.append(i)
+                top, bottom, left, right = min(top, t), max(bottom, b), min(left, l), max(right, r)
+                changed = True
+    return np.array(sorted(keep), dtype=np.int64)
+
+
+def _scale_into(gray: np.ndarray, box: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Resize keeping the aspect ratio so the image just fits the box (20×20 for MNIST, H×W for 'fit')."""
+    height, width = gray.shape
+    scale = min(box[0] / height, box[1] / width)
+    size = max(1, round(height * scale)), max(1, round(width * scale))
+    scaled = _resize(gray, size)
+    return scaled, f"resized {width}×{height} → {size[1]}×{size[0]} px keeping the aspect ratio (fits {box[1]}×{box[0]})"
+
+
+def _centre_in_frame(gray: np.ndarray, frame: tuple[int, int], by_mass: bool) -> tuple[np.ndarray, str]:
+    """Paste into a black frame with the centre of mass (or the box centre) at the frame centre, nothing cut off."""
+    height, width = gray.shape
+    # Scale switched off and the image is bigger than the frame: use a proportionally larger frame.
+    grow = max(1.0, height / frame[0], width / frame[1])
+    frame_h, frame_w = max(height, math.ceil(frame[0] * grow - 1e-9)), max(width, math.ceil(frame[1] * grow - 1e-9))
+    total = float(gray.sum())
+    if by_mass and total > 0:
+        cy = float((gray.sum(axis=1) * np.arange(height)).sum()) / total
+        cx = float((gray.sum(axis=0) * np.arange(width)).sum()) / total
+        top, left = round(frame_h / 2 - cy), round(frame_w / 2 - cx)
+        how = "centre of mass"
+    else:
+        top, left = (frame_h - height) // 2, (frame_w - width) // 2
+        how = "bounding box"
+    # Clamp so nothing is cut off.
+    top, left = min(max(top, 0), frame_h - height), min(max(left, 0), frame_w - width)
+    framed = np.zeros((frame_h, frame_w), dtype=np.float32)
+    framed[top:top + height, left:left + width] = gray
+    note = f"pasted into a black {frame_w}×{frame_h} frame, {how} centred"
+    if grow > 1:
+        note += f" (larger than {frame[1]}×{frame[0]} because the image was not scaled)"
+    return framed, note
+
+
+def _fit_frame(gray: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Make any leftover shape exactly H×W: pad when it fits, otherwise resize (aspect ratio not kept)."""
+    height, width = gray.shape
+    if height <= size[0] and width <= size[1]:
+        framed, _ = _centre_in_frame(gray, size, by_mass=False)
+        return framed, f"padded {width}×{height} to {size[1]}×{size[0]} with black (centred by its box)"
+    return _resize(gray, size), f"resized the whole {width}×{height} image to {size[1]}×{size[0]} (aspect ratio not kept)"
+
+
+def _crop_to_aspect(pixels: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Centre-crop to the target's aspect ratio so resizing does not distort."""
+    height, width = pixels.shape[:2]
+    target = size[1] / size[0]
+    if width / height > target:
+        new_w = max(1, round(height * target))
+        left = (width - new_w) // 2
+        cropped = pixels[:, left:left + new_w]
+    else:
+        new_h = max(1, round(width / target))
+        top = (height - new_h) // 2
+        cropped = pixels[top:top + new_h]
+    return cropped, f"centre-cropped {width}×{height} → {cropped.shape[1]}×{cropped.shape[0]} (aspect {size[1]}:{size[0]})"
+
+
+def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Antialiased resize of float (H, W) or (H, W, C) to size=(h, w): BOX when shrinking, LANCZOS when enlarging."""
+    if pixels.shape[:2] == tuple(size):
+        return pixels.astype(np.float32)
+    shrinking = size[0] <= pixels.shape[0] and size[1] <= pixels.shape[1]
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
+    planes = pixels[..., None] if pixels.ndim == 2 else pixels
+    # PIL resamples one float ("F") plane at a time.
+    out = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32)).resize((size[1], size[0]), method))
+        for c in range(planes.shape[2])
+    ]
+    resized = np.stack(out, axis=2) if pixels.ndim == 3 else out[0]
+    # LANCZOS overshoots slightly around edges.
+    return np.clip(resized, 0, 255).astype(np.float32)
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Round and clip float pixels to a read-only uint8 array for a Step."""
+    out = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    out.flags.writeable = False
+    return out

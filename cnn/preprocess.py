@@ -39,7 +39,7 @@ EMPTY_MESSAGE = "Nothing to predict: the image is blank — draw something or ch
 
 # PIL's names for the accepted formats (MPO is how PIL reads many phone JPEGs).
 _PIL_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "GIF", "TIFF"})
-_ACCEPTED_TEXT = "png, jpg, webp, bmp, gif or tiff"
+_ACCEPTED_TEXT = ", ".join(ACCEPTED_FORMATS[:-1]) + " or " + ACCEPTED_FORMATS[-1]  # for messages
 
 NOISE_FLOOR = 0.15 * 255  # ink fainter than this (after stretching) is treated as noise
 BLANK_THRESHOLD = 10.0  # a channel spanning fewer grey levels than this has no ink
@@ -103,7 +103,8 @@ def _read_bytes(source, max_bytes: int) -> bytes:
                 raise _too_many_bytes(size, max_bytes)
             return path.read_bytes()
         except OSError as exc:
-            raise ImageError(f"Could not read {path} ({exc.strerror or exc}) — check that the file is readable.") from None
+            reason = exc.strerror or exc
+            raise ImageError(f"Could not read {path} ({reason}) — check that the file is readable.") from None
     if hasattr(source, "getvalue") or hasattr(source, "read"):
         # Streamlit's UploadedFile and BytesIO hold everything: getvalue ignores the read position.
         if hasattr(source, "getvalue"):
@@ -147,7 +148,7 @@ def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_many_pixels_from(exc, max_pixels) from None
     except Exception as exc:  # noqa: BLE001
-        raise ImageError(f"The {kind} file is truncated or corrupt ({_reason(exc)}) — re-save or re-export it and try again.") from None
+        raise _damaged(kind, exc) from None
     if frames != 1 and fmt != "MPO":
         what = "pages" if fmt == "TIFF" else "frames"
         label = "multi-page TIFF" if fmt == "TIFF" else f"animated {kind}"
@@ -184,7 +185,9 @@ def _exif_orientation(image: Image.Image) -> int:
 
 def _too_many_bytes(size: int, limit: int) -> ImageError:
     """The 'file too large' error, sizes in MB."""
-    return ImageError(f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB — choose a smaller file or downscale it first.")
+    return ImageError(
+        f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB — choose a smaller file or downscale it first."
+    )
 
 
 def _megapixels(pixels: float) -> str:
@@ -207,6 +210,11 @@ def _too_many_pixels_from(exc: Exception, limit: int) -> ImageError:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{_megapixels(int(found.group(1)))} megapixels" if found else "too many pixels"
     return ImageError(f"The image has {size}; the limit is {_megapixels(limit)} megapixels — downscale it first.")
+
+
+def _damaged(kind: str, exc: Exception) -> ImageError:
+    """The 'truncated or corrupt' error for a file that claims to be `kind`."""
+    return ImageError(f"The {kind} file is truncated or corrupt ({_reason(exc)}) — re-save or re-export it and try again.")
 
 
 def _reason(exc: Exception) -> str:
@@ -251,9 +259,11 @@ def _unreadable(data: bytes, exc: Exception) -> ImageError:
     if kind == "text":
         return ImageError(f"The file is text, not an image — choose a {_ACCEPTED_TEXT} image.")
     if kind is not None:
-        return ImageError(f"The file looks like a {kind} image but is truncated or corrupt ({_reason(exc)}) — re-save or re-export it and try again.")
+        return _damaged(kind, exc)
     start = data[:4].hex(" ")
-    return ImageError(f"The file is not an image in a supported format (it starts with bytes {start}) — choose a {_ACCEPTED_TEXT} image.")
+    return ImageError(
+        f"The file is not an image in a supported format (it starts with bytes {start}) — choose a {_ACCEPTED_TEXT} image."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -288,15 +298,24 @@ def _read_pil(image: Image.Image) -> np.ndarray:
             if mode == "1":
                 image = image.convert("L")
             elif mode in ("P", "PA"):
-                has_alpha = mode == "PA" or "transparency" in image.info or (image.palette and image.palette.mode == "RGBA")
-                image = image.convert("RGBA" if has_alpha else "RGB")
+                image = image.convert("RGBA" if _has_alpha(image) else "RGB")
             elif mode in ("La", "RGBa"):
                 image = image.convert(mode[:-1] + "A")
             elif mode not in ("L", "LA", "RGB", "RGBA"):
                 image = image.convert("RGB")  # CMYK, YCbCr, RGBX, …
             return np.asarray(image, dtype=np.float32)
         except Exception as exc:  # noqa: BLE001 — lazily loaded files can fail here too
-            raise ImageError(f"Could not read the {mode} image ({_reason(exc)}) — re-save it as PNG or JPEG and try again.") from None
+            raise _unconvertible(mode, exc) from None
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    """Whether a palette image has transparency."""
+    return image.mode == "PA" or "transparency" in image.info or bool(image.palette and image.palette.mode == "RGBA")
+
+
+def _unconvertible(mode: str, exc: Exception) -> ImageError:
+    """The error for a PIL image whose pixels cannot be read or converted."""
+    return ImageError(f"Could not read the {mode} image ({_reason(exc)}) — re-save it as PNG or JPEG and try again.")
 
 
 def _read_array(value) -> np.ndarray:
@@ -306,7 +325,9 @@ def _read_array(value) -> np.ndarray:
         raise ImageError(f"An image array must hold numbers, not {pixels.dtype} — pass a numeric array.")
     shape_ok = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4))
     if not shape_ok or pixels.size == 0:
-        raise ImageError(f"An image array must be (H, W) or (H, W, C) with C = 1, 3 or 4; got shape {pixels.shape} — reshape it.")
+        raise ImageError(
+            f"An image array must be (H, W) or (H, W, C) with C = 1, 3 or 4; got shape {pixels.shape} — reshape it."
+        )
     if pixels.dtype.kind == "b":
         return pixels.astype(np.float32) * 255
     if pixels.dtype == np.uint8:
@@ -318,7 +339,7 @@ def _read_array(value) -> np.ndarray:
 
 
 def _rescale(values: np.ndarray, kind: str) -> np.ndarray:
-    """'float': 0..1 → ×255; 'float'/'int' already in 0..255 kept; else (and always for 'wide' 16/32-bit) own min..max → 0..255."""
+    """Float 0..1 → ×255; 0..255 kept; otherwise (always for 'wide' 16/32-bit images) own min..max → 0..255."""
     values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
     low, high = float(values.min()), float(values.max())
     if kind == "float" and low >= 0 and high <= 1:
@@ -330,7 +351,7 @@ def _rescale(values: np.ndarray, kind: str) -> np.ndarray:
     return ((values - low) * (255 / (high - low))).astype(np.float32)
 
 
-def _luminance(pixels: np.ndarray) -> np.ndarray:
+def _to_gray(pixels: np.ndarray) -> np.ndarray:
     """(H, W, 3) → (H, W) luminance; (H, W) or (H, W, 1) unchanged."""
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         return pixels @ _LUMA
@@ -343,7 +364,7 @@ def _composite(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         return colour
     weight = float(alpha.sum())
     # Alpha-weighted mean luminance of what is visible: light ink (canvas strokes) needs a dark background.
-    light = weight == 0 or float((_luminance(colour) * alpha).sum()) / weight >= 127.5
+    light = weight == 0 or float((_to_gray(colour) * alpha).sum()) / weight >= 127.5
     background = 0.0 if light else 255.0
     return colour * alpha[..., None] + background * (1 - alpha[..., None])
 
@@ -400,7 +421,7 @@ def _run(source, input_shape, invert, recipe, disabled) -> tuple[list[Step], boo
     invert = invert if invert == "auto" else bool(invert)
 
     picture, notes = _open_source(source)
-    pixels, description = _working_pixels(picture)
+    pixels, description = _load_working_pixels(picture)
     blank = _is_blank_pixels(pixels)
     # Step 1, `original`: as loaded (transparency composited), for display.
     notes = [description, *notes] + (["blank: nothing drawn"] if blank else [])
@@ -439,14 +460,17 @@ def _open_source(source) -> tuple[Image.Image | np.ndarray, list[str]]:
     """A PIL image or array as is; bytes, paths and files through load_image."""
     if isinstance(source, (Image.Image, np.ndarray)):
         return source, []
-    if isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)) or hasattr(source, "read") or hasattr(source, "getvalue"):
+    is_file = hasattr(source, "read") or hasattr(source, "getvalue")
+    if is_file or isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
         return load_image(source)
     if isinstance(source, (list, tuple)) or hasattr(source, "__array__"):
         return np.asarray(source), []
-    raise TypeError(f"cannot read an image from {type(source).__name__}: pass a PIL image, an array, bytes, a path or a binary file")
+    raise TypeError(
+        f"cannot read an image from {type(source).__name__}: pass a PIL image, an array, bytes, a path or a binary file"
+    )
 
 
-def _working_pixels(picture) -> tuple[np.ndarray, str]:
+def _load_working_pixels(picture) -> tuple[np.ndarray, str]:
     """to_array of the source, downsized so its longer side is at most WORK_SIZE, and a description."""
     if isinstance(picture, Image.Image):
         width, height = picture.size
@@ -480,15 +504,14 @@ def _shrink_pil(image: Image.Image, size: tuple[int, int]) -> Image.Image:
             if image.mode == "1":
                 image = image.convert("L")
             elif image.mode in ("P", "PA"):
-                has_alpha = image.mode == "PA" or "transparency" in image.info or (image.palette and image.palette.mode == "RGBA")
-                image = image.convert("RGBA" if has_alpha else "RGB")
+                image = image.convert("RGBA" if _has_alpha(image) else "RGB")
             elif image.mode.startswith("I;16"):
                 image = image.convert("I")
             elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
                 image = image.convert("RGB")
             return image.resize((size[1], size[0]), Image.Resampling.BOX)
         except Exception as exc:  # noqa: BLE001
-            raise ImageError(f"Could not read the {image.mode} image ({_reason(exc)}) — re-save it as PNG or JPEG and try again.") from None
+            raise _unconvertible(image.mode, exc) from None
 
 
 def _apply(steps: list[Step], name: str, off: frozenset[str], pixels: np.ndarray, action) -> np.ndarray:
@@ -505,7 +528,7 @@ def _run_digit(steps, pixels, size, recipe, invert, off) -> np.ndarray:
     """The 'mnist' and 'fit' recipes on the working pixels, appending their steps."""
     height, width = size
     # Step 2, `grayscale`: one luminance channel, (H, W).
-    gray = _luminance(pixels)
+    gray = _to_gray(pixels)
     steps.append(Step("grayscale", _to_uint8(gray), "luminance: 0.299·R + 0.587·G + 0.114·B"))
     gray = _apply(steps, "invert", off, gray, lambda g: _invert(g, invert))
     if recipe == "mnist":
@@ -537,7 +560,7 @@ def _run_resize(steps, pixels, size, channels, invert, off) -> np.ndarray:
         if invert is True:
             pixels = _apply(steps, "invert", off, pixels, lambda p: _invert(p, True))
     else:
-        pixels = _luminance(pixels)
+        pixels = _to_gray(pixels)
         steps.append(Step("grayscale", _to_uint8(pixels), "luminance: 0.299·R + 0.587·G + 0.114·B"))
         pixels = _apply(steps, "invert", off, pixels, lambda g: _invert(g, invert))
     pixels = _apply(steps, "crop", off, pixels, lambda p: _crop_to_aspect(p, size))
@@ -552,7 +575,7 @@ def _run_resize(steps, pixels, size, channels, invert, off) -> np.ndarray:
 # Steps: each takes float pixels and returns (pixels, note)
 # ---------------------------------------------------------------------------
 
-def _border_median(gray: np.ndarray) -> float:
+def _measure_border(gray: np.ndarray) -> float:
     """Median of the outer ring (2% of the shorter side, at least 1 px): the background level."""
     ring = max(1, round(0.02 * min(gray.shape[:2])))
     edges = [gray[:ring], gray[-ring:], gray[:, :ring], gray[:, -ring:]]
@@ -565,7 +588,7 @@ def _invert(pixels: np.ndarray, invert) -> tuple[np.ndarray, str]:
         return 255 - pixels, "inverted: forced by invert=True"
     if invert is False:
         return pixels, "not inverted: forced by invert=False"
-    background = _border_median(pixels)
+    background = _measure_border(pixels)
     if background > 127.5:
         return 255 - pixels, f"inverted: background was light (border median {background:.0f})"
     return pixels, f"not inverted: background already dark (border median {background:.0f})"
@@ -573,10 +596,10 @@ def _invert(pixels: np.ndarray, invert) -> tuple[np.ndarray, str]:
 
 def _stretch_contrast(gray: np.ndarray) -> tuple[np.ndarray, str]:
     """Flatten uneven lighting, map background → 0 and ink → 255, zero the faint noise."""
-    # Local background where lighting is uneven (shadows, grey paper); a clean canvas is flat.
+    # Local background where lighting is uneven (shadows, grey paper); None when it is even (a canvas).
     background = _estimate_background(gray)
-    lighting = float(np.ptp(background))
-    if lighting < 12:
+    lighting = 0.0 if background is None else float(np.ptp(background))
+    if background is None:
         background = np.float32(np.median(gray))
     # Divide out the lighting: ink in a shadow is as strong as ink in the light (canvas: bg 0 → unchanged).
     flat = (gray - background) * 255 / np.maximum(255 - background, 32)
@@ -595,30 +618,38 @@ def _stretch_contrast(gray: np.ndarray) -> tuple[np.ndarray, str]:
     floor = min(max(NOISE_FLOOR, 4 * noise * gain), 0.4 * 255)
     stretched[stretched < floor] = 0
     note = f"stretched: background → 0, ink level {top:.0f} → 255; zeroed values below {floor:.0f}"
-    if lighting >= 12:
+    if lighting:
         note += f"; flattened uneven lighting (varied by {lighting:.0f} levels)"
     return stretched.astype(np.float32), note
 
 
-def _estimate_background(gray: np.ndarray) -> np.ndarray:
-    """Smooth background (H, W): local 25th percentile over windows ~28% of a ≤32 px thumbnail, which ignores strokes."""
+def _estimate_background(gray: np.ndarray) -> np.ndarray | None:
+    """Smooth background (H, W) from local medians of a ≤32 px thumbnail, or None when lighting is even."""
     height, width = gray.shape
+    # Small images (MNIST-like uploads) are not photos: their strokes fill any local window.
+    if min(height, width) < 64:
+        return None
+    # A drawing's background is one exact value (photos always have noise): however dense the strokes, keep it.
+    if np.mean(np.abs(gray - _measure_border(gray)) <= 1) >= 0.5:
+        return None
     # Thumbnail (≤ 32 px): cheap, and averaging already suppresses pixel noise.
-    small = _resize(gray, _fit_within(height, width, 32)) if max(height, width) > 32 else gray
-    radius = round(0.14 * max(small.shape))
+    small = _resize(gray, _fit_within(height, width, 32))
+    radius = min(round(0.14 * max(small.shape)), min(small.shape) - 1)
     # Odd reflection continues gradients past the edges instead of flattening them.
-    padded = np.pad(small, radius, mode="reflect", reflect_type="odd") if radius < min(small.shape) else np.pad(small, radius, mode="edge")
+    padded = np.pad(small, radius, mode="reflect", reflect_type="odd")
     windows = np.lib.stride_tricks.sliding_window_view(padded, (2 * radius + 1,) * 2)
-    # A low percentile: bright ink may cover up to 3/4 of a window without being taken for background.
-    local = np.percentile(windows.reshape(*windows.shape[:2], -1), 25, axis=-1).astype(np.float32)
-    if local.shape == gray.shape:
-        return local
+    windows = windows.reshape(*windows.shape[:2], -1)
+    # Even lighting (judged by a low percentile, which bright strokes crossing a window cannot lift): no map.
+    if np.ptp(np.percentile(windows, 10, axis=-1)) < 12:
+        return None
+    # The local median follows shadow edges closely; windows span ~28% so strokes are ignored.
+    local = np.median(windows, axis=-1).astype(np.float32)
     return np.asarray(Image.fromarray(local).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _crop_to_ink(gray: np.ndarray) -> tuple[np.ndarray, str]:
     """Crop to the bounding box of the ink (above the noise floor), ignoring isolated specks."""
-    background = _border_median(gray)
+    background = _measure_border(gray)
     strength = np.clip(gray - background, 0, None)
     mask = strength >= NOISE_FLOOR - 0.5
     if not mask.any():
@@ -666,6 +697,7 @@ def _label_components(grid: np.ndarray) -> tuple[np.ndarray, int]:
     parent = [0]
 
     def find(label: int) -> int:
+        """Root of a label, halving paths on the way."""
         while parent[label] != label:
             parent[label] = parent[parent[label]]
             label = parent[label]
@@ -802,8 +834,8 @@ def _resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     planes = pixels[..., None] if pixels.ndim == 2 else pixels
     # PIL resamples one float ("F") plane at a time.
     out = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(planes[..., c], dtype=np.float32)).resize((size[1], size[0]), method))
-        for c in range(planes.shape[2])
+        np.asarray(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize((size[1], size[0]), method))
+        for plane in np.moveaxis(planes, 2, 0)
     ]
     resized = np.stack(out, axis=2) if pixels.ndim == 3 else out[0]
     # LANCZOS overshoots slightly around edges.

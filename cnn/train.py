@@ -137,12 +137,13 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
 
 
 def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, on_progress=None,
-          stop=None, strategy=None, progress_interval: float = 0.25) -> TrainResult:
+          stop=None, strategy=None, progress_interval: float = 0.25, callbacks=()) -> TrainResult:
     """Build `spec`, fit it on `dataset` and return the model with its history.
 
     on_progress(Progress) is called at most every `progress_interval` seconds and at each epoch end;
     `stop` (anything with is_set(), e.g. threading.Event) ends training after the current batch and
-    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None).
+    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None); `callbacks` are
+    extra Keras callbacks (e.g. a benchmark's clock).
     """
     import keras
     import tensorflow as tf
@@ -182,7 +183,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     start = time.monotonic()
     try:
         fit = model.fit(fit_data, epochs=config.epochs, validation_data=val_data, verbose=0,
-                        callbacks=[reporter], **fit_args)
+                        callbacks=[reporter, *callbacks], **fit_args)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
     seconds = time.monotonic() - start

@@ -127,3 +127,100 @@ def export_script(spec: ModelSpec, dataset: str = "mnist", model_name: str = "cn
         "",
     ]
     return "\n".join(lines)
+
+
+def spec_from_model(model, train=None) -> tuple[ModelSpec, list[tuple[object, str]], bool]:
+    """Read a keras.Model back into a ModelSpec: (spec, [(keras layer, our layer name)], has_rescaling).
+
+    Works for a plain chain of the layer kinds CNN Studio supports ending in a softmax Dense; anything
+    else raises SpecError naming the first layer it cannot represent.
+    """
+    from cnn.errors import SpecError
+    from cnn.spec import (ACTIVATIONS, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+                          GlobalAveragePooling2D, MaxPooling2D, TrainConfig)
+
+    def square(value, what, layer):
+        value = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+        if value[0] != value[1]:
+            raise SpecError(f"layer {layer.name!r}: {what} {value} is not square")
+        return int(value[0])
+
+    def activation(layer):
+        name = getattr(layer.activation, "__name__", str(layer.activation))
+        if name not in ACTIVATIONS and name != "softmax":
+            raise SpecError(f"layer {layer.name!r}: activation {name!r} is not supported")
+        return name
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise SpecError("the model must have exactly one input and one output")
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or None in shape:
+        raise SpecError(f"the model's input shape {shape} is not (height, width, channels)")
+    layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
+    previous = model.inputs[0]
+    rescaled, out, pairs = False, [], []
+    for i, layer in enumerate(layers):
+        kind = type(layer).__name__
+        if layer.input is not previous:
+            raise SpecError(f"layer {layer.name!r} is not in a simple chain (branches are not supported)")
+        previous = layer.output
+        if kind == "Rescaling" and i == 0 and abs(float(layer.scale) - 1 / 255) < 1e-6 and not layer.offset:
+            rescaled = True
+        elif kind in ("RandomTranslation", "RandomRotation", "RandomZoom"):
+            pass  # training-only: no effect on predictions
+        elif kind == "Conv2D":
+            if square(layer.dilation_rate, "dilation", layer) != 1 or layer.groups != 1 or not layer.use_bias:
+                raise SpecError(f"layer {layer.name!r}: dilated, grouped or bias-free convolutions are not supported")
+            out.append(Conv2D(layer.filters, square(layer.kernel_size, "kernel", layer),
+                              square(layer.strides, "stride", layer), layer.padding, activation(layer)))
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            pool, stride = square(layer.pool_size, "pool", layer), square(layer.strides, "stride", layer)
+            cls = MaxPooling2D if kind == "MaxPooling2D" else AveragePooling2D
+            out.append(cls(pool, 0 if stride == pool else stride, layer.padding))
+        elif kind == "BatchNormalization" and layer.axis in (-1, 3, [3], [-1]) and layer.center and layer.scale:
+            out.append(BatchNormalization())
+        elif kind == "Dropout":
+            out.append(Dropout(round(float(layer.rate), 4)))
+        elif kind == "Flatten":
+            out.append(Flatten())
+        elif kind == "GlobalAveragePooling2D" and not layer.keepdims:
+            out.append(GlobalAveragePooling2D())
+        elif kind == "Dense" and layer.use_bias:
+            out.append(Dense(layer.units, activation(layer)))
+        else:
+            raise SpecError(f"layer {layer.name!r} ({kind}) is not one CNN Studio can rebuild; supported: Conv2D, "
+                            "MaxPooling2D, AveragePooling2D, BatchNormalization, Dropout, Flatten, "
+                            "GlobalAveragePooling2D, Dense")
+        if kind in ("Conv2D", "BatchNormalization", "Dense"):
+            pairs.append(layer)
+    if not out or not isinstance(out[-1], Dense) or out[-1].activation != "softmax":
+        raise SpecError("the model must end in a Dense layer with softmax activation (class probabilities)")
+    head = out.pop()
+    spec = ModelSpec(tuple(int(v) for v in shape), head.units, out, train or TrainConfig(), preset="imported")
+    validate(spec)
+    names = [n for layer, n in zip(spec.layers, layer_names(spec)) if kind_of(layer) in ("Conv2D",
+                                                                                           "BatchNormalization",
+                                                                                           "Dense")] + ["output"]
+    return spec, list(zip(pairs, names)), rescaled
+
+
+def rebuild(model, train=None):
+    """(our functional model with the same weights, its spec) for an outside keras.Model.
+
+    A model without a Rescaling(1/255) first layer is taken to expect inputs in 0…1 (as keras-io's
+    examples train them); the rebuilt model has the rescaling inside, so it takes 0…255 like ours.
+    Checked: both give the same probabilities on random images (else SpecError).
+    """
+    import numpy as np
+
+    from cnn.errors import SpecError
+
+    spec, pairs, rescaled = spec_from_model(model, train)
+    ours = build_model(spec, name=model.name if model.name else "cnn")
+    for theirs, name in pairs:
+        ours.get_layer(name).set_weights(theirs.get_weights())
+    x = np.random.default_rng(0).integers(0, 256, (4, *spec.input_shape)).astype("float32")
+    expected = model(x if rescaled else x / 255, training=False)
+    if not np.allclose(np.asarray(ours(x, training=False)), np.asarray(expected), atol=1e-4):
+        raise SpecError("the rebuilt model does not reproduce the uploaded model's outputs")
+    return ours, spec

@@ -33,21 +33,22 @@ class DatasetInfo:
     input_shape: tuple[int, int, int]
     class_names: tuple[str, ...]
     description: str
+    train_size: int  # images in the training split
 
 
 CATALOG = {
     "mnist": DatasetInfo("mnist", "MNIST digits", (28, 28, 1), tuple("0123456789"),
-                         "70,000 handwritten digits, 28×28 grayscale (60,000 train / 10,000 test)"),
+                         "70,000 handwritten digits, 28×28 grayscale (60,000 train / 10,000 test)", 60_000),
     "fashion_mnist": DatasetInfo(
         "fashion_mnist", "Fashion-MNIST", (28, 28, 1),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        "70,000 clothing photos, 28×28 grayscale (60,000 train / 10,000 test)"),
+        "70,000 clothing photos, 28×28 grayscale (60,000 train / 10,000 test)", 60_000),
     "cifar10": DatasetInfo(
         "cifar10", "CIFAR-10", (32, 32, 3),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        "60,000 small colour photos, 32×32 RGB (50,000 train / 10,000 test)"),
+        "60,000 small colour photos, 32×32 RGB (50,000 train / 10,000 test)", 50_000),
     SAMPLE: DatasetInfo(SAMPLE, "MNIST sample (embedded, offline)", (28, 28, 1), tuple("0123456789"),
-                        "12,000 MNIST digits shipped with the app (1,000 train + 200 test per class)"),
+                        "12,000 MNIST digits shipped with the app (1,000 train + 200 test per class)", 10_000),
 }
 
 

@@ -14,6 +14,7 @@ class SpecError(CnnError):
     def __init__(self, message: str, layer: int | None = None):
         super().__init__(message)
         self.layer = layer
+        self.partial: tuple = ()  # LayerInfo of the layers before the failing one (set by validate)
 
 
 class DatasetError(CnnError):

@@ -201,3 +201,124 @@ def rename_model(old: str, new: str) -> ModelInfo:
         raise RegistryError(f"a model named {new!r} already exists; choose another name")
     os.replace(models_dir() / old, target)
     return model_info(new)
+
+
+# ---------------------------------------------------------------------------
+# Download and upload
+# ---------------------------------------------------------------------------
+
+MAX_UPLOAD_BYTES = 50_000_000
+
+
+def bundle_bytes(name: str) -> bytes:
+    """A .zip of the model's folder (model.keras, spec.json, history.json, metrics.json)."""
+    import io
+    import zipfile
+
+    info = model_info(name)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for file in FILES:
+            zf.write(info.path / file, f"{name}/{file}")
+    return buffer.getvalue()
+
+
+def _guess_dataset(shape: tuple, classes: int) -> str:
+    from cnn.data import CATALOG
+
+    for dataset in ("mnist", "fashion_mnist", "cifar10"):
+        info = CATALOG[dataset]
+        if tuple(info.input_shape) == tuple(shape) and len(info.class_names) == classes:
+            return dataset
+    return "unknown"
+
+
+def import_model(data: bytes, filename: str, name: str | None = None, allowed_shapes=(),
+                 max_bytes: int = MAX_UPLOAD_BYTES) -> ModelInfo:
+    """Accept an uploaded .keras file or a .zip bundle (as `bundle_bytes` makes) into the registry.
+
+    Refused with RegistryError — and nothing written — when the file is too large, not a Keras model,
+    contains code (Lambda layers), uses layers CNN Studio cannot rebuild, or takes an input shape that no
+    dataset fits (catalogue shapes plus `allowed_shapes`).
+    """
+    import io
+    import zipfile
+
+    from cnn.archive import ArchiveError, check_zip
+    from cnn.data import CATALOG
+    from cnn.errors import SpecError
+    from cnn.spec import ModelSpec, TrainConfig
+
+    if len(data) > max_bytes:
+        raise RegistryError(f"{filename} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise RegistryError(f"{filename} is not a Keras model: expected a .keras file or a .zip bundle")
+    extras: dict = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        try:
+            members = {m.filename.rsplit("/", 1)[-1]: m for m in check_zip(zf, max_files=50, max_bytes=4 * max_bytes)}
+        except ArchiveError as exc:
+            raise RegistryError(f"{filename}: {exc}") from None
+        if "config.json" in members and "model.keras" not in members:
+            keras_bytes = data  # a bare .keras file
+        elif "model.keras" in members:
+            keras_bytes = zf.read(members["model.keras"])
+            for extra in ("spec.json", "history.json", "metrics.json"):
+                if extra in members:
+                    try:
+                        extras[extra] = json.loads(zf.read(members[extra]))
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        raise RegistryError(f"{filename}: {extra} is not valid JSON") from None
+        else:
+            raise RegistryError(f"{filename} is not a Keras model: no config.json or model.keras inside")
+    model = _load_upload(keras_bytes, filename)
+    shape = tuple(model.inputs[0].shape[1:])
+    allowed = {tuple(i.input_shape) for i in CATALOG.values()} | {tuple(s) for s in allowed_shapes}
+    if shape not in allowed:
+        raise RegistryError(f"{filename} takes {'×'.join(map(str, shape))} images, which no dataset here fits "
+                            f"(datasets: {', '.join('×'.join(map(str, s)) for s in sorted(allowed))})")
+    train = None
+    if isinstance(extras.get("spec.json"), dict):
+        try:
+            train = ModelSpec.from_dict(extras["spec.json"]).train
+        except SpecError:
+            train = None
+    from cnn.builder import rebuild
+
+    try:
+        ours, spec = rebuild(model, train or TrainConfig())
+    except SpecError as exc:
+        raise RegistryError(f"{filename}: {exc}") from None
+    if isinstance(extras.get("spec.json"), dict) and extras["spec.json"].get("preset"):
+        spec.preset = str(extras["spec.json"]["preset"])
+    metrics = extras.get("metrics.json") if isinstance(extras.get("metrics.json"), dict) else {}
+    classes = metrics.get("class_names")
+    dataset = metrics.get("dataset") or _guess_dataset(shape, spec.num_classes)
+    if not (isinstance(classes, list) and len(classes) == spec.num_classes):
+        classes = list(CATALOG[dataset].class_names) if dataset in CATALOG else [str(i) for i in range(spec.num_classes)]
+    keep = {k: metrics[k] for k in ("test_accuracy", "test_loss", "num_test", "confusion_matrix", "per_class",
+                                    "epochs", "num_train", "train_seconds", "dataset_source", "created")
+            if k in metrics}
+    history = extras.get("history.json") if isinstance(extras.get("history.json"), dict) else {}
+    base = name or filename.rsplit(".", 1)[0]
+    target = check_name(name) if name else unique_name(base)
+    return save_model(target, ours, spec, history,
+                      {**keep, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": filename})
+
+
+def _load_upload(keras_bytes: bytes, filename: str):
+    """Load .keras bytes with safe_mode=True from a private temporary file."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "upload.keras"
+        path.write_bytes(keras_bytes)
+        try:
+            return keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # noqa: BLE001 — Keras raises many kinds for bad files
+            text = str(exc)
+            if "Lambda" in text or "safe_mode" in text or "arbitrary code" in text:
+                raise RegistryError(f"{filename} contains code (a Lambda layer or a custom object); CNN Studio "
+                                    "only loads models made of standard layers") from None
+            raise RegistryError(f"{filename} could not be loaded as a Keras model ({type(exc).__name__}: "
+                                f"{text.splitlines()[0][:200] if text else 'no details'})") from None

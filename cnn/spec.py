@@ -369,8 +369,16 @@ def validate(spec: ModelSpec) -> Analysis:
     if spec.train.optimizer not in OPTIMIZERS:
         raise SpecError(f"train: optimizer {spec.train.optimizer!r} is not one of {', '.join(OPTIMIZERS)}", layer=0)
 
-    shape: tuple[int, ...] = (h, w, c)
-    infos = [LayerInfo(0, "image", "Input", shape, 0, 0, 0, f"{h}×{w}×{c} uint8, rescaled to 0…1 inside the model")]
+    infos = [LayerInfo(0, "image", "Input", (h, w, c), 0, 0, 0, f"{h}×{w}×{c} uint8, rescaled to 0…1 inside the model")]
+    try:
+        return _analyse_layers(spec, infos)
+    except SpecError as exc:
+        exc.partial = tuple(infos)  # the layers that did fit, for tables that show where it broke
+        raise
+
+
+def _analyse_layers(spec: ModelSpec, infos: list) -> Analysis:
+    shape: tuple[int, ...] = infos[0].output_shape
     previous = "the input"
     for index, (layer, name) in enumerate(zip(spec.layers, layer_names(spec)), start=1):
         kind = kind_of(layer)

@@ -201,17 +201,22 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
-                   strategy=None, on_eval_progress=None, overwrite: bool = False):
+                   strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
+                   keep=None):
     """Train, evaluate on the test split and save to the registry: (TrainResult, Evaluation, ModelInfo).
 
-    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None).
+    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
+    called as soon as training ends, before evaluation (so a caller holds the weights whatever follows).
     """
     from cnn.metrics import evaluate
     from cnn.registry import check_name, save_model, unique_name
 
     if name is not None:
         check_name(name)  # refuse a bad name before spending minutes training
-    result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy)
+    result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy,
+                   progress_interval=progress_interval)
+    if keep is not None:
+        keep(result)
     if result.status == "failed":
         return result, None, None
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
@@ -222,3 +227,106 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
     info = save_model(name or unique_name(f"{spec.preset}-{dataset.name.replace('folder:', '')}"), result.model,
                       spec, result.history, metrics, overwrite=overwrite)
     return result, evaluation, info
+
+
+# ---------------------------------------------------------------------------
+# Background jobs for the app: the worker thread never touches the UI; pages poll snapshot()
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent copy of a job's state at one moment."""
+
+    state: str  # 'running', 'evaluating', 'completed', 'stopped' or 'failed'
+    progress: Progress | None  # the latest report (None before the first batch ends)
+    curve: dict  # batch-level points: step (fractional epoch), loss, accuracy
+    epochs: dict  # per-epoch lists: epoch, loss, accuracy, val_loss, val_accuracy, lr
+    message: str  # what happened, for people
+    model_name: str | None  # the saved model's name, once saved
+    started: float  # time.time() at start
+    finished: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "evaluating")
+
+
+class TrainingJob:
+    """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
+
+    def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25):
+        self.spec, self.dataset, self.name = spec, dataset, name
+        self.progress_interval = progress_interval
+        self.result: TrainResult | None = None  # kept after failures too: the last good weights
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._state, self._message, self._model_name = "running", "starting…", None
+        self._progress = None
+        self._curve = {"step": [], "loss": [], "accuracy": []}
+        self._epochs = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")}
+        self._started, self._finished = time.time(), None
+        self._thread = threading.Thread(target=self._run, name="cnn-training", daemon=True)
+
+    def start(self) -> "TrainingJob":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            return JobSnapshot(self._state, self._progress, {k: list(v) for k, v in self._curve.items()},
+                               {k: list(v) for k, v in self._epochs.items()}, self._message, self._model_name,
+                               self._started, self._finished)
+
+    # -- the worker thread ----------------------------------------------------
+    def _on_progress(self, p: Progress) -> None:
+        with self._lock:
+            self._progress = p
+            m = p.metrics
+            if p.phase == "batch":
+                self._curve["step"].append(p.step)
+                self._curve["loss"].append(m.get("loss", math.nan))
+                self._curve["accuracy"].append(m.get("accuracy", math.nan))
+                self._message = f"training: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}"
+            else:
+                self._epochs["epoch"].append(p.epoch)
+                for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+                    self._epochs[key].append(m.get(key, math.nan))
+
+    def _on_eval(self, done: int, total: int) -> None:
+        with self._lock:
+            self._state, self._message = "evaluating", f"evaluating on the test split: {done:,}/{total:,} images"
+
+    def _finish(self, state: str, message: str, model_name: str | None = None) -> None:
+        with self._lock:
+            self._state, self._message, self._model_name = state, message, model_name
+            self._finished = time.time()
+
+    def _run(self) -> None:
+        from cnn.errors import CnnError
+
+        try:
+            result, evaluation, info = train_and_save(
+                self.spec, self.dataset, self.name, on_progress=self._on_progress, stop=self._stop,
+                on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep)
+        except CnnError as exc:
+            self._finish("failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 — the page must get a message, the log gets the traceback
+            import traceback
+
+            traceback.print_exc()
+            self._finish("failed", f"training failed unexpectedly: {type(exc).__name__}: {exc}")
+        else:
+            if info is None:
+                self._finish("failed", result.message)
+            else:
+                self._finish(result.status, f"{result.message}; test accuracy {evaluation.accuracy:.2%} — "
+                                            f"saved as {info.name!r}", info.name)
+
+    def _keep(self, result: TrainResult) -> None:
+        self.result = result

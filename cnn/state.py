@@ -1,0 +1,169 @@
+"""The one engine module that imports Streamlit: session-state keys, cached resources, the job handle.
+
+Shared by everyone (st.cache_resource): loaded models (keyed by name + file mtime), datasets, the
+machine-speed probe and the table of running jobs. Per browser tab (st.session_state): the active model,
+the dataset, the spec being edited. A tab's id lives in the URL (?sid=…) so a browser refresh finds its
+running training job again.
+"""
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+from cnn import registry
+from cnn.data import CATALOG, SAMPLE
+from cnn.errors import CnnError
+from cnn.spec import ModelSpec, preset
+
+# Session-state keys: every page reads and writes state through these names only.
+ACTIVE_MODEL = "active_model"  # name of the registry model the pages use
+DATASET = "dataset"  # dataset name or class-folder path chosen on Configure
+SPEC = "spec"  # the ModelSpec being edited on Configure
+SESSION_ID = "session_id"  # this tab's id, mirrored in the URL as ?sid=
+SIDEBAR_MODEL = "sidebar_model"  # the sidebar picker widget
+PREDICT_INPUT = "predict_input"  # the last image the Predict page turned into a model input (for Learn)
+
+
+def init() -> None:
+    """Per-tab defaults; call at the top of every script run (the entry script does)."""
+    session_id()
+    st.session_state.setdefault(DATASET, SAMPLE)
+    if SPEC not in st.session_state:
+        st.session_state[SPEC] = adapted_preset("default", st.session_state[DATASET])
+    job = current_job()
+    if job is not None:
+        snap = job.snapshot()
+        # A finished job's model becomes active once, when the tab first sees it finished.
+        if snap.model_name and st.session_state.get("_activated") != snap.model_name:
+            st.session_state["_activated"] = snap.model_name
+            st.session_state[ACTIVE_MODEL] = snap.model_name
+    names = [i.name for i in registry.list_models()]
+    if st.session_state.get(ACTIVE_MODEL) not in names:
+        st.session_state[ACTIVE_MODEL] = (registry.DEFAULT_MODEL if registry.DEFAULT_MODEL in names
+                                          else (names[0] if names else None))
+
+
+def session_id() -> str:
+    """This tab's id: from the URL after a refresh, else new; always written back to the URL."""
+    sid = st.session_state.get(SESSION_ID) or st.query_params.get("sid") or uuid.uuid4().hex[:12]
+    st.session_state[SESSION_ID] = sid
+    if st.query_params.get("sid") != sid:
+        st.query_params["sid"] = sid
+    return sid
+
+
+# ---------------------------------------------------------------------------
+# Active model and dataset
+# ---------------------------------------------------------------------------
+
+def active_model_info() -> registry.ModelInfo | None:
+    name = st.session_state.get(ACTIVE_MODEL)
+    if not name:
+        return None
+    try:
+        return registry.model_info(name)
+    except CnnError:
+        return None
+
+
+def set_active_model(name: str | None) -> None:
+    """Make `name` active (safe from callbacks and before the sidebar renders)."""
+    st.session_state[ACTIVE_MODEL] = name
+
+
+def sidebar() -> None:
+    """The active-model picker and the active dataset, shown on every page."""
+    infos = registry.list_models()
+    names = [i.name for i in infos]
+    with st.sidebar:
+        if not names:
+            st.info("No saved models yet: train one on **Train**.")
+        else:
+            st.session_state[SIDEBAR_MODEL] = st.session_state.get(ACTIVE_MODEL)
+            st.selectbox("Active model", names, key=SIDEBAR_MODEL,
+                         on_change=lambda: set_active_model(st.session_state[SIDEBAR_MODEL]),
+                         help="Predict, Evaluate and Learn use this model.")
+            info = active_model_info()
+            if info is not None:
+                acc = f"{info.test_accuracy:.2%}" if info.test_accuracy is not None else "not evaluated"
+                st.caption(f"{info.dataset} · {info.params:,} parameters · test accuracy {acc}")
+        st.caption(f"Dataset: **{dataset_title(st.session_state.get(DATASET, SAMPLE))}**")
+        job = current_job()
+        if job is not None and job.snapshot().running:
+            st.caption("⏳ training in progress — see **Train**")
+
+
+def dataset_title(name: str) -> str:
+    return CATALOG[name].title if name in CATALOG else f"class folders: {str(name).rsplit('/', 1)[-1]}"
+
+
+def adapted_preset(name: str, dataset: str) -> ModelSpec:
+    """A preset fitted to the dataset's input shape and classes (catalogue datasets need no loading)."""
+    if dataset in CATALOG:
+        info = CATALOG[dataset]
+        return preset(name, info.input_shape, len(info.class_names))
+    data = load_dataset(dataset)
+    return preset(name, data.input_shape, data.num_classes)
+
+
+# ---------------------------------------------------------------------------
+# Cached resources (shared by all users; read-only use only)
+# ---------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def _load_model(name: str, mtime: float):
+    return registry.load_model(name)
+
+
+def load_model(name: str | None = None):
+    """The keras.Model for `name` (default: active), reloaded whenever its file changes."""
+    name = name or st.session_state.get(ACTIVE_MODEL)
+    info = registry.model_info(name)
+    return _load_model(name, info.mtime)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading dataset…")
+def load_dataset(name: str):
+    from cnn.data import load_dataset as load
+
+    return load(name)
+
+
+def dataset_size(name: str) -> int:
+    """Training images in a dataset (catalogue sizes need no loading)."""
+    return CATALOG[name].train_size if name in CATALOG else load_dataset(name).num_train
+
+
+@st.cache_resource(show_spinner="Measuring this machine's training speed (once)…")
+def machine_speed():
+    from cnn.estimate import measure_speed
+
+    return measure_speed()
+
+
+@st.cache_resource
+def _jobs() -> dict:
+    """session id → TrainingJob, shared across reruns and refreshes (not across server restarts)."""
+    return {}
+
+
+def current_job():
+    return _jobs().get(session_id())
+
+
+def start_job(spec: ModelSpec, dataset, name: str | None = None):
+    """Start training in the background; CnnError if this tab already has a job running."""
+    from cnn.errors import TrainingError
+    from cnn.train import TrainingJob
+
+    job = current_job()
+    if job is not None and job.snapshot().running:
+        raise TrainingError("a training job is already running in this session: stop it or wait for it to finish")
+    job = TrainingJob(spec, dataset, name).start()
+    _jobs()[session_id()] = job
+    return job
+
+
+def clear_job() -> None:
+    _jobs().pop(session_id(), None)

@@ -1,0 +1,139 @@
+"""Models: the registry as a table; one model's spec, curves and metrics; set active, rename, delete,
+download; upload a .keras file or a bundle; compare several models' curves and metrics."""
+import streamlit as st
+
+from cnn import registry, state
+from cnn.data import CATALOG
+from cnn.errors import CnnError
+from cnn.figures import compare_curves, history_curves
+from cnn.spec import ModelSpec, SpecError, validate
+
+
+def rows(infos) -> list[dict]:
+    return [{"name": i.name, "dataset": i.dataset, "preset": i.preset, "params": i.params,
+             "test accuracy": i.test_accuracy, "epochs": i.epochs, "created": i.created} for i in infos]
+
+
+def upload_ui() -> None:
+    """Upload a .keras model or a .zip bundle; refusals leave the registry untouched."""
+    upload = st.file_uploader("Upload a model (.keras file, or a .zip downloaded from this page)",
+                              type=["keras", "zip"], key="models_upload")
+    if upload is None or st.session_state.get("_models_uploaded") == upload.file_id:
+        return
+    st.session_state["_models_uploaded"] = upload.file_id
+    dataset = st.session_state.get(state.DATASET)
+    extra = [] if dataset in CATALOG else [state.load_dataset(dataset).input_shape]
+    with st.spinner(f"Checking {upload.name}…"):
+        try:
+            info = registry.import_model(upload.getvalue(), upload.name, allowed_shapes=extra)
+        except CnnError as exc:
+            st.session_state["_models_message"] = ("error", f"Not imported: {exc}")
+        else:
+            state.set_active_model(info.name)
+            st.session_state["_models_message"] = ("success", f"Imported {upload.name} as {info.name!r} "
+                                                              "and made it the active model.")
+    st.rerun()
+
+
+def manage_ui(info) -> None:
+    """Set active, rename, download, delete (with confirmation) for one model."""
+    cols = st.columns(4, vertical_alignment="bottom")
+    active = st.session_state.get(state.ACTIVE_MODEL) == info.name
+    cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
+                   on_click=state.set_active_model, args=(info.name,), width="stretch")
+    cols[1].download_button("Download .zip", registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
+                            mime="application/zip", key="models_download", width="stretch")
+    new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
+    if cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name == info.name):
+        try:
+            registry.rename_model(info.name, new_name.strip())
+        except CnnError as exc:
+            st.error(str(exc))
+        else:
+            if active:
+                state.set_active_model(new_name.strip())
+            st.session_state["models_pick"] = new_name.strip()
+            st.rerun()
+    with st.expander("Delete this model"):
+        confirm = st.checkbox(f"Yes, delete {info.name!r} and its files", key=f"models_confirm_{info.name}")
+        if st.button("Delete", key="models_delete", type="primary", disabled=not confirm):
+            registry.delete_model(info.name)
+            st.session_state["_models_message"] = ("success", f"Deleted {info.name!r}.")
+            st.session_state.pop("models_pick", None)
+            st.rerun()
+
+
+def details_ui(info) -> None:
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.plotly_chart(history_curves(info.history(), title=f"{info.name}: training curves"),
+                        width="stretch", key="models_curves")
+    with right:
+        m = info.metrics
+        cols = st.columns(2)
+        cols[0].metric("Test accuracy", f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "–")
+        cols[1].metric("Test loss", f"{m['test_loss']:.4f}" if m.get("test_loss") is not None else "–")
+        st.caption(f"{m.get('num_test', '?')} test images of {info.dataset} · trained {info.epochs} epoch(s) in "
+                   f"{m.get('train_seconds', '?')} s · Keras {m.get('keras_version', '?')}"
+                   + (f" · imported from {m['imported_from']}" if m.get("imported_from") else ""))
+        try:
+            spec = ModelSpec.from_dict(info.spec)
+            table = [{"layer": i.name, "type": i.kind, "output": " × ".join(map(str, i.output_shape)),
+                      "params": i.params} for i in validate(spec).layers]
+            st.dataframe(table, hide_index=True, width="stretch", key="models_spec_table")
+            cfg = spec.train
+            st.caption(f"{cfg.optimizer}, lr {cfg.learning_rate:g} ({cfg.lr_schedule}), batch {cfg.batch_size}, "
+                       f"seed {cfg.seed}")
+        except SpecError as exc:
+            st.warning(f"Its spec.json cannot be read: {exc}")
+
+
+def compare_ui(infos) -> None:
+    names = [i.name for i in infos]
+    default = names[:2] if len(names) >= 2 else names
+    picked = st.multiselect("Models to compare", names, default=default, key="models_compare")
+    if len(picked) < 2:
+        st.caption("Pick two or more models.")
+        return
+    chosen = [i for i in infos if i.name in picked]
+    metric = st.radio("Curve", ["val_accuracy", "val_loss", "accuracy", "loss"], horizontal=True,
+                      key="models_compare_metric")
+    st.plotly_chart(compare_curves({i.name: i.history() for i in chosen}, metric), width="stretch",
+                    key="models_compare_chart")
+    st.dataframe([{"metric": k, **{i.name: v for i, v in zip(chosen, values)}} for k, values in {
+        "dataset": [i.dataset for i in chosen],
+        "preset": [i.preset for i in chosen],
+        "parameters": [f"{i.params:,}" for i in chosen],
+        "test accuracy": [f"{i.test_accuracy:.4f}" if i.test_accuracy is not None else "–" for i in chosen],
+        "test loss": [f"{i.metrics['test_loss']:.4f}" if i.metrics.get("test_loss") is not None else "–"
+                      for i in chosen],
+        "epochs": [str(i.epochs) for i in chosen],
+        "train seconds": [str(i.metrics.get("train_seconds", "–")) for i in chosen],
+    }.items()], hide_index=True, width="stretch", key="models_compare_table")
+
+
+st.title("🗂️ Models")
+message = st.session_state.pop("_models_message", None)
+if message:
+    getattr(st, message[0])(message[1])
+
+infos = registry.list_models()
+if not infos:
+    st.info(f"No saved models in {registry.models_dir()}. Train one on **Train**, or upload one below.")
+else:
+    st.dataframe(rows(infos), hide_index=True, width="stretch", key="models_table",
+                 column_config={"test accuracy": st.column_config.NumberColumn(format="%.4f")})
+    names = [i.name for i in infos]
+    if st.session_state.get("models_pick") not in names:
+        st.session_state["models_pick"] = st.session_state.get(state.ACTIVE_MODEL) if \
+            st.session_state.get(state.ACTIVE_MODEL) in names else names[0]
+    picked = st.selectbox("Model", names, key="models_pick")
+    info = next(i for i in infos if i.name == picked)
+    details, manage, compare = st.tabs(["Details", "Manage", "Compare"])
+    with details:
+        details_ui(info)
+    with manage:
+        manage_ui(info)
+    with compare:
+        compare_ui(infos)
+upload_ui()

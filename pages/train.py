@@ -1,0 +1,116 @@
+"""Train: start the configured spec on the chosen dataset in a background job and watch it learn.
+
+The job runs in a worker thread that never calls st.*; a fragment polls its snapshot once a second.
+"""
+import math
+
+import streamlit as st
+
+from cnn import registry, state
+from cnn.data import apply_limit
+from cnn.errors import CnnError
+from cnn.figures import training_curves
+from cnn.spec import check
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def start_ui() -> dict | None:
+    """The start form; returns {'name', 'limit'} when Start is pressed."""
+    spec = st.session_state[state.SPEC]
+    dataset = st.session_state[state.DATASET]
+    cfg = spec.train
+    st.markdown(f"**{spec.preset}** on **{state.dataset_title(dataset)}** · {len(spec.layers)} layers · "
+                f"{cfg.optimizer} lr {cfg.learning_rate:g} ({cfg.lr_schedule}) · batch {cfg.batch_size} · "
+                f"{cfg.epochs} epoch(s) · validation {cfg.validation_split:.0%} — change these on **Configure**.")
+    cols = st.columns([2, 2, 1], vertical_alignment="bottom")
+    name = cols[0].text_input("Save as", value=registry.unique_name(f"{spec.preset}-{dataset}".replace("/", "-")),
+                              key="train_name", help="Name in the model registry")
+    limit = cols[1].number_input("Use at most this many training images (0 = all)", min_value=0, value=0, step=500,
+                                 key="train_limit", help="A small number gives a quick first look")
+    start = cols[2].button("Start training", key="train_start", type="primary", width="stretch")
+    return {"name": name.strip(), "limit": int(limit)} if start else None
+
+
+def start(request: dict) -> None:
+    spec = st.session_state[state.SPEC]
+    problem = check(spec)
+    if problem:
+        st.error(f"The model on Configure cannot be built: {problem}")
+        return
+    try:
+        registry.check_name(request["name"])
+        if (registry.models_dir() / request["name"]).exists():
+            st.error(f"A model named {request['name']!r} already exists: choose another name.")
+            return
+        data = state.load_dataset(st.session_state[state.DATASET])
+        if request["limit"]:
+            data = apply_limit(data, (request["limit"], data.num_test))
+        state.start_job(spec, data, request["name"])
+    except CnnError as exc:
+        st.error(str(exc))
+
+
+def show(snap, job) -> None:
+    """Progress, metrics, curves and the stop button for one snapshot."""
+    p = snap.progress
+    if p is not None:
+        label = (f"epoch {p.epoch}/{p.epochs} · batch {p.batch}/{p.batches} · elapsed {fmt_seconds(p.elapsed)}"
+                 f" · ETA {fmt_seconds(p.eta) if snap.state == 'running' else '0:00'}")
+        st.progress(p.fraction if snap.state != "completed" else 1.0, text=label)
+        m = p.metrics
+        cols = st.columns(5)
+        cols[0].metric("loss", f"{m.get('loss', math.nan):.4f}")
+        cols[1].metric("accuracy", f"{m.get('accuracy', math.nan):.2%}")
+        val = snap.epochs
+        cols[2].metric("val loss", f"{val['val_loss'][-1]:.4f}" if val["val_loss"] else "–")
+        cols[3].metric("val accuracy", f"{val['val_accuracy'][-1]:.2%}" if val["val_accuracy"] else "–")
+        cols[4].metric("learning rate", f"{p.learning_rate:.2e}")
+    else:
+        st.progress(0.0, text="building the model and starting (the first batch compiles the graph)…")
+    if snap.running:
+        st.caption(snap.message)
+        st.button("Stop", key="train_stop", on_click=job.stop,
+                  help="Ends after the current batch; the model keeps its weights, is evaluated and saved")
+    elif snap.state == "failed":
+        st.error(snap.message)
+    elif snap.state == "stopped":
+        st.warning(snap.message)
+    else:
+        st.success(snap.message)
+    st.plotly_chart(training_curves(snap.curve, snap.epochs), width="stretch", key="train_curves")
+
+
+st.title("🏋️ Train")
+job = state.current_job()
+snap = job.snapshot() if job is not None else None
+running = snap is not None and snap.running
+
+if not running:
+    request = start_ui()
+    if request is not None:
+        start(request)
+        job = state.current_job()
+        snap = job.snapshot() if job is not None else None
+        running = snap is not None and snap.running
+else:
+    st.info("A training job is running in this session. You can switch pages: it keeps going and this page "
+            "picks it up again (even after a browser refresh).")
+
+if job is not None:
+
+    @st.fragment(run_every=1.0 if running else None)
+    def live():
+        now = job.snapshot()
+        show(now, job)
+        if running and not now.running:
+            st.rerun()  # the whole app: the sidebar shows the new active model
+
+    live()
+    if snap is not None and not snap.running and snap.model_name:
+        st.page_link("pages/predict.py", label=f"Try {snap.model_name} on your own drawing", icon="✏️")

@@ -142,6 +142,12 @@ def cmd_train(args):
                        ("seed", args.seed)):
         if value is not None:
             setattr(spec.train, key, value)
+    for key in ("shift", "rotation", "zoom"):
+        if getattr(args, key) is not None:
+            setattr(spec.train.augmentation, key, getattr(args, key))
+    from cnn.spec import validate
+
+    validate(spec)  # out-of-range flags get the spec's own message before any training
     print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
           f"images, from {dataset.source}) for {spec.train.epochs} epoch(s)", file=sys.stderr)
     result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar())
@@ -248,6 +254,9 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--seed", type=int)
     p.add_argument("--limit", type=positive, help="use the first N images of each split (stratified)")
+    p.add_argument("--shift", type=float, help="augmentation: largest random shift (fraction of the size)")
+    p.add_argument("--rotation", type=float, help="augmentation: largest random rotation (degrees)")
+    p.add_argument("--zoom", type=float, help="augmentation: largest random zoom (fraction)")
     p.add_argument("--name", help="registry name (default: <preset>-<dataset>)")
     p.set_defaults(run=cmd_train)
 

@@ -6,6 +6,7 @@ batch) and runs a compiled forward pass cached per model — never `model.predic
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,3 +46,161 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     out = np.concatenate([fn(batch[i:i + batch_size]).numpy() for i in range(0, len(batch), batch_size)]) \
         if len(batch) else np.zeros((0, model.output_shape[-1]), np.float32)
     return out[0] if single else out
+
+
+# ---------------------------------------------------------------------------
+# Looking inside: activations, Grad-CAM, saliency — one compiled forward (+ backward) pass
+# ---------------------------------------------------------------------------
+
+TRAINING_ONLY = ("RandomTranslation", "RandomRotation", "RandomZoom")  # identity at prediction time
+
+
+def inner_layers(model) -> list:
+    """The layers whose outputs are worth showing: all but the input and training-only augmentation."""
+    return [l for l in model.layers if type(l).__name__ not in ("InputLayer", *TRAINING_ONLY)]
+
+
+def map_layers(model) -> list[str]:
+    """Names of layers with H×W×C outputs (conv, pooling, batch norm): drawn as feature-map grids."""
+    return [l.name for l in inner_layers(model) if len(l.output.shape) == 4 and type(l).__name__ != "Rescaling"]
+
+
+def conv_layers(model) -> list[str]:
+    """Names of the Conv2D layers, first to last (Grad-CAM targets; the last one is the default)."""
+    return [l.name for l in inner_layers(model) if type(l).__name__ == "Conv2D"]
+
+
+_EXPLAIN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _explainer(model, layer_name: str):
+    """A tf.function: (images, class index or −1) → probabilities, every layer's output, Grad-CAM for
+    `layer_name`, saliency — from ONE forward pass of a multi-output model and one backward pass."""
+    cache = _EXPLAIN.setdefault(model, {})
+    if layer_name in cache:
+        return cache[layer_name]
+    import keras
+    import tensorflow as tf
+
+    layers = inner_layers(model)
+    names = [l.name for l in layers]
+    if layer_name not in names or len(model.get_layer(layer_name).output.shape) != 4:
+        raise ValueError(f"Grad-CAM needs a layer with feature maps; {layer_name!r} is not one "
+                         f"(choose from {', '.join(map_layers(model))})")
+    multi = keras.Model(model.inputs, [l.output for l in layers])  # shares the weights: no copy
+    head = model.layers[-1]
+    softmax_head = type(head).__name__ == "Dense" and getattr(head.activation, "__name__", "") == "softmax"
+    penultimate = names.index(head.name) - 1 if softmax_head else None
+    target = names.index(layer_name)
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([], tf.int32)])
+    def explain(x, class_index):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outs = multi(x, training=False)
+            probs = outs[-1]
+            # Scores before softmax: their gradients do not vanish when the model is very sure.
+            if softmax_head:
+                logits = tf.matmul(outs[penultimate], head.kernel) + head.bias
+            else:
+                logits = tf.math.log(probs + 1e-12)
+            chosen = tf.where(class_index < 0, tf.argmax(probs, axis=1, output_type=tf.int32),
+                              tf.fill(tf.shape(probs)[:1], class_index))
+            score = tf.reduce_sum(tf.gather(logits, chosen, batch_dims=1))
+        feature, grad_x = tape.gradient(score, [outs[target], x])
+        maps = outs[target]
+        # Grad-CAM: weight each map by its mean gradient, keep the positive evidence, scale to 0…1.
+        weights = tf.reduce_mean(feature, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(maps * weights, axis=-1))
+        cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-12)
+        cam = tf.image.resize(cam[..., None], tf.shape(x)[1:3], method="bilinear")[..., 0]
+        # Saliency: how strongly each input pixel moves the class score.
+        sal = tf.reduce_max(tf.abs(grad_x), axis=-1)
+        sal = sal / (tf.reduce_max(sal, axis=(1, 2), keepdims=True) + 1e-12)
+        return probs, outs, cam, sal, chosen
+
+    cache[layer_name] = (explain, names)
+    return cache[layer_name]
+
+
+@dataclass
+class Explanation:
+    """Everything the Predict page shows for one image."""
+
+    probabilities: np.ndarray  # (classes,)
+    activations: dict  # layer name → output without the batch axis
+    grad_cam: np.ndarray  # (H, W) in 0…1 at input size
+    saliency: np.ndarray  # (H, W) in 0…1
+    class_index: int  # the class Grad-CAM and saliency explain
+    layer_name: str  # the Grad-CAM layer
+
+
+def explain(model, x, class_index: int | None = None, layer_name: str | None = None) -> Explanation:
+    """Probabilities, all activations, Grad-CAM and saliency for ONE prepared image, in one call."""
+    batch, single = as_batch(model, x)
+    if not single or len(batch) != 1:
+        raise ValueError("explain() takes one image (H, W, C); use predict_proba for batches")
+    layer_name = layer_name or default_cam_layer(model)
+    fn, names = _explainer(model, layer_name)
+    probs, outs, cam, sal, chosen = fn(batch, -1 if class_index is None else int(class_index))
+    return Explanation(probs.numpy()[0], {n: o.numpy()[0] for n, o in zip(names, outs)}, cam.numpy()[0],
+                       sal.numpy()[0], int(chosen.numpy()[0]), layer_name)
+
+
+def default_cam_layer(model) -> str:
+    """The last conv layer (Grad-CAM's usual choice), else the last layer with feature maps."""
+    convs = conv_layers(model) or map_layers(model)
+    if not convs:
+        raise ValueError("this model has no layer with feature maps, so Grad-CAM does not apply")
+    return convs[-1]
+
+
+def activations(model, x) -> dict:
+    """Every layer's output for one image (without the batch axis) or a batch, from one forward pass."""
+    batch, single = as_batch(model, x)
+    fn, names = _explainer(model, default_cam_layer(model))
+    outs = fn(batch, -1)[1]
+    return {n: (o.numpy()[0] if single else o.numpy()) for n, o in zip(names, outs)}
+
+
+def grad_cam(model, x, class_index: int | None = None, layer_name: str | None = None) -> np.ndarray:
+    """Grad-CAM heat map (H×W, 0…1, input size) of `class_index` (default: the predicted class)."""
+    return explain(model, x, class_index, layer_name).grad_cam
+
+
+def saliency(model, x, class_index: int | None = None) -> np.ndarray:
+    """|∂ class score / ∂ input pixel|, max over channels, scaled to 0…1 (H×W)."""
+    return explain(model, x, class_index).saliency
+
+
+def conv_kernels(model, layer_name: str | None = None) -> np.ndarray:
+    """A conv layer's kernels as (filters, K, K, in_channels) — the first conv layer by default."""
+    layer_name = layer_name or (conv_layers(model) or [None])[0]
+    if layer_name is None:
+        raise ValueError("this model has no Conv2D layer")
+    kernel = model.get_layer(layer_name).get_weights()[0]  # (K, K, Cin, F)
+    return np.transpose(kernel, (3, 0, 1, 2))
+
+
+# ---------------------------------------------------------------------------
+# Robustness: how the probabilities move as the user's own input is rotated, shifted or scaled
+# ---------------------------------------------------------------------------
+
+SWEEPS = {
+    "rotate": (np.arange(-45, 46, 5), "rotation (degrees)"),
+    "shift": (np.arange(-8, 9, 1), "horizontal shift (pixels)"),
+    "scale": (np.round(np.arange(0.5, 1.55, 0.05), 2), "scale (×)"),
+}
+
+
+def robustness(model, x, kind: str = "rotate", values=None) -> tuple[np.ndarray, np.ndarray]:
+    """(values, probabilities (len(values), classes)) for transformed copies of one prepared image."""
+    from cnn.preprocess import transform_image
+
+    if kind not in SWEEPS:
+        raise ValueError(f"sweep kind must be one of {', '.join(SWEEPS)}, got {kind!r}")
+    values = SWEEPS[kind][0] if values is None else np.asarray(values)
+    x = np.asarray(x)
+    variants = np.stack([transform_image(x, **{kind: v}) for v in values])
+    return values, predict_proba(model, variants)

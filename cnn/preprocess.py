@@ -847,3 +847,23 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     out = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     out.flags.writeable = False
     return out
+
+
+def transform_image(x: np.ndarray, rotate: float = 0.0, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """A prepared model input (H, W, C) uint8 rotated by `rotate` degrees (counter-clockwise), shifted
+    right by `shift` pixels and scaled by `scale` about its centre; uncovered pixels are black."""
+    x = np.asarray(x)
+    height, width = x.shape[:2]
+    cx, cy = width / 2, height / 2
+    # Inverse affine map (output pixel → input pixel) for PIL: scale about the centre, then shift.
+    coeffs = (1 / scale, 0, cx - (cx + shift) / scale, 0, 1 / scale, cy - cy / scale)
+    channels = []
+    for c in range(x.shape[2]):
+        image = Image.fromarray(x[..., c].astype(np.uint8), mode="L")
+        if scale != 1 or shift:
+            image = image.transform((width, height), Image.Transform.AFFINE, coeffs,
+                                    resample=Image.Resampling.BILINEAR, fillcolor=0)
+        if rotate:
+            image = image.rotate(rotate, resample=Image.Resampling.BILINEAR, fillcolor=0)
+        channels.append(np.asarray(image))
+    return np.stack(channels, axis=-1).astype(np.uint8)

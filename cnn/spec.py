@@ -485,7 +485,7 @@ def _default() -> ModelSpec:
         Conv2D(16, 5), BatchNormalization(), MaxPooling2D(2),
         Conv2D(32, 5), BatchNormalization(), MaxPooling2D(2),
         Flatten(), Dense(64), Dropout(0.25),
-    ], train=TrainConfig(optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", batch_size=256, epochs=4,
+    ], train=TrainConfig(optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", batch_size=256, epochs=3,
                          validation_split=0.05), preset="default")
 
 

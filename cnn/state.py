@@ -152,14 +152,21 @@ def current_job():
     return _jobs().get(session_id())
 
 
+def job_running() -> bool:
+    job = current_job()
+    return job is not None and job.snapshot().running
+
+
+JOB_RUNNING = "a training job is already running in this session: stop it or wait for it to finish"
+
+
 def start_job(spec: ModelSpec, dataset, name: str | None = None):
     """Start training in the background; CnnError if this tab already has a job running."""
     from cnn.errors import TrainingError
     from cnn.train import TrainingJob
 
-    job = current_job()
-    if job is not None and job.snapshot().running:
-        raise TrainingError("a training job is already running in this session: stop it or wait for it to finish")
+    if job_running():
+        raise TrainingError(JOB_RUNNING)
     job = TrainingJob(spec, dataset, name).start()
     _jobs()[session_id()] = job
     return job

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -65,6 +65,29 @@ def make_optimizer(config: TrainConfig, total_steps: int):
         return keras.optimizers.SGD(lr, momentum=0.9)
     return {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
             "rmsprop": keras.optimizers.RMSprop}[config.optimizer](lr)
+
+
+def make_train_data(x, y, batch_size: int, seed: int):
+    """(a repeating tf.data pipeline of shuffled uint8 batches, batches per epoch).
+
+    One iterator serves the whole fit (Keras reuses it when steps_per_epoch is given): creating a fresh
+    iterator every epoch, as fit does for arrays, stalled the first batch of some epochs by ~8 s here
+    (the process idle, waiting on tf.data). Images stay uint8; only the index order is shuffled.
+    """
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    steps = math.ceil(len(y) / batch_size)
+    order = tf.data.Dataset.range(len(y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+    batches = order.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+    return batches.repeat().prefetch(2), steps
+
+
+def make_eval_data(x, y, batch_size: int = 1000):
+    """Validation batches as a tf.data pipeline built once per fit."""
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(1)
 
 
 def split_validation(x, y, share: float, seed: int):
@@ -168,10 +191,14 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         fit_args = {"shuffle": False}  # the stream shuffles itself
     else:
         (x, y), val_data = split_validation(dataset.x_train, dataset.y_train, config.validation_split, config.seed)
-        fit_data, fit_count = x, len(y)
-        fit_args = {"y": y, "batch_size": config.batch_size, "shuffle": True}
+        fit_count = len(y)
+        if fit_count == 0:
+            raise TrainingError(f"{dataset.name} has no training images left after the validation split")
+        fit_data, steps = make_train_data(x, y, config.batch_size, config.seed)
+        val_data = make_eval_data(*val_data) if val_data is not None else None
+        fit_args = {"steps_per_epoch": steps, "shuffle": False}  # the pipeline shuffles itself
     if fit_count == 0:
-        raise TrainingError(f"{dataset.name} has no training images left after the validation split")
+        raise TrainingError(f"{dataset.name} has no training images")
     batches = math.ceil(fit_count / config.batch_size)
 
     strategy = strategy or tf.distribute.get_strategy()

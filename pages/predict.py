@@ -1,6 +1,240 @@
-"""Predict: coming with issue [3 of 5]."""
+"""Predict: draw, upload or pick a sample; see the probabilities and how the network sees the image —
+activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every preprocessing step."""
+import numpy as np
 import streamlit as st
 
+from cnn import state
+from cnn.errors import EmptyImageError, ImageError
+from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
+                         sweep_lines, vector_bars)
+from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_proba, \
+    robustness
+from cnn.preprocess import ACCEPTED_FORMATS, RECIPES, default_recipe, prepare_image, preprocess_steps
+
+UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
+INVERT = {"auto": "auto", "yes": True, "no": False}
+
+
+# ---------------------------------------------------------------------------
+# Inputs: each returns a source image (or None) and a label
+# ---------------------------------------------------------------------------
+
+def draw_ui():
+    """The canvas's RGBA array, or None before anything is drawn."""
+    from streamlit_drawable_canvas import st_canvas
+
+    left, right = st.columns([3, 2])
+    with right:
+        width = st.slider("Stroke width", 8, 40, 22, key="predict_stroke",
+                          help="MNIST strokes are about 2–3 px thick at 28×28: on this 280 px canvas, ~20")
+        st.caption("Draw one digit, large and centred or not — the preprocessing crops and centres it. "
+                   "Undo, redo and clear are in the canvas toolbar.")
+    with left:
+        canvas = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280,
+                           width=280, drawing_mode="freedraw", key="predict_canvas", return_image_data=True)
+    data = canvas.image_data if canvas is not None else None
+    return (None, "drawing") if data is None else (np.asarray(data), "drawing")
+
+
+def upload_ui(model, info, invert, recipe):
+    """One chosen upload (bytes) and its name; a results table when several files are uploaded."""
+    files = st.file_uploader("Images (png, jpg, webp, bmp, gif, tiff) — one or many", type=UPLOAD_TYPES,
+                             accept_multiple_files=True, key="predict_upload")
+    if not files:
+        return None, None
+    if len(files) > 1:
+        rows, good = [], []
+        for f in files:
+            try:
+                good.append((f.name, prepare_image(f.getvalue(), info.input_shape, invert=invert, recipe=recipe)))
+            except ImageError as exc:
+                rows.append({"file": f.name, "prediction": "–", "confidence": None, "note": str(exc)})
+        if good:
+            probs = predict_proba(model, np.stack([x for _, x in good]))
+            for (name, _), p in zip(good, probs):
+                top = int(p.argmax())
+                rows.append({"file": name, "prediction": str(info.class_names[top]), "confidence": float(p[top]),
+                             "note": "low confidence" if p[top] < LOW_CONFIDENCE else ""})
+        order = {f.name: i for i, f in enumerate(files)}
+        st.dataframe(sorted(rows, key=lambda r: order[r["file"]]), hide_index=True, width="stretch",
+                     key="predict_results", column_config={"confidence": st.column_config.ProgressColumn(
+                         format="percent", min_value=0, max_value=1)})
+    names = [f.name for f in files]
+    picked = st.selectbox("Look inside", names, key="predict_upload_pick") if len(files) > 1 else names[0]
+    chosen = files[names.index(picked)]
+    return chosen.getvalue(), chosen.name
+
+
+def sample_ui(info):
+    """A random test image of the model's dataset (already a model input) and its true label."""
+    try:
+        data = state.load_dataset(info.dataset)
+    except Exception as exc:  # noqa: BLE001 — DatasetError or a Keras download failure: say so, keep going
+        st.warning(f"No samples: the model's dataset {info.dataset!r} is not available here ({exc}).")
+        return None, None
+    if tuple(data.input_shape) != tuple(info.input_shape):
+        st.warning(f"{info.dataset} images are {data.input_shape}, the model takes {info.input_shape}.")
+        return None, None
+    key = "predict_sample_index"
+    if key not in st.session_state or st.session_state[key] >= data.num_test:
+        st.session_state[key] = int(np.random.default_rng().integers(data.num_test))
+    if st.button("Next sample", key="predict_next"):
+        st.session_state[key] = int(np.random.default_rng().integers(data.num_test))
+    index = st.session_state[key]
+    label = int(data.y_test[index])
+    st.caption(f"Test image #{index} of {data.name} — true label: **{data.class_names[label]}**")
+    return data.x_test[index], label
+
+
+# ---------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------
+
+def inspector_ui(source, info, invert, recipe) -> tuple:
+    """Each preprocessing step's image, with switches for the optional ones; returns the disabled steps."""
+    st.caption("The same function prepares drawings, uploads and the CLI's files. Switch a step off to see "
+               "what it does to the prediction.")
+    steps = preprocess_steps(source, info.input_shape, invert=invert, recipe=recipe)
+    optional = [s.name for s in steps if s.name not in ("original", "grayscale", "rgb", "resize")]
+    cols = st.columns(max(len(optional), 1))
+    disabled = tuple(name for col, name in zip(cols, optional)
+                     if not col.toggle(name, value=True, key=f"predict_step_{name}"))
+    if disabled:
+        steps = preprocess_steps(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
+    cols = st.columns(len(steps))
+    for col, step in zip(cols, steps):
+        with col:
+            image = step.image if step.image.ndim == 2 else step.image.mean(axis=-1)
+            st.plotly_chart(image_heatmap(image, height=170), width="stretch", key=f"predict_stepfig_{step.name}",
+                            config={"displayModeBar": False})
+            st.caption(f"**{step.name}**{' (off)' if not step.enabled else ''}: {step.note}")
+    return disabled
+
+
+def activations_ui(model, result) -> None:
+    names = [l.name for l in inner_layers(model)]
+    maps = map_layers(model)
+    shown = [n for n in names if n in maps or result.activations[n].ndim == 1]
+    layer = st.selectbox("Layer", shown, index=shown.index(maps[0]) if maps else 0, key="predict_layer",
+                         format_func=lambda n: f"{n} — {' × '.join(map(str, result.activations[n].shape))}")
+    values = result.activations[layer]
+    if values.ndim == 3:
+        shared = st.toggle("One colour scale for all maps", value=True, key="predict_shared_scale")
+        st.plotly_chart(feature_maps(values, f"{layer}: {values.shape[-1]} feature maps of "
+                                             f"{values.shape[0]}×{values.shape[1]}", shared_scale=shared),
+                        width="stretch", key="predict_maps")
+    else:
+        st.plotly_chart(vector_bars(values, f"{layer}: {values.shape[0]} units"), width="stretch",
+                        key="predict_vector")
+
+
+def cam_ui(model, info, x, result_class: int):
+    """Grad-CAM class and layer pickers; returns (class_index or None, layer name)."""
+    cols = st.columns(2)
+    options = [None, *range(len(info.class_names))]
+    cls = cols[0].selectbox("Explain class", options, key="predict_cam_class",
+                            format_func=lambda i: f"predicted ({info.class_names[result_class]})" if i is None
+                            else str(info.class_names[i]))
+    layers = conv_layers(model) or map_layers(model)
+    layer = cols[1].selectbox("Layer", layers, index=len(layers) - 1, key="predict_cam_layer")
+    return cls, layer
+
+
 st.title("✏️ Predict")
-st.info("Coming next: draw a digit or upload a photo and see the prediction, activation maps, filters, "
-        "Grad-CAM and a robustness sweep. Until then, `python -m cnn predict MODEL IMAGE` works.")
+info = state.active_model_info()
+if info is None:
+    st.info("No active model: train one on **Train** or upload one on **Models**.")
+    st.stop()
+model = state.load_model(info.name)
+
+source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
+settings = st.columns(2)
+invert = INVERT[settings[0].selectbox("Invert (ink must be bright on dark)", list(INVERT), key="predict_invert",
+                                      help="auto: invert when the background is light (dark ink on paper)")]
+recipe_default = default_recipe(info.input_shape, info.dataset)
+recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_default), key="predict_recipe",
+                               help="mnist: crop, fit 20×20, centre by mass · fit: crop and fill · resize: "
+                                    "centre-crop and resize (colour)")
+
+true_label, x, source = None, None, None
+if source_kind == "Sample":
+    x, true_label = sample_ui(info)
+elif source_kind == "Upload":
+    source, name = upload_ui(model, info, invert, recipe)
+else:
+    source, name = draw_ui()
+
+if source is not None:
+    with st.expander("Preprocessing inspector", expanded=False):
+        try:
+            disabled = inspector_ui(source, info, invert, recipe)
+        except ImageError:
+            disabled = ()
+    try:
+        x = prepare_image(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
+    except EmptyImageError:
+        st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
+                "The image is blank: nothing to predict.")
+    except ImageError as exc:
+        st.error(str(exc))
+elif source_kind != "Sample":
+    st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
+
+if x is None:
+    st.stop()
+st.session_state[state.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
+
+probe = explain(model, x)
+cam_class, cam_layer = None, None
+top = int(probe.probabilities.argmax())
+head, chart = st.columns([1, 2])
+with head:
+    st.plotly_chart(image_heatmap(x[..., 0] if x.shape[-1] == 1 else x.mean(axis=-1), "model input "
+                                  f"({'×'.join(map(str, x.shape))})", height=240), width="stretch",
+                    key="predict_input_fig", config={"displayModeBar": False})
+    st.metric("Prediction", str(info.class_names[top]), f"{probe.probabilities[top]:.1%} confident",
+              delta_color="off")
+    if probe.probabilities[top] < LOW_CONFIDENCE:
+        st.warning(f"Low confidence: the model is unsure (top probability {probe.probabilities[top]:.0%}). "
+                   "Is this like the images it was trained on?")
+    if true_label is not None:
+        (st.success if true_label == top else st.error)(
+            f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
+with chart:
+    st.plotly_chart(probabilities_bar(probe.probabilities, info.class_names, true_label), width="stretch",
+                    key="predict_probs")
+
+maps_tab, filters_tab, cam_tab, sweep_tab = st.tabs(["Activation maps", "Filters", "Grad-CAM & saliency",
+                                                     "Robustness"])
+with maps_tab:
+    activations_ui(model, probe)
+with filters_tab:
+    if conv_layers(model):
+        first = conv_layers(model)[0]
+        kernels = conv_kernels(model, first)
+        st.plotly_chart(kernels_grid(kernels, f"{first}: {len(kernels)} kernels of "
+                                              f"{kernels.shape[1]}×{kernels.shape[2]}×{kernels.shape[3]} "
+                                              "(red = positive weight, blue = negative)"),
+                        width="stretch", key="predict_filters")
+    else:
+        st.info("This model has no convolution layer.")
+with cam_tab:
+    cam_class, cam_layer = cam_ui(model, info, x, top)
+    result = explain(model, x, cam_class, cam_layer)
+    name = info.class_names[result.class_index]
+    cols = st.columns(2)
+    cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"), width="stretch",
+                         key="predict_gradcam")
+    cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", colorscale="Hot", opacity=0.6),
+                         width="stretch", key="predict_saliency")
+    st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that layer's "
+               "resolution). Saliency: which input pixels change the score most.")
+with sweep_tab:
+    kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
+                    format_func=lambda k: SWEEPS[k][1])
+    values, probs = robustness(model, x, kind)
+    st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top), width="stretch",
+                    key="predict_sweep_fig")
+    stable = values[probs.argmax(axis=1) == top]
+    st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
+               + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else "."))

@@ -38,6 +38,9 @@ def start_ui() -> dict | None:
 
 
 def start(request: dict) -> None:
+    if state.job_running():
+        st.error(state.JOB_RUNNING.capitalize() + ".")
+        return
     spec = st.session_state[state.SPEC]
     problem = check(spec)
     if problem:
@@ -58,6 +61,8 @@ def start(request: dict) -> None:
 
 def show(snap, job) -> None:
     """Progress, metrics, curves and the stop button for one snapshot."""
+    st.markdown(f"**Job:** {job.name or 'unnamed'} · {len(job.spec.layers)} layers on {job.dataset.name} "
+                f"({job.dataset.num_train:,} training images)")
     p = snap.progress
     if p is not None:
         label = (f"epoch {p.epoch}/{p.epochs} · batch {p.batch}/{p.batches} · elapsed {fmt_seconds(p.elapsed)}"
@@ -91,14 +96,13 @@ job = state.current_job()
 snap = job.snapshot() if job is not None else None
 running = snap is not None and snap.running
 
-if not running:
-    request = start_ui()
-    if request is not None:
-        start(request)
-        job = state.current_job()
-        snap = job.snapshot() if job is not None else None
-        running = snap is not None and snap.running
-else:
+request = start_ui()
+if request is not None:
+    start(request)
+    job = state.current_job()
+    snap = job.snapshot() if job is not None else None
+    running = snap is not None and snap.running
+if running:
     st.info("A training job is running in this session. You can switch pages: it keeps going and this page "
             "picks it up again (even after a browser refresh).")
 

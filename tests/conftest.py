@@ -76,3 +76,7 @@ def default_model_dir() -> Path:
     path = ROOT / "models" / "mnist-default"
     assert (path / "model.keras").is_file(), "the committed default model models/mnist-default is missing"
     return path
+
+
+# Browser-test fixtures (app_server, chromium, page) live with their harness.
+from tests.browser import app_server, chromium, page  # noqa: E402,F401

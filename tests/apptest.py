@@ -1,0 +1,46 @@
+"""Helpers for AppTest page tests: open the app on a page, wait for a background job."""
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from cnn import state
+from tests.conftest import ROOT
+
+
+def open_app(page: str | None = None, **session) -> AppTest:
+    """The whole app (entry script + navigation) run once, then switched to pages/<page>.py."""
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [element.value for element in getattr(at, kind)]
+
+
+def wait_for(at: AppTest, predicate, timeout: float = 180, every: float = 0.5) -> AppTest:
+    """Rerun the page until predicate(at) holds (a background job moves on between reruns)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if predicate(at):
+            return at
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; page says: {texts(at, 'markdown')[:5]} {texts(at, 'error')}")
+        time.sleep(every)
+
+
+def finished(at: AppTest) -> bool:
+    return any("saved as" in s or "stopped" in s for s in texts(at, "success") + texts(at, "warning"))
+
+
+def session_job(at: AppTest):
+    """The TrainingJob of the AppTest's session (the jobs table is shared in-process)."""
+    return state._jobs().get(at.session_state[state.SESSION_ID])

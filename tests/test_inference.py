@@ -1,0 +1,121 @@
+"""Inference: probabilities, activations (one pass = each layer's own output), Grad-CAM, saliency, sweeps."""
+import numpy as np
+import pytest
+
+from cnn.inference import (activations, conv_kernels, conv_layers, default_cam_layer, explain, grad_cam,
+                           inner_layers, map_layers, predict_proba, robustness, saliency)
+from cnn.preprocess import transform_image
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return trained[0].model
+
+
+@pytest.fixture(scope="module")
+def digits(trained):
+    return trained[2].x_test[:8]
+
+
+def test_predict_proba_single_and_batch(model, digits):
+    one, many = predict_proba(model, digits[0]), predict_proba(model, digits)
+    assert one.shape == (10,) and many.shape == (8, 10)
+    np.testing.assert_allclose(one, many[0], atol=1e-6)
+    np.testing.assert_allclose(many.sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(many, model.predict(digits.astype("float32"), verbose=0), atol=1e-5)
+
+
+def test_wrong_input_shape_is_a_clear_error(model):
+    from cnn.errors import ImageError
+
+    with pytest.raises(ImageError, match="does not fit the model, which takes \\(28, 28, 1\\)"):
+        predict_proba(model, np.zeros((32, 32, 3)))
+
+
+def test_activations_equal_each_layers_own_output(model, digits):
+    import keras
+
+    got = activations(model, digits[3])
+    names = [l.name for l in inner_layers(model)]
+    assert list(got) == names and names[0] == "rescale" and names[-1] == "output"
+    for name in names:
+        alone = keras.Model(model.inputs, model.get_layer(name).output)
+        expected = alone(digits[3:4].astype("float32"), training=False).numpy()[0]
+        np.testing.assert_allclose(got[name], expected, atol=1e-5, err_msg=name)
+    batch = activations(model, digits)
+    assert batch["conv1"].shape == (8, 26, 26, 8)
+
+
+def test_layer_lists(model):
+    assert conv_layers(model) == ["conv1", "conv2"]
+    assert map_layers(model) == ["conv1", "maxpool1", "conv2", "maxpool2"]
+    assert default_cam_layer(model) == "conv2"
+    assert conv_kernels(model).shape == (8, 3, 3, 1)
+
+
+def test_explain_is_consistent_with_the_single_functions(model, digits):
+    result = explain(model, digits[0])
+    np.testing.assert_allclose(result.probabilities, predict_proba(model, digits[0]), atol=1e-5)
+    assert result.class_index == int(result.probabilities.argmax()) and result.layer_name == "conv2"
+    np.testing.assert_allclose(grad_cam(model, digits[0]), result.grad_cam, atol=1e-6)
+    np.testing.assert_allclose(saliency(model, digits[0]), result.saliency, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "maxpool1"])
+def test_grad_cam_shape_and_range(model, digits, layer):
+    for cls in (None, 0, 9):
+        cam = grad_cam(model, digits[1], class_index=cls, layer_name=layer)
+        assert cam.shape == (28, 28) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    with pytest.raises(ValueError, match="needs a layer with feature maps"):
+        grad_cam(model, digits[1], layer_name="output")
+
+
+def test_different_classes_give_different_explanations(model, digits):
+    a, b = explain(model, digits[2], class_index=0), explain(model, digits[2], class_index=7)
+    assert a.class_index == 0 and b.class_index == 7
+    assert not np.allclose(a.saliency, b.saliency)
+
+
+def test_saliency_range(model, digits):
+    s = saliency(model, digits[4])
+    assert s.shape == (28, 28) and s.max() == pytest.approx(1.0, abs=1e-5) and s.min() >= 0
+
+
+def test_grad_cam_highlights_the_digit_on_the_default_model(default_model_dir):
+    """On the committed model, Grad-CAM puts more weight on the ink than on the background."""
+    import keras
+
+    from cnn.data import load_dataset
+
+    model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
+    data = load_dataset("mnist-sample", limit=(10, 50))
+    ink_share = []
+    for x in data.x_test:
+        cam = grad_cam(model, x)
+        ink = x[..., 0] > 64
+        ink_share.append(cam[ink].mean() / max(cam[~ink].mean(), 1e-6))
+    # Most digits: the mean heat on ink pixels beats the mean heat on background pixels.
+    assert np.median(ink_share) > 1.5 and np.mean(np.array(ink_share) > 1) > 0.8
+
+
+def test_robustness_sweeps(model, digits):
+    values, probs = robustness(model, digits[0], "rotate")
+    assert values[0] == -45 and values[-1] == 45 and probs.shape == (len(values), 10)
+    zero = list(values).index(0)
+    np.testing.assert_allclose(probs[zero], predict_proba(model, digits[0]), atol=1e-5)
+    for kind in ("shift", "scale"):
+        values, probs = robustness(model, digits[0], kind)
+        assert probs.shape == (len(values), 10)
+    with pytest.raises(ValueError, match="sweep kind"):
+        robustness(model, digits[0], "shear")
+
+
+def test_transform_image_moves_the_ink():
+    x = np.zeros((28, 28, 1), np.uint8)
+    x[10:18, 12:16] = 255
+    cols = lambda img: np.nonzero(img[..., 0].sum(axis=0))[0]  # noqa: E731
+    assert cols(transform_image(x, shift=5)).min() == cols(x).min() + 5
+    assert np.array_equal(transform_image(x), x)
+    rotated = transform_image(x, rotate=90)
+    assert rotated[..., 0].sum(axis=1).nonzero()[0].size < x[..., 0].sum(axis=1).nonzero()[0].size
+    assert (transform_image(x, scale=0.5) > 0).sum() < (x > 0).sum()

@@ -170,3 +170,122 @@ def sweep_lines(values, probabilities, class_names, axis_title: str, highlight: 
                                                      "tickformat": ".0%"},
                       height=340, margin={"l": 50, "r": 10, "t": 20, "b": 40})
     return fig
+
+
+# ---------------------------------------------------------------------------
+# Evaluate
+# ---------------------------------------------------------------------------
+
+def confusion_heatmap(confusion, class_names, normalise: bool = False) -> go.Figure:
+    """Rows = true class, columns = predicted. The diagonal (right) is green, mistakes red, each on its own
+    scale so the biggest confusions stand out. An invisible marker on each cell makes cells clickable."""
+    import numpy as np
+
+    counts = np.asarray(confusion)
+    rows = counts.sum(axis=1, keepdims=True)
+    values = counts / np.maximum(rows, 1) if normalise else counts.astype(float)
+    names = [str(c) for c in class_names]
+    k = len(names)
+    diag = np.where(np.eye(k, dtype=bool), values, np.nan)
+    off = np.where(np.eye(k, dtype=bool), np.nan, values)
+    off_max = float(np.nanmax(off)) if np.isfinite(off).any() and np.nanmax(off) > 0 else 1.0
+    text = [[(f"{values[i, j]:.0%}" if normalise else f"{counts[i, j]:d}") if counts[i, j] else ""
+             for j in range(k)] for i in range(k)]
+    hover = "true %{y}, predicted %{x}: " + ("%{z:.1%}" if normalise else "%{z:d}") + "<extra></extra>"
+    fig = go.Figure([
+        go.Heatmap(z=diag, x=names, y=names, colorscale="Greens", showscale=False, hovertemplate=hover,
+                   zmin=0, zmax=float(np.nanmax(diag)) if np.isfinite(diag).any() else 1),
+        go.Heatmap(z=off, x=names, y=names, colorscale=[[0, "#fff5f0"], [1, "#cb181d"]], zmin=0, zmax=off_max,
+                   showscale=False, hovertemplate=hover),
+        go.Scatter(x=[names[j] for i in range(k) for j in range(k)], y=[names[i] for i in range(k) for j in range(k)],
+                   mode="markers+text", text=[text[i][j] for i in range(k) for j in range(k)],
+                   customdata=[[i, j, int(counts[i, j])] for i in range(k) for j in range(k)],
+                   marker={"size": max(14, 360 // k), "symbol": "square", "opacity": 0.01, "color": "#000"},
+                   textfont={"size": 11 if k <= 12 else 8}, hovertemplate="true %{y}, predicted %{x}: "
+                   "%{customdata[2]:d} images — click to see them<extra></extra>", name="cells",
+                   showlegend=False),
+    ])
+    fig.update_yaxes(autorange="reversed", title="true class", type="category")
+    fig.update_xaxes(title="predicted class", type="category", side="top")
+    fig.update_layout(height=max(420, 36 * k + 120), margin={"l": 60, "r": 10, "t": 60, "b": 20},
+                      clickmode="event+select", dragmode=False)
+    return fig
+
+
+def per_class_bars(rows: list[dict]) -> go.Figure:
+    """Precision, recall and F1 per class."""
+    fig = go.Figure([go.Bar(x=[r["class"] for r in rows], y=[r[m] for r in rows], name=m)
+                     for m in ("precision", "recall", "f1")])
+    fig.update_layout(barmode="group", yaxis={"range": [0, 1.02], "tickformat": ".0%"}, height=300,
+                      xaxis={"type": "category"}, margin={"l": 40, "r": 10, "t": 20, "b": 40},
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# Learn
+# ---------------------------------------------------------------------------
+
+def values_heatmap(values, title: str | None = None, highlight: tuple[int, int, int, int] | None = None,
+                   colorscale: str = "gray", fmt: str = ".2f", show_text: bool = True, height: int = 320,
+                   zmid: float | None = None) -> go.Figure:
+    """A matrix as a heatmap with each value written in its cell; `highlight` = (top, left, height, width)
+    draws a box (e.g. the kernel's patch or the pooling window). NaN cells (padding) stay blank."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    text = [["" if not np.isfinite(v) else format(v, fmt) for v in row] for row in values] if show_text else None
+    finite = values[np.isfinite(values)]
+    heat = go.Heatmap(z=values, colorscale=colorscale, showscale=False, text=text,
+                      texttemplate="%{text}" if show_text else None, textfont={"size": 9},
+                      hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>",
+                      zmid=zmid, zmin=None if zmid is not None or not finite.size else float(finite.min()),
+                      zmax=None if zmid is not None or not finite.size else float(finite.max()))
+    fig = go.Figure(heat)
+    if highlight is not None:
+        top, left, h, w = highlight
+        fig.add_shape(type="rect", x0=left - 0.5, x1=left + w - 0.5, y0=top - 0.5, y1=top + h - 0.5,
+                      line={"color": "#ff2a2a", "width": 3})
+    _square(fig, height, title)
+    return fig
+
+
+def maps_row(maps: dict, height: int = 230, colorscale: str = "Viridis") -> go.Figure:
+    """Several 2-D maps side by side, titled by their keys."""
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
+    for i, m in enumerate(maps.values()):
+        fig.add_trace(go.Heatmap(z=m, colorscale=colorscale, showscale=False,
+                                 hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"), row=1, col=i + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_annotations(font_size=10)
+    fig.update_layout(height=height, margin={"l": 5, "r": 5, "t": 40, "b": 5})
+    return fig
+
+
+def architecture_diagram(layers, title: str) -> go.Figure:
+    """Boxes left to right, one per layer (LayerInfo from cnn.spec.validate), labelled with kind and shape;
+    box height follows the spatial size so the funnel of a CNN is visible."""
+    import math as m
+
+    fig = go.Figure()
+    tallest = max(info.output_shape[0] for info in layers)
+    for i, info in enumerate(layers):
+        shape = info.output_shape
+        size = shape[0] if len(shape) == 3 else m.sqrt(shape[0]) / 2
+        h = 0.3 + 0.7 * size / tallest
+        colour = {"Input": "#d9d9d9", "Conv2D": "#6baed6", "AveragePooling2D": "#fd8d3c", "MaxPooling2D": "#fd8d3c",
+                  "Flatten": "#bcbddc", "Dense": "#74c476"}.get(info.kind, "#cccccc")
+        fig.add_shape(type="rect", x0=i - 0.4, x1=i + 0.4, y0=-h / 2, y1=h / 2, fillcolor=colour,
+                      line={"color": "#444"})
+        fig.add_annotation(x=i, y=h / 2 + 0.08, text=f"<b>{info.name}</b><br>{info.kind}", showarrow=False,
+                           yanchor="bottom", font={"size": 10})
+        fig.add_annotation(x=i, y=-h / 2 - 0.08, text=" × ".join(map(str, shape)), showarrow=False,
+                           yanchor="top", font={"size": 10})
+        if i:
+            fig.add_annotation(x=i - 0.4, y=0, ax=i - 0.6, ay=0, xref="x", yref="y", axref="x", ayref="y",
+                               showarrow=True, arrowhead=2, text="")
+    fig.update_xaxes(visible=False, range=[-0.6, len(layers) - 0.4])
+    fig.update_yaxes(visible=False, range=[-0.9, 0.9])
+    fig.update_layout(title=title, height=300, margin={"l": 5, "r": 5, "t": 40, "b": 5}, plot_bgcolor="white")
+    return fig

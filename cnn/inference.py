@@ -204,3 +204,49 @@ def robustness(model, x, kind: str = "rotate", values=None) -> tuple[np.ndarray,
     x = np.asarray(x)
     variants = np.stack([transform_image(x, **{kind: v}) for v in values])
     return values, predict_proba(model, variants)
+
+
+# ---------------------------------------------------------------------------
+# Learning: one gradient-descent step on one image, on a private copy of the model
+# ---------------------------------------------------------------------------
+
+@dataclass
+class LearningStep:
+    layer: str  # the conv layer whose kernel is shown
+    label: int  # the label the step learns towards
+    loss_before: float  # cross-entropy −log p(label) before the step
+    loss_after: float  # … and after it
+    kernel_before: np.ndarray  # (K, K, Cin, F)
+    gradient: np.ndarray  # ∂loss/∂kernel, same shape
+    kernel_after: np.ndarray  # kernel_before − learning_rate × gradient
+    probabilities_before: np.ndarray
+    probabilities_after: np.ndarray
+
+
+def learning_step(model, x, label: int, learning_rate: float = 0.1, layer_name: str | None = None) -> LearningStep:
+    """Plain SGD on every weight for one image and `label` (w ← w − lr·∂loss/∂w), on a copy of the model
+    (the shared model is never changed); reports the first conv kernel before/after and both losses."""
+    import tensorflow as tf
+
+    batch, _ = as_batch(model, x)
+    layer_name = layer_name or (conv_layers(model) or [None])[0]
+    if layer_name is None:
+        raise ValueError("this model has no Conv2D layer")
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    target = tf.constant([int(label)])
+    variables = copy.trainable_variables
+    with tf.GradientTape() as tape:
+        probs_before = copy(batch, training=False)
+        loss = tf.keras.losses.sparse_categorical_crossentropy(target, probs_before)[0]
+    grads = tape.gradient(loss, variables)
+    kernel = copy.get_layer(layer_name).kernel
+    index = next(i for i, v in enumerate(variables) if v is kernel)
+    before = kernel.numpy().copy()
+    for v, g in zip(variables, grads):
+        if g is not None:
+            v.assign_sub(learning_rate * g)
+    probs_after = copy(batch, training=False)
+    loss_after = tf.keras.losses.sparse_categorical_crossentropy(target, probs_after)[0]
+    return LearningStep(layer_name, int(label), float(loss), float(loss_after), before, grads[index].numpy(),
+                        kernel.numpy().copy(), probs_before.numpy()[0], probs_after.numpy()[0])

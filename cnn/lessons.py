@@ -334,3 +334,12 @@ def cross_entropy(probabilities, label: int) -> float:
     if isinstance(label, bool) or not isinstance(label, Integral) or not 0 <= label < p.size:
         raise ValueError(f"label must be an integer in 0…{p.size - 1}, got {label!r}")
     return float(-math.log(min(max(p[label], EPSILON), 1.0 - EPSILON)))
+
+
+# Classic hand-made kernels for the convolution lesson (Sobel edges, box blur, sharpen).
+KERNELS = {
+    "vertical edges": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64),
+    "horizontal edges": np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64),
+    "blur": np.full((3, 3), 1 / 9),
+    "sharpen": np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64),
+}

@@ -73,6 +73,18 @@ class Evaluation:
         return [{"class": str(self.class_names[i]), "precision": float(p[i]), "recall": float(r[i]),
                  "f1": float(f[i]), "support": int(s[i])} for i in range(k)]
 
+    def to_csv(self) -> str:
+        """One row per image: index, true, predicted, confidence, then every class's probability."""
+        import csv
+        import io
+
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["index", "true", "predicted", "confidence", *[f"p_{c}" for c in self.class_names]])
+        for i, (t, p, c, probs) in enumerate(zip(self.y_true, self.y_pred, self.confidence, self.probabilities)):
+            writer.writerow([i, self.class_names[t], self.class_names[p], f"{c:.6f}", *[f"{v:.6f}" for v in probs]])
+        return out.getvalue()
+
     def summary(self) -> dict:
         """JSON-ready: what metrics.json and `evaluate --json` report."""
         return {"test_accuracy": self.accuracy, "test_loss": self.loss, "num_test": int(len(self.y_true)),
@@ -91,3 +103,64 @@ def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None)
             on_progress(min(i + batch_size, len(x)), len(x))
     probs = np.concatenate(parts) if parts else np.zeros((0, len(class_names)), np.float32)
     return Evaluation(list(class_names), np.asarray(y, dtype=np.int64), probs, time.monotonic() - start)
+
+
+# ---------------------------------------------------------------------------
+# Dead filters: conv filters whose ReLU output is zero on (almost) every image
+# ---------------------------------------------------------------------------
+
+def filter_report(model, x, batch_size: int = 500, dead_share: float = 0.99) -> list[dict]:
+    """Per conv layer: each filter's mean activation, the share of images on which it fires at all, and
+    the share of filters that are dead (silent on ≥ `dead_share` of the images)."""
+    from cnn.inference import activations, conv_layers
+
+    names = conv_layers(model)
+    fired = {n: 0 for n in names}
+    total = {n: 0.0 for n in names}
+    for i in range(0, len(x), batch_size):
+        acts = activations(model, x[i:i + batch_size])
+        for n in names:
+            a = acts[n]  # (batch, H, W, filters)
+            fired[n] = fired[n] + (a.max(axis=(1, 2)) > 0).sum(axis=0)
+            total[n] = total[n] + a.mean(axis=(1, 2)).sum(axis=0)
+    report = []
+    for n in names:
+        activation = getattr(model.get_layer(n).activation, "__name__", "?")
+        active = np.asarray(fired[n]) / max(len(x), 1)
+        dead = active <= 1 - dead_share
+        report.append({"layer": n, "activation": activation, "filters": int(len(active)),
+                       "dead": int(dead.sum()), "dead_share": float(dead.mean()) if len(active) else 0.0,
+                       "active_share": active, "mean_activation": np.asarray(total[n]) / max(len(x), 1)})
+    return report
+
+
+# ---------------------------------------------------------------------------
+# A small cache: evaluations keyed by model file time, so a retrained or replaced model is re-evaluated
+# ---------------------------------------------------------------------------
+
+class EvaluationCache:
+    """Least-recently-used evaluations keyed by (model name, model.keras mtime, dataset, split)."""
+
+    def __init__(self, size: int = 8):
+        import threading
+        from collections import OrderedDict
+
+        self.size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    @staticmethod
+    def key(info, dataset_name: str, split: str = "test") -> tuple:
+        return info.name, info.mtime, dataset_name, split
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        return None
+
+    def put(self, key, evaluation) -> None:
+        with self._lock:
+            self._items[key] = evaluation
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)

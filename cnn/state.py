@@ -142,6 +142,37 @@ def machine_speed():
     return measure_speed()
 
 
+def model_dataset(info: registry.ModelInfo):
+    """The dataset a saved model was trained on (its class folder for folder datasets)."""
+    from cnn.errors import DatasetError
+
+    name = info.metrics.get("dataset_source") if str(info.dataset).startswith("folder:") else info.dataset
+    if not name or name == "unknown":
+        raise DatasetError(f"model {info.name!r} does not say which dataset it was trained on")
+    return load_dataset(name)
+
+
+@st.cache_resource
+def _evaluations():
+    from cnn.metrics import EvaluationCache
+
+    return EvaluationCache(size=8)
+
+
+def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
+    """The model's evaluation on its dataset's test (or train) split, computed once per model file."""
+    from cnn.metrics import EvaluationCache, evaluate
+
+    data = model_dataset(info)
+    key = EvaluationCache.key(info, data.name, split)
+    cached = _evaluations().get(key)
+    if cached is None:
+        x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+        cached = evaluate(load_model(info.name), x, y, data.class_names, on_progress=on_progress)
+        _evaluations().put(key, cached)
+    return cached
+
+
 @st.cache_resource
 def _jobs() -> dict:
     """session id → TrainingJob, shared across reruns and refreshes (not across server restarts)."""

@@ -229,7 +229,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
                    strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
-                   keep=None):
+                   keep=None, callbacks=()):
     """Train, evaluate on the test split and save to the registry: (TrainResult, Evaluation, ModelInfo).
 
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
@@ -241,7 +241,7 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
     if name is not None:
         check_name(name)  # refuse a bad name before spending minutes training
     result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy,
-                   progress_interval=progress_interval)
+                   progress_interval=progress_interval, callbacks=callbacks)
     if keep is not None:
         keep(result)
     if result.status == "failed":
@@ -281,9 +281,10 @@ class JobSnapshot:
 class TrainingJob:
     """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
 
-    def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25):
+    def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25,
+                 callbacks=()):
         self.spec, self.dataset, self.name = spec, dataset, name
-        self.progress_interval = progress_interval
+        self.progress_interval, self.callbacks = progress_interval, tuple(callbacks)
         self.result: TrainResult | None = None  # kept after failures too: the last good weights
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -340,7 +341,8 @@ class TrainingJob:
         try:
             result, evaluation, info = train_and_save(
                 self.spec, self.dataset, self.name, on_progress=self._on_progress, stop=self._stop,
-                on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep)
+                on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep,
+                callbacks=self.callbacks)
         except CnnError as exc:
             self._finish("failed", str(exc))
         except Exception as exc:  # noqa: BLE001 — the page must get a message, the log gets the traceback

@@ -1,6 +1,138 @@
-"""Evaluate: coming with issue [4 of 5]."""
+"""Evaluate: what the active model gets wrong, and why — on its dataset's whole test split."""
+import numpy as np
 import streamlit as st
 
+from cnn import state
+from cnn.errors import CnnError
+from cnn.figures import confusion_heatmap, overlay, per_class_bars, probabilities_bar
+from cnn.inference import explain
+from cnn.metrics import filter_report
+
+GALLERY = 24  # images per gallery
+
+
+def gallery(images, captions, key: str):
+    """Small upscaled images in a grid; returns the position picked for a closer look (or None)."""
+    if len(images) == 0:
+        st.caption("No images here.")
+        return None
+    big = [np.kron(im[..., 0] if im.shape[-1] == 1 else im, np.ones((3, 3, 1) if im.shape[-1] == 3 else (3, 3),
+                                                                     dtype=np.uint8)) for im in images]
+    st.image(big, caption=captions, width=84)
+    return st.selectbox("Look closer at", range(len(images)), format_func=lambda i: captions[i], key=key)
+
+
+def closer_look(model, info, data, index: int) -> None:
+    """Probabilities and Grad-CAM of one test image."""
+    x, label = data.x_test[index], int(data.y_test[index])
+    result = explain(model, x)
+    cols = st.columns([3, 2])
+    cols[0].plotly_chart(probabilities_bar(result.probabilities, info.class_names, label), width="stretch",
+                         key="eval_probs")
+    cols[1].plotly_chart(overlay(x, result.grad_cam, f"#{index}: Grad-CAM for "
+                                                     f"'{info.class_names[result.class_index]}'"),
+                         width="stretch", key="eval_cam")
+
+
+def selected_cell(event) -> tuple[int, int] | None:
+    """(true, predicted) of the clicked confusion-matrix cell, if any."""
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else \
+        getattr(getattr(event, "selection", None), "points", [])
+    for point in points or []:
+        data = point.get("customdata") if isinstance(point, dict) else None
+        if data:
+            return int(data[0]), int(data[1])
+    return None
+
+
 st.title("📊 Evaluate")
-st.info("Coming soon: the confusion matrix with drill-down, per-class metrics and the hardest examples. "
-        "Until then, `python -m cnn evaluate MODEL` prints accuracy, loss and the confusion matrix.")
+info = state.active_model_info()
+if info is None:
+    st.info("No active model: train one on **Train** or upload one on **Models**.")
+    st.stop()
+try:
+    data = state.model_dataset(info)
+except CnnError as exc:
+    st.warning(f"Cannot evaluate {info.name!r}: {exc}")
+    st.stop()
+if tuple(data.input_shape) != tuple(info.input_shape):
+    st.warning(f"{data.name} images are {data.input_shape} but {info.name!r} takes {info.input_shape}.")
+    st.stop()
+model = state.load_model(info.name)
+
+bar = st.empty()
+evaluation = state.evaluation(info, on_progress=lambda done, total: bar.progress(
+    done / total, text=f"Evaluating {info.name} on {total:,} test images: {done:,} done"))
+bar.empty()
+
+cols = st.columns(4)
+cols[0].metric("Test accuracy", f"{evaluation.accuracy:.2%}")
+cols[1].metric("Test loss", f"{evaluation.loss:.4f}")
+cols[2].metric("Test images", f"{len(evaluation.y_true):,}")
+cols[3].metric("Mistakes", f"{int((evaluation.y_pred != evaluation.y_true).sum()):,}")
+st.caption(f"{info.name} on the {data.name} test split · forward passes took {evaluation.seconds:.1f} s (batched)")
+
+st.subheader("Confusion matrix")
+normalise = st.toggle("Row-normalised (recall per true class)", key="eval_normalise")
+event = st.plotly_chart(confusion_heatmap(evaluation.confusion, info.class_names, normalise), width="stretch",
+                        key="eval_cm", on_select="rerun", selection_mode="points")
+cell = selected_cell(event)
+if cell is None:
+    st.caption("Click a cell to see those images.")
+else:
+    true, pred = cell
+    indices = evaluation.cell(true, pred)
+    st.markdown(f"**True {info.class_names[true]} predicted as {info.class_names[pred]}: {len(indices)} image(s)**"
+                + (f" — showing the {GALLERY} most confident" if len(indices) > GALLERY else ""))
+    order = indices[np.argsort(-evaluation.confidence[indices], kind="stable")][:GALLERY]
+    pick = gallery(data.x_test[order], [f"#{i} · {evaluation.confidence[i]:.0%}" for i in order], "eval_cell_pick")
+    if pick is not None:
+        closer_look(model, info, data, int(order[pick]))
+
+st.subheader("Per class")
+rows = evaluation.per_class()
+left, right = st.columns([2, 3])
+left.dataframe(rows, hide_index=True, width="stretch", key="eval_per_class",
+               column_config={m: st.column_config.NumberColumn(format="%.3f") for m in ("precision", "recall", "f1")})
+right.plotly_chart(per_class_bars(rows), width="stretch", key="eval_per_class_fig")
+
+wrong_tab, hard_tab, filters_tab = st.tabs(["Misclassified", "Hardest examples", "Dead filters"])
+with wrong_tab:
+    wrong = evaluation.misclassified()[:GALLERY]
+    st.caption(f"{len(evaluation.misclassified())} mistakes; the most confident first (sure, and wrong).")
+    pick = gallery(data.x_test[wrong], [f"#{i} · {info.class_names[evaluation.y_true[i]]}→"
+                                        f"{info.class_names[evaluation.y_pred[i]]} {evaluation.confidence[i]:.0%}"
+                                        for i in wrong], "eval_wrong_pick")
+    if pick is not None:
+        closer_look(model, info, data, int(wrong[pick]))
+with hard_tab:
+    hard = evaluation.hardest(GALLERY)
+    st.caption("Test images with the highest loss (−log p(true class)).")
+    gallery(data.x_test[hard], [f"#{i} · {info.class_names[evaluation.y_true[i]]} loss {evaluation.losses[i]:.1f}"
+                                for i in hard], "eval_hard_pick")
+    st.markdown("**Possibly mislabelled training images** — the highest loss under the trained model")
+    if data.streamed:
+        st.caption("Not available for class-folder datasets (their training images are streamed from disk).")
+    elif st.toggle(f"Scan the {data.num_train:,} training images", key="eval_scan_train"):
+        bar = st.empty()
+        train_eval = state.evaluation(info, "train", on_progress=lambda done, total: bar.progress(
+            done / total, text=f"Scanning training images: {done:,}/{total:,}"))
+        bar.empty()
+        suspects = train_eval.hardest(GALLERY)
+        st.image([np.kron(data.x_train[i][..., 0], np.ones((3, 3), np.uint8)) for i in suspects], width=84,
+                 caption=[f"train #{i} · labelled {info.class_names[data.y_train[i]]}, model says "
+                          f"{info.class_names[train_eval.y_pred[i]]} {train_eval.confidence[i]:.0%}"
+                          for i in suspects])
+with filters_tab:
+    st.caption("A filter is dead when its ReLU output is zero everywhere on (almost) every test image: it has "
+               "stopped learning. Measured on up to 2,000 test images.")
+    report = filter_report(model, data.x_test[:2000])
+    if not report:
+        st.info("This model has no convolution layer.")
+    for layer in report:
+        st.markdown(f"**{layer['layer']}** ({layer['activation']}): {layer['dead']} of {layer['filters']} filters dead "
+                    f"({layer['dead_share']:.0%})")
+        st.bar_chart({"mean activation": layer["mean_activation"]}, height=160)
+
+st.download_button("Download predictions (CSV)", evaluation.to_csv(), file_name=f"{info.name}-predictions.csv",
+                   mime="text/csv", key="eval_csv")

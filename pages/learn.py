@@ -1,6 +1,279 @@
-"""Learn: coming with issue [5 of 5]."""
+"""Learn: how a CNN works, computed live on the user's own image with the active model's weights.
+
+Every number here comes from cnn.lessons (plain NumPy) or the model itself, and where both exist the page
+shows that they agree.
+"""
+import numpy as np
+import pandas as pd
 import streamlit as st
 
+from cnn import lessons, state
+from cnn.figures import architecture_diagram, maps_row, values_heatmap, vector_bars
+from cnn.inference import activations, conv_layers, inner_layers, learning_step
+from cnn.spec import ModelSpec, SpecError, output_size_formula, preset, validate
+
+
+def source_image(info):
+    """(image uint8 H×W×C, where it came from, true label or None)."""
+    got = st.session_state.get(state.PREDICT_INPUT)
+    if got is not None and tuple(got["x"].shape) == tuple(info.input_shape):
+        return got["x"], "your image from **Predict**", got.get("label")
+    data = state.model_dataset(info)
+    return data.x_test[0], f"test image #0 of {data.name} (draw on **Predict** to use your own)", int(data.y_test[0])
+
+
+def agree(label: str, ours, theirs) -> None:
+    diff = float(np.max(np.abs(np.asarray(ours, float) - np.asarray(theirs, float))))
+    (st.success if diff <= 1e-5 else st.error)(f"{label}: NumPy and Keras agree, max |difference| = {diff:.1e}")
+
+
 st.title("🎓 Learn")
-st.info("Coming soon: follow your own drawing through convolution, ReLU, pooling, dense layers and softmax, "
-        "computed live with the active model's weights.")
+info = state.active_model_info()
+if info is None:
+    st.info("No active model: train one on **Train** or upload one on **Models**.")
+    st.stop()
+model = state.load_model(info.name)
+try:
+    x, origin, true_label = source_image(info)
+except Exception as exc:  # noqa: BLE001 — no dataset: the page cannot pick a sample
+    st.info(f"Draw something on **Predict** first ({exc}).")
+    st.stop()
+acts = activations(model, x)
+layers = inner_layers(model)
+H, W, C = x.shape
+ink = int((x > 0).sum())
+st.caption(f"Following {origin} through **{info.name}**.")
+
+# 1 ---------------------------------------------------------------------------------------------------------
+st.header("1 · Pixels and channels")
+st.markdown(f"To the network an image is a grid of numbers: **{H} × {W} pixels × {C} channel{'s' if C > 1 else ''}**, "
+            f"each 0 (black) … 255 (white). This one has **{ink} ink pixels** (value > 0); "
+            f"min {int(x.min())}, max {int(x.max())}, mean {x.mean():.1f}. Zoom in to read the values.")
+if C == 1:
+    st.plotly_chart(values_heatmap(x[..., 0], fmt=".0f", height=560), width="stretch", key="learn_pixels")
+    st.caption("Grayscale = one channel. The model divides every value by 255 first (its Rescaling layer).")
+else:
+    st.plotly_chart(maps_row({name: x[..., i] for i, name in enumerate(("red", "green", "blue"))},
+                             colorscale="gray"), width="stretch", key="learn_pixels")
+    st.caption("Colour = three channels, each its own grid; a conv kernel has one slice per channel.")
+
+# 2 ---------------------------------------------------------------------------------------------------------
+st.header("2 · Convolution")
+first = conv_layers(model)[0] if conv_layers(model) else None
+image = x.astype(np.float64) / 255  # what the first layer sees after rescaling
+gray = image.mean(axis=-1)
+options = [*lessons.KERNELS, "custom"] + (["model filter"] if first else [])
+cols = st.columns(4)
+choice = cols[0].selectbox("Kernel", options, index=len(options) - 1 if first else 0, key="learn_kernel")
+stride = cols[1].selectbox("Stride", [1, 2, 3], key="learn_stride")
+padding = cols[2].radio("Padding", ["valid", "same"], horizontal=True, key="learn_padding")
+bias, activation, channel_kernel = 0.0, None, None
+if choice == "custom":
+    size = cols[3].radio("Size", [3, 5], horizontal=True, key="learn_custom_size")
+    start = np.zeros((size, size))
+    start[size // 2, size // 2] = 1.0  # identity: edit it
+    edited = st.data_editor(pd.DataFrame(start, columns=[str(i) for i in range(size)]), key=f"learn_custom_{size}",
+                            width="content")
+    kernel = np.nan_to_num(edited.to_numpy(dtype=float))
+elif choice == "model filter":
+    weights, biases = model.get_layer(first).get_weights()  # (K, K, Cin, F), (F,)
+    f = cols[3].slider(f"{first} filter", 0, weights.shape[-1] - 1, 0, key="learn_filter")
+    channel_kernel, bias = weights[..., f], float(biases[f])
+    activation = getattr(model.get_layer(first).activation, "__name__", "linear")
+    kernel = channel_kernel.sum(axis=-1) if C > 1 else channel_kernel[..., 0]
+else:
+    kernel = lessons.KERNELS[choice]
+K = kernel.shape[0]
+try:
+    if channel_kernel is not None:
+        feature = lessons.conv2d(image if C > 1 else gray, channel_kernel[..., None] if C > 1 else kernel,
+                                 stride=stride, padding=padding)
+        feature = (feature[..., 0] if C > 1 else feature) + bias
+    else:
+        feature = lessons.conv2d(gray, kernel, stride=stride, padding=padding)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+Ho, Wo = feature.shape
+cols = st.columns(2)
+row = cols[0].slider("Output row", 0, Ho - 1, Ho // 2, key="learn_row")
+col = cols[1].slider("Output column", 0, Wo - 1, Wo // 2, key="learn_col")
+if C > 1 and channel_kernel is not None:
+    parts = [lessons.conv_at(image[..., c], channel_kernel[..., c], row, col, stride, padding) for c in range(C)]
+    at = {**parts[0], "value": sum(p["value"] for p in parts)}
+    st.caption("Colour: the kernel has one K×K slice per channel; shown for the red channel, the value sums all three.")
+else:
+    at = lessons.conv_at(gray, kernel, row, col, stride, padding)
+left, right = st.columns(2)
+left.plotly_chart(values_heatmap(image[..., 0] if C == 1 else gray, "input ÷ 255, the patch in red",
+                                 (at["top"], at["left"], K, K), show_text=False, height=360), width="stretch",
+                  key="learn_conv_input")
+right.plotly_chart(values_heatmap(feature, f"feature map {Ho}×{Wo}, output ({row}, {col}) in red",
+                                  (row, col, 1, 1), colorscale="RdBu", zmid=0, show_text=False, height=360),
+                   width="stretch", key="learn_conv_output")
+cols = st.columns(3)
+cols[0].plotly_chart(values_heatmap(at["patch"], "patch", height=230), width="stretch", key="learn_patch")
+cols[1].plotly_chart(values_heatmap(kernel if C == 1 or channel_kernel is None else channel_kernel[..., 0],
+                                    "kernel", colorscale="RdBu", zmid=0, height=230), width="stretch",
+                     key="learn_kernel_fig")
+cols[2].plotly_chart(values_heatmap(at["products"], "patch ⊙ kernel", colorscale="RdBu", zmid=0, height=230),
+                     width="stretch", key="learn_products")
+bias_text = f" + bias {bias:.4f} = **{at['value'] + bias:.4f}**" if channel_kernel is not None else ""
+st.markdown(f"Sum of the {K * K} products = **{at['value']:.4f}**{bias_text} — the value at output "
+            f"({row}, {col}).")
+st.markdown(f"Output size ⌊(W − K + 2P)/S⌋ + 1 with your numbers: height {output_size_formula(H, K, stride, padding)}, "
+            f"width {output_size_formula(W, K, stride, padding)}.")
+st.markdown("**Many filters, many features**: each kernel finds something different in the same image.")
+st.plotly_chart(maps_row({name: lessons.conv2d(gray, k, stride=stride, padding=padding)
+                          for name, k in lessons.KERNELS.items()}, colorscale="RdBu"),
+                width="stretch", key="learn_many")
+layer_conf = model.get_layer(first).get_config() if first else {}
+same_setup = choice == "model filter" and stride == layer_conf.get("strides", (1,))[0] and \
+    padding == layer_conf.get("padding")
+if same_setup:
+    ours = lessons.relu(feature) if activation == "relu" else feature
+    if activation in ("relu", "linear"):
+        agree(f"{first}, filter {f}, after {activation}", ours, acts[first][..., f])
+elif choice == "model filter":
+    st.caption(f"Set stride {layer_conf.get('strides', (1,))[0]} and padding '{layer_conf.get('padding')}' (the "
+               f"layer's own) to compare with Keras's {first}.")
+
+# 3 ---------------------------------------------------------------------------------------------------------
+st.header("3 · ReLU")
+after = lessons.relu(feature)
+zeroed = lessons.relu_zeroed(feature)
+st.plotly_chart(maps_row({"before ReLU": feature, "after ReLU = max(0, x)": after}, colorscale="RdBu", height=300),
+                width="stretch", key="learn_relu")
+st.markdown(f"ReLU keeps positive values and sets negatives to 0: **{zeroed} of {feature.size} values zeroed** "
+            f"({zeroed / feature.size:.0%}).")
+
+# 4 ---------------------------------------------------------------------------------------------------------
+st.header("4 · Pooling")
+cols = st.columns(4)
+mode = cols[0].radio("Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
+pool = cols[1].selectbox("Pool size", [2, 3], key="learn_pool")
+pool_stride = cols[2].selectbox("Stride", [None, 1, 2, 3], key="learn_pool_stride",
+                                format_func=lambda s: "= pool size" if s is None else str(s))
+pool_padding = cols[3].radio("Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
+try:
+    pooled = lessons.pool2d(after, pool, pool_stride, pool_padding, mode)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+ph, pw = pooled.shape
+cols = st.columns(2)
+prow = cols[0].slider("Pooled row", 0, ph - 1, ph // 2, key="learn_pool_row")
+pcol = cols[1].slider("Pooled column", 0, pw - 1, pw // 2, key="learn_pool_col")
+window = lessons.pool_at(after, prow, pcol, pool, pool_stride, pool_padding, mode)
+left, mid, right = st.columns([2, 1, 2])
+left.plotly_chart(values_heatmap(after, "ReLU map, the window in red", (window["top"], window["left"], pool, pool),
+                                 show_text=False, colorscale="Viridis", height=330), width="stretch",
+                  key="learn_pool_input")
+mid.plotly_chart(values_heatmap(window["window"], "window", colorscale="Viridis", height=200), width="stretch",
+                 key="learn_window")
+mid.markdown(f"{'max' if mode == 'max' else 'mean'} = **{window['value']:.4f}**")
+right.plotly_chart(values_heatmap(pooled, f"pooled {ph}×{pw}", (prow, pcol, 1, 1), show_text=False,
+                                  colorscale="Viridis", height=330), width="stretch", key="learn_pooled")
+step = pool_stride or pool
+fewer = 1 - pooled.size / after.size
+st.markdown(f"{after.shape[0]}×{after.shape[1]} = {after.size} values → {ph}×{pw} = {pooled.size}: "
+            f"**{fewer:.0%} fewer**. Shape arithmetic for this {after.shape[0]}×{after.shape[1]} map pooled "
+            f"{pool}×{pool} with stride {step}: 'valid' {output_size_formula(after.shape[0], pool, step, 'valid')}, "
+            f"'same' {output_size_formula(after.shape[0], pool, step, 'same')}.")
+
+# 5 ---------------------------------------------------------------------------------------------------------
+st.header("5 · Flatten, dense, softmax")
+names = [l.name for l in layers]
+flat_name = next((l.name for l in layers if type(l).__name__ in ("Flatten", "GlobalAveragePooling2D")), None)
+output = model.layers[-1]
+if flat_name is None:
+    st.info("This model has no Flatten/GlobalAveragePooling2D layer.")
+else:
+    before_flat = acts[names[names.index(flat_name) - 1]]
+    vector = acts[flat_name]
+    st.markdown(f"**{flat_name}** turns the last feature maps ({' × '.join(map(str, before_flat.shape))}) into one "
+                f"vector of **{vector.size:,}** numbers.")
+    dense = next((l for l in layers[names.index(flat_name) + 1:] if type(l).__name__ == "Dense"), output)
+    dense_in = acts[names[names.index(dense.name) - 1]]
+    dw, db = dense.get_weights()
+    unit = st.slider(f"{dense.name} unit", 0, dw.shape[1] - 1, 0, key="learn_unit")
+    d = lessons.dense_unit(dense_in, dw, db, unit)
+    top = np.argsort(-np.abs(d["products"]))[:20]
+    st.plotly_chart(vector_bars(d["products"][top], f"the 20 largest input × weight products for unit {unit}",
+                                labels=[str(i) for i in top]), width="stretch", key="learn_dense")
+    act_name = getattr(dense.activation, "__name__", "linear")
+    st.markdown(f"Unit {unit}: Σ inputᵢ·weightᵢ over {dense_in.size:,} inputs = {d['weighted_sum']:.4f}, "
+                f"+ bias {d['bias']:.4f} = **{d['value']:.4f}** before {act_name}.")
+    if act_name == "relu":
+        agree(f"{dense.name} unit {unit}", lessons.relu(d["value"]), acts[dense.name][unit])
+    logits = lessons.dense(acts[names[-2]], *output.get_weights())
+    probs = lessons.softmax(logits)
+    table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": logits,
+                          "e^score": np.exp(logits - logits.max()), "probability": probs})
+    st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
+                f"(scores shifted by their max for stability). They sum to **{probs.sum():.6f}**.")
+    st.dataframe(table, hide_index=True, width="stretch", key="learn_softmax",
+                 column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                                max_value=1)})
+    agree("softmax probabilities", probs, acts[output.name])
+
+# 6 ---------------------------------------------------------------------------------------------------------
+st.header("6 · Dropout")
+target = next((l.name for l in layers if type(l).__name__ == "Dense" and l.name != output.name), flat_name)
+values = acts[target] if target else acts[names[-2]]
+cols = st.columns(2)
+rate = cols[0].slider("Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
+seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
+dropped_out, mask = lessons.dropout(values, rate, seed=int(seed))
+shown = min(64, values.size)
+st.plotly_chart(maps_row({f"{target}: before": values[:shown][None, :], "after dropout": dropped_out[:shown][None, :]},
+                         height=160, colorscale="Viridis"), width="stretch", key="learn_dropout")
+off = int((~mask).sum())
+st.markdown(f"While training, dropout zeroes a random **{off} of {mask.size}** values ({off / mask.size:.0%}, rate "
+            f"{rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = **{1 / (1 - rate):.2f}**, so the sum stays "
+            f"about the same ({values.sum():.2f} → {dropped_out.sum():.2f}). At prediction time it does nothing: "
+            f"output = input ({np.array_equal(lessons.dropout(values, rate, training=False)[0], values)}).")
+
+# 7 ---------------------------------------------------------------------------------------------------------
+st.header("7 · Learning: one gradient-descent step")
+if first is None:
+    st.info("This model has no convolution layer to show.")
+else:
+    predicted = int(acts[output.name].argmax())
+    cols = st.columns(2)
+    classes = list(range(len(info.class_names)))
+    label = cols[0].selectbox("Learn this image as", classes, index=true_label if true_label is not None else predicted,
+                              format_func=lambda i: str(info.class_names[i]), key="learn_label")
+    lr = cols[1].select_slider("Learning rate", [0.001, 0.01, 0.05, 0.1, 0.5, 1.0], value=0.1, key="learn_lr")
+    step_result = learning_step(model, x, label, lr, first)
+    f_idx = st.session_state.get("learn_filter", 0) if choice == "model filter" else 0
+    cols = st.columns(3)
+    cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
+    cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
+                   f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
+    cols[2].metric(f"p({info.class_names[label]})", f"{step_result.probabilities_after[label]:.2%}",
+                   f"{step_result.probabilities_after[label] - step_result.probabilities_before[label]:+.2%}")
+    st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
+                              "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
+                              "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, colorscale="RdBu"),
+                    width="stretch", key="learn_step")
+    st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4f}. One step "
+               "moves every weight a little against its gradient; done on a private copy — the active model is "
+               "unchanged.")
+
+# 8 ---------------------------------------------------------------------------------------------------------
+st.header("8 · The hierarchy")
+st.markdown("Early layers respond to edges and strokes; later ones to larger parts, at lower resolution.")
+for name in conv_layers(model):
+    maps = acts[name]
+    st.plotly_chart(maps_row({f"{name} #{i}": maps[..., i] for i in range(min(6, maps.shape[-1]))}, height=190),
+                    width="stretch", key=f"learn_hier_{name}")
+    st.caption(f"{name}: {maps.shape[-1]} maps of {maps.shape[0]}×{maps.shape[1]}")
+try:
+    st.plotly_chart(architecture_diagram(validate(ModelSpec.from_dict(info.spec)).layers, f"{info.name}"),
+                    width="stretch", key="learn_arch_model")
+except SpecError:
+    pass
+lenet = validate(preset("lenet5"))
+st.plotly_chart(architecture_diagram(lenet.layers, f"LeNet-5 (LeCun et al., 1998): {lenet.params:,} parameters"),
+                width="stretch", key="learn_arch_lenet")

@@ -192,6 +192,7 @@ with head:
     st.plotly_chart(image_heatmap(x[..., 0] if x.shape[-1] == 1 else x.mean(axis=-1), "model input "
                                   f"({'×'.join(map(str, x.shape))})", height=240), width="stretch",
                     key="predict_input_fig", config={"displayModeBar": False})
+    st.caption(f"{int((np.asarray(x) > 0).sum())} ink pixels")
     st.metric("Prediction", str(info.class_names[top]), f"{probe.probabilities[top]:.1%} confident",
               delta_color="off")
     if probe.probabilities[top] < LOW_CONFIDENCE:

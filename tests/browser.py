@@ -142,3 +142,18 @@ def set_number(page, label: str, value) -> None:
     box.fill(str(value))
     box.press("Enter")
     wait_idle(page)
+
+
+def draw(page, strokes, canvas_selector: str = "canvas") -> None:
+    """Draw polylines (lists of (x, y) in 0…1 of the canvas) with the mouse on the drawing canvas."""
+    canvas = page.locator(canvas_selector).last
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    for stroke in strokes:
+        (x0, y0), rest = stroke[0], stroke[1:]
+        page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=12)
+        page.mouse.up()
+    wait_idle(page)

@@ -119,3 +119,18 @@ def test_transform_image_moves_the_ink():
     rotated = transform_image(x, rotate=90)
     assert rotated[..., 0].sum(axis=1).nonzero()[0].size < x[..., 0].sum(axis=1).nonzero()[0].size
     assert (transform_image(x, scale=0.5) > 0).sum() < (x > 0).sum()
+
+
+def test_learning_step_lowers_the_loss_and_leaves_the_model_alone(model, digits):
+    from cnn.inference import learning_step
+
+    before = [w.copy() for w in model.get_weights()]
+    step = learning_step(model, digits[0], label=3, learning_rate=0.05)
+    assert step.layer == "conv1" and step.kernel_before.shape == (3, 3, 1, 8)
+    np.testing.assert_allclose(step.kernel_after, step.kernel_before - 0.05 * step.gradient, atol=1e-6)
+    assert step.loss_after < step.loss_before
+    assert step.probabilities_after[3] > step.probabilities_before[3]
+    p = predict_proba(model, digits[0])[3]
+    assert step.loss_before == pytest.approx(-np.log(max(p, 1e-7)), rel=1e-4)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)  # the shared model is untouched

@@ -56,3 +56,75 @@ def test_progress_reports(trained):
     evaluate(result.model, data.x_test[:250], data.y_test[:250], data.class_names, batch_size=100,
              on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(100, 250), (200, 250), (250, 250)]
+
+
+def test_drill_down_returns_exactly_each_cells_images(evaluation):
+    seen = []
+    for t in range(10):
+        for p in range(10):
+            idx = evaluation.cell(t, p)
+            assert len(idx) == evaluation.confusion[t, p]
+            assert np.all(evaluation.y_true[idx] == t) and np.all(evaluation.y_pred[idx] == p)
+            seen.extend(idx.tolist())
+    assert sorted(seen) == list(range(len(evaluation.y_true)))
+
+
+def test_misclassified_ordering_on_a_trained_model(evaluation):
+    wrong = evaluation.misclassified()
+    assert np.all(evaluation.y_pred[wrong] != evaluation.y_true[wrong])
+    assert np.all(np.diff(evaluation.confidence[wrong]) <= 0)
+    assert len(wrong) == int((evaluation.y_pred != evaluation.y_true).sum())
+
+
+def test_csv_has_one_row_per_image(evaluation):
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(evaluation.to_csv())))
+    assert rows[0][:4] == ["index", "true", "predicted", "confidence"] and len(rows[0]) == 14
+    assert len(rows) == len(evaluation.y_true) + 1
+    first = rows[1]
+    assert first[1] == evaluation.class_names[evaluation.y_true[0]]
+    assert abs(sum(float(v) for v in first[4:]) - 1) < 1e-4
+
+
+def test_filter_report_finds_a_dead_filter(trained):
+    from cnn.metrics import filter_report
+
+    result, spec, data = trained
+    model = result.model
+    report = filter_report(model, data.x_test[:200], batch_size=64)
+    assert [r["layer"] for r in report] == ["conv1", "conv2"]
+    assert all(len(r["mean_activation"]) == r["filters"] for r in report)
+    # Kill filter 3 of conv1 (large negative bias): the report must find it.
+    import keras
+
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    kernel, bias = clone.get_layer("conv1").get_weights()
+    bias[3] = -100.0
+    clone.get_layer("conv1").set_weights([kernel, bias])
+    conv1 = filter_report(clone, data.x_test[:200])[0]
+    assert conv1["dead"] >= 1 and conv1["active_share"][3] == 0 and conv1["mean_activation"][3] == 0
+
+
+def test_evaluation_cache_is_invalidated_when_the_model_file_changes(registry, trained):
+    import os
+    import time
+
+    from cnn.metrics import EvaluationCache
+    from cnn.registry import model_info, save_model
+
+    result, spec, data = trained
+    save_model("m", result.model, spec, result.history, {"dataset": "mnist-sample"})
+    cache = EvaluationCache(size=2)
+    first = model_info("m")
+    cache.put(EvaluationCache.key(first, "mnist-sample"), "evaluation of the first file")
+    assert cache.get(EvaluationCache.key(model_info("m"), "mnist-sample")) == "evaluation of the first file"
+    save_model("m", result.model, spec, result.history, {"dataset": "mnist-sample"}, overwrite=True)
+    path = model_info("m").path / "model.keras"
+    os.utime(path, (time.time() + 5, time.time() + 5))  # a later mtime even on coarse clocks
+    assert cache.get(EvaluationCache.key(model_info("m"), "mnist-sample")) is None
+    for i in range(3):
+        cache.put(("k", i), i)
+    assert cache.get(("k", 0)) is None and cache.get(("k", 2)) == 2  # least recently used goes first

@@ -1,0 +1,185 @@
+"""AppTest for Predict, Evaluate and Learn with a trained model on the embedded sample."""
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from cnn import registry, state
+from tests.apptest import open_app, texts
+
+
+@pytest.fixture
+def model_on_sample(registry, trained):
+    result, spec, data = trained
+    registry.save_model("small", result.model, spec, result.history,
+                        {"dataset": "mnist-sample", "class_names": data.class_names, "test_accuracy": 0.9,
+                         "epochs": 2, "num_test": 500})
+    return "small"
+
+
+def png_of_digit(dark_on_light: bool = True) -> bytes:
+    image = Image.new("L", (200, 200), 235 if dark_on_light else 0)
+    draw = ImageDraw.Draw(image)
+    ink = 30 if dark_on_light else 255
+    draw.line([(60, 40), (140, 40), (90, 170)], fill=ink, width=14)  # a 7
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def charts(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+# ---------------------------------------------------------------------------
+# Predict
+# ---------------------------------------------------------------------------
+
+def test_predict_upload_one_file(model_on_sample):
+    at = open_app("predict")
+    at.segmented_control(key="predict_source").set_value("Upload").run()
+    at.file_uploader(key="predict_upload").set_value([("seven.png", png_of_digit(), "image/png")]).run()
+    assert not at.exception
+    prediction = next(m for m in at.metric if m.label == "Prediction")
+    bars = next(c for c in charts(at) if c["data"][0].get("type") == "bar")
+    probs = bars["data"][0]["y"]
+    assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-3
+    assert prediction.value == str(int(np.argmax(probs)))
+    stored = at.session_state[state.PREDICT_INPUT]
+    assert stored["x"].shape == (28, 28, 1) and stored["model"] == "small"
+    # The upload was dark ink on light paper: auto-invert made the background black.
+    assert stored["x"][0, 0, 0] == 0 and stored["x"].max() > 200
+
+
+def test_predict_several_uploads_table_and_bad_file(model_on_sample):
+    at = open_app("predict")
+    at.segmented_control(key="predict_source").set_value("Upload").run()
+    at.file_uploader(key="predict_upload").set_value([
+        ("a.png", png_of_digit(), "image/png"), ("b.png", png_of_digit(False), "image/png"),
+        ("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png")]).run()
+    assert not at.exception
+    rows = at.dataframe(key="predict_results").value.to_dict("records")
+    assert [r["file"] for r in rows] == ["a.png", "b.png", "broken.png"]
+    assert rows[2]["prediction"] == "–" and rows[2]["note"]
+    assert rows[0]["prediction"] in list("0123456789")
+
+
+def test_predict_sample_shows_the_true_label_and_next(model_on_sample):
+    at = open_app("predict")
+    at.segmented_control(key="predict_source").set_value("Sample").run()
+    first = at.session_state["predict_sample_index"]
+    assert any("true label" in c.value for c in at.caption)
+    assert any(("right" in s) for s in texts(at, "success") + texts(at, "error"))
+    for _ in range(3):  # a different random image (3 tries: a repeat is possible but unlikely)
+        at.button(key="predict_next").click().run()
+        if at.session_state["predict_sample_index"] != first:
+            break
+    assert at.session_state["predict_sample_index"] != first
+
+
+def test_predict_views_change_with_their_controls(model_on_sample):
+    at = open_app("predict")
+    at.segmented_control(key="predict_source").set_value("Sample").run()
+    at.selectbox(key="predict_layer").set_value("conv2").run()
+    grid = next(c for c in charts(at) if "conv2: 16 feature maps" in str(c["layout"].get("title", "")))
+    assert sum(1 for t in grid["data"] if t["type"] == "heatmap") == 16
+    at.selectbox(key="predict_cam_class").set_value(3).run()
+    titles = [str(c["layout"].get("title", "")) for c in charts(at)]
+    assert any("Grad-CAM for '3' at conv2" in t for t in titles)
+    at.radio(key="predict_sweep").set_value("scale").run()
+    sweep = next(c for c in charts(at) if c["layout"].get("xaxis", {}).get("title", {}).get("text") == "scale (×)")
+    assert len(sweep["data"]) == 10
+
+
+def test_predict_draw_tab_without_a_drawing_says_draw(model_on_sample):
+    at = open_app("predict")
+    assert not at.exception
+    assert any("Draw something" in s for s in texts(at, "info"))
+    assert not [m for m in at.metric if m.label == "Prediction"]
+
+
+def test_predict_without_a_model(registry):
+    at = open_app("predict")
+    assert any("No active model" in s for s in texts(at, "info"))
+
+
+# ---------------------------------------------------------------------------
+# Evaluate
+# ---------------------------------------------------------------------------
+
+def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
+    at = open_app("evaluate")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test images"] == "2,000"  # the whole test split of the embedded sample
+    cm = next(c for c in charts(at) if len(c["data"]) == 3 and c["data"][2]["type"] == "scatter")
+    assert sum(p[2] for p in cm["data"][2]["customdata"]) == 2000
+    rows = at.dataframe(key="eval_per_class").value.to_dict("records")
+    assert [r["support"] for r in rows] == [200] * 10
+    acc = float(metrics["Test accuracy"].rstrip("%")) / 100
+    mistakes = int(metrics["Mistakes"].replace(",", ""))
+    assert mistakes == round((1 - acc) * 2000)
+    at.toggle(key="eval_normalise").set_value(True).run()
+    assert not at.exception
+
+
+def test_evaluate_without_a_model(registry):
+    at = open_app("evaluate")
+    assert any("No active model" in s for s in texts(at, "info"))
+
+
+# ---------------------------------------------------------------------------
+# Learn
+# ---------------------------------------------------------------------------
+
+def learn_markdown(at) -> str:
+    return "\n".join(texts(at, "markdown"))
+
+
+def test_learn_walkthrough_agrees_with_keras(model_on_sample):
+    at = open_app("learn")
+    assert not at.exception
+    successes = texts(at, "success")
+    assert any("conv1, filter 0, after relu: NumPy and Keras agree" in s for s in successes)
+    assert any("softmax probabilities: NumPy and Keras agree" in s for s in successes)
+    assert any("dense1 unit 0: NumPy and Keras agree" in s for s in successes)
+    assert not texts(at, "error")
+
+
+def test_learn_controls_change_the_numbers(model_on_sample):
+    at = open_app("learn")
+    before = learn_markdown(at)
+    at.selectbox(key="learn_kernel").set_value("vertical edges").run()
+    at.selectbox(key="learn_stride").set_value(2).run()
+    text = learn_markdown(at)
+    assert "height ⌊(28−3+0)/2⌋+1 = 13" in text and text != before
+    at.radio(key="learn_padding").set_value("same").run()
+    assert "height ⌊(28−3+1)/2⌋+1 = 14" in learn_markdown(at)
+    zero_text = [t for t in texts(at, "markdown") if "values zeroed" in t][0]
+    at.slider(key="learn_row").set_value(3).run()
+    assert not at.exception
+    at.radio(key="learn_pool_mode").set_value("avg")
+    at.selectbox(key="learn_pool").set_value(3).run()
+    assert "'valid' ⌊(14−3+0)/3⌋+1 = 4, 'same' ⌊(14−3+1)/3⌋+1 = 5" in learn_markdown(at)
+    assert zero_text in learn_markdown(at)  # ReLU's count depends on the conv only
+    at.slider(key="learn_dropout_rate").set_value(0.8).run()
+    dropout = [t for t in texts(at, "markdown") if "dropout zeroes" in t][0]
+    assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
+    at.selectbox(key="learn_label").set_value(2).run()
+    assert not at.exception
+
+
+def test_learn_uses_the_image_from_predict(model_on_sample):
+    drawn = np.zeros((28, 28, 1), np.uint8)
+    drawn[5:20, 12:15] = 255  # a "1" of 45 ink pixels
+    at = open_app("learn", **{state.PREDICT_INPUT: {"x": drawn, "model": "small", "label": None}})
+    text = learn_markdown(at)
+    assert "**45 ink pixels**" in text
+    assert any("your image from **Predict**" in c.value for c in at.caption)
+
+
+def test_learn_without_a_model(registry):
+    at = open_app("learn")
+    assert any("No active model" in s for s in texts(at, "info"))

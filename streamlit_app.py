@@ -1,10 +1,8 @@
-"""CNN Studio: the entry script. Page config, per-tab state, the sidebar, then the page the URL names."""
+"""CNN Studio: the entry script. Page config and navigation; each page then calls state.page_setup()
+(per-tab state and the sidebar) first thing."""
 import streamlit as st
 
-from cnn import state
-
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
-state.init()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
@@ -16,6 +14,4 @@ PAGES = [
     st.Page("pages/models.py", title="Models", icon="🗂️"),
 ]
 
-page = st.navigation(PAGES)
-state.sidebar()
-page.run()
+st.navigation(PAGES).run()

@@ -87,7 +87,7 @@ def _explainer(model, layer_name: str):
     if layer_name not in names or len(model.get_layer(layer_name).output.shape) != 4:
         raise ValueError(f"Grad-CAM needs a layer with feature maps; {layer_name!r} is not one "
                          f"(choose from {', '.join(map_layers(model))})")
-    multi = keras.Model(model.inputs, [l.output for l in layers])  # shares the weights: no copy
+    multi = keras.Model(model.inputs[0], [l.output for l in layers])  # shares the weights: no copy
     head = model.layers[-1]
     softmax_head = type(head).__name__ == "Dense" and getattr(head.activation, "__name__", "") == "softmax"
     penultimate = names.index(head.name) - 1 if softmax_head else None

@@ -25,8 +25,15 @@ SIDEBAR_MODEL = "sidebar_model"  # the sidebar picker widget
 PREDICT_INPUT = "predict_input"  # the last image the Predict page turned into a model input (for Learn)
 
 
+def page_setup() -> None:
+    """The first call of every page: per-tab state, then the sidebar. (Pages call it rather than the entry
+    script so that it runs on every rerun under AppTest too, which re-runs only the page script.)"""
+    init()
+    sidebar()
+
+
 def init() -> None:
-    """Per-tab defaults; call at the top of every script run (the entry script does)."""
+    """Per-tab defaults and the active model; runs at the start of every page run."""
     session_id()
     st.session_state.setdefault(DATASET, SAMPLE)
     if SPEC not in st.session_state:

@@ -13,6 +13,8 @@ from cnn.errors import CnnError, SpecError
 from cnn.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
                       validate)
 
+state.page_setup()
+
 UPLOAD = "upload"
 MAX_ZIP_BYTES = 100_000_000
 LAYER_IDS = "cfg_layer_ids"  # one stable id per layer: widget keys follow a layer when it moves
@@ -148,9 +150,10 @@ def field_ui(obj, f, key: str, label: str | None = None):
                                  value=float(value), step=step, key=key, help=meta["help"], format="%g"))
 
 
-def layers_ui(error: SpecError | None) -> list:
-    """The editable layer list; returns the layers as the widgets now say."""
-    layers, ids, out = spec().layers, layer_ids(), []
+def layers_ui() -> tuple[list, dict]:
+    """The editable layer list; returns the layers as the widgets now say, and an error slot per layer
+    (filled once the edited spec is validated, so the message matches what is on screen)."""
+    layers, ids, out, slots = spec().layers, layer_ids(), [], {}
     if not layers:
         st.info("No hidden layers: the input goes straight to the output layer. Add layers below.")
     for i, (layer, uid) in enumerate(zip(layers, ids)):
@@ -168,8 +171,7 @@ def layers_ui(error: SpecError | None) -> list:
             cols[-2].button("↓", key=f"L{uid}_down", disabled=i == len(layers) - 1, on_click=move_layer,
                             args=(i, 1), help="Move down")
             cols[-1].button("✕", key=f"L{uid}_remove", on_click=remove_layer, args=(i,), help="Remove")
-            if error is not None and error.layer == i + 1:
-                st.error(str(error), icon="⛔")
+            slots[i + 1] = st.empty()
         out.append(type(layer)(**values))
     with st.container(border=True):
         cols = st.columns([3, 3, 1.2], vertical_alignment="bottom")
@@ -177,9 +179,8 @@ def layers_ui(error: SpecError | None) -> list:
         cols[1].selectbox("Position", list(range(len(layers) + 1)), key="cfg_add_at",
                           format_func=lambda n: "at the end" if n == 0 else f"after layer {n}")
         cols[2].button("Add", key="cfg_add", on_click=add_layer, width="stretch")
-    if error is not None and error.layer == len(layers) + 1:
-        st.error(str(error), icon="⛔")
-    return out
+    slots[len(layers) + 1] = st.empty()  # the implied output layer
+    return out, slots
 
 
 def train_config_ui(config: TrainConfig) -> TrainConfig:
@@ -234,19 +235,13 @@ st.title("🧱 Configure")
 dataset = dataset_ui()
 preset_ui()
 
-try:
-    validate(spec())
-    error = None
-except SpecError as exc:
-    error = exc
-
 editor, summary = st.columns([3, 2], gap="large")
 with editor:
     st.subheader("Layers")
     st.caption(f"Input {' × '.join(map(str, spec().input_shape))} (uint8, rescaled to 0…1 inside the model) → "
                "your layers → output Dense with softmax over "
                f"{spec().num_classes} classes (added automatically).")
-    new_layers = layers_ui(error)
+    new_layers, error_slots = layers_ui()
     st.subheader("Training")
     new_config = train_config_ui(spec().train)
 
@@ -258,6 +253,8 @@ try:
     analysis, error = validate(edited), None
 except SpecError as exc:
     analysis, error = None, exc
+if error is not None and error.layer in error_slots:
+    error_slots[error.layer].error(str(error), icon="⛔")
 
 with summary:
     st.subheader("Shapes, parameters, cost")

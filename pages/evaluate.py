@@ -8,6 +8,8 @@ from cnn.figures import confusion_heatmap, overlay, per_class_bars, probabilitie
 from cnn.inference import explain
 from cnn.metrics import filter_report
 
+state.page_setup()
+
 GALLERY = 24  # images per gallery
 
 

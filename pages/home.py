@@ -4,6 +4,8 @@ import streamlit as st
 from cnn import state
 from cnn.data import CATALOG
 
+state.page_setup()
+
 st.title("🧠 CNN Studio")
 st.markdown(
     "Build a convolutional neural network, train it while you watch it learn, then draw a digit or upload "

@@ -12,6 +12,8 @@ from cnn.figures import architecture_diagram, maps_row, values_heatmap, vector_b
 from cnn.inference import activations, conv_layers, inner_layers, learning_step
 from cnn.spec import ModelSpec, SpecError, output_size_formula, preset, validate
 
+state.page_setup()
+
 
 def source_image(info):
     """(image uint8 H×W×C, where it came from, true label or None)."""

@@ -8,6 +8,8 @@ from cnn.errors import CnnError
 from cnn.figures import compare_curves, history_curves
 from cnn.spec import ModelSpec, SpecError, validate
 
+state.page_setup()
+
 
 def rows(infos) -> list[dict]:
     return [{"name": i.name, "dataset": i.dataset, "preset": i.preset, "params": i.params,
@@ -35,6 +37,27 @@ def upload_ui() -> None:
     st.rerun()
 
 
+def rename(old: str) -> None:
+    """Callback: rename `old` to the name typed in its text box (callbacks run before widgets exist)."""
+    new = st.session_state[f"models_rename_{old}"].strip()
+    try:
+        registry.rename_model(old, new)
+    except CnnError as exc:
+        st.session_state["_models_message"] = ("error", str(exc))
+        return
+    if st.session_state.get(state.ACTIVE_MODEL) == old:
+        state.set_active_model(new)
+    st.session_state["models_pick"] = new
+    st.session_state["_models_message"] = ("success", f"Renamed {old!r} to {new!r}.")
+
+
+def delete(name: str) -> None:
+    """Callback: delete `name` (only reachable after the confirmation box is ticked)."""
+    registry.delete_model(name)
+    st.session_state.pop("models_pick", None)
+    st.session_state["_models_message"] = ("success", f"Deleted {name!r}.")
+
+
 def manage_ui(info) -> None:
     """Set active, rename, download, delete (with confirmation) for one model."""
     cols = st.columns(4, vertical_alignment="bottom")
@@ -44,23 +67,12 @@ def manage_ui(info) -> None:
     cols[1].download_button("Download .zip", registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
                             mime="application/zip", key="models_download", width="stretch")
     new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
-    if cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name == info.name):
-        try:
-            registry.rename_model(info.name, new_name.strip())
-        except CnnError as exc:
-            st.error(str(exc))
-        else:
-            if active:
-                state.set_active_model(new_name.strip())
-            st.session_state["models_pick"] = new_name.strip()
-            st.rerun()
+    cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name.strip() == info.name,
+                   on_click=rename, args=(info.name,))
     with st.expander("Delete this model"):
         confirm = st.checkbox(f"Yes, delete {info.name!r} and its files", key=f"models_confirm_{info.name}")
-        if st.button("Delete", key="models_delete", type="primary", disabled=not confirm):
-            registry.delete_model(info.name)
-            st.session_state["_models_message"] = ("success", f"Deleted {info.name!r}.")
-            st.session_state.pop("models_pick", None)
-            st.rerun()
+        st.button("Delete", key="models_delete", type="primary", disabled=not confirm, on_click=delete,
+                  args=(info.name,))
 
 
 def details_ui(info) -> None:

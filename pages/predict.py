@@ -11,6 +11,8 @@ from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_laye
     robustness
 from cnn.preprocess import ACCEPTED_FORMATS, RECIPES, default_recipe, prepare_image, preprocess_steps
 
+state.page_setup()
+
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 INVERT = {"auto": "auto", "yes": True, "no": False}
 

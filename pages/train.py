@@ -12,6 +12,8 @@ from cnn.errors import CnnError
 from cnn.figures import training_curves
 from cnn.spec import check
 
+state.page_setup()
+
 
 def fmt_seconds(seconds: float) -> str:
     if seconds is None or not math.isfinite(seconds):

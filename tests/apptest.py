@@ -44,3 +44,8 @@ def finished(at: AppTest) -> bool:
 def session_job(at: AppTest):
     """The TrainingJob of the AppTest's session (the jobs table is shared in-process)."""
     return state._jobs().get(at.session_state[state.SESSION_ID])
+
+
+def sidebar_model(at: AppTest) -> str | None:
+    """The value of the sidebar's active-model picker."""
+    return at.sidebar.selectbox(key=state.SIDEBAR_MODEL).value

@@ -6,9 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnn import registry, state
+from cnn import registry as reg
+from cnn import state
 from cnn.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig, preset
-from tests.apptest import finished, open_app, session_job, texts, wait_for
+from tests.apptest import finished, open_app, session_job, sidebar_model, texts, wait_for
 
 PAGES = ["home", "configure", "train", "predict", "evaluate", "learn", "models"]
 
@@ -21,7 +22,7 @@ def saved_model(registry, trained):
 
 
 def registry_save(result, spec, data, name):
-    return registry.save_model(name, result.model, spec, result.history,
+    return reg.save_model(name, result.model, spec, result.history,
                                {"dataset": data.name, "class_names": data.class_names, "test_accuracy": 0.9,
                                 "test_loss": 0.3, "epochs": 2, "num_test": 500})
 
@@ -39,7 +40,22 @@ def test_every_page_renders_with_no_models(registry, page):
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_a_model(saved_model, page):
     at = open_app(page)
-    assert at.sidebar.selectbox(key=state.SIDEBAR_MODEL).value == "small"
+    assert sidebar_model(at) == "small"
+
+
+def test_sidebar_picker_lists_the_registry_on_every_run(saved_model, trained):
+    result, spec, data = trained
+    registry_save(result, spec, data, "another")
+    at = open_app("models")
+    for _ in range(2):  # the sidebar is drawn on every run, on every page
+        picker = at.sidebar.selectbox(key=state.SIDEBAR_MODEL)
+        assert sorted(picker.options) == ["another", "small"]
+        assert any("Dataset:" in c.value for c in at.sidebar.caption)
+        at.run()
+    picker.set_value("another").run()
+    assert at.session_state[state.ACTIVE_MODEL] == "another"
+    at.switch_page("pages/home.py").run()
+    assert {m.label: m.value for m in at.metric}["Model"] == "another"  # kept across pages
 
 
 def test_home_shows_the_active_model_card(saved_model):
@@ -71,7 +87,7 @@ def layer_key(at, index: int, field: str) -> str:
 
 
 def table(at) -> list[dict]:
-    return at.dataframe(key="cfg_table").value.to_dict("records")
+    return at.dataframe[0].value.to_dict("records")
 
 
 def test_choose_a_preset_shows_its_shapes_and_params(registry):
@@ -111,11 +127,11 @@ def test_add_move_remove_layers(registry):
     assert [type(l).__name__ for l in at.session_state[state.SPEC].layers][:3] == ["Conv2D", "BatchNormalization",
                                                                                   "MaxPooling2D"]
     assert at.session_state[state.SPEC].preset == "custom"
-    ids = at.session_state["cfg_layer_ids"]
-    at.button(key=f"L{ids[1]}_down").click().run()
+    bn = at.session_state["cfg_layer_ids"][1]
+    at.button(key=f"L{bn}_down").click().run()
     assert [type(l).__name__ for l in at.session_state[state.SPEC].layers][:3] == ["Conv2D", "MaxPooling2D",
                                                                                   "BatchNormalization"]
-    at.button(key=f"L{ids[1]}_remove").click().run()
+    at.button(key=f"L{bn}_remove").click().run()
     assert len(at.session_state[state.SPEC].layers) == 6
     assert "bn1" not in [r["layer"] for r in table(at)]
 
@@ -171,9 +187,10 @@ def test_train_one_epoch_saves_and_activates(registry):
     at.button(key="train_start").click().run()
     wait_for(at, finished)
     assert any("saved as 'first-run'" in s for s in texts(at, "success"))
-    info = registry.model_info("first-run")
+    info = reg.model_info("first-run")
     assert info.metrics["num_train"] == 300 and info.epochs == 1
-    assert at.sidebar.selectbox(key=state.SIDEBAR_MODEL).value == "first-run"
+    at.run()  # the rerun the live fragment asks for when it sees the job end
+    assert sidebar_model(at) == "first-run" and at.session_state[state.ACTIVE_MODEL] == "first-run"
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [trace["name"] for trace in figure["data"]]
     assert "train loss" in names and "validation accuracy" in names
@@ -194,10 +211,10 @@ def test_second_start_says_a_job_is_running_and_stop_keeps_weights(registry):
     at.button(key="train_stop").click().run()
     wait_for(at, finished)
     assert any("stopped on request" in s for s in texts(at, "warning"))
-    info = registry.model_info("long-run")
+    info = reg.model_info("long-run")
     assert info.metrics["status"] == "stopped" and info.epochs < 50
-    assert not (registry.models_dir() / "another").exists()
-    assert all(np.isfinite(w).all() for w in registry.load_model("long-run").get_weights())
+    assert not (reg.models_dir() / "another").exists()
+    assert all(np.isfinite(w).all() for w in reg.load_model("long-run").get_weights())
 
 
 def test_start_with_an_impossible_spec_is_refused(registry):
@@ -223,7 +240,7 @@ def test_models_table_details_and_compare(saved_model, trained):
     result, spec, data = trained
     registry_save(result, spec, data, "second")
     at = open_app("models")
-    rows = at.dataframe(key="models_table").value.to_dict("records")
+    rows = at.dataframe[0].value.to_dict("records")
     assert {r["name"] for r in rows} == {"small", "second"}
     at.selectbox(key="models_pick").set_value("second").run()
     assert any(m.label == "Test accuracy" and m.value == "90.00%" for m in at.metric)
@@ -240,25 +257,25 @@ def test_set_active_rename_delete(saved_model, trained):
     at.selectbox(key="models_pick").set_value("second").run()
     at.button(key="models_set_active").click().run()
     assert at.session_state[state.ACTIVE_MODEL] == "second"
-    at.text_input(key="models_rename_second").set_value("renamed")
+    at.text_input(key="models_rename_second").set_value("renamed").run()
     at.button(key="models_rename").click().run()
-    assert {i.name for i in registry.list_models()} == {"small", "renamed"}
+    assert {i.name for i in reg.list_models()} == {"small", "renamed"}
     assert at.session_state[state.ACTIVE_MODEL] == "renamed"
-    at.button(key="models_delete").click().run()  # not confirmed: nothing happens
-    assert {i.name for i in registry.list_models()} == {"small", "renamed"}
+    assert at.button(key="models_delete").disabled  # not confirmed: cannot delete
+    assert {i.name for i in reg.list_models()} == {"small", "renamed"}
     at.checkbox(key="models_confirm_renamed").check().run()
     at.button(key="models_delete").click().run()
-    assert {i.name for i in registry.list_models()} == {"small"}
-    assert at.sidebar.selectbox(key=state.SIDEBAR_MODEL).value == "small"
+    assert {i.name for i in reg.list_models()} == {"small"}
+    assert sidebar_model(at) == "small"
 
 
 def test_upload_a_bundle_and_a_keras_file(saved_model, tmp_path):
-    bundle = registry.bundle_bytes("small")
+    bundle = reg.bundle_bytes("small")
     at = open_app("models")
     at.file_uploader(key="models_upload").set_value([("small.zip", bundle, "application/zip")]).run()
     assert any("Imported small.zip as 'small-2'" in s for s in texts(at, "success"))
-    imported = registry.model_info("small-2")
-    assert imported.spec["layers"] == registry.model_info("small").spec["layers"]
+    imported = reg.model_info("small-2")
+    assert imported.spec["layers"] == reg.model_info("small").spec["layers"]
     # A bare .keras file from plain Keras (keras-io style: no rescaling, inputs 0…1) is rebuilt.
     import keras
 
@@ -267,9 +284,9 @@ def test_upload_a_bundle_and_a_keras_file(saved_model, tmp_path):
     plain.save(tmp_path / "plain.keras")
     at.file_uploader(key="models_upload").set_value(
         [("plain.keras", (tmp_path / "plain.keras").read_bytes(), "application/octet-stream")]).run()
-    assert any("Imported plain.keras as 'plain'" in s for s in texts(at, "success"))
+    assert any("Imported plain.keras as 'plain'" in s for s in texts(at, "success")), texts(at, "error") + texts(at, "success")
     x = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)).astype("float32")
-    ours = registry.load_model("plain")
+    ours = reg.load_model("plain")
     np.testing.assert_allclose(ours(x).numpy(), plain(x / 255).numpy(), atol=1e-5)
 
 
@@ -284,11 +301,11 @@ def test_bad_uploads_are_refused_and_nothing_written(saved_model, name, payload,
         with zipfile.ZipFile(buffer, "w") as zf:
             zf.writestr("readme.txt", "hello")
         payload = buffer.getvalue()
-    before = sorted(p.name for p in registry.models_dir().iterdir())
+    before = sorted(p.name for p in reg.models_dir().iterdir())
     at = open_app("models")
     at.file_uploader(key="models_upload").set_value([(name, payload, "application/octet-stream")]).run()
     assert any(message in e for e in texts(at, "error")), texts(at, "error")
-    assert sorted(p.name for p in registry.models_dir().iterdir()) == before
+    assert sorted(p.name for p in reg.models_dir().iterdir()) == before
 
 
 def test_upload_with_code_or_wrong_shape_is_refused(saved_model, tmp_path):
@@ -299,7 +316,7 @@ def test_upload_with_code_or_wrong_shape_is_refused(saved_model, tmp_path):
     lam.save(tmp_path / "lambda.keras")
     odd = keras.Sequential([keras.Input((50, 40, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
     odd.save(tmp_path / "odd.keras")
-    before = sorted(p.name for p in registry.models_dir().iterdir())
+    before = sorted(p.name for p in reg.models_dir().iterdir())
     at = open_app("models")
     at.file_uploader(key="models_upload").set_value(
         [("lambda.keras", (tmp_path / "lambda.keras").read_bytes(), "application/octet-stream")]).run()
@@ -307,4 +324,4 @@ def test_upload_with_code_or_wrong_shape_is_refused(saved_model, tmp_path):
     at.file_uploader(key="models_upload").set_value(
         [("odd.keras", (tmp_path / "odd.keras").read_bytes(), "application/octet-stream")]).run()
     assert any("takes 50×40×1 images, which no dataset here fits" in e for e in texts(at, "error"))
-    assert sorted(p.name for p in registry.models_dir().iterdir()) == before
+    assert sorted(p.name for p in reg.models_dir().iterdir()) == before

@@ -39,7 +39,7 @@ def test_activations_equal_each_layers_own_output(model, digits):
     names = [l.name for l in inner_layers(model)]
     assert list(got) == names and names[0] == "rescale" and names[-1] == "output"
     for name in names:
-        alone = keras.Model(model.inputs, model.get_layer(name).output)
+        alone = keras.Model(model.inputs[0], model.get_layer(name).output)
         expected = alone(digits[3:4].astype("float32"), training=False).numpy()[0]
         np.testing.assert_allclose(got[name], expected, atol=1e-5, err_msg=name)
     batch = activations(model, digits)

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn import registry, state
+from cnn import registry as reg
+from cnn import state
 from tests.apptest import open_app, texts
 
 
 @pytest.fixture
 def model_on_sample(registry, trained):
     result, spec, data = trained
-    registry.save_model("small", result.model, spec, result.history,
+    reg.save_model("small", result.model, spec, result.history,
                         {"dataset": "mnist-sample", "class_names": data.class_names, "test_accuracy": 0.9,
                          "epochs": 2, "num_test": 500})
     return "small"
@@ -60,7 +61,7 @@ def test_predict_several_uploads_table_and_bad_file(model_on_sample):
         ("a.png", png_of_digit(), "image/png"), ("b.png", png_of_digit(False), "image/png"),
         ("broken.png", b"\x89PNG\r\n\x1a\n broken", "image/png")]).run()
     assert not at.exception
-    rows = at.dataframe(key="predict_results").value.to_dict("records")
+    rows = at.dataframe[0].value.to_dict("records")
     assert [r["file"] for r in rows] == ["a.png", "b.png", "broken.png"]
     assert rows[2]["prediction"] == "–" and rows[2]["note"]
     assert rows[0]["prediction"] in list("0123456789")
@@ -116,7 +117,7 @@ def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
     assert metrics["Test images"] == "2,000"  # the whole test split of the embedded sample
     cm = next(c for c in charts(at) if len(c["data"]) == 3 and c["data"][2]["type"] == "scatter")
     assert sum(p[2] for p in cm["data"][2]["customdata"]) == 2000
-    rows = at.dataframe(key="eval_per_class").value.to_dict("records")
+    rows = at.dataframe[0].value.to_dict("records")
     assert [r["support"] for r in rows] == [200] * 10
     acc = float(metrics["Test accuracy"].rstrip("%")) / 100
     mistakes = int(metrics["Mistakes"].replace(",", ""))

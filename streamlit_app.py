@@ -2,6 +2,8 @@
 (per-tab state and the sidebar) first thing."""
 import streamlit as st
 
+from cnn import state
+
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
 
 PAGES = [
@@ -14,4 +16,8 @@ PAGES = [
     st.Page("pages/models.py", title="Models", icon="🗂️"),
 ]
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+goto = st.session_state.pop(state.GOTO, None)  # see state.page_setup
+if goto:
+    st.switch_page(goto)
+page.run()

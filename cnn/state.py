@@ -7,6 +7,7 @@ running training job again.
 """
 from __future__ import annotations
 
+import sys
 import uuid
 
 import streamlit as st
@@ -15,6 +16,29 @@ from cnn import registry
 from cnn.data import CATALOG, SAMPLE
 from cnn.errors import CnnError
 from cnn.spec import ModelSpec, preset
+
+def _leave_keras_alone() -> None:
+    """Stop Streamlit from calling keras.backend.clear_session() after every script run.
+
+    Streamlit does that in script_runner._clean_problem_modules (a workaround from the Keras 2 / TF1 graph
+    era, not configurable). With Keras 3 it clears TensorFlow's kernel cache and Keras's global state under
+    a training job running in another thread: measured here, training ran ~12× slower while the Train page
+    polled once a second. The replacement keeps the function's other duty (closing matplotlib figures).
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    def clean_problem_modules() -> None:
+        if "matplotlib.pyplot" in sys.modules:
+            try:
+                sys.modules["matplotlib.pyplot"].close("all")
+            except Exception:  # noqa: BLE001 — as Streamlit's own: never crash the app over cleanup
+                pass
+
+    clean_problem_modules.leaves_keras_alone = True
+    script_runner._clean_problem_modules = clean_problem_modules
+
+
+_leave_keras_alone()
 
 # Session-state keys: every page reads and writes state through these names only.
 ACTIVE_MODEL = "active_model"  # name of the registry model the pages use
@@ -25,9 +49,25 @@ SIDEBAR_MODEL = "sidebar_model"  # the sidebar picker widget
 PREDICT_INPUT = "predict_input"  # the last image the Predict page turned into a model input (for Learn)
 
 
+GOTO = "_goto"  # a page asked for before st.navigation ever ran (see page_setup)
+
+
 def page_setup() -> None:
     """The first call of every page: per-tab state, then the sidebar. (Pages call it rather than the entry
-    script so that it runs on every rerun under AppTest too, which re-runs only the page script.)"""
+    script so that it runs on every rerun under AppTest too, which re-runs only the page script.)
+
+    Streamlit starts in its old pages/-folder mode and leaves it only when the entry script calls
+    st.navigation; a direct link to a page as the first request after a restart would run that page alone,
+    with the wrong menu. Then the page routes through the entry script, which comes back to it.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        import inspect
+        from pathlib import Path
+
+        st.session_state[GOTO] = f"pages/{Path(inspect.stack()[1].filename).name}"
+        st.switch_page("streamlit_app.py")
     init()
     sidebar()
 

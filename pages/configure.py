@@ -160,17 +160,18 @@ def layers_ui() -> tuple[list, dict]:
         kind = kind_of(layer)
         with st.container(border=True):
             params = [f for f in fields(layer)]
-            cols = st.columns([2.2] + [2] * len(params) + [0.6, 0.6, 0.6], vertical_alignment="bottom")
-            cols[0].markdown(f"**{i + 1} · {kind}**")
+            head = st.columns([7, 1, 1, 1], vertical_alignment="center")
+            head[0].markdown(f"**{i + 1} · {kind}** — {type(layer).__doc__.splitlines()[0]}")
+            head[1].button("↑", key=f"L{uid}_up", disabled=i == 0, on_click=move_layer, args=(i, -1),
+                           help="Move up", width="stretch")
+            head[2].button("↓", key=f"L{uid}_down", disabled=i == len(layers) - 1, on_click=move_layer,
+                           args=(i, 1), help="Move down", width="stretch")
+            head[3].button("✕", key=f"L{uid}_remove", on_click=remove_layer, args=(i,), help="Remove",
+                           width="stretch")
             values = {}
-            for f, col in zip(params, cols[1:]):
+            for f, col in zip(params, st.columns(max(len(params), 1)) if params else []):
                 with col:
                     values[f.name] = field_ui(layer, f, f"L{uid}_{f.name}")
-            cols[-3].button("↑", key=f"L{uid}_up", disabled=i == 0, on_click=move_layer, args=(i, -1),
-                            help="Move up")
-            cols[-2].button("↓", key=f"L{uid}_down", disabled=i == len(layers) - 1, on_click=move_layer,
-                            args=(i, 1), help="Move down")
-            cols[-1].button("✕", key=f"L{uid}_remove", on_click=remove_layer, args=(i,), help="Remove")
             slots[i + 1] = st.empty()
         out.append(type(layer)(**values))
     with st.container(border=True):

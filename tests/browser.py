@@ -118,12 +118,10 @@ def page(chromium, app_server):
 # ---------------------------------------------------------------------------
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished running the script (its 'running' indicator is gone)."""
+    """Wait until Streamlit has finished running the script (its running icon is gone)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout)
+    page.wait_for_timeout(300)  # a run starts a moment after the event that causes it
+    page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=timeout)
 
 
 def go(page, server: AppServer, path: str = "") -> None:
@@ -132,8 +130,8 @@ def go(page, server: AppServer, path: str = "") -> None:
 
 
 def nav(page, title: str) -> None:
-    """Click a page in the sidebar navigation."""
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    """Click a page in the sidebar navigation (by its title, e.g. 'Train')."""
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first.click()
     wait_idle(page)
 
 

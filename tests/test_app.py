@@ -325,3 +325,14 @@ def test_upload_with_code_or_wrong_shape_is_refused(saved_model, tmp_path):
         [("odd.keras", (tmp_path / "odd.keras").read_bytes(), "application/octet-stream")]).run()
     assert any("takes 50×40×1 images, which no dataset here fits" in e for e in texts(at, "error"))
     assert sorted(p.name for p in reg.models_dir().iterdir()) == before
+
+
+def test_page_reruns_leave_keras_state_alone(saved_model, monkeypatch):
+    """Streamlit's own after-run cleanup would call keras.backend.clear_session() (cnn.state disables it)."""
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    at = open_app("predict")
+    at.run()
+    assert calls == []

@@ -1,19 +1,22 @@
 """In real Chromium: configure, train with live curves, leave and come back (and refresh), find the model."""
+import re
+
+from playwright.sync_api import expect
+
 from tests.browser import go, nav, set_number, wait_idle
 
 
 def test_train_in_the_browser_and_come_back(page, app_server):
     go(page, app_server, "configure")
     page.get_by_text("Shapes, parameters, cost").wait_for()
-    set_number(page, "epochs", 8)
+    set_number(page, "epochs", 30)  # long enough (~1 min) to leave and come back while it runs
     nav(page, "Train")
     page.get_by_role("textbox", name="Save as").fill("browser-run")
     page.get_by_role("textbox", name="Save as").press("Enter")
-    set_number(page, "Use at most this many training images (0 = all)", 6000)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("A training job is running").wait_for(timeout=30_000)
     page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)
-    page.get_by_text("epoch 1/8").first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"epoch \d+/30")).first.wait_for(timeout=60_000)
 
     # Leave while it trains, come back: the same job is shown, still going.
     nav(page, "Models")
@@ -26,8 +29,11 @@ def test_train_in_the_browser_and_come_back(page, app_server):
     page.reload()
     wait_idle(page)
     page.get_by_text("browser-run").first.wait_for(timeout=10_000)  # the job's name is back on the page
-    page.get_by_text("saved as 'browser-run'").wait_for(timeout=180_000)
+    page.get_by_text("saved as 'browser-run'").first.wait_for(timeout=300_000)
     assert page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').count() >= 1
+    # The finished model is active: the sidebar picker shows it.
+    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"] input')
+    expect(picker).to_have_value("browser-run", timeout=15_000)
 
     nav(page, "Models")
     page.locator('[data-testid="stDataFrame"]').first.wait_for()

@@ -5,6 +5,7 @@ import streamlit as st
 from cnn import state
 
 st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
+state.entry_script_ran()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),

@@ -50,6 +50,12 @@ PREDICT_INPUT = "predict_input"  # the last image the Predict page turned into a
 
 
 GOTO = "_goto"  # a page asked for before st.navigation ever ran (see page_setup)
+_process = {"entry_ran": False}  # whether streamlit_app.py has run in this server process
+
+
+def entry_script_ran() -> None:
+    """Called by streamlit_app.py on every run: st.navigation is in charge from now on."""
+    _process["entry_ran"] = True
 
 
 def page_setup() -> None:
@@ -58,11 +64,10 @@ def page_setup() -> None:
 
     Streamlit starts in its old pages/-folder mode and leaves it only when the entry script calls
     st.navigation; a direct link to a page as the first request after a restart would run that page alone,
-    with the wrong menu. Then the page routes through the entry script, which comes back to it.
+    with the wrong menu. Then (the entry script has never run in this process) the page routes through the
+    entry script, which comes back to it.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
+    if not _process["entry_ran"]:
         import inspect
         from pathlib import Path
 

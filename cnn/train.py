@@ -227,6 +227,22 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 
 
+def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
+                      on_eval_progress=None, overwrite: bool = False):
+    """Evaluate a TrainResult's model on the test split and save it: (Evaluation, ModelInfo)."""
+    from cnn.metrics import evaluate
+    from cnn.registry import save_model, unique_name
+
+    evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
+                          on_progress=on_eval_progress)
+    metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
+               "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
+               "train_seconds": round(result.seconds, 2), "status": result.status}
+    info = save_model(name or unique_name(f"{spec.preset}-{dataset.name.replace('folder:', '')}"), result.model,
+                      spec, result.history, metrics, overwrite=overwrite)
+    return evaluation, info
+
+
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
                    strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
                    keep=None, callbacks=()):
@@ -235,8 +251,7 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
     called as soon as training ends, before evaluation (so a caller holds the weights whatever follows).
     """
-    from cnn.metrics import evaluate
-    from cnn.registry import check_name, save_model, unique_name
+    from cnn.registry import check_name
 
     if name is not None:
         check_name(name)  # refuse a bad name before spending minutes training
@@ -246,13 +261,7 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
         keep(result)
     if result.status == "failed":
         return result, None, None
-    evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
-                          on_progress=on_eval_progress)
-    metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
-               "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
-               "train_seconds": round(result.seconds, 2), "status": result.status}
-    info = save_model(name or unique_name(f"{spec.preset}-{dataset.name.replace('folder:', '')}"), result.model,
-                      spec, result.history, metrics, overwrite=overwrite)
+    evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite)
     return result, evaluation, info
 
 
@@ -296,6 +305,18 @@ class TrainingJob:
         self._thread = threading.Thread(target=self._run, name="cnn-training", daemon=True)
 
     def start(self) -> "TrainingJob":
+        # Import what the worker needs here, in the caller's thread: two threads importing big packages
+        # for the first time at once can get a partially initialised module from Python's import
+        # deadlock avoidance (seen here: pandas half-imported, Keras metrics lookups failing).
+        import keras  # noqa: F401
+        import pandas  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        import cnn.builder  # noqa: F401
+        import cnn.metrics  # noqa: F401
+        import cnn.registry  # noqa: F401
+
         self._thread.start()
         return self
 
@@ -359,3 +380,14 @@ class TrainingJob:
 
     def _keep(self, result: TrainResult) -> None:
         self.result = result
+
+    def save_last_good(self, name: str | None = None):
+        """After a failed run (e.g. NaN loss): evaluate and save the weights training kept. ModelInfo."""
+        if self.result is None or self.snapshot().running:
+            raise TrainingError("there are no kept weights to save: the job is running or ended before training")
+        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name)
+        with self._lock:
+            self._model_name = info.name
+            self._message += f" — the last good weights were saved as {info.name!r} " \
+                             f"(test accuracy {evaluation.accuracy:.2%})"
+        return info

@@ -61,6 +61,16 @@ def start(request: dict) -> None:
         st.error(str(exc))
 
 
+def save_last_good(job) -> None:
+    """Callback: keep what a failed run learned before it failed."""
+    try:
+        info = job.save_last_good(registry.unique_name(f"{job.name or 'model'}-last-good"))
+    except CnnError as exc:
+        st.session_state["_train_message"] = str(exc)
+    else:
+        state.set_active_model(info.name)
+
+
 def show(snap, job) -> None:
     """Progress, metrics, curves and the stop button for one snapshot."""
     st.markdown(f"**Job:** {job.name or 'unnamed'} · {len(job.spec.layers)} layers on {job.dataset.name} "
@@ -86,6 +96,9 @@ def show(snap, job) -> None:
                   help="Ends after the current batch; the model keeps its weights, is evaluated and saved")
     elif snap.state == "failed":
         st.error(snap.message)
+        if job.result is not None and snap.model_name is None:
+            st.button("Save the last good weights anyway", key="train_save_failed", on_click=save_last_good,
+                      args=(job,), help="The weights from before the failure, evaluated on the test split")
     elif snap.state == "stopped":
         st.warning(snap.message)
     else:
@@ -94,6 +107,8 @@ def show(snap, job) -> None:
 
 
 st.title("🏋️ Train")
+if "_train_message" in st.session_state:
+    st.error(st.session_state.pop("_train_message"))
 job = state.current_job()
 snap = job.snapshot() if job is not None else None
 running = snap is not None and snap.running

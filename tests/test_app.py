@@ -336,3 +336,20 @@ def test_page_reruns_leave_keras_state_alone(saved_model, monkeypatch):
     at = open_app("predict")
     at.run()
     assert calls == []
+
+
+def test_a_failed_run_says_why_and_can_keep_its_last_good_weights(registry):
+    from cnn.spec import Dense
+
+    diverging = ModelSpec(layers=[Conv2D(8, 3, activation="linear"), Flatten(), Dense(256, "linear"),
+                                  Dense(256, "linear")], train=TrainConfig(optimizer="sgd", learning_rate=1.0, epochs=2))
+    at = open_app("train", **{state.SPEC: diverging, state.DATASET: "mnist-sample"})
+    at.text_input(key="train_name").set_value("diverges")
+    at.number_input(key="train_limit").set_value(1000)
+    at.button(key="train_start").click().run()
+    wait_for(at, lambda a: any("the loss became" in e and "lower learning rate" in e for e in texts(a, "error")))
+    assert not (reg.models_dir() / "diverges").exists()  # a failed run is not saved by itself
+    at.button(key="train_save_failed").click().run()
+    saved = [i.name for i in reg.list_models()]
+    assert saved == ["diverges-last-good"] and at.session_state[state.ACTIVE_MODEL] == "diverges-last-good"
+    assert any("last good weights were saved" in e for e in texts(at, "error"))

@@ -129,10 +129,15 @@ def _load_named(name: str) -> Dataset:
 
 def _download(name: str):
     """Keras's loader: downloads once, then reads its cache. Offline and uncached → one clear error."""
+    import contextlib
+    import sys
+
     import keras
 
     try:
-        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+        # Keras prints its download progress to stdout: send it to stderr so `--json` output stays JSON.
+        with contextlib.redirect_stdout(sys.stderr):
+            (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
     except Exception as exc:  # noqa: BLE001 — urllib, ssl, socket and Keras all raise their own kinds
         raise DatasetError(
             f"dataset {name!r} is not available: Keras could not download it ({type(exc).__name__}: {exc}). "

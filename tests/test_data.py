@@ -74,6 +74,22 @@ def test_offline_download_gives_one_clear_error(tmp_path, monkeypatch):
     assert "CNN_DATA_DIR" in str(err.value) and "mnist-sample" in str(err.value)
 
 
+def test_download_progress_goes_to_stderr(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path))  # empty: "download" through the (faked) Keras loader
+    import keras
+
+    def download():
+        print("Downloading data from https://example.invalid/fashion-mnist")  # what Keras prints
+        x = np.zeros((4, 28, 28), np.uint8)
+        return (x, np.arange(4) % 10), (x[:2], np.arange(2))
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", download)
+    data = load_dataset("fashion_mnist")
+    out, err = capsys.readouterr()
+    assert data.x_train.shape == (4, 28, 28, 1)
+    assert out == "" and "Downloading data" in err  # `--json` output on stdout stays JSON
+
+
 def test_unknown_name_lists_choices():
     with pytest.raises(DatasetError, match="unknown dataset 'mnsit'.*mnist-sample"):
         load_dataset("mnsit")

@@ -159,6 +159,20 @@ def adapted_preset(name: str, dataset: str) -> ModelSpec:
     return preset(name, data.input_shape, data.num_classes)
 
 
+def require_active_model():
+    """(ModelInfo, keras.Model) of the active model for a page that needs one; without one, or when its file
+    cannot be loaded, the page says so and stops here."""
+    info = active_model_info()
+    if info is None:
+        st.info("No active model: train one on **Train** or upload one on **Models**.")
+        st.stop()
+    try:
+        return info, load_model(info.name)
+    except CnnError as exc:
+        st.error(f"{exc}. Pick another model in the sidebar, or delete this one on **Models**.")
+        st.stop()
+
+
 # ---------------------------------------------------------------------------
 # Cached resources (shared by all users; read-only use only)
 # ---------------------------------------------------------------------------

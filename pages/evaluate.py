@@ -48,10 +48,7 @@ def selected_cell(event) -> tuple[int, int] | None:
 
 
 st.title("📊 Evaluate")
-info = state.active_model_info()
-if info is None:
-    st.info("No active model: train one on **Train** or upload one on **Models**.")
-    st.stop()
+info, model = state.require_active_model()
 try:
     data = state.model_dataset(info)
 except CnnError as exc:
@@ -60,7 +57,6 @@ except CnnError as exc:
 if tuple(data.input_shape) != tuple(info.input_shape):
     st.warning(f"{data.name} images are {data.input_shape} but {info.name!r} takes {info.input_shape}.")
     st.stop()
-model = state.load_model(info.name)
 
 bar = st.empty()
 evaluation = state.evaluation(info, on_progress=lambda done, total: bar.progress(

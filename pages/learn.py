@@ -30,11 +30,7 @@ def agree(label: str, ours, theirs) -> None:
 
 
 st.title("🎓 Learn")
-info = state.active_model_info()
-if info is None:
-    st.info("No active model: train one on **Train** or upload one on **Models**.")
-    st.stop()
-model = state.load_model(info.name)
+info, model = state.require_active_model()
 try:
     x, origin, true_label = source_image(info)
 except Exception as exc:  # noqa: BLE001 — no dataset: the page cannot pick a sample

@@ -143,11 +143,7 @@ def cam_ui(model, info, x, result_class: int):
 
 
 st.title("✏️ Predict")
-info = state.active_model_info()
-if info is None:
-    st.info("No active model: train one on **Train** or upload one on **Models**.")
-    st.stop()
-model = state.load_model(info.name)
+info, model = state.require_active_model()
 
 source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
 settings = st.columns(2)

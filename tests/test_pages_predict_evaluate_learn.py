@@ -188,3 +188,11 @@ def test_learn_uses_the_image_from_predict(model_on_sample):
 def test_learn_without_a_model(registry):
     at = open_app("learn")
     assert any("No active model" in s for s in texts(at, "info"))
+
+
+@pytest.mark.parametrize("page", ["predict", "evaluate", "learn"])
+def test_a_model_whose_file_is_damaged_is_named_not_a_traceback(model_on_sample, page):
+    (reg.models_dir() / "small" / "model.keras").write_bytes(b"PK\x03\x04 not really a model")
+    at = open_app(page)
+    assert not at.exception
+    assert any("cannot load model 'small'" in e and "Pick another model" in e for e in texts(at, "error"))

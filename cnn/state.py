@@ -3,10 +3,11 @@
 Shared by everyone (st.cache_resource): loaded models (keyed by name + file mtime), datasets, the
 machine-speed probe and the table of running jobs. Per browser tab (st.session_state): the active model,
 the dataset, the spec being edited. A tab's id lives in the URL (?sid=…) so a browser refresh finds its
-running training job again.
+running training job and its choices (dataset, spec, active model) again.
 """
 from __future__ import annotations
 
+import copy
 import sys
 import uuid
 
@@ -79,7 +80,10 @@ def page_setup() -> None:
 
 def init() -> None:
     """Per-tab defaults and the active model; runs at the start of every page run."""
-    session_id()
+    sid = session_id()
+    if SPEC not in st.session_state:  # a new session; after a browser refresh, the tab's earlier choices
+        for key, value in _tabs().get(sid, {}).items():
+            st.session_state[key] = copy.deepcopy(value)  # a duplicated tab must not edit the same spec
     st.session_state.setdefault(DATASET, SAMPLE)
     if SPEC not in st.session_state:
         st.session_state[SPEC] = adapted_preset("default", st.session_state[DATASET])
@@ -94,6 +98,27 @@ def init() -> None:
     if st.session_state.get(ACTIVE_MODEL) not in names:
         st.session_state[ACTIVE_MODEL] = (registry.DEFAULT_MODEL if registry.DEFAULT_MODEL in names
                                           else (names[0] if names else None))
+    remember_tab()
+
+
+TAB_KEYS = (DATASET, SPEC, ACTIVE_MODEL)  # what a browser refresh keeps
+MAX_TABS = 1000  # remembered tabs (a few KB each); the oldest are forgotten first
+
+
+@st.cache_resource
+def _tabs() -> dict:
+    """session id → the tab's TAB_KEYS values (shared across refreshes, not across server restarts)."""
+    return {}
+
+
+def remember_tab() -> None:
+    """Keep this tab's choices for a refresh. The spec is kept by reference, so Configure's in-place edits
+    are kept too; pages that replace a value call this again after doing so."""
+    tabs, sid = _tabs(), session_id()
+    tabs.pop(sid, None)  # re-insert: dict order = least recently used first
+    tabs[sid] = {key: st.session_state[key] for key in TAB_KEYS if key in st.session_state}
+    while len(tabs) > MAX_TABS:
+        tabs.pop(next(iter(tabs)))
 
 
 def session_id() -> str:

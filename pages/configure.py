@@ -250,6 +250,7 @@ edited = ModelSpec(spec().input_shape, spec().num_classes, new_layers, new_confi
 if edited.preset in PRESETS and edited.layers != preset(edited.preset).layers:
     edited.preset = "custom"
 st.session_state[state.SPEC] = edited
+state.remember_tab()  # a browser refresh keeps this edit
 try:
     analysis, error = validate(edited), None
 except SpecError as exc:

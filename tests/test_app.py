@@ -5,11 +5,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from cnn import registry as reg
 from cnn import state
 from cnn.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig, preset
 from tests.apptest import finished, open_app, session_job, sidebar_model, texts, wait_for
+from tests.conftest import ROOT
 
 PAGES = ["home", "configure", "train", "predict", "evaluate", "learn", "models"]
 
@@ -353,3 +355,27 @@ def test_a_failed_run_says_why_and_can_keep_its_last_good_weights(registry):
     saved = [i.name for i in reg.list_models()]
     assert saved == ["diverges-last-good"] and at.session_state[state.ACTIVE_MODEL] == "diverges-last-good"
     assert any("last good weights were saved" in e for e in texts(at, "error"))
+
+
+def test_a_browser_refresh_keeps_the_tabs_dataset_spec_and_model(registry):
+    at = open_app("configure")
+    at.selectbox(key="cfg_preset").set_value("keras-mnist-convnet")
+    at.button(key="cfg_load_preset").click().run()
+    at.number_input(key=layer_key(at, 0, "filters")).set_value(12).run()  # an edit made in the page body
+    sid = at.session_state[state.SESSION_ID]
+    kept = at.session_state[state.SPEC]
+
+    # A refresh: a new session whose URL carries the tab's id.
+    fresh = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    fresh.query_params["sid"] = sid
+    fresh.run()
+    fresh.switch_page("pages/configure.py")
+    fresh.run()
+    assert not fresh.exception
+    restored = fresh.session_state[state.SPEC]
+    assert restored == kept and restored.layers[0].filters == 12 and restored is not kept
+    assert table(fresh)[1]["output shape"] == "26 × 26 × 12"
+
+    # Another tab starts from the defaults.
+    other = open_app("configure")
+    assert other.session_state[state.SPEC].preset == "default"

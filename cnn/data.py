@@ -51,6 +51,9 @@ CATALOG = {
                         "12,000 MNIST digits shipped with the app (1,000 train + 200 test per class)", 10_000),
 }
 
+# When a dataset cannot be had here (offline, no CNN_DATA_DIR), pages may use a committed subset of it instead.
+STAND_INS = {"mnist": SAMPLE}  # mnist-sample's images are MNIST's own (train from train, test from test)
+
 
 @dataclass
 class Dataset:

@@ -234,13 +234,34 @@ def machine_speed():
 
 
 def model_dataset(info: registry.ModelInfo):
-    """The dataset a saved model was trained on (its class folder for folder datasets)."""
+    """The dataset a saved model was trained on (its class folder for folder datasets). When it cannot be
+    loaded here but has a committed stand-in (full MNIST offline → the embedded sample), the stand-in; the
+    page says so with dataset_note()."""
+    from cnn.data import STAND_INS
     from cnn.errors import DatasetError
 
     name = info.metrics.get("dataset_source") if str(info.dataset).startswith("folder:") else info.dataset
     if not name or name == "unknown":
         raise DatasetError(f"model {info.name!r} does not say which dataset it was trained on")
-    return load_dataset(name)
+    try:
+        return load_dataset(name)
+    except DatasetError as exc:
+        if name not in STAND_INS:
+            raise
+        _stand_in_reasons[name] = str(exc)
+        return load_dataset(STAND_INS[name])
+
+
+_stand_in_reasons: dict[str, str] = {}  # dataset → why its stand-in is used
+
+
+def dataset_note(info: registry.ModelInfo, data) -> str | None:
+    """What a page should say when `data` (from model_dataset) is a stand-in for the model's own dataset."""
+    if data.name == info.dataset or str(info.dataset).startswith("folder:"):
+        return None
+    own = CATALOG[info.dataset].title if info.dataset in CATALOG else info.dataset
+    return (f"**{own}** is not available here, so this page uses **{CATALOG[data.name].title}**: "
+            f"{data.num_test:,} test images of the same kind. Why: {_stand_in_reasons.get(info.dataset, '?')}")
 
 
 @st.cache_resource

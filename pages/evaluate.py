@@ -57,6 +57,8 @@ except CnnError as exc:
 if tuple(data.input_shape) != tuple(info.input_shape):
     st.warning(f"{data.name} images are {data.input_shape} but {info.name!r} takes {info.input_shape}.")
     st.stop()
+if note := state.dataset_note(info, data):
+    st.info(note)
 
 bar = st.empty()
 evaluation = state.evaluation(info, on_progress=lambda done, total: bar.progress(

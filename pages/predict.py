@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from cnn import state
-from cnn.errors import EmptyImageError, ImageError
+from cnn.errors import CnnError, EmptyImageError, ImageError
 from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
                          sweep_lines, vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_proba, \
@@ -70,10 +70,12 @@ def upload_ui(model, info, invert, recipe):
 def sample_ui(info):
     """A random test image of the model's dataset (already a model input) and its true label."""
     try:
-        data = state.load_dataset(info.dataset)
-    except Exception as exc:  # noqa: BLE001 — DatasetError or a Keras download failure: say so, keep going
-        st.warning(f"No samples: the model's dataset {info.dataset!r} is not available here ({exc}).")
+        data = state.model_dataset(info)
+    except CnnError as exc:
+        st.warning(f"No samples: {exc}")
         return None, None
+    if note := state.dataset_note(info, data):
+        st.caption(note)
     if tuple(data.input_shape) != tuple(info.input_shape):
         st.warning(f"{info.dataset} images are {data.input_shape}, the model takes {info.input_shape}.")
         return None, None

@@ -196,3 +196,30 @@ def test_a_model_whose_file_is_damaged_is_named_not_a_traceback(model_on_sample,
     at = open_app(page)
     assert not at.exception
     assert any("cannot load model 'small'" in e and "Pick another model" in e for e in texts(at, "error"))
+
+
+def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(registry, default_model_dir, tmp_path,
+                                                                               monkeypatch):
+    import shutil
+
+    import keras
+
+    shutil.copytree(default_model_dir, reg.models_dir() / "mnist-default")
+    monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path))  # no mnist.npz here
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: (_ for _ in ()).throw(OSError("no network")))
+    state.load_dataset.clear()  # an earlier test may have cached the full set
+    try:
+        at = open_app("evaluate", **{state.ACTIVE_MODEL: "mnist-default"})
+        note = next(s for s in texts(at, "info") if "is not available here" in s)
+        assert "MNIST sample (embedded, offline)" in note and "2,000 test images" in note and "CNN_DATA_DIR" in note
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics["Test images"] == "2,000" and float(metrics["Test accuracy"].rstrip("%")) > 97
+
+        at.switch_page("pages/predict.py")
+        at.run()
+        at.segmented_control(key="predict_source").set_value("Sample").run()
+        assert not at.exception
+        assert any("is not available here" in c.value for c in at.caption)
+        assert any("of mnist-sample — true label" in c.value for c in at.caption)
+    finally:
+        state.load_dataset.clear()

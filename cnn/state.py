@@ -243,6 +243,8 @@ def model_dataset(info: registry.ModelInfo):
     name = info.metrics.get("dataset_source") if str(info.dataset).startswith("folder:") else info.dataset
     if not name or name == "unknown":
         raise DatasetError(f"model {info.name!r} does not say which dataset it was trained on")
+    if name in _stand_in_reasons:  # failed once in this process: do not retry a download on every rerun
+        return load_dataset(STAND_INS[name])
     try:
         return load_dataset(name)
     except DatasetError as exc:
@@ -252,7 +254,7 @@ def model_dataset(info: registry.ModelInfo):
         return load_dataset(STAND_INS[name])
 
 
-_stand_in_reasons: dict[str, str] = {}  # dataset → why its stand-in is used
+_stand_in_reasons: dict[str, str] = {}  # dataset → why its stand-in is used (until the server restarts)
 
 
 def dataset_note(info: registry.ModelInfo, data) -> str | None:

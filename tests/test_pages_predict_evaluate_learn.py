@@ -206,7 +206,14 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
 
     shutil.copytree(default_model_dir, reg.models_dir() / "mnist-default")
     monkeypatch.setenv("CNN_DATA_DIR", str(tmp_path))  # no mnist.npz here
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: (_ for _ in ()).throw(OSError("no network")))
+    attempts = []
+
+    def offline():
+        attempts.append(1)
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    monkeypatch.setattr(state, "_stand_in_reasons", {})  # this process's memory of failed loads, reset after
     state.load_dataset.clear()  # an earlier test may have cached the full set
     try:
         at = open_app("evaluate", **{state.ACTIVE_MODEL: "mnist-default"})
@@ -221,5 +228,6 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
         assert not at.exception
         assert any("is not available here" in c.value for c in at.caption)
         assert any("of mnist-sample — true label" in c.value for c in at.caption)
+        assert len(attempts) == 1  # one failed download, not one per rerun
     finally:
         state.load_dataset.clear()

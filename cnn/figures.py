@@ -88,29 +88,38 @@ def _square(fig: go.Figure, height: int, title: str | None) -> None:
     fig.update_layout(title=title, height=height, margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5})
 
 
+def _heatmap_grid(heatmaps, title: str, columns: int, row_height: int, min_height: int) -> go.Figure:
+    """go.Heatmap traces laid out `columns` to a row, each titled #i, square cells, shared axes styling."""
+    count = len(heatmaps)
+    cols = min(columns, count)
+    rows = math.ceil(count / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"#{i}" for i in range(count)],
+                        horizontal_spacing=0.01, vertical_spacing=0.04 if rows > 1 else 0.02)
+    for i, heatmap in enumerate(heatmaps):
+        fig.add_trace(heatmap, row=i // cols + 1, col=i % cols + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_annotations(font_size=9)
+    fig.update_layout(title=title, height=max(min_height, row_height * rows + 60),
+                      margin={"l": 5, "r": 5, "t": 50, "b": 5})
+    return fig
+
+
 def feature_maps(maps, title: str, shared_scale: bool = True, columns: int = 8, max_maps: int = 64) -> go.Figure:
     """A layer's H×W×C output as a grid of C heatmaps (one per channel)."""
     import numpy as np
 
     maps = np.asarray(maps)
     count = min(maps.shape[-1], max_maps)
-    cols = min(columns, count)
-    rows = math.ceil(count / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"#{i}" for i in range(count)],
-                        horizontal_spacing=0.01, vertical_spacing=0.04 if rows > 1 else 0.02)
     lo, hi = float(maps[..., :count].min()), float(maps[..., :count].max())
+    heatmaps = []
     for i in range(count):
         m = maps[..., i]
         zmin, zmax = (lo, hi) if shared_scale else (float(m.min()), float(m.max()))
-        fig.add_trace(go.Heatmap(z=m, zmin=zmin, zmax=zmax if zmax > zmin else zmin + 1e-6, colorscale="Viridis",
-                                 showscale=shared_scale and i == 0,
-                                 hovertemplate=f"map {i}<br>row %{{y}}, col %{{x}}: %{{z:.3g}}<extra></extra>"),
-                      row=i // cols + 1, col=i % cols + 1)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
-    fig.update_annotations(font_size=9)
-    fig.update_layout(title=title, height=max(220, 130 * rows + 60), margin={"l": 5, "r": 5, "t": 50, "b": 5})
-    return fig
+        heatmaps.append(go.Heatmap(z=m, zmin=zmin, zmax=zmax if zmax > zmin else zmin + 1e-6, colorscale="Viridis",
+                                   showscale=shared_scale and i == 0,
+                                   hovertemplate=f"map {i}<br>row %{{y}}, col %{{x}}: %{{z:.3g}}<extra></extra>"))
+    return _heatmap_grid(heatmaps, title, columns, row_height=130, min_height=220)
 
 
 def vector_bars(values, title: str, labels=None) -> go.Figure:
@@ -127,21 +136,10 @@ def kernels_grid(kernels, title: str, columns: int = 8) -> go.Figure:
     import numpy as np
 
     kernels = np.asarray(kernels).mean(axis=-1)
-    count = len(kernels)
-    cols = min(columns, count)
-    rows = math.ceil(count / cols)
     bound = float(np.abs(kernels).max()) or 1.0
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"#{i}" for i in range(count)],
-                        horizontal_spacing=0.01, vertical_spacing=0.05 if rows > 1 else 0.02)
-    for i, k in enumerate(kernels):
-        fig.add_trace(go.Heatmap(z=k, zmin=-bound, zmax=bound, colorscale="RdBu", reversescale=True,
-                                 showscale=i == 0, hovertemplate=f"filter {i}: %{{z:.3f}}<extra></extra>"),
-                      row=i // cols + 1, col=i % cols + 1)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
-    fig.update_annotations(font_size=9)
-    fig.update_layout(title=title, height=max(200, 120 * rows + 60), margin={"l": 5, "r": 5, "t": 50, "b": 5})
-    return fig
+    heatmaps = [go.Heatmap(z=k, zmin=-bound, zmax=bound, colorscale="RdBu", reversescale=True, showscale=i == 0,
+                           hovertemplate=f"filter {i}: %{{z:.3f}}<extra></extra>") for i, k in enumerate(kernels)]
+    return _heatmap_grid(heatmaps, title, columns, row_height=120, min_height=200)
 
 
 def overlay(image, heat, title: str, colorscale: str = "Jet", opacity: float = 0.45) -> go.Figure:

@@ -24,6 +24,13 @@ def source_image(info):
     return data.x_test[0], f"test image #0 of {data.name} (draw on **Predict** to use your own)", int(data.y_test[0])
 
 
+def position_ui(shape, label: str, key: str) -> tuple[int, int]:
+    """A (row, column) in a map of `shape`: a slider per axis, 0 when the axis is one cell long."""
+    cols = st.columns(2)
+    return tuple(col.slider(f"{label} {axis}", 0, n - 1, n // 2, key=f"{key}_{axis[:3]}") if n > 1 else 0
+                 for col, n, axis in zip(cols, shape, ("row", "column")))
+
+
 def agree(label: str, ours, theirs) -> None:
     diff = float(np.max(np.abs(np.asarray(ours, float) - np.asarray(theirs, float))))
     (st.success if diff <= 1e-5 else st.error)(f"{label}: NumPy and Keras agree, max |difference| = {diff:.1e}")
@@ -93,9 +100,7 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 Ho, Wo = feature.shape
-cols = st.columns(2)
-row = cols[0].slider("Output row", 0, Ho - 1, Ho // 2, key="learn_row")
-col = cols[1].slider("Output column", 0, Wo - 1, Wo // 2, key="learn_col")
+row, col = position_ui(feature.shape, "Output", "learn")
 if C > 1 and channel_kernel is not None:
     parts = [lessons.conv_at(image[..., c], channel_kernel[..., c], row, col, stride, padding) for c in range(C)]
     at = {**parts[0], "value": sum(p["value"] for p in parts)}
@@ -159,9 +164,7 @@ except ValueError as exc:
     st.error(str(exc))
     st.stop()
 ph, pw = pooled.shape
-cols = st.columns(2)
-prow = cols[0].slider("Pooled row", 0, ph - 1, ph // 2, key="learn_pool_row")
-pcol = cols[1].slider("Pooled column", 0, pw - 1, pw // 2, key="learn_pool_col")
+prow, pcol = position_ui(pooled.shape, "Pooled", "learn_pool")
 window = lessons.pool_at(after, prow, pcol, pool, pool_stride, pool_padding, mode)
 left, mid, right = st.columns([2, 1, 2])
 left.plotly_chart(values_heatmap(after, "ReLU map, the window in red", (window["top"], window["left"], pool, pool),

@@ -51,8 +51,9 @@ class Evaluation:
         return confusion_matrix(self.y_true, self.y_pred, len(self.class_names))
 
     def cell(self, true: int, predicted: int) -> np.ndarray:
-        """Indices of test images of class `true` predicted as `predicted`."""
-        return np.flatnonzero((self.y_true == true) & (self.y_pred == predicted))
+        """Indices of test images of class `true` predicted as `predicted`, most confident first."""
+        indices = np.flatnonzero((self.y_true == true) & (self.y_pred == predicted))
+        return indices[np.argsort(-self.confidence[indices], kind="stable")]
 
     def misclassified(self) -> np.ndarray:
         """Indices of wrong predictions, most confident first."""
@@ -139,7 +140,8 @@ def filter_report(model, x, batch_size: int = 500, dead_share: float = 0.99) -> 
 # ---------------------------------------------------------------------------
 
 class EvaluationCache:
-    """Least-recently-used evaluations keyed by (model name, model.keras mtime, dataset, split)."""
+    """Least-recently-used evaluations (and other per-model results) keyed by (model name, model.keras mtime,
+    dataset, split or kind)."""
 
     def __init__(self, size: int = 8):
         import threading

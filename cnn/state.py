@@ -287,6 +287,19 @@ def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
     return cached
 
 
+def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
+    """cnn.metrics.filter_report on the first `images` test images, computed once per model file."""
+    from cnn.metrics import EvaluationCache, filter_report as report
+
+    data = model_dataset(info)
+    key = EvaluationCache.key(info, data.name, f"filters:{images}")
+    cached = _evaluations().get(key)
+    if cached is None:
+        cached = report(load_model(info.name), data.x_test[:images])
+        _evaluations().put(key, cached)
+    return cached
+
+
 @st.cache_resource
 def _jobs() -> dict:
     """session id → TrainingJob, shared across reruns and refreshes (not across server restarts)."""

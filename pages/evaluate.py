@@ -6,7 +6,6 @@ from cnn import state
 from cnn.errors import CnnError
 from cnn.figures import confusion_heatmap, overlay, per_class_bars, probabilities_bar
 from cnn.inference import explain
-from cnn.metrics import filter_report
 
 state.page_setup()
 
@@ -84,7 +83,7 @@ else:
     indices = evaluation.cell(true, pred)
     st.markdown(f"**True {info.class_names[true]} predicted as {info.class_names[pred]}: {len(indices)} image(s)**"
                 + (f" — showing the {GALLERY} most confident" if len(indices) > GALLERY else ""))
-    order = indices[np.argsort(-evaluation.confidence[indices], kind="stable")][:GALLERY]
+    order = indices[:GALLERY]
     pick = gallery(data.x_test[order], [f"#{i} · {evaluation.confidence[i]:.0%}" for i in order], "eval_cell_pick")
     if pick is not None:
         closer_look(model, info, data, int(order[pick]))
@@ -126,7 +125,7 @@ with hard_tab:
 with filters_tab:
     st.caption("A filter is dead when its ReLU output is zero everywhere on (almost) every test image: it has "
                "stopped learning. Measured on up to 2,000 test images.")
-    report = filter_report(model, data.x_test[:2000])
+    report = state.filter_report(info)
     if not report:
         st.info("This model has no convolution layer.")
     for layer in report:

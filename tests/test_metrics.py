@@ -65,6 +65,7 @@ def test_drill_down_returns_exactly_each_cells_images(evaluation):
             idx = evaluation.cell(t, p)
             assert len(idx) == evaluation.confusion[t, p]
             assert np.all(evaluation.y_true[idx] == t) and np.all(evaluation.y_pred[idx] == p)
+            assert np.all(np.diff(evaluation.confidence[idx]) <= 0)  # most confident first
             seen.extend(idx.tolist())
     assert sorted(seen) == list(range(len(evaluation.y_true)))
 

@@ -128,6 +128,14 @@ def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
     assert mistakes == round((1 - acc) * 2000)
     at.toggle(key="eval_normalise").set_value(True).run()
     assert not at.exception
+    from cnn.metrics import filter_report  # the page's dead-filter lines are the engine's report, cached
+
+    from cnn.data import load_dataset
+
+    expected = filter_report(reg.load_model("small"), load_dataset("mnist-sample").x_test[:2000])
+    shown = [m for m in texts(at, "markdown") if "filters dead" in m]
+    assert shown == [f"**{r['layer']}** ({r['activation']}): {r['dead']} of {r['filters']} filters dead "
+                     f"({r['dead_share']:.0%})" for r in expected] and shown
 
 
 def test_evaluate_without_a_model(registry):

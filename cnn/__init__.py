@@ -15,7 +15,7 @@ _LAZY = {
     "evaluate": "cnn.metrics",
     "prepare_image": "cnn.preprocess",
     "predict_proba": "cnn.inference", "activations": "cnn.inference", "grad_cam": "cnn.inference",
-    "saliency": "cnn.inference",
+    "saliency": "cnn.inference", "predict_images": "cnn.inference",
 }
 
 __all__ = sorted(_LAZY)

@@ -196,24 +196,20 @@ def cmd_predict(args):
     if missing:
         fail(f"no such file: {', '.join(missing)}")
     info, model = load_for_cli(args.name)
-    from cnn.inference import predict_proba
-    from cnn.preprocess import default_recipe, prepare_image
+    from cnn.inference import predict_images
+    from cnn.preprocess import INVERT_CHOICES, default_recipe
 
-    invert = {"auto": "auto", "yes": True, "no": False}[args.invert]
-    recipe = default_recipe(info.input_shape, info.dataset)
-    names, rows, failed = info.class_names, [], 0
-    for path in args.images:
-        try:
-            x = prepare_image(Path(path), info.input_shape, invert=invert, recipe=recipe)
-        except CnnError as exc:
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        probs = predict_proba(model, x)
-        top = int(probs.argmax())
-        rows.append({"file": path, "prediction": str(names[top]), "class_index": top,
-                     "confidence": float(probs[top]),
-                     "probabilities": {str(n): round(float(p), 6) for n, p in zip(names, probs)}})
+    results = predict_images(model, [(path, Path(path)) for path in args.images], info.input_shape,
+                             info.class_names, invert=INVERT_CHOICES[args.invert],
+                             recipe=default_recipe(info.input_shape, info.dataset))
+    for r in results:
+        if r["error"]:
+            print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
+    rows = [{k: (round(v, 6) if k == "confidence" else v) for k, v in r.items() if k != "error"}
+            for r in results if not r["error"]]
+    for r in rows:
+        r["probabilities"] = {n: round(p, 6) for n, p in r["probabilities"].items()}
+    failed = len(results) - len(rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -239,6 +235,8 @@ def cmd_export_script(args):
 
 
 def build_parser() -> Parser:
+    from cnn.preprocess import INVERT_CHOICES
+
     parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("presets", help="list model presets").set_defaults(run=cmd_presets)
@@ -270,7 +268,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("predict", help="top class and all probabilities for image files")
     p.add_argument("name")
     p.add_argument("images", nargs="+")
-    p.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+    p.add_argument("--invert", choices=tuple(INVERT_CHOICES), default="auto",
                    help="make ink bright on dark (auto: when the background is light)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_predict)

@@ -48,6 +48,31 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     return out[0] if single else out
 
 
+def predict_images(model, images, input_shape, class_names, invert="auto", recipe=None) -> list[dict]:
+    """Top class and all probabilities for each (name, image) pair, in order, in one batched pass.
+
+    `image` is anything prepare_image accepts (path, bytes, PIL image, array). A file that cannot be read
+    gets a row with its `error` message and no prediction, so one bad file never hides the others.
+    """
+    from cnn.errors import CnnError
+    from cnn.preprocess import prepare_image
+
+    rows, prepared = [], []
+    for name, image in images:
+        try:
+            prepared.append((len(rows), prepare_image(image, input_shape, invert=invert, recipe=recipe)))
+            rows.append({"file": name, "error": None})
+        except CnnError as exc:
+            rows.append({"file": name, "error": str(exc)})
+    if prepared:
+        probabilities = predict_proba(model, np.stack([x for _, x in prepared]))
+        for (i, _), probs in zip(prepared, probabilities):
+            top = int(probs.argmax())
+            rows[i].update(prediction=str(class_names[top]), class_index=top, confidence=float(probs[top]),
+                           probabilities={str(n): float(p) for n, p in zip(class_names, probs)})
+    return rows
+
+
 # ---------------------------------------------------------------------------
 # Looking inside: activations, Grad-CAM, saliency — one compiled forward (+ backward) pass
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
 
 ACCEPTED_FORMATS = ("png", "jpg", "webp", "bmp", "gif", "tiff")
 RECIPES = ("mnist", "fit", "resize")
+INVERT_CHOICES = {"auto": "auto", "yes": True, "no": False}  # what people pick → prepare_image(invert=...)
 EMPTY_MESSAGE = "Nothing to predict: the image is blank — draw something or choose another image."
 
 # PIL's names for the accepted formats (MPO is how PIL reads many phone JPEGs).

@@ -7,14 +7,13 @@ from cnn import state
 from cnn.errors import CnnError, EmptyImageError, ImageError
 from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
                          sweep_lines, vector_bars)
-from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_proba, \
+from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
-from cnn.preprocess import ACCEPTED_FORMATS, RECIPES, default_recipe, prepare_image, preprocess_steps
+from cnn.preprocess import ACCEPTED_FORMATS, INVERT_CHOICES, RECIPES, default_recipe, prepare_image, preprocess_steps
 
 state.page_setup()
 
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
-INVERT = {"auto": "auto", "yes": True, "no": False}
 
 
 # ---------------------------------------------------------------------------
@@ -45,20 +44,11 @@ def upload_ui(model, info, invert, recipe):
     if not files:
         return None, None
     if len(files) > 1:
-        rows, good = [], []
-        for f in files:
-            try:
-                good.append((f.name, prepare_image(f.getvalue(), info.input_shape, invert=invert, recipe=recipe)))
-            except ImageError as exc:
-                rows.append({"file": f.name, "prediction": "–", "confidence": None, "note": str(exc)})
-        if good:
-            probs = predict_proba(model, np.stack([x for _, x in good]))
-            for (name, _), p in zip(good, probs):
-                top = int(p.argmax())
-                rows.append({"file": name, "prediction": str(info.class_names[top]), "confidence": float(p[top]),
-                             "note": "low confidence" if p[top] < LOW_CONFIDENCE else ""})
-        order = {f.name: i for i, f in enumerate(files)}
-        st.dataframe(sorted(rows, key=lambda r: order[r["file"]]), hide_index=True, width="stretch",
+        rows = [{"file": r["file"], "prediction": r.get("prediction", "–"), "confidence": r.get("confidence"),
+                 "note": r["error"] or ("low confidence" if r["confidence"] < LOW_CONFIDENCE else "")}
+                for r in predict_images(model, [(f.name, f.getvalue()) for f in files], info.input_shape,
+                                        info.class_names, invert=invert, recipe=recipe)]
+        st.dataframe(rows, hide_index=True, width="stretch",
                      key="predict_results", column_config={"confidence": st.column_config.ProgressColumn(
                          format="percent", min_value=0, max_value=1)})
     names = [f.name for f in files]
@@ -149,7 +139,7 @@ info, model = state.require_active_model()
 
 source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
 settings = st.columns(2)
-invert = INVERT[settings[0].selectbox("Invert (ink must be bright on dark)", list(INVERT), key="predict_invert",
+invert = INVERT_CHOICES[settings[0].selectbox("Invert (ink must be bright on dark)", list(INVERT_CHOICES), key="predict_invert",
                                       help="auto: invert when the background is light (dark ink on paper)")]
 recipe_default = default_recipe(info.input_shape, info.dataset)
 recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_default), key="predict_recipe",

@@ -134,3 +134,27 @@ def test_learning_step_lowers_the_loss_and_leaves_the_model_alone(model, digits)
     assert step.loss_before == pytest.approx(-np.log(max(p, 1e-7)), rel=1e-4)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)  # the shared model is untouched
+
+
+def test_predict_images_keeps_order_and_names_bad_files(model, digits):
+    import io
+
+    from PIL import Image
+
+    from cnn.inference import predict_images, predict_proba
+    from cnn.preprocess import prepare_image
+
+    def png(x):
+        buffer = io.BytesIO()
+        Image.fromarray(x[..., 0]).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    files = [("a.png", png(digits[0])), ("broken.png", b"\x89PNG\r\n\x1a\n broken"), ("b.png", png(digits[1]))]
+    rows = predict_images(model, files, (28, 28, 1), list("0123456789"))
+    assert [r["file"] for r in rows] == ["a.png", "broken.png", "b.png"]
+    assert rows[1]["error"] and "prediction" not in rows[1]
+    for row, x in ((rows[0], digits[0]), (rows[2], digits[1])):
+        expected = predict_proba(model, prepare_image(png(x), (28, 28, 1)))
+        assert row["error"] is None and row["class_index"] == int(expected.argmax())
+        assert row["prediction"] == str(int(expected.argmax())) and row["confidence"] == pytest.approx(expected.max())
+        assert list(row["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)

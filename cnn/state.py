@@ -266,6 +266,15 @@ def dataset_note(info: registry.ModelInfo, data) -> str | None:
             f"{data.num_test:,} test images of the same kind. Why: {_stand_in_reasons.get(info.dataset, '?')}")
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def learning_step(name: str, mtime: float, x, label: int, learning_rate: float, layer_name: str):
+    """cnn.inference.learning_step for the model `name` as of `mtime` (~0.1 s: a model copy and two passes),
+    kept so that the Learn page's other controls do not redo it on every rerun."""
+    from cnn.inference import learning_step as step
+
+    return step(_load_model(name, mtime), x, label, learning_rate, layer_name)
+
+
 @st.cache_resource
 def _evaluations():
     from cnn.metrics import EvaluationCache

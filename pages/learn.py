@@ -9,7 +9,7 @@ import streamlit as st
 
 from cnn import lessons, state
 from cnn.figures import architecture_diagram, maps_row, values_heatmap, vector_bars
-from cnn.inference import activations, conv_layers, inner_layers, learning_step
+from cnn.inference import activations, conv_layers, inner_layers
 from cnn.spec import ModelSpec, SpecError, output_size_formula, preset, validate
 
 state.page_setup()
@@ -246,7 +246,7 @@ else:
     label = cols[0].selectbox("Learn this image as", classes, index=true_label if true_label is not None else predicted,
                               format_func=lambda i: str(info.class_names[i]), key="learn_label")
     lr = cols[1].select_slider("Learning rate", [0.001, 0.01, 0.05, 0.1, 0.5, 1.0], value=0.1, key="learn_lr")
-    step_result = learning_step(model, x, label, lr, first)
+    step_result = state.learning_step(info.name, info.mtime, x, label, lr, first)
     f_idx = st.session_state.get("learn_filter", 0) if choice == "model filter" else 0
     cols = st.columns(3)
     cols[0].metric("loss before", f"{step_result.loss_before:.4f}")

@@ -182,6 +182,17 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
     at.selectbox(key="learn_label").set_value(2).run()
     assert not at.exception
+    from cnn.data import load_dataset
+    from cnn.inference import learning_step
+
+    x = load_dataset("mnist-sample").x_test[0]  # the walkthrough's image when nothing was drawn on Predict
+    for lr in (0.1, 1.0):  # the page's numbers are the engine's learning step for the chosen label and rate
+        if lr != 0.1:
+            at.select_slider(key="learn_lr").set_value(lr).run()
+        expected = learning_step(reg.load_model("small"), x, 2, lr, "conv1")
+        metrics = {m.label: float(m.value) for m in at.metric if m.label.startswith("loss")}
+        assert metrics["loss before"] == pytest.approx(expected.loss_before, abs=2e-4)
+        assert metrics["loss after"] == pytest.approx(expected.loss_after, abs=2e-4)
 
 
 def test_learn_uses_the_image_from_predict(model_on_sample):

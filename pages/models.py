@@ -24,7 +24,10 @@ def upload_ui() -> None:
         return
     st.session_state["_models_uploaded"] = upload.file_id
     dataset = st.session_state.get(state.DATASET)
-    extra = [] if dataset in CATALOG else [state.load_dataset(dataset).input_shape]
+    try:  # the Configure page's own class folders also count as a dataset the model may fit
+        extra = [] if dataset in CATALOG else [state.load_dataset(dataset).input_shape]
+    except CnnError:
+        extra = []
     with st.spinner(f"Checking {upload.name}…"):
         try:
             info = registry.import_model(upload.getvalue(), upload.name, allowed_shapes=extra)
@@ -53,7 +56,11 @@ def rename(old: str) -> None:
 
 def delete(name: str) -> None:
     """Callback: delete `name` (only reachable after the confirmation box is ticked)."""
-    registry.delete_model(name)
+    try:
+        registry.delete_model(name)
+    except CnnError as exc:  # e.g. already deleted from another tab
+        st.session_state["_models_message"] = ("error", str(exc))
+        return
     st.session_state.pop("models_pick", None)
     st.session_state["_models_message"] = ("success", f"Deleted {name!r}.")
 

@@ -271,6 +271,19 @@ def test_set_active_rename_delete(saved_model, trained):
     assert sidebar_model(at) == "small"
 
 
+def test_deleting_a_model_another_tab_already_deleted_says_so(saved_model, trained):
+    result, spec, data = trained
+    registry_save(result, spec, data, "second")
+    at = open_app("models")
+    at.selectbox(key="models_pick").set_value("second").run()
+    at.checkbox(key="models_confirm_second").check().run()
+    reg.delete_model("second")  # meanwhile, elsewhere
+    at.button(key="models_delete").click().run()
+    assert not at.exception
+    assert any("second" in e for e in texts(at, "error"))
+    assert {i.name for i in reg.list_models()} == {"small"}
+
+
 def test_upload_a_bundle_and_a_keras_file(saved_model, tmp_path):
     bundle = reg.bundle_bytes("small")
     at = open_app("models")

@@ -4,17 +4,17 @@ import streamlit as st
 
 from cnn import state
 
-st.set_page_config(page_title="CNN Studio", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
 state.entry_script_ran()
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/configure.py", title="Configure", icon="🧱"),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/predict.py", title="Predict", icon="✏️"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
-    st.Page("pages/learn.py", title="Learn", icon="🎓"),
-    st.Page("pages/models.py", title="Models", icon="🗂️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/configure.py", title="Configure", icon=":material/tune:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
 ]
 
 page = st.navigation(PAGES)

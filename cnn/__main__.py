@@ -172,8 +172,9 @@ def cmd_evaluate(args):
     from cnn.data import load_dataset
     from cnn.metrics import evaluate
 
-    name = args.dataset or info.metrics.get("dataset_source") if str(info.dataset).startswith("folder:") else \
-        args.dataset or info.dataset
+    from cnn.data import is_folder
+
+    name = args.dataset or (info.metrics.get("dataset_source") if is_folder(info.dataset) else info.dataset)
     dataset = load_dataset(name, limit=args.limit)
     if tuple(dataset.input_shape) != info.input_shape:
         fail(f"model {info.name!r} takes {info.input_shape} images but {dataset.name} has {dataset.input_shape}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,35 @@ CATALOG = {
     SAMPLE: DatasetInfo(SAMPLE, "MNIST sample (embedded, offline)", (28, 28, 1), tuple("0123456789"),
                         "12,000 MNIST digits shipped with the app (1,000 train + 200 test per class)", 10_000),
 }
+
+FOLDER = "folder:"  # the Dataset.name prefix of class-folder datasets, e.g. 'folder:shapes'
+_HASH_PREFIX = re.compile(r"^[0-9a-f]{16}-")  # cache file names start or end with a content hash
+_HASH_SUFFIX = re.compile(r"-[0-9a-f]{16}$")
+
+
+def is_folder(name) -> bool:
+    """Whether a dataset name (or a saved model's 'dataset') is a class-folder dataset, not a catalogue one."""
+    return str(name).startswith(FOLDER)
+
+
+def folder_label(name) -> str:
+    """The human name of a class-folder dataset: 'shapes' for 'folder:shapes', '…/uploads/<hash>-shapes.zip' or
+    '…/datasets/shapes-<hash>'."""
+    text = str(name)[len(FOLDER):] if is_folder(name) else Path(str(name)).name
+    text = re.sub(r"\.zip$", "", text, flags=re.IGNORECASE)
+    return _HASH_SUFFIX.sub("", _HASH_PREFIX.sub("", text)) or "class folders"
+
+
+def dataset_title(name) -> str:
+    """What people call a dataset: the catalogue title, or 'class folders: <label>'."""
+    return CATALOG[name].title if name in CATALOG else f"class folders: {folder_label(name)}"
+
+
+def dataset_slug(name) -> str:
+    """A short name-safe word for a dataset, for default model names: 'mnist-sample', 'shapes'."""
+    text = name if name in CATALOG else folder_label(name)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:40] or "data"
+
 
 # When a dataset cannot be had here (offline, no CNN_DATA_DIR), pages may use a committed subset of it instead.
 STAND_INS = {"mnist": SAMPLE}  # mnist-sample's images are MNIST's own (train from train, test from test)
@@ -310,7 +340,7 @@ def load_folder(path, image_size: tuple[int, int] | None = None, color_mode: str
     x_test = np.stack([p[0] for p in pairs]).astype(np.uint8)
     y_test = np.array([p[1] for p in pairs], dtype=np.int64)
     channels = 1 if color_mode == "grayscale" else 3
-    return Dataset(f"folder:{root.name}", classes, (*image_size, channels), None, None, x_test, y_test,
+    return Dataset(f"{FOLDER}{folder_label(root.name)}", classes, (*image_size, channels), None, None, x_test, y_test,
                    str(path), train, count)
 
 

@@ -1,12 +1,51 @@
-"""Plotly figure builders: arrays and dicts in, go.Figure out (testable without a browser)."""
+"""Plotly figure builders: arrays and dicts in, go.Figure out (testable without a browser).
+
+One colour language for every page (defined here, used everywhere):
+  - signed values (weights, pre-activations, gradients): a diverging scale centred on 0 — blue negative,
+    white 0, red positive — symmetric bounds, with a legend saying so;
+  - non-negative values (after ReLU, pooling, probabilities): a sequential scale starting at 0;
+  - pixels: gray 0 (black) … 255 (white); Grad-CAM / saliency: an attention scale 0 … 1 over the image.
+"""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cnn.text import probability_text
+
 TRAIN, VAL = "#1f77b4", "#ff7f0e"
+SIGNED = "RdBu_r"  # blue < 0 < red, white at 0
+UNSIGNED = "Viridis"  # dark = 0 … yellow = largest
+PIXELS = "gray"  # black = 0 … white = 255
+ATTENTION = "Inferno"  # 0 … 1: where the model looked
+CHANNEL_TINTS = {"red": "#ff0000", "green": "#00c000", "blue": "#0050ff"}  # a colour image's channels
+
+
+def value_style(values, signed: bool | None = None, legend: str | None = None) -> dict:
+    """go.Heatmap colour arguments for `values` in the one colour language: the diverging scale with bounds
+    ±max|v| when the values are signed (by default: when any is negative), else the sequential scale from 0.
+    `legend` titles a colour bar (signed bars are labelled negative / 0 / positive)."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    signed = bool(finite.size and finite.min() < 0) if signed is None else signed
+    top = float(np.abs(finite).max()) if finite.size else 0.0
+    top = top if top > 0 else 1.0
+    style = {"colorscale": SIGNED, "zmin": -top, "zmax": top} if signed else \
+        {"colorscale": UNSIGNED, "zmin": 0.0, "zmax": top}
+    if legend is None:
+        return {**style, "showscale": False}
+    ticks = [-top, 0.0, top] if signed else [0.0, top]
+    labels = [f"−{top:.3g} negative", "0", f"+{top:.3g} positive"] if signed else ["0", f"{top:.3g}"]
+    return {**style, "showscale": True, "colorbar": {"title": {"text": legend, "side": "right"}, "tickvals": ticks,
+                                                      "ticktext": labels, "thickness": 12, "len": 0.8}}
+
+
+def channel_scale(channel: str) -> list:
+    """Black → the channel's own colour, for showing one channel of a colour image on 0 … 255."""
+    return [[0, "#000000"], [1, CHANNEL_TINTS[channel]]]
 
 
 def _clean(values) -> list:
@@ -65,15 +104,15 @@ def probabilities_bar(probabilities, class_names, true_index: int | None = None)
     lines = [2 if i == true_index else 0 for i in range(len(probabilities))]
     fig = go.Figure(go.Bar(x=[str(c) for c in class_names], y=[float(p) for p in probabilities],
                            marker={"color": colours, "line": {"width": lines, "color": "#d62728"}},
-                           text=[f"{p:.1%}" for p in probabilities], textposition="outside",
-                           hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+                           text=[probability_text(p) for p in probabilities], textposition="outside",
+                           hovertemplate="%{x}: %{text}<extra></extra>"))
     fig.update_layout(yaxis={"range": [0, 1.12], "tickformat": ".0%", "title": "probability"},
                       xaxis={"type": "category", "title": "class"}, height=300,
                       margin={"l": 50, "r": 10, "t": 20, "b": 40})
     return fig
 
 
-def image_heatmap(image, title: str | None = None, colorscale: str = "gray", zmin=0, zmax=255,
+def image_heatmap(image, title: str | None = None, colorscale: str = PIXELS, zmin=0, zmax=255,
                   height: int = 260, showscale: bool = False) -> go.Figure:
     """A 2-D array as a square-pixel heatmap with row 0 at the top."""
     fig = go.Figure(go.Heatmap(z=image, colorscale=colorscale, zmin=zmin, zmax=zmax, showscale=showscale,
@@ -107,17 +146,15 @@ def _heatmap_grid(heatmaps, title: str, columns: int, row_height: int, min_heigh
 
 def feature_maps(maps, title: str, shared_scale: bool = True, columns: int = 8, max_maps: int = 64) -> go.Figure:
     """A layer's H×W×C output as a grid of C heatmaps (one per channel)."""
-    import numpy as np
-
     maps = np.asarray(maps)
     count = min(maps.shape[-1], max_maps)
-    lo, hi = float(maps[..., :count].min()), float(maps[..., :count].max())
+    # Signed layers (batch norm, tanh) get the diverging scale, ReLU outputs the sequential one.
+    signed = bool((maps[..., :count] < 0).any())
     heatmaps = []
     for i in range(count):
-        m = maps[..., i]
-        zmin, zmax = (lo, hi) if shared_scale else (float(m.min()), float(m.max()))
-        heatmaps.append(go.Heatmap(z=m, zmin=zmin, zmax=zmax if zmax > zmin else zmin + 1e-6, colorscale="Viridis",
-                                   showscale=shared_scale and i == 0,
+        style = value_style(maps[..., :count] if shared_scale else maps[..., i], signed,
+                            legend="activation" if shared_scale and i == 0 else None)
+        heatmaps.append(go.Heatmap(z=maps[..., i], **style,
                                    hovertemplate=f"map {i}<br>row %{{y}}, col %{{x}}: %{{z:.3g}}<extra></extra>"))
     return _heatmap_grid(heatmaps, title, columns, row_height=130, min_height=220)
 
@@ -132,24 +169,19 @@ def vector_bars(values, title: str, labels=None) -> go.Figure:
 
 
 def kernels_grid(kernels, title: str, columns: int = 8) -> go.Figure:
-    """Conv kernels (filters, K, K, Cin) as heatmaps, channel-averaged, red = positive, blue = negative."""
-    import numpy as np
-
+    """Conv kernels (filters, K, K, Cin) as heatmaps, channel-averaged, on the signed scale (red = positive)."""
     kernels = np.asarray(kernels).mean(axis=-1)
-    bound = float(np.abs(kernels).max()) or 1.0
-    heatmaps = [go.Heatmap(z=k, zmin=-bound, zmax=bound, colorscale="RdBu", reversescale=True, showscale=i == 0,
+    heatmaps = [go.Heatmap(z=k, **value_style(kernels, signed=True, legend="weight" if i == 0 else None),
                            hovertemplate=f"filter {i}: %{{z:.3f}}<extra></extra>") for i, k in enumerate(kernels)]
     return _heatmap_grid(heatmaps, title, columns, row_height=120, min_height=200)
 
 
-def overlay(image, heat, title: str, colorscale: str = "Jet", opacity: float = 0.45) -> go.Figure:
+def overlay(image, heat, title: str, colorscale: str = ATTENTION, opacity: float = 0.5) -> go.Figure:
     """`heat` (0…1) over the grayscale input: where the model looked."""
-    import numpy as np
-
     gray = np.asarray(image, dtype=float)
     gray = gray.mean(axis=-1) if gray.ndim == 3 else gray
     fig = go.Figure([
-        go.Heatmap(z=gray, colorscale="gray", zmin=0, zmax=255, showscale=False, hoverinfo="skip"),
+        go.Heatmap(z=gray, colorscale=PIXELS, zmin=0, zmax=255, showscale=False, hoverinfo="skip"),
         go.Heatmap(z=heat, colorscale=colorscale, zmin=0, zmax=1, opacity=opacity, showscale=True,
                    hovertemplate="row %{y}, col %{x}: %{z:.2f}<extra></extra>"),
     ])
@@ -177,7 +209,6 @@ def sweep_lines(values, probabilities, class_names, axis_title: str, highlight: 
 def confusion_heatmap(confusion, class_names, normalise: bool = False) -> go.Figure:
     """Rows = true class, columns = predicted. The diagonal (right) is green, mistakes red, each on its own
     scale so the biggest confusions stand out. An invisible marker on each cell makes cells clickable."""
-    import numpy as np
 
     counts = np.asarray(confusion)
     rows = counts.sum(axis=1, keepdims=True)
@@ -224,40 +255,93 @@ def per_class_bars(rows: list[dict]) -> go.Figure:
 # Learn
 # ---------------------------------------------------------------------------
 
-def values_heatmap(values, title: str | None = None, highlight: tuple[int, int, int, int] | None = None,
-                   colorscale: str = "gray", fmt: str = ".2f", show_text: bool = True, height: int = 320,
-                   zmid: float | None = None) -> go.Figure:
-    """A matrix as a heatmap with each value written in its cell; `highlight` = (top, left, height, width)
-    draws a box (e.g. the kernel's patch or the pooling window). NaN cells (padding) stay blank."""
-    import numpy as np
+def _style(values, kind: str, legend: str | None = None, pixel_max: float = 255) -> dict:
+    """Colour arguments for one of the kinds of values the pages show: 'pixels' (gray, 0 … pixel_max),
+    'signed', 'unsigned', or 'auto' (signed when any value is negative)."""
+    if kind == "pixels":
+        return {"colorscale": PIXELS, "zmin": 0, "zmax": pixel_max, "showscale": False}
+    if kind not in ("signed", "unsigned", "auto"):
+        raise ValueError(f"kind must be pixels, signed, unsigned or auto, got {kind!r}")
+    return value_style(values, None if kind == "auto" else kind == "signed", legend)
 
+
+def values_heatmap(values, title: str | None = None, highlight: tuple[int, int, int, int] | None = None,
+                   kind: str = "auto", fmt: str = ".2f", show_text: bool = True, height: int = 320,
+                   legend: str | None = None, pixel_max: float = 255) -> go.Figure:
+    """A matrix as a heatmap with each value written in its cell; `highlight` = (top, left, height, width)
+    draws a box (e.g. the kernel's patch or the pooling window). NaN cells (padding) stay blank.
+    `kind` picks the colour language: 'pixels', 'signed', 'unsigned' or 'auto'."""
     values = np.asarray(values, dtype=float)
     text = [["" if not np.isfinite(v) else format(v, fmt) for v in row] for row in values] if show_text else None
-    finite = values[np.isfinite(values)]
-    heat = go.Heatmap(z=values, colorscale=colorscale, showscale=False, text=text,
-                      texttemplate="%{text}" if show_text else None, textfont={"size": 9},
+    heat = go.Heatmap(z=values, text=text, texttemplate="%{text}" if show_text else None, textfont={"size": 9},
                       hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>",
-                      zmid=zmid, zmin=None if zmid is not None or not finite.size else float(finite.min()),
-                      zmax=None if zmid is not None or not finite.size else float(finite.max()))
+                      **_style(values, kind, legend, pixel_max))
     fig = go.Figure(heat)
     if highlight is not None:
         top, left, h, w = highlight
         fig.add_shape(type="rect", x0=left - 0.5, x1=left + w - 0.5, y0=top - 0.5, y1=top + h - 0.5,
-                      line={"color": "#ff2a2a", "width": 3})
+                      line={"color": "#00e5ff", "width": 3})
     _square(fig, height, title)
     return fig
 
 
-def maps_row(maps: dict, height: int = 230, colorscale: str = "Viridis") -> go.Figure:
-    """Several 2-D maps side by side, titled by their keys."""
+def maps_row(maps: dict, height: int = 230, kind="auto", shared: bool = False,
+             legend: str | None = None) -> go.Figure:
+    """Several 2-D maps side by side, titled by their keys, in the colour language of `kind` (one kind for
+    all, or a list with one per map) — each on its own range, or one range for all when `shared`."""
     fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
-    for i, m in enumerate(maps.values()):
-        fig.add_trace(go.Heatmap(z=m, colorscale=colorscale, showscale=False,
-                                 hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"), row=1, col=i + 1)
+    together = np.concatenate([np.asarray(m, float).ravel() for m in maps.values()])
+    kinds = [kind] * len(maps) if isinstance(kind, str) else list(kind)
+    for i, (m, k) in enumerate(zip(maps.values(), kinds)):
+        style = _style(together if shared else m, k, legend if i == 0 else None)
+        fig.add_trace(go.Heatmap(z=m, **style, hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"),
+                      row=1, col=i + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
     fig.update_xaxes(showticklabels=False, constrain="domain")
     fig.update_annotations(font_size=10)
     fig.update_layout(height=height, margin={"l": 5, "r": 5, "t": 40, "b": 5})
+    return fig
+
+
+def channels_row(image, height: int = 260) -> go.Figure:
+    """A colour image's red, green and blue channels on ONE 0 … 255 scale, each tinted its own colour: a red
+    object is bright in the red panel and dark in the others."""
+    image = np.asarray(image)
+    names = list(CHANNEL_TINTS)[: image.shape[-1]]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{n} channel" for n in names],
+                        horizontal_spacing=0.02)
+    for i, name in enumerate(names):
+        fig.add_trace(go.Heatmap(z=image[..., i], colorscale=channel_scale(name), zmin=0, zmax=255, showscale=False,
+                                 hovertemplate=f"{name} at row %{{y}}, col %{{x}}: %{{z}}<extra></extra>"),
+                      row=1, col=i + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_layout(height=height, margin={"l": 5, "r": 5, "t": 40, "b": 5})
+    return fig
+
+
+def rate_trials(trials, chosen: float, loss_before: float, others_before: float | None) -> go.Figure:
+    """The one-image step tried at every learning rate: this image's loss after it (left) and, when known,
+    the accuracy on held-out images (right); the chosen rate marked, the 'before' values dashed."""
+    rates = [t.rate for t in trials]
+    two = others_before is not None
+    fig = make_subplots(rows=1, cols=2 if two else 1, horizontal_spacing=0.12, subplot_titles=(
+        "loss on this image after one step", "accuracy on other test images")[: 2 if two else 1])
+    fig.add_trace(go.Scatter(x=rates, y=[t.loss for t in trials], mode="lines+markers", name="loss after",
+                             hovertemplate="rate %{x:g}: loss %{y:.4g}<extra></extra>"), row=1, col=1)
+    fig.add_hline(y=loss_before, line={"dash": "dash", "color": "#888"}, row=1, col=1,
+                  annotation_text="before", annotation_position="top left")
+    if two:
+        fig.add_trace(go.Scatter(x=rates, y=[t.others_accuracy for t in trials], mode="lines+markers",
+                                 name="held-out accuracy", hovertemplate="rate %{x:g}: %{y:.1%}<extra></extra>"),
+                      row=1, col=2)
+        fig.add_hline(y=others_before, line={"dash": "dash", "color": "#888"}, row=1, col=2)
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
+    for col in range(1, 3 if two else 2):
+        fig.add_vline(x=chosen, line={"color": "#d62728", "width": 2}, row=1, col=col)
+    fig.update_xaxes(type="log", title_text="learning rate")
+    fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(height=300, showlegend=False, margin={"l": 50, "r": 10, "t": 40, "b": 40})
     return fig
 
 

@@ -28,7 +28,9 @@ __all__ = [
     "dense_unit",
     "softmax",
     "dropout",
+    "dropout_sums",
     "cross_entropy",
+    "ink_pixels",
 ]
 
 POOL_MODES = ("max", "avg")
@@ -326,6 +328,23 @@ def dropout(x, rate: float, seed: int | None = None, training: bool = True) -> t
     # scale the survivors so the expected value of each output equals its input
     out = np.where(keep, x * (1.0 / (1.0 - rate)), 0.0)
     return out, keep
+
+
+def dropout_sums(x, rate: float, draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """The output's sum under `draws` independent dropout masks: their mean is the input's sum (that is what
+    the 1/(1−rate) scaling is for), while any single mask can land far from it."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    dropout(x, rate)  # the same argument checks
+    # (draws, n): each row one mask, kept values scaled by 1/(1−rate)
+    keep = np.random.default_rng(seed).random((draws, x.size)) < 1.0 - rate
+    return (keep * x).sum(axis=1) / (1.0 - rate)
+
+
+def ink_pixels(image) -> int:
+    """Pixels with any ink: positions where at least one channel is above 0 (not values: a colour pixel
+    has three)."""
+    image = np.asarray(image)
+    return int(np.count_nonzero(image.max(axis=-1) > 0 if image.ndim == 3 else image > 0))
 
 
 def cross_entropy(probabilities, label: int) -> float:

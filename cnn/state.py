@@ -14,9 +14,10 @@ import uuid
 import streamlit as st
 
 from cnn import registry
-from cnn.data import CATALOG, SAMPLE
+from cnn.data import CATALOG, SAMPLE, dataset_title, is_folder
 from cnn.errors import CnnError
 from cnn.spec import ModelSpec, preset
+from cnn.text import accuracy_text
 
 def _leave_keras_alone() -> None:
     """Stop Streamlit from calling keras.backend.clear_session() after every script run.
@@ -90,8 +91,9 @@ def init() -> None:
     job = current_job()
     if job is not None:
         snap = job.snapshot()
-        # A finished job's model becomes active once, when the tab first sees it finished.
-        if snap.model_name and st.session_state.get("_activated") != snap.model_name:
+        # A completed job's model becomes active once, when the tab first sees it (a stopped or failed run's
+        # saved weights do not: the Train page offers to use them).
+        if snap.state == "completed" and snap.model_name and st.session_state.get("_activated") != snap.model_name:
             st.session_state["_activated"] = snap.model_name
             st.session_state[ACTIVE_MODEL] = snap.model_name
     names = [i.name for i in registry.list_models()]
@@ -163,16 +165,12 @@ def sidebar() -> None:
                          help="Predict, Evaluate and Learn use this model.")
             info = active_model_info()
             if info is not None:
-                acc = f"{info.test_accuracy:.2%}" if info.test_accuracy is not None else "not evaluated"
-                st.caption(f"{info.dataset} · {info.params:,} parameters · test accuracy {acc}")
+                acc = accuracy_text(info.test_accuracy) if info.test_accuracy is not None else "not evaluated"
+                st.caption(f"{dataset_title(info.dataset)} · {info.params:,} parameters · test accuracy {acc}")
         st.caption(f"Dataset: **{dataset_title(st.session_state.get(DATASET, SAMPLE))}**")
         job = current_job()
         if job is not None and job.snapshot().running:
-            st.caption("⏳ training in progress — see **Train**")
-
-
-def dataset_title(name: str) -> str:
-    return CATALOG[name].title if name in CATALOG else f"class folders: {str(name).rsplit('/', 1)[-1]}"
+            st.caption(":material/hourglass_top: training in progress — see **Train**")
 
 
 def adapted_preset(name: str, dataset: str) -> ModelSpec:
@@ -240,7 +238,7 @@ def model_dataset(info: registry.ModelInfo):
     from cnn.data import STAND_INS
     from cnn.errors import DatasetError
 
-    name = info.metrics.get("dataset_source") if str(info.dataset).startswith("folder:") else info.dataset
+    name = info.metrics.get("dataset_source") if is_folder(info.dataset) else info.dataset
     if not name or name == "unknown":
         raise DatasetError(f"model {info.name!r} does not say which dataset it was trained on")
     if name in _stand_in_reasons:  # failed once in this process: do not retry a download on every rerun
@@ -257,22 +255,48 @@ def model_dataset(info: registry.ModelInfo):
 _stand_in_reasons: dict[str, str] = {}  # dataset → why its stand-in is used (until the server restarts)
 
 
-def dataset_note(info: registry.ModelInfo, data) -> str | None:
-    """What a page should say when `data` (from model_dataset) is a stand-in for the model's own dataset."""
-    if data.name == info.dataset or str(info.dataset).startswith("folder:"):
+def dataset_note(info: registry.ModelInfo, data) -> tuple[str, str] | None:
+    """(what a page should say, the technical details) when `data` (from model_dataset) is a stand-in for the
+    model's own dataset; None when it is the real one."""
+    if data.name == info.dataset or is_folder(info.dataset):
         return None
     own = CATALOG[info.dataset].title if info.dataset in CATALOG else info.dataset
-    return (f"**{own}** is not available here, so this page uses **{CATALOG[data.name].title}**: "
-            f"{data.num_test:,} test images of the same kind. Why: {_stand_in_reasons.get(info.dataset, '?')}")
+    message = (f"The full **{own}** is not on this server and could not be downloaded, so this page uses "
+               f"**{CATALOG[data.name].title}**, which ships with the app: {data.num_test:,} test images of the same "
+               "kind. Results are close to those on the full test set.")
+    details = (f"Loading {info.dataset!r} failed with: {_stand_in_reasons.get(info.dataset, 'no reason recorded')}. "
+               f"To use the full dataset offline, put {info.dataset}.npz (arrays x_train y_train x_test y_test) in a "
+               "folder and start the app with CNN_DATA_DIR pointing at it.")
+    return message, details
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def learning_step(name: str, mtime: float, x, label: int, learning_rate: float, layer_name: str):
-    """cnn.inference.learning_step for the model `name` as of `mtime` (~0.1 s: a model copy and two passes),
-    kept so that the Learn page's other controls do not redo it on every rerun."""
+def show_dataset_note(info: registry.ModelInfo, data, where=None) -> None:
+    """dataset_note in plain words, the technical details folded away in an expander."""
+    note = dataset_note(info, data)
+    if note is not None:
+        box = where or st
+        box.info(note[0])
+        with box.expander("Details"):
+            st.caption(note[1])
+
+
+HELD_OUT = 300  # test images the Learn page's gradient step is checked against
+
+
+@st.cache_data(max_entries=64, show_spinner="Taking one gradient step at every learning rate…")
+def learning_step(name: str, mtime: float, x, label: int, learning_rate: float | None, layer_name: str):
+    """cnn.inference.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
+    and a forward pass per rate), checked against the last HELD_OUT test images of its dataset when it can be
+    loaded; kept so that the Learn page's other controls do not redo it on every rerun."""
     from cnn.inference import learning_step as step
 
-    return step(_load_model(name, mtime), x, label, learning_rate, layer_name)
+    try:
+        data = model_dataset(registry.model_info(name))
+        others = (data.x_test[-HELD_OUT:], data.y_test[-HELD_OUT:]) \
+            if tuple(data.input_shape) == tuple(x.shape) else None
+    except CnnError:
+        others = None
+    return step(_load_model(name, mtime), x, label, learning_rate, layer_name, others)
 
 
 @st.cache_resource

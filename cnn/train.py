@@ -230,6 +230,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
                       on_eval_progress=None, overwrite: bool = False):
     """Evaluate a TrainResult's model on the test split and save it: (Evaluation, ModelInfo)."""
+    from cnn.data import dataset_slug
     from cnn.metrics import evaluate
     from cnn.registry import save_model, unique_name
 
@@ -238,7 +239,7 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
     metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
                "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
                "train_seconds": round(result.seconds, 2), "status": result.status}
-    info = save_model(name or unique_name(f"{spec.preset}-{dataset.name.replace('folder:', '')}"), result.model,
+    info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
                       spec, result.history, metrics, overwrite=overwrite)
     return evaluation, info
 

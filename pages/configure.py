@@ -16,6 +16,12 @@ from cnn.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpe
 state.page_setup()
 
 UPLOAD = "upload"
+FIELD_WIDTH = 130  # px per layer/training field: fields wrap onto more rows on narrow screens
+# The editor and the summary sit side by side when there is room (≥ 520 + 340 px) and stack when there is not.
+LAYOUT_CSS = """<style>
+div:has(> .st-key-cfg_editor) { flex: 3 1 520px !important; min-width: 0; }
+div:has(> .st-key-cfg_summary) { flex: 2 1 340px !important; min-width: 0; }
+</style>"""
 MAX_ZIP_BYTES = 100_000_000
 LAYER_IDS = "cfg_layer_ids"  # one stable id per layer: widget keys follow a layer when it moves
 
@@ -128,26 +134,27 @@ def dataset_ui() -> str:
 
 def preset_ui() -> None:
     names = list(PRESETS)
-    cols = st.columns([3, 1])
-    cols[0].selectbox("Preset", names, key="cfg_preset", format_func=lambda n: f"{n} — {PRESET_NOTES[n]}",
-                      index=names.index(spec().preset) if spec().preset in names else 0)
-    cols[1].button("Load preset", key="cfg_load_preset", on_click=load_preset, width="stretch",
-                   help="Replace the layers and training settings with the preset's")
+    with st.container(horizontal=True, vertical_alignment="bottom"):
+        st.selectbox("Preset", names, key="cfg_preset", format_func=lambda n: f"{n} — {PRESET_NOTES[n]}",
+                     index=names.index(spec().preset) if spec().preset in names else 0, width="stretch")
+        st.button("Load preset", key="cfg_load_preset", on_click=load_preset, icon=":material/restart_alt:",
+                  help="Replace the layers and training settings with the preset's")
 
 
-def field_ui(obj, f, key: str, label: str | None = None):
+def field_ui(obj, f, key: str, label: str | None = None, width: int = FIELD_WIDTH):
     """One widget for one dataclass field, from its metadata; returns the value."""
     meta, value, label = f.metadata, getattr(obj, f.name), label or f.name.replace("_", " ")
     if "choices" in meta:
         choices = list(meta["choices"])
         return st.selectbox(label, choices, index=choices.index(value) if value in choices else 0, key=key,
-                            help=meta["help"])
+                            help=meta["help"], width=width)
     if isinstance(value, int):
         return int(st.number_input(label, min_value=meta["min"], max_value=meta["max"], value=value, step=1,
-                                   key=key, help=meta["help"]))
+                                   key=key, help=meta["help"], width=width))
     step = 0.05 if meta["max"] <= 1 else (1.0 if meta["max"] >= 10 else 0.01)
     return float(st.number_input(label, min_value=float(meta["min"]), max_value=float(meta["max"]),
-                                 value=float(value), step=step, key=key, help=meta["help"], format="%g"))
+                                 value=float(value), step=step, key=key, help=meta["help"], format="%g",
+                                 width=width))
 
 
 def layers_ui() -> tuple[list, dict]:
@@ -159,27 +166,28 @@ def layers_ui() -> tuple[list, dict]:
     for i, (layer, uid) in enumerate(zip(layers, ids)):
         kind = kind_of(layer)
         with st.container(border=True):
-            params = [f for f in fields(layer)]
-            head = st.columns([7, 1, 1, 1], vertical_alignment="center")
-            head[0].markdown(f"**{i + 1} · {kind}** — {type(layer).__doc__.splitlines()[0]}")
-            head[1].button("↑", key=f"L{uid}_up", disabled=i == 0, on_click=move_layer, args=(i, -1),
-                           help="Move up", width="stretch")
-            head[2].button("↓", key=f"L{uid}_down", disabled=i == len(layers) - 1, on_click=move_layer,
-                           args=(i, 1), help="Move down", width="stretch")
-            head[3].button("✕", key=f"L{uid}_remove", on_click=remove_layer, args=(i,), help="Remove",
-                           width="stretch")
+            # Title and the move/remove buttons; the buttons stay together and wrap below on narrow screens.
+            with st.container(horizontal=True, vertical_alignment="center"):
+                st.markdown(f"**{i + 1} · {kind}** — {type(layer).__doc__.splitlines()[0]}", width="stretch")
+                with st.container(horizontal=True, width="content", gap="small"):
+                    st.button("", icon=":material/arrow_upward:", key=f"L{uid}_up", disabled=i == 0,
+                              on_click=move_layer, args=(i, -1), help="Move up")
+                    st.button("", icon=":material/arrow_downward:", key=f"L{uid}_down",
+                              disabled=i == len(layers) - 1, on_click=move_layer, args=(i, 1), help="Move down")
+                    st.button("", icon=":material/close:", key=f"L{uid}_remove", on_click=remove_layer, args=(i,),
+                              help="Remove")
             values = {}
-            for f, col in zip(params, st.columns(max(len(params), 1)) if params else []):
-                with col:
-                    values[f.name] = field_ui(layer, f, f"L{uid}_{f.name}")
+            if fields(layer):
+                with st.container(horizontal=True):
+                    for f in fields(layer):
+                        values[f.name] = field_ui(layer, f, f"L{uid}_{f.name}")
             slots[i + 1] = st.empty()
         out.append(type(layer)(**values))
-    with st.container(border=True):
-        cols = st.columns([3, 3, 1.2], vertical_alignment="bottom")
-        cols[0].selectbox("Add a layer", list(LAYER_TYPES), key="cfg_add_kind")
-        cols[1].selectbox("Position", list(range(len(layers) + 1)), key="cfg_add_at",
-                          format_func=lambda n: "at the end" if n == 0 else f"after layer {n}")
-        cols[2].button("Add", key="cfg_add", on_click=add_layer, width="stretch")
+    with st.container(border=True, horizontal=True, vertical_alignment="bottom"):
+        st.selectbox("Add a layer", list(LAYER_TYPES), key="cfg_add_kind", width=220)
+        st.selectbox("Position", list(range(len(layers) + 1)), key="cfg_add_at", width=160,
+                     format_func=lambda n: "at the end" if n == 0 else f"after layer {n}")
+        st.button("Add", key="cfg_add", on_click=add_layer, icon=":material/add:")
     slots[len(layers) + 1] = st.empty()  # the implied output layer
     return out, slots
 
@@ -187,17 +195,14 @@ def layers_ui() -> tuple[list, dict]:
 def train_config_ui(config: TrainConfig) -> TrainConfig:
     """Training hyper-parameters; returns a new TrainConfig."""
     by_name = {f.name: f for f in fields(TrainConfig)}
-    cols = st.columns(4)
     values = {}
-    for col, name in zip(cols * 2, ["optimizer", "learning_rate", "lr_schedule", "batch_size", "epochs",
-                                    "validation_split", "seed"]):
-        with col:
+    with st.container(horizontal=True):
+        for name in ["optimizer", "learning_rate", "lr_schedule", "batch_size", "epochs", "validation_split", "seed"]:
             values[name] = field_ui(config, by_name[name], f"cfg_{name}")
     st.markdown("**Augmentation** (training images only; 0 = off)")
-    cols = st.columns(3)
     aug = {}
-    for col, f in zip(cols, fields(Augmentation)):
-        with col:
+    with st.container(horizontal=True):
+        for f in fields(Augmentation):
             aug[f.name] = field_ui(config.augmentation, f, f"cfg_aug_{f.name}")
     return TrainConfig(**values, augmentation=Augmentation(**aug))
 
@@ -232,11 +237,13 @@ def import_ui() -> None:
 # The page
 # ---------------------------------------------------------------------------
 
-st.title("🧱 Configure")
+st.title("Configure")
+st.html(LAYOUT_CSS)
 dataset = dataset_ui()
 preset_ui()
 
-editor, summary = st.columns([3, 2], gap="large")
+with st.container(horizontal=True, gap="large", key="cfg_layout"):
+    editor, summary = st.container(key="cfg_editor"), st.container(key="cfg_summary")
 with editor:
     st.subheader("Layers")
     st.caption(f"Input {' × '.join(map(str, spec().input_shape))} (uint8, rescaled to 0…1 inside the model) → "
@@ -256,12 +263,12 @@ try:
 except SpecError as exc:
     analysis, error = None, exc
 if error is not None and error.layer in error_slots:
-    error_slots[error.layer].error(str(error), icon="⛔")
+    error_slots[error.layer].error(str(error), icon=":material/error:")
 
 with summary:
     st.subheader("Shapes, parameters, cost")
     if error is not None:
-        st.error(str(error), icon="⛔")
+        st.error(str(error), icon=":material/error:")
         st.dataframe(analysis_table(error.partial), hide_index=True, width="stretch", key="cfg_table")
     else:
         st.dataframe(analysis_table(analysis.layers), hide_index=True, width="stretch", key="cfg_table")
@@ -272,21 +279,24 @@ with summary:
         from cnn.estimate import epoch_seconds
 
         seconds = epoch_seconds(analysis, fit_images, cfg.batch_size, speed)
-        cols = st.columns(2)
-        cols[0].metric("Parameters", f"{analysis.params:,}", help=f"{analysis.trainable:,} trainable")
-        cols[1].metric("MACs per image", f"{analysis.macs / 1e6:.2f} M")
-        cols[0].metric("Training memory (est.)", f"{analysis.memory_bytes(cfg.batch_size, cfg.optimizer) / 2**20:.0f} MiB",
+        metrics = st.container(horizontal=True)
+        metrics.metric("Parameters", f"{analysis.params:,}", help=f"{analysis.trainable:,} trainable", width="content")
+        metrics.metric("MACs per image", f"{analysis.macs / 1e6:.2f} M", width="content")
+        metrics.metric("Training memory (est.)",
+                       f"{analysis.memory_bytes(cfg.batch_size, cfg.optimizer) / 2**20:.0f} MiB", width="content",
                        help="float32 weights, gradients and optimizer slots plus one batch of activations")
-        cols[1].metric("Time per epoch (est.)", f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.2f} s",
+        metrics.metric("Time per epoch (est.)", f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.2f} s",
+                       width="content",
                        help=f"{fit_images:,} images on this machine, from a measured probe "
                             f"({speed.step_overhead * 1e3:.1f} ms/step + {speed.macs_per_second / 1e9:.2f} GMAC/s)")
 
     st.subheader("Import / export")
     import_ui()
     st.download_button("Download spec.json", edited.to_json(), file_name="spec.json", mime="application/json",
-                       key="cfg_export_json", width="stretch")
+                       key="cfg_export_json", width="stretch", on_click="ignore")
     script = export_script(edited, dataset if dataset in CATALOG else "folder", "cnn_studio_model")
     st.download_button("Download Keras script (.py)", script, file_name="cnn_studio_model.py", mime="text/x-python",
-                       key="cfg_export_script", width="stretch", disabled=error is not None)
+                       key="cfg_export_script", width="stretch", disabled=error is not None,
+                       on_click="ignore")
     with st.expander("Equivalent Keras script"):
         st.code(script, language="python")

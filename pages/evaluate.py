@@ -6,33 +6,41 @@ from cnn import state
 from cnn.errors import CnnError
 from cnn.figures import confusion_heatmap, overlay, per_class_bars, probabilities_bar
 from cnn.inference import explain
+from cnn.text import accuracy_text, probability_text
 
 state.page_setup()
 
 GALLERY = 24  # images per gallery
 
 
-def gallery(images, captions, key: str):
-    """Small upscaled images in a grid; returns the position picked for a closer look (or None)."""
-    if len(images) == 0:
+def enlarge(image):
+    """A small image (H, W, C) three times bigger, pixels kept sharp."""
+    return np.kron(image[..., 0] if image.shape[-1] == 1 else image,
+                   np.ones((3, 3, 1) if image.shape[-1] == 3 else (3, 3), dtype=np.uint8))
+
+
+def gallery(indices, captions, key: str) -> None:
+    """Test images in a grid and a closer look at the one picked. Every widget inside is keyed by `key`, so
+    several galleries can share a page."""
+    if len(indices) == 0:
         st.caption("No images here.")
-        return None
-    big = [np.kron(im[..., 0] if im.shape[-1] == 1 else im, np.ones((3, 3, 1) if im.shape[-1] == 3 else (3, 3),
-                                                                     dtype=np.uint8)) for im in images]
-    st.image(big, caption=captions, width=84)
-    return st.selectbox("Look closer at", range(len(images)), format_func=lambda i: captions[i], key=key)
+        return
+    st.image([enlarge(data.x_test[i]) for i in indices], caption=captions, width=84)
+    pick = st.selectbox("Look closer at", range(len(indices)), format_func=lambda i: captions[i],
+                        key=f"{key}_pick")
+    closer_look(int(indices[pick]), key)
 
 
-def closer_look(model, info, data, index: int) -> None:
+def closer_look(index: int, key: str) -> None:
     """Probabilities and Grad-CAM of one test image."""
     x, label = data.x_test[index], int(data.y_test[index])
     result = explain(model, x)
     cols = st.columns([3, 2])
     cols[0].plotly_chart(probabilities_bar(result.probabilities, info.class_names, label), width="stretch",
-                         key="eval_probs")
+                         key=f"{key}_probs")
     cols[1].plotly_chart(overlay(x, result.grad_cam, f"#{index}: Grad-CAM for "
                                                      f"'{info.class_names[result.class_index]}'"),
-                         width="stretch", key="eval_cam")
+                         width="stretch", key=f"{key}_cam")
 
 
 def selected_cell(event) -> tuple[int, int] | None:
@@ -46,7 +54,7 @@ def selected_cell(event) -> tuple[int, int] | None:
     return None
 
 
-st.title("📊 Evaluate")
+st.title("Evaluate")
 info, model = state.require_active_model()
 try:
     data = state.model_dataset(info)
@@ -56,8 +64,7 @@ except CnnError as exc:
 if tuple(data.input_shape) != tuple(info.input_shape):
     st.warning(f"{data.name} images are {data.input_shape} but {info.name!r} takes {info.input_shape}.")
     st.stop()
-if note := state.dataset_note(info, data):
-    st.info(note)
+state.show_dataset_note(info, data)
 
 bar = st.empty()
 evaluation = state.evaluation(info, on_progress=lambda done, total: bar.progress(
@@ -65,11 +72,12 @@ evaluation = state.evaluation(info, on_progress=lambda done, total: bar.progress
 bar.empty()
 
 cols = st.columns(4)
-cols[0].metric("Test accuracy", f"{evaluation.accuracy:.2%}")
+cols[0].metric("Test accuracy", accuracy_text(evaluation.accuracy))
 cols[1].metric("Test loss", f"{evaluation.loss:.4f}")
 cols[2].metric("Test images", f"{len(evaluation.y_true):,}")
 cols[3].metric("Mistakes", f"{int((evaluation.y_pred != evaluation.y_true).sum()):,}")
-st.caption(f"{info.name} on the {data.name} test split · forward passes took {evaluation.seconds:.1f} s (batched)")
+st.caption(f"{info.name} on the {state.dataset_title(data.name)} test split · forward passes took "
+           f"{evaluation.seconds:.1f} s (batched)")
 
 st.subheader("Confusion matrix")
 normalise = st.toggle("Row-normalised (recall per true class)", key="eval_normalise")
@@ -84,9 +92,7 @@ else:
     st.markdown(f"**True {info.class_names[true]} predicted as {info.class_names[pred]}: {len(indices)} image(s)**"
                 + (f" — showing the {GALLERY} most confident" if len(indices) > GALLERY else ""))
     order = indices[:GALLERY]
-    pick = gallery(data.x_test[order], [f"#{i} · {evaluation.confidence[i]:.0%}" for i in order], "eval_cell_pick")
-    if pick is not None:
-        closer_look(model, info, data, int(order[pick]))
+    gallery(order, [f"#{i} · {probability_text(evaluation.confidence[i], 0)}" for i in order], "eval_cell")
 
 st.subheader("Per class")
 rows = evaluation.per_class()
@@ -99,16 +105,13 @@ wrong_tab, hard_tab, filters_tab = st.tabs(["Misclassified", "Hardest examples",
 with wrong_tab:
     wrong = evaluation.misclassified()[:GALLERY]
     st.caption(f"{len(evaluation.misclassified())} mistakes; the most confident first (sure, and wrong).")
-    pick = gallery(data.x_test[wrong], [f"#{i} · {info.class_names[evaluation.y_true[i]]}→"
-                                        f"{info.class_names[evaluation.y_pred[i]]} {evaluation.confidence[i]:.0%}"
-                                        for i in wrong], "eval_wrong_pick")
-    if pick is not None:
-        closer_look(model, info, data, int(wrong[pick]))
+    gallery(wrong, [f"#{i} · {info.class_names[evaluation.y_true[i]]}→{info.class_names[evaluation.y_pred[i]]} "
+                    f"{probability_text(evaluation.confidence[i], 0)}" for i in wrong], "eval_wrong")
 with hard_tab:
     hard = evaluation.hardest(GALLERY)
     st.caption("Test images with the highest loss (−log p(true class)).")
-    gallery(data.x_test[hard], [f"#{i} · {info.class_names[evaluation.y_true[i]]} loss {evaluation.losses[i]:.1f}"
-                                for i in hard], "eval_hard_pick")
+    gallery(hard, [f"#{i} · {info.class_names[evaluation.y_true[i]]} loss {evaluation.losses[i]:.1f}"
+                   for i in hard], "eval_hard")
     st.markdown("**Possibly mislabelled training images** — the highest loss under the trained model")
     if data.streamed:
         st.caption("Not available for class-folder datasets (their training images are streamed from disk).")
@@ -118,9 +121,9 @@ with hard_tab:
             done / total, text=f"Scanning training images: {done:,}/{total:,}"))
         bar.empty()
         suspects = train_eval.hardest(GALLERY)
-        st.image([np.kron(data.x_train[i][..., 0], np.ones((3, 3), np.uint8)) for i in suspects], width=84,
+        st.image([enlarge(data.x_train[i]) for i in suspects], width=84,
                  caption=[f"train #{i} · labelled {info.class_names[data.y_train[i]]}, model says "
-                          f"{info.class_names[train_eval.y_pred[i]]} {train_eval.confidence[i]:.0%}"
+                          f"{info.class_names[train_eval.y_pred[i]]} {probability_text(train_eval.confidence[i], 0)}"
                           for i in suspects])
 with filters_tab:
     st.caption("A filter is dead when its ReLU output is zero everywhere on (almost) every test image: it has "

@@ -2,11 +2,12 @@
 import streamlit as st
 
 from cnn import state
-from cnn.data import CATALOG
+from cnn.data import dataset_title
+from cnn.text import accuracy_text, date_text
 
 state.page_setup()
 
-st.title("🧠 CNN Studio")
+st.title("CNN Studio")
 st.markdown(
     "Build a convolutional neural network, train it while you watch it learn, then draw a digit or upload "
     "a photo and see **how your own network sees it**: probabilities, activation maps, filters and Grad-CAM, "
@@ -16,14 +17,14 @@ st.subheader("Quick start")
 left, right = st.columns(2)
 with left:
     st.markdown("**Try the pretrained model**")
-    st.page_link("pages/predict.py", label="Draw a digit and see the prediction", icon="✏️")
-    st.page_link("pages/evaluate.py", label="See what it gets wrong", icon="📊")
-    st.page_link("pages/learn.py", label="Follow your digit through the network", icon="🎓")
+    st.page_link("pages/predict.py", label="Draw a digit and see the prediction", icon=":material/draw:")
+    st.page_link("pages/evaluate.py", label="See what it gets wrong", icon=":material/analytics:")
+    st.page_link("pages/learn.py", label="Follow your digit through the network", icon=":material/school:")
 with right:
     st.markdown("**Train your own**")
-    st.page_link("pages/configure.py", label="1 · Pick a dataset and a preset, edit the layers", icon="🧱")
-    st.page_link("pages/train.py", label="2 · Train with live curves", icon="🏋️")
-    st.page_link("pages/models.py", label="3 · Compare, download or upload models", icon="🗂️")
+    st.page_link("pages/configure.py", label="1 · Pick a dataset and a preset, edit the layers", icon=":material/tune:")
+    st.page_link("pages/train.py", label="2 · Train with live curves", icon=":material/model_training:")
+    st.page_link("pages/models.py", label="3 · Compare, download or upload models", icon=":material/inventory_2:")
 
 st.subheader("Active model")
 info = state.active_model_info()
@@ -33,10 +34,10 @@ if info is None:
 else:
     cols = st.columns(4)
     cols[0].metric("Model", info.name)
-    cols[1].metric("Test accuracy", f"{info.test_accuracy:.2%}" if info.test_accuracy is not None else "–")
+    cols[1].metric("Test accuracy", accuracy_text(info.test_accuracy))
     cols[2].metric("Parameters", f"{info.params:,}")
     cols[3].metric("Epochs", info.epochs)
-    dataset = CATALOG[info.dataset].title if info.dataset in CATALOG else info.dataset
+    dataset = dataset_title(info.dataset)
     shape = "×".join(map(str, info.input_shape))
     st.caption(f"Preset **{info.preset}** · trained on **{dataset}** · input {shape} · "
-               f"{len(info.class_names)} classes · created {info.created}")
+               f"{len(info.class_names)} classes · created {date_text(info.created)}")

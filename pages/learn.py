@@ -8,8 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from cnn import lessons, state
-from cnn.figures import architecture_diagram, maps_row, values_heatmap, vector_bars
-from cnn.inference import activations, conv_layers, inner_layers
+from cnn.figures import architecture_diagram, channels_row, maps_row, rate_trials, values_heatmap, vector_bars
+from cnn.inference import LEARNING_RATES, activations, conv_layers, inner_layers, runner_up
+from cnn.text import probability_text
 from cnn.spec import ModelSpec, SpecError, output_size_formula, preset, validate
 
 state.page_setup()
@@ -21,7 +22,8 @@ def source_image(info):
     if got is not None and tuple(got["x"].shape) == tuple(info.input_shape):
         return got["x"], "your image from **Predict**", got.get("label")
     data = state.model_dataset(info)
-    return data.x_test[0], f"test image #0 of {data.name} (draw on **Predict** to use your own)", int(data.y_test[0])
+    return data.x_test[0], (f"test image #0 of {state.dataset_title(data.name)} (draw on **Predict** to use your "
+                            "own)"), int(data.y_test[0])
 
 
 def position_ui(shape, label: str, key: str) -> tuple[int, int]:
@@ -33,10 +35,13 @@ def position_ui(shape, label: str, key: str) -> tuple[int, int]:
 
 def agree(label: str, ours, theirs) -> None:
     diff = float(np.max(np.abs(np.asarray(ours, float) - np.asarray(theirs, float))))
-    (st.success if diff <= 1e-5 else st.error)(f"{label}: NumPy and Keras agree, max |difference| = {diff:.1e}")
+    if diff <= 1e-5:
+        st.success(f"{label}: NumPy and Keras agree, max |difference| = {diff:.1e}")
+    else:
+        st.error(f"{label}: NumPy and Keras DISAGREE, max |difference| = {diff:.1e}")
 
 
-st.title("🎓 Learn")
+st.title("Learn")
 info, model = state.require_active_model()
 try:
     x, origin, true_label = source_image(info)
@@ -46,21 +51,23 @@ except Exception as exc:  # noqa: BLE001 — no dataset: the page cannot pick a 
 acts = activations(model, x)
 layers = inner_layers(model)
 H, W, C = x.shape
-ink = int((x > 0).sum())
+ink = lessons.ink_pixels(x)
 st.caption(f"Following {origin} through **{info.name}**.")
 
 # 1 ---------------------------------------------------------------------------------------------------------
 st.header("1 · Pixels and channels")
 st.markdown(f"To the network an image is a grid of numbers: **{H} × {W} pixels × {C} channel{'s' if C > 1 else ''}**, "
-            f"each 0 (black) … 255 (white). This one has **{ink} ink pixels** (value > 0); "
+            f"each 0 (black) … 255 (white). This one has **{ink} ink pixels** (pixels where a channel is above 0); "
             f"min {int(x.min())}, max {int(x.max())}, mean {x.mean():.1f}. Zoom in to read the values.")
 if C == 1:
-    st.plotly_chart(values_heatmap(x[..., 0], fmt=".0f", height=560), width="stretch", key="learn_pixels")
+    st.plotly_chart(values_heatmap(x[..., 0], kind="pixels", fmt=".0f", height=560), width="stretch",
+                    key="learn_pixels")
     st.caption("Grayscale = one channel. The model divides every value by 255 first (its Rescaling layer).")
 else:
-    st.plotly_chart(maps_row({name: x[..., i] for i, name in enumerate(("red", "green", "blue"))},
-                             colorscale="gray"), width="stretch", key="learn_pixels")
-    st.caption("Colour = three channels, each its own grid; a conv kernel has one slice per channel.")
+    st.plotly_chart(channels_row(x), width="stretch", key="learn_pixels")
+    st.caption("Colour = three channels, each its own grid of 0 … 255, drawn here on one scale in its own "
+               "colour: a red object is bright in the red panel and dark in the others. A conv kernel has one "
+               "slice per channel.")
 
 # 2 ---------------------------------------------------------------------------------------------------------
 st.header("2 · Convolution")
@@ -108,27 +115,31 @@ if C > 1 and channel_kernel is not None:
 else:
     at = lessons.conv_at(gray, kernel, row, col, stride, padding)
 left, right = st.columns(2)
-left.plotly_chart(values_heatmap(image[..., 0] if C == 1 else gray, "input ÷ 255, the patch in red",
-                                 (at["top"], at["left"], K, K), show_text=False, height=360), width="stretch",
+left.plotly_chart(values_heatmap(image[..., 0] if C == 1 else gray, "input ÷ 255, the patch outlined",
+                                 (at["top"], at["left"], K, K), kind="pixels", pixel_max=1, show_text=False,
+                                 height=360), width="stretch",
                   key="learn_conv_input")
-right.plotly_chart(values_heatmap(feature, f"feature map {Ho}×{Wo}, output ({row}, {col}) in red",
-                                  (row, col, 1, 1), colorscale="RdBu", zmid=0, show_text=False, height=360),
+right.plotly_chart(values_heatmap(feature, f"feature map {Ho}×{Wo}, output ({row}, {col}) outlined",
+                                  (row, col, 1, 1), kind="signed", legend="value", show_text=False, height=360),
                    width="stretch", key="learn_conv_output")
 cols = st.columns(3)
-cols[0].plotly_chart(values_heatmap(at["patch"], "patch", height=230), width="stretch", key="learn_patch")
+cols[0].plotly_chart(values_heatmap(at["patch"], "patch", kind="pixels", pixel_max=1, height=230), width="stretch",
+                     key="learn_patch")
 cols[1].plotly_chart(values_heatmap(kernel if C == 1 or channel_kernel is None else channel_kernel[..., 0],
-                                    "kernel", colorscale="RdBu", zmid=0, height=230), width="stretch",
+                                    "kernel", kind="signed", height=230), width="stretch",
                      key="learn_kernel_fig")
-cols[2].plotly_chart(values_heatmap(at["products"], "patch ⊙ kernel", colorscale="RdBu", zmid=0, height=230),
+cols[2].plotly_chart(values_heatmap(at["products"], "patch ⊙ kernel", kind="signed", height=230),
                      width="stretch", key="learn_products")
 bias_text = f" + bias {bias:.4f} = **{at['value'] + bias:.4f}**" if channel_kernel is not None else ""
 st.markdown(f"Sum of the {K * K} products = **{at['value']:.4f}**{bias_text} — the value at output "
             f"({row}, {col}).")
 st.markdown(f"Output size ⌊(W − K + 2P)/S⌋ + 1 with your numbers: height {output_size_formula(H, K, stride, padding)}, "
             f"width {output_size_formula(W, K, stride, padding)}.")
-st.markdown("**Many filters, many features**: each kernel finds something different in the same image.")
+st.markdown("**Many filters, many features**: each kernel finds something different in the same image. "
+            "Signed maps use the diverging scale (blue negative, white 0, red positive); maps that cannot go "
+            "below 0 (the blur) use the sequential one.")
 st.plotly_chart(maps_row({name: lessons.conv2d(gray, k, stride=stride, padding=padding)
-                          for name, k in lessons.KERNELS.items()}, colorscale="RdBu"),
+                          for name, k in lessons.KERNELS.items()}),
                 width="stretch", key="learn_many")
 layer_conf = model.get_layer(first).get_config() if first else {}
 same_setup = choice == "model filter" and stride == layer_conf.get("strides", (1,))[0] and \
@@ -145,8 +156,8 @@ elif choice == "model filter":
 st.header("3 · ReLU")
 after = lessons.relu(feature)
 zeroed = lessons.relu_zeroed(feature)
-st.plotly_chart(maps_row({"before ReLU": feature, "after ReLU = max(0, x)": after}, colorscale="RdBu", height=300),
-                width="stretch", key="learn_relu")
+st.plotly_chart(maps_row({"before ReLU (signed)": feature, "after ReLU = max(0, x) (never below 0)": after},
+                         kind=["signed", "unsigned"], height=300), width="stretch", key="learn_relu")
 st.markdown(f"ReLU keeps positive values and sets negatives to 0: **{zeroed} of {feature.size} values zeroed** "
             f"({zeroed / feature.size:.0%}).")
 
@@ -167,14 +178,14 @@ ph, pw = pooled.shape
 prow, pcol = position_ui(pooled.shape, "Pooled", "learn_pool")
 window = lessons.pool_at(after, prow, pcol, pool, pool_stride, pool_padding, mode)
 left, mid, right = st.columns([2, 1, 2])
-left.plotly_chart(values_heatmap(after, "ReLU map, the window in red", (window["top"], window["left"], pool, pool),
-                                 show_text=False, colorscale="Viridis", height=330), width="stretch",
+left.plotly_chart(values_heatmap(after, "ReLU map, the window outlined", (window["top"], window["left"], pool, pool),
+                                 show_text=False, kind="unsigned", height=330), width="stretch",
                   key="learn_pool_input")
-mid.plotly_chart(values_heatmap(window["window"], "window", colorscale="Viridis", height=200), width="stretch",
+mid.plotly_chart(values_heatmap(window["window"], "window", kind="unsigned", height=200), width="stretch",
                  key="learn_window")
 mid.markdown(f"{'max' if mode == 'max' else 'mean'} = **{window['value']:.4f}**")
 right.plotly_chart(values_heatmap(pooled, f"pooled {ph}×{pw}", (prow, pcol, 1, 1), show_text=False,
-                                  colorscale="Viridis", height=330), width="stretch", key="learn_pooled")
+                                  kind="unsigned", height=330), width="stretch", key="learn_pooled")
 step = pool_stride or pool
 fewer = 1 - pooled.size / after.size
 st.markdown(f"{after.shape[0]}×{after.shape[1]} = {after.size} values → {ph}×{pw} = {pooled.size}: "
@@ -228,39 +239,67 @@ seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed
 dropped_out, mask = lessons.dropout(values, rate, seed=int(seed))
 shown = min(64, values.size)
 st.plotly_chart(maps_row({f"{target}: before": values[:shown][None, :], "after dropout": dropped_out[:shown][None, :]},
-                         height=160, colorscale="Viridis"), width="stretch", key="learn_dropout")
+                         height=160, shared=True), width="stretch", key="learn_dropout")
 off = int((~mask).sum())
+sums = lessons.dropout_sums(values, rate, seed=int(seed))
 st.markdown(f"While training, dropout zeroes a random **{off} of {mask.size}** values ({off / mask.size:.0%}, rate "
-            f"{rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = **{1 / (1 - rate):.2f}**, so the sum stays "
-            f"about the same ({values.sum():.2f} → {dropped_out.sum():.2f}). At prediction time it does nothing: "
-            f"output = input ({np.array_equal(lessons.dropout(values, rate, training=False)[0], values)}).")
+            f"{rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = **{1 / (1 - rate):.2f}**. One mask moves the "
+            f"sum: {values.sum():.2f} → **{dropped_out.sum():.2f}** here. The scaling makes it right *on average*: "
+            f"over {len(sums):,} random masks the sum averages **{sums.mean():.2f}** (single masks range "
+            f"{sums.min():.2f} … {sums.max():.2f}), so the next layer sees inputs of the same size in training and "
+            "in prediction. At prediction time dropout does nothing: the output is the input.")
 
 # 7 ---------------------------------------------------------------------------------------------------------
 st.header("7 · Learning: one gradient-descent step")
 if first is None:
     st.info("This model has no convolution layer to show.")
 else:
-    predicted = int(acts[output.name].argmax())
+    probs_now = acts[output.name]
     cols = st.columns(2)
     classes = list(range(len(info.class_names)))
-    label = cols[0].selectbox("Learn this image as", classes, index=true_label if true_label is not None else predicted,
-                              format_func=lambda i: str(info.class_names[i]), key="learn_label")
-    lr = cols[1].select_slider("Learning rate", [0.001, 0.01, 0.05, 0.1, 0.5, 1.0], value=0.1, key="learn_lr")
+    # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
+    label = cols[0].selectbox("Teach it that this image is", classes, index=runner_up(probs_now),
+                              format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
+                              key="learn_label")
+    suggested = state.learning_step(info.name, info.mtime, x, label, None, first).learning_rate
+    lr = cols[1].select_slider("Learning rate", list(LEARNING_RATES), value=suggested, key=f"learn_lr_{label}",
+                               help="Suggested: the largest rate whose step lowers this image's loss without "
+                                    "costing the other test images accuracy")
     step_result = state.learning_step(info.name, info.mtime, x, label, lr, first)
     f_idx = st.session_state.get("learn_filter", 0) if choice == "model filter" else 0
-    cols = st.columns(3)
+    cols = st.columns(4)
     cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
     cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
                    f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
-    cols[2].metric(f"p({info.class_names[label]})", f"{step_result.probabilities_after[label]:.2%}",
-                   f"{step_result.probabilities_after[label] - step_result.probabilities_before[label]:+.2%}")
+    cols[2].metric(f"p({info.class_names[label]})", probability_text(step_result.probabilities_after[label]),
+                   f"{(step_result.probabilities_after[label] - step_result.probabilities_before[label]) * 100:+.1f} "
+                   "points")
+    if step_result.others_before is not None:
+        cols[3].metric("other test images right", f"{step_result.others_after:.1%}",
+                       f"{(step_result.others_after - step_result.others_before) * 100:+.1f} points")
+    if step_result.overshot:
+        st.warning(f"**The loss went up** ({step_result.loss_before:.4f} → {step_result.loss_after:.4f}): the step "
+                   f"overshot. The gradient only says which way is downhill *here*; a step of rate {lr:g} jumps so "
+                   "far that it lands higher on the other side of the valley. Smaller rates lower the loss — the "
+                   f"chart below shows which (suggested: {suggested:g}).")
+    elif step_result.others_before is not None and step_result.others_after < step_result.others_before - 0.01:
+        st.warning("This image's loss fell, but the model got **worse on other images**: a big step on one example "
+                   "drags every weight towards it. That is why training takes small steps on batches of many images.")
+    st.plotly_chart(rate_trials(step_result.trials, lr, step_result.loss_before, step_result.others_before),
+                    width="stretch", key="learn_rates")
     st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
                               "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
-                              "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, colorscale="RdBu"),
+                              "change −lr·gradient": (step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx],
+                              "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, kind="signed"),
                     width="stretch", key="learn_step")
-    st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4f}. One step "
-               "moves every weight a little against its gradient; done on a private copy — the active model is "
-               "unchanged.")
+    st.markdown(f"Size of the step: **‖lr·gradient‖ = {step_result.step_norm:.4g}** over all "
+                f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} weights (their own size ‖w‖ = "
+                f"{step_result.weight_norm:.4g}, so the step is {step_result.step_norm / step_result.weight_norm:.2%} "
+                f"of it); in {first} filter {f_idx} the largest single change is "
+                f"{np.abs(step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx].max():.4g}.")
+    st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4g}. The step "
+               "moves every weight against its gradient (w ← w − lr·∂loss/∂w), which lowers the loss when the step "
+               "is small enough. Done on a private copy — the active model is unchanged.")
 
 # 8 ---------------------------------------------------------------------------------------------------------
 st.header("8 · The hierarchy")

@@ -1,19 +1,38 @@
 """Models: the registry as a table; one model's spec, curves and metrics; set active, rename, delete,
 download; upload a .keras file or a bundle; compare several models' curves and metrics."""
+from datetime import datetime
+
 import streamlit as st
 
 from cnn import registry, state
 from cnn.data import CATALOG
 from cnn.errors import CnnError
+from cnn.data import dataset_title
 from cnn.figures import compare_curves, history_curves
+from cnn.text import accuracy_text
 from cnn.spec import ModelSpec, SpecError, validate
 
 state.page_setup()
 
 
+def created_at(info) -> datetime | None:
+    """The model's creation time as a datetime (metrics.json keeps ISO 8601 text), None if unreadable."""
+    try:
+        return datetime.fromisoformat(str(info.created))
+    except ValueError:
+        return None
+
+
 def rows(infos) -> list[dict]:
-    return [{"name": i.name, "dataset": i.dataset, "preset": i.preset, "params": i.params,
-             "test accuracy": i.test_accuracy, "epochs": i.epochs, "created": i.created} for i in infos]
+    return [{"name": i.name, "dataset": dataset_title(i.dataset), "preset": i.preset, "parameters": i.params,
+             "test accuracy": i.test_accuracy, "epochs": i.epochs, "created": created_at(i)} for i in infos]
+
+
+TABLE_COLUMNS = {
+    "parameters": st.column_config.NumberColumn(format="localized"),
+    "test accuracy": st.column_config.NumberColumn(format="percent", help="Blank: not evaluated"),
+    "created": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm"),
+}
 
 
 def upload_ui() -> None:
@@ -72,7 +91,7 @@ def manage_ui(info) -> None:
     cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
                    on_click=state.set_active_model, args=(info.name,), width="stretch")
     cols[1].download_button("Download .zip", registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
-                            mime="application/zip", key="models_download", width="stretch")
+                            mime="application/zip", key="models_download", width="stretch", on_click="ignore")
     new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
     cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name.strip() == info.name,
                    on_click=rename, args=(info.name,))
@@ -90,9 +109,9 @@ def details_ui(info) -> None:
     with right:
         m = info.metrics
         cols = st.columns(2)
-        cols[0].metric("Test accuracy", f"{m['test_accuracy']:.2%}" if m.get("test_accuracy") is not None else "–")
+        cols[0].metric("Test accuracy", accuracy_text(m.get("test_accuracy")))
         cols[1].metric("Test loss", f"{m['test_loss']:.4f}" if m.get("test_loss") is not None else "–")
-        st.caption(f"{m.get('num_test', '?')} test images of {info.dataset} · trained {info.epochs} epoch(s) in "
+        st.caption(f"{m.get('num_test', '?')} test images of {dataset_title(info.dataset)} · trained {info.epochs} epoch(s) in "
                    f"{m.get('train_seconds', '?')} s · Keras {m.get('keras_version', '?')}"
                    + (f" · imported from {m['imported_from']}" if m.get("imported_from") else ""))
         try:
@@ -120,10 +139,10 @@ def compare_ui(infos) -> None:
     st.plotly_chart(compare_curves({i.name: i.history() for i in chosen}, metric), width="stretch",
                     key="models_compare_chart")
     st.dataframe([{"metric": k, **{i.name: v for i, v in zip(chosen, values)}} for k, values in {
-        "dataset": [i.dataset for i in chosen],
+        "dataset": [dataset_title(i.dataset) for i in chosen],
         "preset": [i.preset for i in chosen],
         "parameters": [f"{i.params:,}" for i in chosen],
-        "test accuracy": [f"{i.test_accuracy:.4f}" if i.test_accuracy is not None else "–" for i in chosen],
+        "test accuracy": [accuracy_text(i.test_accuracy) for i in chosen],
         "test loss": [f"{i.metrics['test_loss']:.4f}" if i.metrics.get("test_loss") is not None else "–"
                       for i in chosen],
         "epochs": [str(i.epochs) for i in chosen],
@@ -131,7 +150,7 @@ def compare_ui(infos) -> None:
     }.items()], hide_index=True, width="stretch", key="models_compare_table")
 
 
-st.title("🗂️ Models")
+st.title("Models")
 message = st.session_state.pop("_models_message", None)
 if message:
     getattr(st, message[0])(message[1])
@@ -140,19 +159,22 @@ infos = registry.list_models()
 if not infos:
     st.info(f"No saved models in {registry.models_dir()}. Train one on **Train**, or upload one below.")
 else:
-    st.dataframe(rows(infos), hide_index=True, width="stretch", key="models_table",
-                 column_config={"test accuracy": st.column_config.NumberColumn(format="%.4f")})
+    st.dataframe(rows(infos), hide_index=True, width="stretch", key="models_table", column_config=TABLE_COLUMNS)
     names = [i.name for i in infos]
     if st.session_state.get("models_pick") not in names:
         st.session_state["models_pick"] = st.session_state.get(state.ACTIVE_MODEL) if \
             st.session_state.get(state.ACTIVE_MODEL) in names else names[0]
     picked = st.selectbox("Model", names, key="models_pick")
     info = next(i for i in infos if i.name == picked)
-    details, manage, compare = st.tabs(["Details", "Manage", "Compare"])
-    with details:
-        details_ui(info)
-    with manage:
-        manage_ui(info)
-    with compare:
-        compare_ui(infos)
+    # Stateful tabs: a rename or delete reruns the page and keeps the open tab (and only it is drawn).
+    details, manage, compare = st.tabs(["Details", "Manage", "Compare"], key="models_tabs", on_change="rerun")
+    if details.open:
+        with details:
+            details_ui(info)
+    if manage.open:
+        with manage:
+            manage_ui(info)
+    if compare.open:
+        with compare:
+            compare_ui(infos)
 upload_ui()

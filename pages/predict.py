@@ -3,13 +3,14 @@ activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every p
 import numpy as np
 import streamlit as st
 
-from cnn import state
+from cnn import lessons, state
 from cnn.errors import CnnError, EmptyImageError, ImageError
 from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
                          sweep_lines, vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
 from cnn.preprocess import ACCEPTED_FORMATS, INVERT_CHOICES, RECIPES, default_recipe, prepare_image, preprocess_steps
+from cnn.text import probability_text
 
 state.page_setup()
 
@@ -19,6 +20,9 @@ UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 # ---------------------------------------------------------------------------
 # Inputs: each returns a source image (or None) and a label
 # ---------------------------------------------------------------------------
+
+DRAWING = "predict_drawing"  # (strokes as fabric.js JSON, pixels) of the canvas, restored when Draw is reopened
+
 
 def draw_ui():
     """The canvas's RGBA array, or None before anything is drawn."""
@@ -31,9 +35,15 @@ def draw_ui():
         st.caption("Draw one digit, large and centred or not — the preprocessing crops and centres it. "
                    "Undo, redo and clear are in the canvas toolbar.")
     with left:
+        # The canvas forgets its strokes when another input is shown: start it from the last drawing.
         canvas = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280,
-                           width=280, drawing_mode="freedraw", key="predict_canvas", return_image_data=True)
+                           width=280, drawing_mode="freedraw", key="predict_canvas", return_image_data=True,
+                           initial_drawing=(st.session_state.get(DRAWING) or (None, None))[0])
     data = canvas.image_data if canvas is not None else None
+    if data is not None:  # what is on the canvas now: kept for when Draw is opened again
+        st.session_state[f"{DRAWING}_now"] = (canvas.json_data, np.asarray(data))
+    elif st.session_state.get(DRAWING) is not None:  # reopened: the canvas shows the kept strokes, not yet sent
+        data = st.session_state[DRAWING][1]
     return (None, "drawing") if data is None else (np.asarray(data), "drawing")
 
 
@@ -44,13 +54,12 @@ def upload_ui(model, info, invert, recipe):
     if not files:
         return None, None
     if len(files) > 1:
-        rows = [{"file": r["file"], "prediction": r.get("prediction", "–"), "confidence": r.get("confidence"),
+        rows = [{"file": r["file"], "prediction": r.get("prediction", "–"),
+                 "confidence": probability_text(r["confidence"]) if r.get("confidence") is not None else "–",
                  "note": r["error"] or ("low confidence" if r["confidence"] < LOW_CONFIDENCE else "")}
                 for r in predict_images(model, [(f.name, f.getvalue()) for f in files], info.input_shape,
                                         info.class_names, invert=invert, recipe=recipe)]
-        st.dataframe(rows, hide_index=True, width="stretch",
-                     key="predict_results", column_config={"confidence": st.column_config.ProgressColumn(
-                         format="percent", min_value=0, max_value=1)})
+        st.dataframe(rows, hide_index=True, width="stretch", key="predict_results")
     names = [f.name for f in files]
     picked = st.selectbox("Look inside", names, key="predict_upload_pick") if len(files) > 1 else names[0]
     chosen = files[names.index(picked)]
@@ -64,8 +73,7 @@ def sample_ui(info):
     except CnnError as exc:
         st.warning(f"No samples: {exc}")
         return None, None
-    if note := state.dataset_note(info, data):
-        st.caption(note)
+    state.show_dataset_note(info, data)
     if tuple(data.input_shape) != tuple(info.input_shape):
         st.warning(f"{info.dataset} images are {data.input_shape}, the model takes {info.input_shape}.")
         return None, None
@@ -76,7 +84,8 @@ def sample_ui(info):
         st.session_state[key] = int(np.random.default_rng().integers(data.num_test))
     index = st.session_state[key]
     label = int(data.y_test[index])
-    st.caption(f"Test image #{index} of {data.name} — true label: **{data.class_names[label]}**")
+    st.caption(f"Test image #{index} of {state.dataset_title(data.name)} — true label: "
+               f"**{data.class_names[label]}**")
     return data.x_test[index], label
 
 
@@ -125,16 +134,17 @@ def activations_ui(model, result) -> None:
 def cam_ui(model, info, x, result_class: int):
     """Grad-CAM class and layer pickers; returns (class_index or None, layer name)."""
     cols = st.columns(2)
-    options = [None, *range(len(info.class_names))]
+    predicted = -1  # the option that follows the prediction (a real value: None would read "Choose an option")
+    options = [predicted, *range(len(info.class_names))]
     cls = cols[0].selectbox("Explain class", options, key="predict_cam_class",
-                            format_func=lambda i: f"predicted ({info.class_names[result_class]})" if i is None
-                            else str(info.class_names[i]))
+                            format_func=lambda i: f"the predicted class ({info.class_names[result_class]})"
+                            if i == predicted else str(info.class_names[i]))
     layers = conv_layers(model) or map_layers(model)
     layer = cols[1].selectbox("Layer", layers, index=len(layers) - 1, key="predict_cam_layer")
-    return cls, layer
+    return (None if cls == predicted else cls), layer
 
 
-st.title("✏️ Predict")
+st.title("Predict")
 info, model = state.require_active_model()
 
 source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
@@ -147,6 +157,8 @@ recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_def
                                     "centre-crop and resize (colour)")
 
 true_label, x, source = None, None, None
+if source_kind != "Draw":  # the canvas is not shown: keep its strokes for when it is opened again
+    st.session_state[DRAWING] = st.session_state.get(f"{DRAWING}_now")
 if source_kind == "Sample":
     x, true_label = sample_ui(info)
 elif source_kind == "Upload":
@@ -182,14 +194,15 @@ with head:
     st.plotly_chart(image_heatmap(x[..., 0] if x.shape[-1] == 1 else x.mean(axis=-1), "model input "
                                   f"({'×'.join(map(str, x.shape))})", height=240), width="stretch",
                     key="predict_input_fig", config={"displayModeBar": False})
-    st.caption(f"{int((np.asarray(x) > 0).sum())} ink pixels")
-    st.metric("Prediction", str(info.class_names[top]), f"{probe.probabilities[top]:.1%} confident",
+    st.caption(f"{lessons.ink_pixels(x)} ink pixels")
+    st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probe.probabilities[top])} confident",
               delta_color="off")
     if probe.probabilities[top] < LOW_CONFIDENCE:
-        st.warning(f"Low confidence: the model is unsure (top probability {probe.probabilities[top]:.0%}). "
+        st.warning(f"Low confidence: the model is unsure (top probability "
+                   f"{probability_text(probe.probabilities[top], 0)}). "
                    "Is this like the images it was trained on?")
     if true_label is not None:
-        (st.success if true_label == top else st.error)(
+        (st.success if true_label == top else st.warning)(
             f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
 with chart:
     st.plotly_chart(probabilities_bar(probe.probabilities, info.class_names, true_label), width="stretch",

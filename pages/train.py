@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from cnn import registry, state
-from cnn.data import apply_limit
+from cnn.data import apply_limit, dataset_slug
 from cnn.errors import CnnError
 from cnn.figures import training_curves
 from cnn.spec import check
@@ -22,8 +22,14 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def start_ui() -> dict | None:
-    """The start form; returns {'name', 'limit'} when Start is pressed."""
+def default_name() -> str:
+    """A free registry name from the preset and the dataset, e.g. 'default-mnist-sample-2'."""
+    spec, dataset = st.session_state[state.SPEC], st.session_state[state.DATASET]
+    return registry.unique_name(f"{spec.preset}-{dataset_slug(dataset)}")
+
+
+def start_ui() -> None:
+    """The start form; Start runs start() as a callback, before the page is drawn again."""
     spec = st.session_state[state.SPEC]
     dataset = st.session_state[state.DATASET]
     cfg = spec.train
@@ -31,34 +37,46 @@ def start_ui() -> dict | None:
                 f"{cfg.optimizer} lr {cfg.learning_rate:g} ({cfg.lr_schedule}) · batch {cfg.batch_size} · "
                 f"{cfg.epochs} epoch(s) · validation {cfg.validation_split:.0%} — change these on **Configure**.")
     cols = st.columns([2, 2, 1], vertical_alignment="bottom")
-    name = cols[0].text_input("Save as", value=registry.unique_name(f"{spec.preset}-{dataset}".replace("/", "-")),
-                              key="train_name", help="Name in the model registry")
-    limit = cols[1].number_input("Use at most this many training images (0 = all)", min_value=0, value=0, step=500,
-                                 key="train_limit", help="A small number gives a quick first look")
-    start = cols[2].button("Start training", key="train_start", type="primary", width="stretch")
-    return {"name": name.strip(), "limit": int(limit)} if start else None
+    if "train_name" not in st.session_state:  # a free name, proposed again after every start
+        st.session_state["train_name"] = default_name()
+    cols[0].text_input("Save as", key="train_name", help="Name in the model registry")
+    cols[1].number_input("Use at most this many training images (0 = all)", min_value=0, value=0, step=500,
+                         key="train_limit", help="A small number gives a quick first look")
+    cols[2].button("Start training", key="train_start", type="primary", width="stretch", on_click=start)
 
 
-def start(request: dict) -> None:
+def start() -> None:
+    """Callback of Start: check, then start the job; problems are kept for the page to show."""
+    name, limit = st.session_state["train_name"].strip(), int(st.session_state["train_limit"])
+    problem = start_problem(name)
+    if problem is None:
+        try:
+            data = state.load_dataset(st.session_state[state.DATASET])
+            if limit:
+                data = apply_limit(data, (limit, data.num_test))
+            state.start_job(st.session_state[state.SPEC], data, name)
+        except CnnError as exc:
+            problem = str(exc)
+        else:
+            del st.session_state["train_name"]  # the next run gets a fresh free name
+    if problem is not None:
+        st.session_state["_train_message"] = problem
+
+
+def start_problem(name: str) -> str | None:
+    """Why a run named `name` cannot start now, or None."""
     if state.job_running():
-        st.error(state.JOB_RUNNING.capitalize() + ".")
-        return
-    spec = st.session_state[state.SPEC]
-    problem = check(spec)
+        return state.JOB_RUNNING.capitalize() + "."
+    problem = check(st.session_state[state.SPEC])
     if problem:
-        st.error(f"The model on Configure cannot be built: {problem}")
-        return
+        return f"The model on Configure cannot be built: {problem}"
     try:
-        registry.check_name(request["name"])
-        if (registry.models_dir() / request["name"]).exists():
-            st.error(f"A model named {request['name']!r} already exists: choose another name.")
-            return
-        data = state.load_dataset(st.session_state[state.DATASET])
-        if request["limit"]:
-            data = apply_limit(data, (request["limit"], data.num_test))
-        state.start_job(spec, data, request["name"])
+        registry.check_name(name)
     except CnnError as exc:
-        st.error(str(exc))
+        return str(exc)
+    if (registry.models_dir() / name).exists():
+        return f"A model named {name!r} already exists: choose another name."
+    return None
 
 
 def save_last_good(job) -> None:
@@ -101,24 +119,23 @@ def show(snap, job) -> None:
                       args=(job,), help="The weights from before the failure, evaluated on the test split")
     elif snap.state == "stopped":
         st.warning(snap.message)
+        if snap.model_name and st.session_state.get(state.ACTIVE_MODEL) != snap.model_name:
+            st.button(f"Use {snap.model_name} as the active model", key="train_use_stopped",
+                      on_click=state.set_active_model, args=(snap.model_name,),
+                      help="A stopped run is saved but not made active: the active model stays as it was")
     else:
         st.success(snap.message)
     st.plotly_chart(training_curves(snap.curve, snap.epochs), width="stretch", key="train_curves")
 
 
-st.title("🏋️ Train")
+st.title("Train")
 if "_train_message" in st.session_state:
     st.error(st.session_state.pop("_train_message"))
 job = state.current_job()
 snap = job.snapshot() if job is not None else None
 running = snap is not None and snap.running
 
-request = start_ui()
-if request is not None:
-    start(request)
-    job = state.current_job()
-    snap = job.snapshot() if job is not None else None
-    running = snap is not None and snap.running
+start_ui()
 if running:
     st.info("A training job is running in this session. You can switch pages: it keeps going and this page "
             "picks it up again (even after a browser refresh).")
@@ -134,4 +151,4 @@ if job is not None:
 
     live()
     if snap is not None and not snap.running and snap.model_name:
-        st.page_link("pages/predict.py", label=f"Try {snap.model_name} on your own drawing", icon="✏️")
+        st.page_link("pages/predict.py", label=f"Try {snap.model_name} on your own drawing", icon=":material/draw:")

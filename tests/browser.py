@@ -2,10 +2,17 @@
 
 Fixtures (registered in conftest.py): `app_server` (session: the server, with its own registry holding a
 copy of the committed default model) and `page` (a fresh browser tab). Helpers below wait for Streamlit.
+
+Every `page` is watched: an exception element (`stException`) or an error box (`stAlertContentError`) that
+appears at any moment — even one a later rerun replaces — fails the test at the next `wait_idle` and at the
+end. A test that expects an error box says so with `expect_error(page, pattern)`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import weakref
 import shutil
 import socket
 import subprocess
@@ -104,13 +111,91 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def page(chromium, app_server):
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+# Injected into every document: report each exception element and error box once, as soon as it appears.
+WATCH_SCRIPT = """
+(() => {
+  const seen = new WeakSet();
+  const scan = () => {
+    for (const [kind, selector] of [["exception", '[data-testid="stException"]'],
+                                    ["error box", '[data-testid="stAlertContentError"]']]) {
+      for (const el of document.querySelectorAll(selector)) {
+        if (seen.has(el)) continue;
+        seen.add(el);
+        window.__cnnFault(kind, (el.innerText || "").trim().slice(0, 600), location.pathname);
+      }
+    }
+  };
+  new MutationObserver(scan).observe(document, {childList: true, subtree: true, characterData: true});
+})();
+"""
+
+
+class Watch:
+    """The faults one page has shown, and the error boxes the test said to expect."""
+
+    def __init__(self):
+        self.faults: list[str] = []
+        self.expected: list[re.Pattern] = []
+        self.matched: list[str] = []
+
+    def report(self, kind: str, text: str, path: str) -> None:
+        if kind == "error box" and any(p.search(text) for p in self.expected):
+            self.matched.append(text)
+        else:
+            self.faults.append(f"{kind} on /{path.lstrip('/')}: {text}")
+
+    def check(self) -> None:
+        if self.faults:
+            faults, self.faults = self.faults, []
+            raise AssertionError("the page showed " + "; ".join(faults))
+
+
+WATCHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def new_page(chromium, width: int = 1400, height: int = 1000):
+    """A tab in its own browser context, watched for exceptions and error boxes."""
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    watch = Watch()
+    context.expose_function("__cnnFault", watch.report)
+    context.add_init_script(WATCH_SCRIPT)
     tab = context.new_page()
     tab.set_default_timeout(60_000)
+    WATCHES[tab] = watch
+    return tab
+
+
+def check_page(page) -> None:
+    """Fail now if the page has shown an exception or an unexpected error box."""
+    WATCHES[page].check()
+
+
+@contextlib.contextmanager
+def expect_error(page, pattern: str):
+    """Inside the block, an error box matching `pattern` is what the test wants (and must appear)."""
+    watch = WATCHES[page]
+    compiled = re.compile(pattern)
+    watch.expected.append(compiled)
+    before = len(watch.matched)
+    try:
+        yield
+        deadline = time.monotonic() + 10
+        while not any(compiled.search(t) for t in watch.matched[before:]) and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        assert any(compiled.search(t) for t in watch.matched[before:]), f"no error box matching {pattern!r}"
+    finally:
+        watch.expected.remove(compiled)
+
+
+@pytest.fixture
+def page(chromium, app_server):
+    tab = new_page(chromium)
     yield tab
-    context.close()
+    try:
+        tab.wait_for_timeout(300)  # let the last reports arrive
+        check_page(tab)
+    finally:
+        tab.context.close()
 
 
 # ---------------------------------------------------------------------------
@@ -118,10 +203,13 @@ def page(chromium, app_server):
 # ---------------------------------------------------------------------------
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished running the script (its running icon is gone)."""
+    """Wait until Streamlit has finished running the script (its running icon is gone); fail if the page
+    showed an exception or an error box meanwhile."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
     page.wait_for_timeout(300)  # a run starts a moment after the event that causes it
     page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=timeout)
+    if page in WATCHES:
+        check_page(page)
 
 
 def go(page, server: AppServer, path: str = "") -> None:

@@ -246,6 +246,9 @@ def test_models_table_details_and_compare(saved_model, trained):
     assert {r["name"] for r in rows} == {"small", "second"}
     at.selectbox(key="models_pick").set_value("second").run()
     assert any(m.label == "Test accuracy" and m.value == "90.00%" for m in at.metric)
+    assert not at.get("multiselect")  # only the open tab (Details) is drawn
+    at.session_state["models_tabs"] = "Compare"  # what clicking the Compare tab does
+    at.run()
     assert at.multiselect(key="models_compare").value == ["second", "small"] or len(
         at.multiselect(key="models_compare").value) == 2
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -255,7 +258,7 @@ def test_models_table_details_and_compare(saved_model, trained):
 def test_set_active_rename_delete(saved_model, trained):
     result, spec, data = trained
     registry_save(result, spec, data, "second")
-    at = open_app("models")
+    at = open_app("models", models_tabs="Manage")
     at.selectbox(key="models_pick").set_value("second").run()
     at.button(key="models_set_active").click().run()
     assert at.session_state[state.ACTIVE_MODEL] == "second"
@@ -274,7 +277,7 @@ def test_set_active_rename_delete(saved_model, trained):
 def test_deleting_a_model_another_tab_already_deleted_says_so(saved_model, trained):
     result, spec, data = trained
     registry_save(result, spec, data, "second")
-    at = open_app("models")
+    at = open_app("models", models_tabs="Manage")
     at.selectbox(key="models_pick").set_value("second").run()
     at.checkbox(key="models_confirm_second").check().run()
     reg.delete_model("second")  # meanwhile, elsewhere

@@ -201,3 +201,16 @@ def test_catalog_shapes():
 def test_apply_limit_rejects_zero():
     with pytest.raises(DatasetError, match="at least 1"):
         apply_limit(load_dataset("mnist-sample"), 0)
+
+
+@pytest.mark.parametrize("name, label", [("folder:shapes", "shapes"),
+                                         ("/tmp/x/cache/uploads/479c96f8fc427e15-shapes.zip", "shapes"),
+                                         ("/tmp/c/datasets/shapes-0123456789abcdef", "shapes"),
+                                         ("/data/my digits", "my digits")])
+def test_class_folder_datasets_are_named_for_people(name, label):
+    from cnn.data import dataset_slug, dataset_title, folder_label
+
+    assert folder_label(name) == label
+    assert dataset_title(name) == f"class folders: {label}"
+    assert dataset_slug(name) == label.replace(" ", "-")
+    assert dataset_title("mnist") == "MNIST digits" and dataset_slug("mnist-sample") == "mnist-sample"

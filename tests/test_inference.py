@@ -158,3 +158,54 @@ def test_predict_images_keeps_order_and_names_bad_files(model, digits):
         assert row["error"] is None and row["class_index"] == int(expected.argmax())
         assert row["prediction"] == str(int(expected.argmax())) and row["confidence"] == pytest.approx(expected.max())
         assert list(row["probabilities"].values()) == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(default_model_dir):
+    """The Learn page's defaults (the runner-up class as the label, the suggested rate) make the lesson work:
+    one step lowers this image's loss and costs the other test images at most a point of accuracy."""
+    import keras
+
+    from cnn.data import load_dataset
+    from cnn.inference import LEARNING_RATES, learning_step, runner_up
+
+    model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
+    data = load_dataset("mnist-sample")
+    others = (data.x_test[-300:], data.y_test[-300:])
+    fell = 0
+    for x in data.x_test[:20]:
+        probs = predict_proba(model, x)
+        label = runner_up(probs)
+        assert label != int(probs.argmax())
+        step = learning_step(model, x, label, None, None, others)
+        assert step.learning_rate in LEARNING_RATES
+        fell += step.loss_after < step.loss_before
+        assert step.others_after >= step.others_before - 0.01
+    assert fell == 20
+
+
+def test_learning_step_tries_every_rate_and_measures_the_step(model, digits, trained):
+    from cnn.inference import LEARNING_RATES, learning_step
+
+    data = trained[2]
+    others = (data.x_test[100:200], data.y_test[100:200])
+    step = learning_step(model, digits[1], label=5, learning_rate=0.01, others=others)
+    assert [t.rate for t in step.trials] == list(LEARNING_RATES)
+    chosen = next(t for t in step.trials if t.rate == 0.01)
+    assert chosen.loss == pytest.approx(step.loss_after) and chosen.others_accuracy == step.others_after
+    # The step's size is lr·‖gradient‖ over every weight, and the kernel moved by exactly −lr·gradient.
+    assert step.step_norm > 0 and step.weight_norm > step.step_norm
+    assert step.kernel_change == pytest.approx(float(np.abs(0.01 * step.gradient).max()), rel=1e-5)
+    assert step.overshot == (step.loss_after > step.loss_before)
+    # A rate off the ladder is tried too and shows up in the table.
+    odd = learning_step(model, digits[1], label=5, learning_rate=0.002)
+    assert 0.002 in [t.rate for t in odd.trials] and odd.others_before is None
+
+
+def test_suggest_rate_picks_the_biggest_harmless_step():
+    from cnn.inference import RateTrial, suggest_rate
+
+    trials = [RateTrial(0.001, 2.0, 0.99), RateTrial(0.01, 1.0, 0.985), RateTrial(0.1, 0.1, 0.5),
+              RateTrial(1.0, 9.0, 0.1)]
+    assert suggest_rate(trials, 3.0, 0.99) == 0.01  # 0.1 lowers the loss more but breaks other images
+    assert suggest_rate(trials, 3.0, None) == 0.1  # without held-out images: the biggest step that helps
+    assert suggest_rate(trials, 0.05, 0.99) == 0.001  # nothing lowers the loss: the smallest step

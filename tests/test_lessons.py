@@ -390,3 +390,21 @@ def test_lessons_does_not_import_tensorflow():
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= {"__future__", "math", "numbers", "numpy", "cnn"}
+
+
+def test_dropout_keeps_the_sum_on_average_not_per_mask():
+    x = np.linspace(0, 2, 64)
+    sums = lessons.dropout_sums(x, 0.5, draws=4000, seed=1)
+    assert abs(sums.mean() - x.sum()) < 0.02 * x.sum()  # the 1/(1−rate) scaling is right on average
+    assert sums.std() > 0.1 * x.sum()  # single masks are far from it
+    out, _ = lessons.dropout(x, 0.5, seed=1)
+    assert out.sum() != pytest.approx(x.sum(), rel=1e-3)
+
+
+def test_ink_pixels_counts_positions_not_values():
+    rgb = np.zeros((10, 10, 3), np.uint8)
+    rgb[:4, :4] = (200, 30, 30)
+    assert lessons.ink_pixels(rgb) == 16  # not 48
+    gray = np.zeros((10, 10, 1), np.uint8)
+    gray[2, 3] = 1
+    assert lessons.ink_pixels(gray) == 1 and lessons.ink_pixels(gray[..., 0]) == 1

@@ -180,19 +180,33 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     at.slider(key="learn_dropout_rate").set_value(0.8).run()
     dropout = [t for t in texts(at, "markdown") if "dropout zeroes" in t][0]
     assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
-    at.selectbox(key="learn_label").set_value(2).run()
-    assert not at.exception
     from cnn.data import load_dataset
-    from cnn.inference import learning_step
+    from cnn.inference import learning_step, predict_proba, runner_up
 
-    x = load_dataset("mnist-sample").x_test[0]  # the walkthrough's image when nothing was drawn on Predict
+    data = load_dataset("mnist-sample")
+    x = data.x_test[0]  # the walkthrough's image when nothing was drawn on Predict
+    others = (data.x_test[-300:], data.y_test[-300:])
+    # At the defaults the lesson works: the runner-up class as the label, a rate at which the loss falls.
+    label = runner_up(predict_proba(reg.load_model("small"), x))
+    assert at.selectbox(key="learn_label").value == label
+    suggested = learning_step(reg.load_model("small"), x, label, None, "conv1", others)
+    assert at.select_slider(key=f"learn_lr_{label}").value == suggested.learning_rate
+    metrics = {m.label: float(m.value) for m in at.metric if m.label.startswith("loss")}
+    assert metrics["loss after"] < metrics["loss before"]
+    assert metrics["loss after"] == pytest.approx(suggested.loss_after, abs=2e-4)
+    assert not any("loss went up" in w for w in texts(at, "warning"))
+
+    other = 2 if label != 2 else 3
+    at.selectbox(key="learn_label").set_value(other).run()
+    assert not at.exception
     for lr in (0.1, 1.0):  # the page's numbers are the engine's learning step for the chosen label and rate
-        if lr != 0.1:
-            at.select_slider(key="learn_lr").set_value(lr).run()
-        expected = learning_step(reg.load_model("small"), x, 2, lr, "conv1")
+        at.select_slider(key=f"learn_lr_{other}").set_value(lr).run()
+        expected = learning_step(reg.load_model("small"), x, other, lr, "conv1", others)
         metrics = {m.label: float(m.value) for m in at.metric if m.label.startswith("loss")}
         assert metrics["loss before"] == pytest.approx(expected.loss_before, abs=2e-4)
         assert metrics["loss after"] == pytest.approx(expected.loss_after, abs=2e-4)
+        # A step that raises the loss is called an overshoot, with the rate that would have worked.
+        assert any("loss went up" in w for w in texts(at, "warning")) == expected.overshot
 
 
 def test_learn_uses_the_image_from_predict(model_on_sample):
@@ -236,8 +250,10 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
     state.load_dataset.clear()  # an earlier test may have cached the full set
     try:
         at = open_app("evaluate", **{state.ACTIVE_MODEL: "mnist-default"})
-        note = next(s for s in texts(at, "info") if "is not available here" in s)
-        assert "MNIST sample (embedded, offline)" in note and "2,000 test images" in note and "CNN_DATA_DIR" in note
+        note = next(s for s in texts(at, "info") if "is not on this server" in s)
+        assert "MNIST sample (embedded, offline)" in note and "2,000 test images" in note
+        assert "mnist-sample" not in note and "Error" not in note  # plain words; the details are folded away
+        assert any("CNN_DATA_DIR" in c and "no network" in c for c in texts(at, "caption"))
         metrics = {m.label: m.value for m in at.metric}
         assert metrics["Test images"] == "2,000" and float(metrics["Test accuracy"].rstrip("%")) > 97
 
@@ -245,8 +261,8 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
         at.run()
         at.segmented_control(key="predict_source").set_value("Sample").run()
         assert not at.exception
-        assert any("is not available here" in c.value for c in at.caption)
-        assert any("of mnist-sample — true label" in c.value for c in at.caption)
+        assert any("is not on this server" in i for i in texts(at, "info"))
+        assert any("of MNIST sample (embedded, offline) — true label" in c.value for c in at.caption)
         assert len(attempts) == 1  # one failed download, not one per rerun
     finally:
         state.load_dataset.clear()

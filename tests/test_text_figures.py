@@ -1,0 +1,62 @@
+"""Numbers written for people and the one colour language of the figures."""
+import numpy as np
+import pytest
+
+from cnn.figures import SIGNED, UNSIGNED, channels_row, kernels_grid, feature_maps, maps_row, value_style, \
+    values_heatmap
+from cnn.text import accuracy_text, date_text, probability_text
+
+
+@pytest.mark.parametrize("p, text", [(1.0, "> 99.9%"), (0.99996, "> 99.9%"), (0.9995, "> 99.9%"),
+                                     (0.99949, "99.9%"), (0.5, "50.0%"), (0.0005, "0.1%"), (0.00049, "< 0.1%"),
+                                     (0.0, "< 0.1%"), (float("nan"), "–")])
+def test_probabilities_never_read_as_certain(p, text):
+    assert probability_text(p) == text
+
+
+def test_probability_text_with_whole_percentages():
+    assert probability_text(0.996, 0) == "> 99%" and probability_text(0.004, 0) == "< 1%"
+    assert probability_text(0.42, 0) == "42%"
+
+
+def test_accuracy_and_dates():
+    assert accuracy_text(1.0) == "100.00%" and accuracy_text(None) == "–" and accuracy_text(0.9705) == "97.05%"
+    assert date_text("2026-11-23T04:39:07+00:00") == "23 Nov 2026, 04:39 UTC"
+    assert date_text("yesterday") == "yesterday"
+
+
+def test_signed_values_get_a_diverging_scale_centred_on_zero():
+    style = value_style(np.array([[-2.0, 0.5], [1.0, 0.0]]), legend="weight")
+    assert style["colorscale"] == SIGNED and style["zmin"] == -2.0 and style["zmax"] == 2.0
+    assert style["colorbar"]["ticktext"][0].endswith("negative") and style["colorbar"]["ticktext"][-1].endswith(
+        "positive")
+
+
+def test_non_negative_values_get_a_sequential_scale_from_zero():
+    style = value_style(np.array([0.0, 3.0, 1.5]))
+    assert style["colorscale"] == UNSIGNED and style["zmin"] == 0.0 and style["zmax"] == 3.0
+    # Asked for explicitly, a signed quantity keeps the diverging scale even when nothing is negative.
+    assert value_style(np.array([0.0, 3.0]), signed=True)["colorscale"] == SIGNED
+
+
+def test_every_figure_speaks_the_same_language():
+    after_relu = np.abs(np.random.default_rng(0).normal(size=(6, 6, 4)))
+    with_negatives = after_relu - 0.5
+    relu_scales = {t.zmin for t in feature_maps(after_relu, "maps").data}
+    assert relu_scales == {0.0}
+    signed_maps = feature_maps(with_negatives, "maps").data
+    assert all(t.zmin == -t.zmax for t in signed_maps)
+    kernels = kernels_grid(np.random.default_rng(1).normal(size=(4, 3, 3, 1)), "kernels").data
+    assert all(t.zmin == -t.zmax < 0 for t in kernels) and kernels[0].showscale
+    row = maps_row({"before": with_negatives[..., 0], "after": after_relu[..., 0]}, kind=["signed", "unsigned"]).data
+    assert row[0].zmin == -row[0].zmax and row[1].zmin == 0.0
+    pixels = values_heatmap(np.full((3, 3), 0.5), kind="pixels", pixel_max=1).data[0]
+    assert (pixels.zmin, pixels.zmax) == (0, 1)
+
+
+def test_colour_channels_share_one_scale_in_their_own_colour():
+    triangle = np.zeros((8, 8, 3), np.uint8)
+    triangle[2:6, 2:6] = (200, 30, 30)
+    panels = channels_row(triangle).data
+    assert [(t.zmin, t.zmax) for t in panels] == [(0, 255)] * 3  # a red object is dark in green and blue
+    assert [t.colorscale[-1][1] for t in panels] == ["#ff0000", "#00c000", "#0050ff"]

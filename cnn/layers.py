@@ -298,6 +298,13 @@ class GlobalAveragePooling2D(_GlobalPool2D):
 
 
 @dataclass
+class GlobalMaxPooling2D(_GlobalPool2D):
+    """Keeps the largest value of each feature map: H×W×C becomes C."""
+
+    prefix, reduction = "gmp", "max"
+
+
+@dataclass
 class Dense(LayerKind):
     """Every output unit is a weighted sum of all inputs plus a bias."""
 
@@ -324,7 +331,7 @@ class Dense(LayerKind):
 LAYER_TYPES: dict[str, type[LayerKind]] = {
     cls.__name__: cls
     for cls in (Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization, Dropout, Flatten,
-                GlobalAveragePooling2D, Dense)
+                GlobalAveragePooling2D, GlobalMaxPooling2D, Dense)
 }
 
 

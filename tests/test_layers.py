@@ -9,7 +9,7 @@ from cnn.builder import build_model, export_script, rebuild, spec_from_model
 from cnn.errors import SpecError
 from cnn.figures import INPUT_COLOUR, architecture_diagram
 from cnn.inference import conv_layers, explain, inner_layers, map_layers
-from cnn.layers import LAYER_TYPES, Conv2D, Flatten
+from cnn.layers import LAYER_TYPES, Conv2D, Dense, Flatten, MaxPooling2D
 from cnn.spec import ModelSpec, validate
 
 KINDS = list(LAYER_TYPES)
@@ -116,8 +116,75 @@ def test_an_unsupported_keras_layer_names_every_supported_kind():
     assert str(err.value).endswith(f"is not one CNN Studio can rebuild; supported: {', '.join(LAYER_TYPES)}")
 
 
-def test_configure_offers_every_kind():
+def test_configure_offers_every_kind(registry):
     from tests.apptest import open_app
 
     at = open_app("configure")
     assert at.selectbox(key="cfg_add_kind").options == KINDS
+
+
+# ---------------------------------------------------------------------------
+# GlobalMaxPooling2D: the kind added by writing one class in cnn/layers.py
+# ---------------------------------------------------------------------------
+
+def gmp_spec() -> ModelSpec:
+    from cnn.layers import GlobalMaxPooling2D
+
+    return ModelSpec(layers=[Conv2D(8, 3), MaxPooling2D(2), Conv2D(16, 3), GlobalMaxPooling2D(), Dense(12)])
+
+
+def test_global_max_pooling_arithmetic():
+    analysis = validate(gmp_spec())
+    gmp = analysis.layers[4]
+    # 28 → 26 → 13 → 11: 11×11×16 becomes one max per channel.
+    assert (gmp.name, gmp.kind, gmp.output_shape, gmp.params, gmp.macs) == ("gmp1", "GlobalMaxPooling2D", (16,), 0, 0)
+    assert gmp.arithmetic == "one max per channel = 16"
+    assert analysis.params == (9 * 8 + 8) + (9 * 8 * 16 + 16) + (16 * 12 + 12) + (12 * 10 + 10)
+    with pytest.raises(SpecError) as err:
+        validate(ModelSpec(layers=[Flatten(), *gmp_spec().layers[3:]]))
+    assert str(err.value).startswith("layer 2 GlobalMaxPooling2D needs an image-shaped input (H×W×C) but layer 1 "
+                                     "Flatten made it a flat vector of 784")
+
+
+def test_global_max_pooling_in_keras_is_the_max_of_each_map():
+    spec = gmp_spec()
+    model = build_model(spec)
+    x = np.random.default_rng(1).integers(0, 256, (28, 28, 1)).astype(np.uint8)
+    result = explain(model, x)
+    np.testing.assert_allclose(result.activations["gmp1"], result.activations["conv2"].max(axis=(0, 1)), rtol=1e-6)
+    assert "gmp1" in [l.name for l in inner_layers(model)] and "gmp1" not in map_layers(model)
+    assert result.layer_name == "conv2" and result.grad_cam.shape == (28, 28)
+    assert "    x = layers.GlobalMaxPooling2D(name='gmp1')(x)" in export_script(spec).splitlines()
+
+
+def test_an_outside_keras_model_with_global_max_pooling_is_rebuilt():
+    import keras
+
+    from cnn.layers import GlobalMaxPooling2D
+
+    outside = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(6, 3, activation="relu"),
+                                keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(10, activation="softmax")])
+    ours, spec = rebuild(outside)  # inputs in 0…1 (no Rescaling): ours takes 0…255 and gives the same outputs
+    assert spec.layers == [Conv2D(6, 3), GlobalMaxPooling2D()] and ours.get_layer("gmp1") is not None
+    keeps = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.GlobalMaxPooling2D(keepdims=True),
+                              keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
+    with pytest.raises(SpecError, match=r"\(GlobalMaxPooling2D\) is not one CNN Studio can rebuild"):
+        spec_from_model(keeps)
+
+
+def test_configure_adds_global_max_pooling(registry):
+    from cnn import state
+    from tests.apptest import open_app
+
+    at = open_app("configure")
+    at.selectbox(key="cfg_preset").set_value("keras-mnist-convnet")
+    at.button(key="cfg_load_preset").click().run()
+    at.selectbox(key="cfg_add_kind").set_value("GlobalMaxPooling2D")
+    at.selectbox(key="cfg_add_at").set_value(4)  # after maxpool2, before flatten1
+    at.button(key="cfg_add").click().run()
+    flatten = at.session_state["cfg_layer_ids"][5]
+    at.button(key=f"L{flatten}_remove").click().run()
+    assert not at.error
+    rows = {r["layer"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert rows["gmp1"]["type"] == "GlobalMaxPooling2D" and rows["gmp1"]["output shape"] == "64"
+    assert at.session_state[state.SPEC].to_dict()["layers"][4] == {"type": "GlobalMaxPooling2D"}

@@ -188,3 +188,17 @@ def test_configure_adds_global_max_pooling(registry):
     rows = {r["layer"]: r for r in at.dataframe[0].value.to_dict("records")}
     assert rows["gmp1"]["type"] == "GlobalMaxPooling2D" and rows["gmp1"]["output shape"] == "64"
     assert at.session_state[state.SPEC].to_dict()["layers"][4] == {"type": "GlobalMaxPooling2D"}
+
+
+def test_learn_walks_a_model_with_global_max_pooling(registry):
+    from cnn import registry as reg
+    from tests.apptest import open_app, texts
+
+    spec = gmp_spec()
+    reg.save_model("gmp", build_model(spec), spec, {"epoch": [], "loss": [], "accuracy": []},
+                   {"dataset": "mnist-sample", "class_names": [str(i) for i in range(10)], "epochs": 0})
+    at = open_app("learn")
+    assert not texts(at, "error")
+    assert any(s.startswith("**gmp1** turns the last feature maps (11 × 11 × 16) into one vector of **16**")
+               for s in texts(at, "markdown"))
+    assert any("softmax probabilities: NumPy and Keras agree" in s for s in texts(at, "success"))

@@ -134,7 +134,7 @@ class LayerKind:
         return type(self).__name__, {}
 
     @classmethod
-    def from_keras(cls, layer) -> "LayerKind | None":
+    def from_keras(cls, layer) -> LayerKind | None:
         """This kind read back from a Keras layer. None when `layer` is not one this kind stands for (the
         caller then lists the supported kinds); SpecError naming the setting when it is this kind but with a
         setting CNN Studio cannot represent (e.g. a dilated convolution)."""

@@ -4,40 +4,19 @@ Both go through `keras_layers(spec)`, so the app's model and the exported script
 """
 from __future__ import annotations
 
-from cnn.spec import ModelSpec, kind_of, layer_names, pool_stride, validate
+from cnn.spec import ModelSpec, layer_names, validate
 
 
 def keras_layers(spec: ModelSpec) -> list[tuple[str, str, dict]]:
     """(Keras class, layer name, keyword arguments) for every layer after the input, in order."""
     # Rescaling first: the model takes uint8 0…255, so data stays uint8 and drawings need no scaling.
     out = [("Rescaling", "rescale", {"scale": 1 / 255})]
-    aug, seed = spec.train.augmentation, spec.train.seed
-    # Augmentation layers only act while training; fill with 0 = the black background of MNIST-like data.
-    if aug.shift:
-        out.append(("RandomTranslation", "augment_shift",
-                    {"height_factor": aug.shift, "width_factor": aug.shift, "fill_mode": "constant", "seed": seed}))
-    if aug.rotation:
-        out.append(("RandomRotation", "augment_rotate",
-                    {"factor": round(aug.rotation / 360, 6), "fill_mode": "constant", "seed": seed}))
-    if aug.zoom:
-        out.append(("RandomZoom", "augment_zoom", {"height_factor": aug.zoom, "fill_mode": "constant", "seed": seed}))
+    # Augmentation layers only act while training (declared once, beside Augmentation).
+    out += spec.train.augmentation.keras_layers(spec.train.seed)
+    # Each kind knows its own Keras layer.
     for layer, name in zip(spec.layers, layer_names(spec)):
-        kind = kind_of(layer)
-        if kind == "Conv2D":
-            args = {"filters": layer.filters, "kernel_size": layer.kernel, "strides": layer.stride,
-                    "padding": layer.padding, "activation": layer.activation}
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            args = {"pool_size": layer.pool, "strides": pool_stride(layer), "padding": layer.padding}
-        elif kind == "Dropout":
-            args = {"rate": layer.rate, "seed": seed}
-        elif kind == "Dense":
-            args = {"units": layer.units, "activation": layer.activation}
-        elif kind == "BatchNormalization":
-            # 0.9, not Keras's 0.99: short runs on small data need moving statistics that catch up fast.
-            args = {"momentum": 0.9}
-        else:  # Flatten, GlobalAveragePooling2D take no arguments
-            args = {}
-        out.append((kind, name, args))
+        cls, args = layer.keras_layer(spec.train.seed)
+        out.append((cls, name, args))
     out.append(("Dense", "output", {"units": spec.num_classes, "activation": "softmax"}))
     return out
 
@@ -136,20 +115,7 @@ def spec_from_model(model, train=None) -> tuple[ModelSpec, list[tuple[object, st
     else raises SpecError naming the first layer it cannot represent.
     """
     from cnn.errors import SpecError
-    from cnn.spec import (ACTIVATIONS, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
-                          GlobalAveragePooling2D, MaxPooling2D, TrainConfig)
-
-    def square(value, what, layer):
-        value = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-        if value[0] != value[1]:
-            raise SpecError(f"layer {layer.name!r}: {what} {value} is not square")
-        return int(value[0])
-
-    def activation(layer):
-        name = getattr(layer.activation, "__name__", str(layer.activation))
-        if name not in ACTIVATIONS and name != "softmax":
-            raise SpecError(f"layer {layer.name!r}: activation {name!r} is not supported")
-        return name
+    from cnn.spec import LAYER_TYPES, TRAINING_ONLY, Dense, TrainConfig
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise SpecError("the model must have exactly one input and one output")
@@ -163,41 +129,23 @@ def spec_from_model(model, train=None) -> tuple[ModelSpec, list[tuple[object, st
         kind = type(layer).__name__
         if kind == "Rescaling" and i == 0 and abs(float(layer.scale) - 1 / 255) < 1e-6 and not layer.offset:
             rescaled = True
-        elif kind in ("RandomTranslation", "RandomRotation", "RandomZoom"):
-            pass  # training-only: no effect on predictions
-        elif kind == "Conv2D":
-            if square(layer.dilation_rate, "dilation", layer) != 1 or layer.groups != 1 or not layer.use_bias:
-                raise SpecError(f"layer {layer.name!r}: dilated, grouped or bias-free convolutions are not supported")
-            out.append(Conv2D(layer.filters, square(layer.kernel_size, "kernel", layer),
-                              square(layer.strides, "stride", layer), layer.padding, activation(layer)))
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            pool, stride = square(layer.pool_size, "pool", layer), square(layer.strides, "stride", layer)
-            cls = MaxPooling2D if kind == "MaxPooling2D" else AveragePooling2D
-            out.append(cls(pool, 0 if stride == pool else stride, layer.padding))
-        elif kind == "BatchNormalization" and layer.axis in (-1, 3, [3], [-1]) and layer.center and layer.scale:
-            out.append(BatchNormalization())
-        elif kind == "Dropout":
-            out.append(Dropout(round(float(layer.rate), 4)))
-        elif kind == "Flatten":
-            out.append(Flatten())
-        elif kind == "GlobalAveragePooling2D" and not layer.keepdims:
-            out.append(GlobalAveragePooling2D())
-        elif kind == "Dense" and layer.use_bias:
-            out.append(Dense(layer.units, activation(layer)))
-        else:
-            raise SpecError(f"layer {layer.name!r} ({kind}) is not one CNN Studio can rebuild; supported: Conv2D, "
-                            "MaxPooling2D, AveragePooling2D, BatchNormalization, Dropout, Flatten, "
-                            "GlobalAveragePooling2D, Dense")
-        if kind in ("Conv2D", "BatchNormalization", "Dense"):
+            continue
+        if kind in TRAINING_ONLY:
+            continue  # no effect on predictions
+        # The first kind that recognises the layer reads it (a kind may refuse a setting with a SpecError).
+        ours = next((got for cls in LAYER_TYPES.values() if (got := cls.from_keras(layer)) is not None), None)
+        if ours is None:
+            raise SpecError(f"layer {layer.name!r} ({kind}) is not one CNN Studio can rebuild; supported: "
+                            f"{', '.join(LAYER_TYPES)}")
+        out.append(ours)
+        if ours.weights:
             pairs.append(layer)
     if not out or not isinstance(out[-1], Dense) or out[-1].activation != "softmax":
         raise SpecError("the model must end in a Dense layer with softmax activation (class probabilities)")
     head = out.pop()
     spec = ModelSpec(tuple(int(v) for v in shape), head.units, out, train or TrainConfig(), preset="imported")
     validate(spec)
-    names = [n for layer, n in zip(spec.layers, layer_names(spec)) if kind_of(layer) in ("Conv2D",
-                                                                                           "BatchNormalization",
-                                                                                           "Dense")] + ["output"]
+    names = [n for layer, n in zip(spec.layers, layer_names(spec)) if layer.weights] + ["output"]
     return spec, list(zip(pairs, names)), rescaled
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cnn.layers import LAYER_TYPES
 from cnn.text import probability_text
 
 TRAIN, VAL = "#1f77b4", "#ff7f0e"
@@ -345,6 +346,9 @@ def rate_trials(trials, chosen: float, loss_before: float, others_before: float 
     return fig
 
 
+INPUT_COLOUR = "#d9d9d9"  # the input box; each layer kind has its own colour (cnn.layers)
+
+
 def architecture_diagram(layers, title: str) -> go.Figure:
     """Boxes left to right, one per layer (LayerInfo from cnn.spec.validate), labelled with kind and shape;
     box height follows the spatial size so the funnel of a CNN is visible."""
@@ -356,8 +360,8 @@ def architecture_diagram(layers, title: str) -> go.Figure:
         shape = info.output_shape
         size = shape[0] if len(shape) == 3 else m.sqrt(shape[0]) / 2
         h = 0.3 + 0.7 * size / tallest
-        colour = {"Input": "#d9d9d9", "Conv2D": "#6baed6", "AveragePooling2D": "#fd8d3c", "MaxPooling2D": "#fd8d3c",
-                  "Flatten": "#bcbddc", "Dense": "#74c476"}.get(info.kind, "#cccccc")
+        kind = LAYER_TYPES.get(info.kind)
+        colour = kind.colour if kind else INPUT_COLOUR
         fig.add_shape(type="rect", x0=i - 0.4, x1=i + 0.4, y0=-h / 2, y1=h / 2, fillcolor=colour,
                       line={"color": "#444"})
         fig.add_annotation(x=i, y=h / 2 + 0.08, text=f"<b>{info.name}</b><br>{info.kind}", showarrow=False,

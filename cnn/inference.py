@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnn.spec import TRAINING_ONLY  # the augmentation layers: identity at prediction time
+
 _FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
@@ -76,9 +78,6 @@ def predict_images(model, images, input_shape, class_names, invert="auto", recip
 # ---------------------------------------------------------------------------
 # Looking inside: activations, Grad-CAM, saliency — one compiled forward (+ backward) pass
 # ---------------------------------------------------------------------------
-
-TRAINING_ONLY = ("RandomTranslation", "RandomRotation", "RandomZoom")  # identity at prediction time
-
 
 def inner_layers(model) -> list:
     """The layers whose outputs are worth showing: all but the input and training-only augmentation."""

@@ -1,5 +1,6 @@
-"""Model specs: JSON-serialisable dataclasses, shape/parameter/MAC arithmetic, validation, presets.
+"""Model specs: JSON-serialisable dataclasses, validation (every layer's shape, parameters and MACs), presets.
 
+The layer kinds, and each kind's own arithmetic, live in cnn.layers; this module walks a spec through them.
 Nothing here imports TensorFlow: the spec is checked, costed and edited before any model exists.
 """
 from __future__ import annotations
@@ -10,139 +11,16 @@ from dataclasses import asdict, dataclass, field, fields
 
 from cnn.errors import SpecError
 
-PADDINGS = ("valid", "same")
+# The layer kinds live in cnn.layers, one class each. Re-exported here for the modules that import them
+# from cnn.spec; new code imports kinds from cnn.layers.
+from cnn.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling2D,  # noqa: F401
+                        BatchNormalization, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, MaxPooling2D,
+                        _choice, _float, _int, kind_of, output_size, output_size_formula, pool_stride,
+                        same_padding)
 
-
-# ---------------------------------------------------------------------------
-# Output-size arithmetic (shared by validation, the Configure table and the Learn page)
-# ---------------------------------------------------------------------------
-
-def output_size(size: int, kernel: int, stride: int, padding: str) -> int:
-    """Keras's output length along one axis: 'valid' ⌊(W−K)/S⌋+1, 'same' ⌈W/S⌉. May be ≤ 0 (impossible)."""
-    if padding == "same":
-        return math.ceil(size / stride)
-    return (size - kernel) // stride + 1
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """Zeros Keras/TF add before and after along one axis for padding='same' (the extra one goes after)."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def output_size_formula(size: int, kernel: int, stride: int, padding: str) -> str:
-    """The arithmetic behind `output_size` with the numbers filled in, e.g. '⌊(28−3+0)/1⌋+1 = 26'."""
-    if padding == "same":
-        total = sum(same_padding(size, kernel, stride))
-    else:
-        total = 0
-    result = output_size(size, kernel, stride, padding)
-    return f"⌊({size}−{kernel}+{total})/{stride}⌋+1 = {result}".replace("= -", "= −")
-
-
-# ---------------------------------------------------------------------------
-# Layers: one dataclass per kind; field metadata drives validation and the Configure editor
-# ---------------------------------------------------------------------------
-
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish", "linear")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 MAX_PARAMS = 20_000_000  # a bigger model does not belong in a teaching app on a laptop
-
-
-def _int(default: int, lo: int, hi: int, help: str):
-    return field(default=default, metadata={"min": lo, "max": hi, "help": help})
-
-
-def _float(default: float, lo: float, hi: float, help: str):
-    return field(default=default, metadata={"min": lo, "max": hi, "help": help})
-
-
-def _choice(default: str, choices: tuple[str, ...], help: str):
-    return field(default=default, metadata={"choices": choices, "help": help})
-
-
-@dataclass
-class Conv2D:
-    """Slides `filters` learned K×K kernels over the input; each makes one feature map."""
-
-    filters: int = _int(32, 1, 1024, "number of kernels = output channels")
-    kernel: int = _int(3, 1, 15, "kernel height and width")
-    stride: int = _int(1, 1, 8, "step between kernel positions")
-    padding: str = _choice("valid", PADDINGS, "'valid' = no padding, 'same' = output ⌈input/stride⌉")
-    activation: str = _choice("relu", ACTIVATIONS, "applied to every output value")
-
-
-@dataclass
-class MaxPooling2D:
-    """Keeps the largest value of each pool×pool window."""
-
-    pool: int = _int(2, 1, 8, "window height and width")
-    stride: int = _int(0, 0, 8, "step between windows (0 = same as pool)")
-    padding: str = _choice("valid", PADDINGS, "'valid' drops edge leftovers, 'same' keeps them")
-
-
-@dataclass
-class AveragePooling2D:
-    """Keeps the mean of each pool×pool window."""
-
-    pool: int = _int(2, 1, 8, "window height and width")
-    stride: int = _int(0, 0, 8, "step between windows (0 = same as pool)")
-    padding: str = _choice("valid", PADDINGS, "'valid' drops edge leftovers, 'same' keeps them")
-
-
-@dataclass
-class BatchNormalization:
-    """Normalises each channel with batch statistics, then scales and shifts (4 numbers per channel)."""
-
-
-@dataclass
-class Dropout:
-    """In training, zeroes a random share `rate` of values and scales the rest by 1/(1−rate)."""
-
-    rate: float = _float(0.5, 0.0, 0.95, "share of values dropped while training")
-
-
-@dataclass
-class Flatten:
-    """Unrolls H×W×C feature maps into one vector of H·W·C numbers."""
-
-
-@dataclass
-class GlobalAveragePooling2D:
-    """Averages each feature map to one number: H×W×C becomes C."""
-
-
-@dataclass
-class Dense:
-    """Every output unit is a weighted sum of all inputs plus a bias."""
-
-    units: int = _int(128, 1, 8192, "number of output units")
-    activation: str = _choice("relu", ACTIVATIONS, "applied to every output value")
-
-
-LAYER_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (Conv2D, MaxPooling2D, AveragePooling2D, BatchNormalization, Dropout, Flatten,
-                GlobalAveragePooling2D, Dense)
-}
-Layer = Conv2D | MaxPooling2D | AveragePooling2D | BatchNormalization | Dropout | Flatten | GlobalAveragePooling2D | Dense
-
-# Prefixes of the stable Keras layer names: conv1, conv2, maxpool1, bn1, dense1, ...
-NAME_PREFIX = {
-    "Conv2D": "conv", "MaxPooling2D": "maxpool", "AveragePooling2D": "avgpool", "BatchNormalization": "bn",
-    "Dropout": "dropout", "Flatten": "flatten", "GlobalAveragePooling2D": "gap", "Dense": "dense",
-}
-
-
-def kind_of(layer) -> str:
-    """The layer's type name, e.g. 'Conv2D'."""
-    return type(layer).__name__
-
-
-def pool_stride(layer) -> int:
-    """A pooling layer's effective stride (0 means 'same as the pool size', as in Keras)."""
-    return layer.stride or layer.pool
 
 
 # ---------------------------------------------------------------------------
@@ -160,6 +38,25 @@ class Augmentation:
     @property
     def active(self) -> bool:
         return bool(self.shift or self.rotation or self.zoom)
+
+    def keras_layers(self, seed: int) -> list[tuple[str, str, dict]]:
+        """(Keras class, layer name, keyword arguments) for each augmentation switched on, in order."""
+        return [(cls, name, args(getattr(self, key), seed)) for key, cls, name, args in AUGMENTATION_LAYERS
+                if getattr(self, key)]
+
+
+# The training-only Keras layers, declared once: (Augmentation field, Keras class, layer name, arguments from
+# the field's value and the seed). They fill with 0 = the black background of MNIST-like data, and are the
+# identity at prediction time (so inference skips them and spec_from_model reads past them).
+AUGMENTATION_LAYERS = (
+    ("shift", "RandomTranslation", "augment_shift",
+     lambda v, seed: {"height_factor": v, "width_factor": v, "fill_mode": "constant", "seed": seed}),
+    ("rotation", "RandomRotation", "augment_rotate",
+     lambda v, seed: {"factor": round(v / 360, 6), "fill_mode": "constant", "seed": seed}),  # degrees → turns
+    ("zoom", "RandomZoom", "augment_zoom",
+     lambda v, seed: {"height_factor": v, "fill_mode": "constant", "seed": seed}),
+)
+TRAINING_ONLY = tuple(cls for _, cls, _, _ in AUGMENTATION_LAYERS)
 
 
 @dataclass
@@ -326,7 +223,7 @@ def layer_names(spec: ModelSpec) -> list[str]:
     counts: dict[str, int] = {}
     names = []
     for layer in spec.layers:
-        prefix = NAME_PREFIX[kind_of(layer)]
+        prefix = layer.prefix
         counts[prefix] = counts.get(prefix, 0) + 1
         names.append(f"{prefix}{counts[prefix]}")
     return names
@@ -340,20 +237,6 @@ def _check_fields(index: int, obj, where: str) -> None:
         if "min" in meta and not (meta["min"] <= value <= meta["max"]):
             raise SpecError(f"{where}: {f.name} {value} is outside {meta['min']}…{meta['max']} ({meta['help']})",
                             layer=index)
-
-
-def _window(index: int, where: str, what: str, shape, size: int, stride: int, padding: str):
-    """Output (H, W) of a sliding window, or a SpecError with the arithmetic when it does not fit."""
-    h, w = shape[0], shape[1]
-    out_h, out_w = output_size(h, size, stride, padding), output_size(w, size, stride, padding)
-    if out_h < 1 or out_w < 1:
-        side = h if out_h < 1 else w
-        raise SpecError(f"{where}: {what} {size} > input {h}×{w} with padding '{padding}': "
-                        f"{output_size_formula(side, size, stride, padding)}", layer=index)
-    text = output_size_formula(h, size, stride, padding)
-    if w != h:
-        text += f" × {output_size_formula(w, size, stride, padding)}"
-    return out_h, out_w, text
 
 
 def validate(spec: ModelSpec) -> Analysis:
@@ -384,44 +267,19 @@ def _analyse_layers(spec: ModelSpec, infos: list) -> Analysis:
         kind = kind_of(layer)
         where = f"layer {index} {kind}"
         _check_fields(index, layer, where)
+        # Each kind says which input it takes; the errors name the layer that made the shape.
         flat = len(shape) == 1
-        if flat and kind not in ("Dense", "Dropout", "BatchNormalization"):
+        if flat and layer.needs == "image":
             raise SpecError(f"{where} needs an image-shaped input (H×W×C) but {previous} made it a flat vector "
                             f"of {shape[0]}; move it before the Flatten/GlobalAveragePooling2D", layer=index)
-        if kind == "Conv2D":
-            out_h, out_w, text = _window(index, where, "kernel", shape, layer.kernel, layer.stride, layer.padding)
-            cin = shape[2]
-            params = layer.kernel * layer.kernel * cin * layer.filters + layer.filters
-            shape = (out_h, out_w, layer.filters)
-            info = LayerInfo(index, name, kind, shape, params, params, out_h * out_w * layer.filters * layer.kernel ** 2 * cin,
-                             f"{text}; params {layer.kernel}·{layer.kernel}·{cin}·{layer.filters}+{layer.filters} = {params:,}")
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            out_h, out_w, text = _window(index, where, "pool", shape, layer.pool, pool_stride(layer), layer.padding)
-            shape = (out_h, out_w, shape[2])
-            info = LayerInfo(index, name, kind, shape, 0, 0, 0, text)
-        elif kind == "BatchNormalization":
-            channels = shape[-1]
-            info = LayerInfo(index, name, kind, shape, 4 * channels, 2 * channels, math.prod(shape),
-                             f"params 4·{channels} = {4 * channels} (γ, β trainable; mean, variance not)")
-        elif kind == "Dropout":
-            info = LayerInfo(index, name, kind, shape, 0, 0, 0, f"shape unchanged; drops {layer.rate:.0%} while training")
-        elif kind == "Flatten":
-            shape = (math.prod(shape),)
-            info = LayerInfo(index, name, kind, shape, 0, 0, 0, f"{'·'.join(map(str, infos[-1].output_shape))} = {shape[0]:,}")
-        elif kind == "GlobalAveragePooling2D":
-            shape = (shape[2],)
-            info = LayerInfo(index, name, kind, shape, 0, 0, 0, f"one mean per channel = {shape[0]}")
-        else:  # Dense
-            if not flat:
-                raise SpecError(f"{where} needs a flat input but {previous} gives "
-                                f"{'×'.join(map(str, shape))}; add Flatten or GlobalAveragePooling2D before it",
-                                layer=index)
-            params = shape[0] * layer.units + layer.units
-            info = LayerInfo(index, name, kind, (layer.units,), params, params, shape[0] * layer.units,
-                             f"params {shape[0]:,}·{layer.units}+{layer.units} = {params:,}")
-            shape = (layer.units,)
-        infos.append(info)
-        previous = f"layer {index} {kind}"
+        if not flat and layer.needs == "flat":
+            raise SpecError(f"{where} needs a flat input but {previous} gives "
+                            f"{'×'.join(map(str, shape))}; add Flatten or GlobalAveragePooling2D before it",
+                            layer=index)
+        out = layer.output(shape, index, where)  # the kind's own arithmetic (SpecError if it cannot fit)
+        trainable = out.params if out.trainable is None else out.trainable
+        infos.append(LayerInfo(index, name, kind, out.shape, out.params, trainable, out.macs, out.arithmetic))
+        shape, previous = out.shape, where
 
     index = len(spec.layers) + 1
     if len(shape) != 1:

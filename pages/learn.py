@@ -196,7 +196,8 @@ st.markdown(f"{after.shape[0]}×{after.shape[1]} = {after.size} values → {ph}�
 # 5 ---------------------------------------------------------------------------------------------------------
 st.header("5 · Flatten, dense, softmax")
 names = [l.name for l in layers]
-flat_name = next((l.name for l in layers if type(l).__name__ in ("Flatten", "GlobalAveragePooling2D")), None)
+# The layer that turns feature maps into one vector (Flatten, global pooling, ...): H×W×C in, a vector out.
+flat_name = next((b for a, b in zip(names, names[1:]) if acts[a].ndim == 3 and acts[b].ndim == 1), None)
 output = model.layers[-1]
 if flat_name is None:
     st.info("This model has no Flatten/GlobalAveragePooling2D layer.")

@@ -1,4 +1,5 @@
-"""cnn.preprocess: loading and vetting files, pixel conversion, and every step of every recipe.
+"""cnn.imageio's loading, vetting and pixel conversion as the recipes use them, and cnn.preprocess:
+every step of every recipe.
 
 All images are synthesised here with PIL.ImageDraw and numpy; any warning fails a test (none may escape).
 """
@@ -13,15 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cnn.errors import EmptyImageError, ImageError
-from cnn.preprocess import (
-    Step,
-    default_recipe,
-    is_blank,
-    load_image,
-    prepare_image,
-    preprocess_steps,
-    to_array,
-)
+from cnn.imageio import load_image, to_array
+from cnn.preprocess import Step, default_recipe, is_blank, prepare_image, preprocess_steps
 
 pytestmark = pytest.mark.filterwarnings("error")
 

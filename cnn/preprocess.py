@@ -190,12 +190,15 @@ def _run_digit(steps, pixels, size, recipe, invert, off) -> np.ndarray:
     # Step 2, `grayscale`: one luminance channel, (H, W).
     gray = to_gray(pixels)
     steps.append(Step("grayscale", _to_uint8(gray), "luminance: 0.299·R + 0.587·G + 0.114·B"))
+    # `invert`: ink bright on a dark background, as the training digits are.
     gray = _apply(steps, "invert", off, gray, lambda g: _invert(g, invert))
     if recipe == "mnist":
+        # `contrast`: background → 0 and ink → 255, so photos look like MNIST's clean strokes.
         gray = _apply(steps, "contrast", off, gray, _stretch_contrast)
         box = (max(1, round(height * MNIST_BOX)), max(1, round(width * MNIST_BOX)))
     else:
         box = (height, width)
+    # `crop`, `scale`, `centre`: (h, w) around the ink → fits `box` → exactly H×W, centred.
     gray = _apply(steps, "crop", off, gray, _crop_to_ink)
     gray = _apply(steps, "scale", off, gray, lambda g: _scale_into(g, box))
     gray = _apply(steps, "centre", off, gray, lambda g: _centre_in_frame(g, size, by_mass=recipe == "mnist"))
@@ -223,6 +226,7 @@ def _run_resize(steps, pixels, size, channels, invert, off) -> np.ndarray:
         pixels = to_gray(pixels)
         steps.append(Step("grayscale", _to_uint8(pixels), "luminance: 0.299·R + 0.587·G + 0.114·B"))
         pixels = _apply(steps, "invert", off, pixels, lambda g: _invert(g, invert))
+    # `crop`: centre-crop to H:W so the resize below does not distort.
     pixels = _apply(steps, "crop", off, pixels, lambda p: _crop_to_aspect(p, size))
     # Last step, `resize`: exactly H×W, antialiased.
     source_h, source_w = pixels.shape[:2]

@@ -13,7 +13,7 @@ _LAZY = {
     "build_model": "cnn.builder", "export_script": "cnn.builder",
     "train": "cnn.train", "train_and_save": "cnn.train",
     "evaluate": "cnn.metrics",
-    "prepare_image": "cnn.preprocess",
+    "prepare_image": "cnn.preprocess", "load_image": "cnn.imageio", "check_image_header": "cnn.imageio",
     "predict_proba": "cnn.inference", "activations": "cnn.inference", "grad_cam": "cnn.inference",
     "saliency": "cnn.inference", "predict_images": "cnn.inference",
 }

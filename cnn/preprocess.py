@@ -1,53 +1,45 @@
-"""The one path from a user's image (canvas, upload, file, array) to a model input.
+"""Recipes from a user's image (canvas, upload, file, array) to a model input, step by step.
 
-`load_image` decodes and vets a file, `to_array` turns any PIL image or array into float pixels,
-and `preprocess_steps` runs a recipe ("mnist", "fit" or "resize") keeping every step's image for
-the preprocessing inspector; `prepare_image` returns just the last one: a uint8 array of exactly
-`input_shape` (models rescale 0..255 internally). Only numpy and PIL: no TensorFlow here.
+`preprocess_steps` runs a recipe ("mnist", "fit" or "resize") keeping every step's image for the
+preprocessing inspector; `prepare_image` returns just the last one: a uint8 array of exactly
+`input_shape` (models rescale 0..255 internally). The step algorithms (invert, contrast stretch,
+crop to ink, scale, centre, …) live here; decoding and vetting files and turning them into float
+pixels is cnn.imageio's job. Only numpy, scipy and PIL: no TensorFlow here.
 """
 from __future__ import annotations
 
-import io
 import math
-import os
-import re
-import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+from scipy import ndimage
 
-from cnn.errors import EmptyImageError, ImageError
+from cnn.errors import EmptyImageError
+from cnn.imageio import open_image, shrink_image, to_array, to_gray
 
 __all__ = [
-    "ACCEPTED_FORMATS",
     "RECIPES",
+    "INVERT_CHOICES",
     "EMPTY_MESSAGE",
     "Step",
-    "load_image",
-    "to_array",
     "preprocess_steps",
     "prepare_image",
     "default_recipe",
     "is_blank",
+    "transform_image",
 ]
 
-ACCEPTED_FORMATS = ("png", "jpg", "webp", "bmp", "gif", "tiff")
 RECIPES = ("mnist", "fit", "resize")
 INVERT_CHOICES = {"auto": "auto", "yes": True, "no": False}  # what people pick → prepare_image(invert=...)
 EMPTY_MESSAGE = "Nothing to predict: the image is blank — draw something or choose another image."
-
-# PIL's names for the accepted formats (MPO is how PIL reads many phone JPEGs).
-_PIL_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP", "BMP", "DIB", "GIF", "TIFF"})
-_ACCEPTED_TEXT = ", ".join(ACCEPTED_FORMATS[:-1]) + " or " + ACCEPTED_FORMATS[-1]  # for messages
 
 NOISE_FLOOR = 0.15 * 255  # ink fainter than this (after stretching) is treated as noise
 BLANK_THRESHOLD = 10.0  # a channel spanning fewer grey levels than this has no ink
 MIN_INK_CONTRAST = 24.0  # marks fainter than this above the background are not ink
 WORK_SIZE = 1024  # larger images are downsized first: the outputs are tiny anyway
 MNIST_BOX = 20 / 28  # MNIST digits fill a 20×20 box inside the 28×28 frame
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's "L"
+_EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)  # 3×3 structure: diagonal neighbours touch
 
 # Which steps the inspector may switch off, per recipe.
 _OPTIONAL = {
@@ -68,313 +60,9 @@ class Step:
     enabled: bool = True
 
 
-# ---------------------------------------------------------------------------
-# Loading files
-# ---------------------------------------------------------------------------
-
-def load_image(source, max_bytes: int = 20_000_000, max_pixels: int = 40_000_000) -> tuple[Image.Image, list[str]]:
-    """Decode bytes, a path or a binary file into an upright, fully loaded PIL image plus human notes."""
-    data = _read_bytes(source, max_bytes)
-    # Refuse empty and oversized files before PIL sees them.
-    if not data:
-        raise ImageError(f"The file is empty (0 bytes) — choose a {_ACCEPTED_TEXT} image.")
-    if len(data) > max_bytes:
-        raise _too_many_bytes(len(data), max_bytes)
-    # PIL warnings must not escape; a decompression-bomb warning becomes an error we translate.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(data, max_pixels)
-
-
-def _read_bytes(source, max_bytes: int) -> bytes:
-    """The raw bytes of bytes, a path or a binary file-like object (paths are size-checked first)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        # Name the path the user gave, so a typo is easy to spot.
-        if not path.exists():
-            raise ImageError(f"There is no file at {path} — check the path.")
-        if not path.is_file():
-            raise ImageError(f"{path} is a folder, not an image file — choose an image file.")
-        try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise _too_many_bytes(size, max_bytes)
-            return path.read_bytes()
-        except OSError as exc:
-            reason = exc.strerror or exc
-            raise ImageError(f"Could not read {path} ({reason}) — check that the file is readable.") from None
-    if hasattr(source, "getvalue") or hasattr(source, "read"):
-        # Streamlit's UploadedFile and BytesIO hold everything: getvalue ignores the read position.
-        if hasattr(source, "getvalue"):
-            data = source.getvalue()
-        else:
-            if getattr(source, "seekable", lambda: False)():
-                source.seek(0)
-            data = source.read(max_bytes + 1)
-        if isinstance(data, str):
-            raise TypeError("image files must be opened in binary mode ('rb'), not text mode")
-        return bytes(data)
-    raise TypeError(f"cannot load an image from {type(source).__name__}: pass bytes, a path or a binary file")
-
-
-def _decode(data: bytes, max_pixels: int) -> tuple[Image.Image, list[str]]:
-    """Open, vet (format, pixel count) and fully decode image bytes; every failure becomes an ImageError."""
-    notes: list[str] = []
-    try:
-        # PIL's own bomb warning (> 89 Mpx) would hide the dimensions: our max_pixels check below names them.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels_from(exc, max_pixels) from None
-    except Exception as exc:  # noqa: BLE001 — untrusted bytes: any plugin failure means "unreadable"
-        raise _unreadable(data, exc) from None
-    fmt = image.format or "unknown"
-    if fmt not in _PIL_FORMATS:
-        raise ImageError(f"{fmt} images are not supported — convert it to {_ACCEPTED_TEXT} first.")
-    # Only the header has been read so far: check the pixel count before decoding any pixels.
-    width, height = image.size
-    if width * height > max_pixels:
-        raise _too_many_pixels(width, height, max_pixels)
-    kind = "JPEG" if fmt == "MPO" else fmt
-    frames = _count_frames(image)
-    try:
-        # First frame of animations / first page of multi-page TIFFs; load() makes truncation fail here.
-        if frames != 1:
-            image.seek(0)
-        image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels_from(exc, max_pixels) from None
-    except Exception as exc:  # noqa: BLE001
-        raise _damaged(kind, exc) from None
-    if frames != 1 and fmt != "MPO":
-        what = "pages" if fmt == "TIFF" else "frames"
-        label = "multi-page TIFF" if fmt == "TIFF" else f"animated {kind}"
-        count = f"the first of {frames} {what}" if frames else f"the first of its {what}"
-        notes.append(f"{label}: used {count}")
-    # Honour EXIF orientation (phone photos are often stored sideways); this also detaches from the file.
-    orientation = _exif_orientation(image)
-    try:
-        upright = ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 — broken EXIF must not block an otherwise fine image
-        upright = image.copy()
-        notes.append("could not read the EXIF orientation: used the image as stored")
-    else:
-        if orientation in range(2, 9):
-            notes.append(f"turned upright using the photo's EXIF orientation (tag value {orientation})")
-    return upright, notes
-
-
-def _count_frames(image: Image.Image) -> int:
-    """Number of frames/pages, or 0 when counting them fails (a damaged later frame)."""
-    try:
-        return int(getattr(image, "n_frames", 1))
-    except Exception:  # noqa: BLE001
-        return 0
-
-
-def _exif_orientation(image: Image.Image) -> int:
-    """The EXIF Orientation tag (0x0112), 1 when absent or unreadable."""
-    try:
-        return int(image.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001
-        return 1
-
-
-def _too_many_bytes(size: int, limit: int) -> ImageError:
-    """The 'file too large' error, sizes in MB."""
-    return ImageError(
-        f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB — choose a smaller file or downscale it first."
-    )
-
-
-def _megapixels(pixels: float) -> str:
-    """A pixel count in megapixels, short: '144', '2.5'."""
-    value = pixels / 1e6
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
-
-
-def _too_many_pixels(width: int, height: int, limit: int) -> ImageError:
-    """The 'huge dimensions' error naming both sizes."""
-    return ImageError(
-        f"The image is {width}×{height} pixels ({_megapixels(width * height)} megapixels); "
-        f"the limit is {_megapixels(limit)} megapixels — downscale it first."
-    )
-
-
-def _too_many_pixels_from(exc: Exception, limit: int) -> ImageError:
-    """The 'huge dimensions' error from PIL's decompression-bomb message (it only gives the pixel count)."""
-    limit = min(limit, 2 * (Image.MAX_IMAGE_PIXELS or limit))
-    found = re.search(r"\((\d+) pixels\)", str(exc))
-    size = f"{_megapixels(int(found.group(1)))} megapixels" if found else "too many pixels"
-    return ImageError(f"The image has {size}; the limit is {_megapixels(limit)} megapixels — downscale it first.")
-
-
-def _damaged(kind: str, exc: Exception) -> ImageError:
-    """The 'truncated or corrupt' error for a file that claims to be `kind`."""
-    return ImageError(f"The {kind} file is truncated or corrupt ({_reason(exc)}) — re-save or re-export it and try again.")
-
-
-def _reason(exc: Exception) -> str:
-    """A short, single-line reason from a decoder exception."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _sniff_format(data: bytes) -> str | None:
-    """The format the first bytes claim to be, if any: 'PNG', 'JPEG', …, 'HEIC', 'SVG', 'text'."""
-    head = data[:1024]
-    signatures = {
-        b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
-        b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP",
-    }
-    for signature, name in signatures.items():
-        if head.startswith(signature):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"heim", b"heis"):
-        return "HEIC"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the 1024-byte boundary is still text.
-        if exc.start < len(head) - 3:
-            return None
-        text = head[: exc.start].decode("utf-8")
-    if any(ord(ch) < 32 and ch not in "\t\n\r\f" for ch in text):
-        return None
-    return "SVG" if "<svg" in text.lower() else "text"
-
-
-def _unreadable(data: bytes, exc: Exception) -> ImageError:
-    """The error for bytes PIL could not open, worded by what they look like."""
-    kind = _sniff_format(data)
-    if kind == "HEIC":
-        return ImageError("HEIC/HEIF/AVIF photos are not supported — export or convert it to JPEG or PNG first.")
-    if kind == "SVG":
-        return ImageError("SVG vector images are not supported — export it as a PNG first.")
-    if kind == "text":
-        return ImageError(f"The file is text, not an image — choose a {_ACCEPTED_TEXT} image.")
-    if kind is not None:
-        return _damaged(kind, exc)
-    start = data[:4].hex(" ")
-    return ImageError(
-        f"The file is not an image in a supported format (it starts with bytes {start}) — choose a {_ACCEPTED_TEXT} image."
-    )
-
-
-# ---------------------------------------------------------------------------
-# Pixels
-# ---------------------------------------------------------------------------
-
-def to_array(image) -> np.ndarray:
-    """Any PIL image or array-like → float32 in [0, 255], (H, W) or (H, W, 3), transparency composited."""
-    if isinstance(image, Image.Image):
-        pixels = _read_pil(image)
-    else:
-        pixels = _read_array(image)
-    # (H, W, 2) is gray+alpha and (H, W, 4) RGBA: flatten onto the background that contrasts with the ink.
-    if pixels.ndim == 3 and pixels.shape[2] in (2, 4):
-        pixels = _composite(pixels[..., :-1], pixels[..., -1] / 255.0)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    return np.ascontiguousarray(np.clip(pixels, 0, 255), dtype=np.float32)
-
-
-def _read_pil(image: Image.Image) -> np.ndarray:
-    """A PIL image's pixels as float 0..255 with 1, 2, 3 or 4 channels (alpha last)."""
-    mode = image.mode
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            # 16/32-bit and float images carry their own range: rescale to 0..255.
-            if mode == "F":
-                return _rescale(np.asarray(image, dtype=np.float64), kind="float")
-            if mode == "I" or mode.startswith("I;16"):
-                return _rescale(np.asarray(image, dtype=np.float64), kind="wide")
-            if mode == "1":
-                image = image.convert("L")
-            elif mode in ("P", "PA"):
-                image = image.convert("RGBA" if _has_alpha(image) else "RGB")
-            elif mode in ("La", "RGBa"):
-                image = image.convert(mode[:-1] + "A")
-            elif mode not in ("L", "LA", "RGB", "RGBA"):
-                image = image.convert("RGB")  # CMYK, YCbCr, RGBX, …
-            return np.asarray(image, dtype=np.float32)
-        except Exception as exc:  # noqa: BLE001 — lazily loaded files can fail here too
-            raise _unconvertible(mode, exc) from None
-
-
-def _has_alpha(image: Image.Image) -> bool:
-    """Whether a palette image has transparency."""
-    return image.mode == "PA" or "transparency" in image.info or bool(image.palette and image.palette.mode == "RGBA")
-
-
-def _unconvertible(mode: str, exc: Exception) -> ImageError:
-    """The error for a PIL image whose pixels cannot be read or converted."""
-    return ImageError(f"Could not read the {mode} image ({_reason(exc)}) — re-save it as PNG or JPEG and try again.")
-
-
-def _read_array(value) -> np.ndarray:
-    """An array-like's pixels as float 0..255: uint8 as is, floats ≤ 1 as 0..1, wider ranges rescaled."""
-    pixels = np.asarray(value)
-    if pixels.dtype.kind not in "biuf":
-        raise ImageError(f"An image array must hold numbers, not {pixels.dtype} — pass a numeric array.")
-    shape_ok = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (1, 2, 3, 4))
-    if not shape_ok or pixels.size == 0:
-        raise ImageError(
-            f"An image array must be (H, W) or (H, W, C) with C = 1, 3 or 4; got shape {pixels.shape} — reshape it."
-        )
-    if pixels.dtype.kind == "b":
-        return pixels.astype(np.float32) * 255
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32)
-    values = pixels.astype(np.float64)
-    if not np.isfinite(values).all():
-        raise ImageError("The image array contains NaN or infinite values — replace them before predicting.")
-    return _rescale(values, kind="float" if pixels.dtype.kind == "f" else "int")
-
-
-def _rescale(values: np.ndarray, kind: str) -> np.ndarray:
-    """Float 0..1 → ×255; 0..255 kept; otherwise (always for 'wide' 16/32-bit images) own min..max → 0..255."""
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
-    low, high = float(values.min()), float(values.max())
-    if kind == "float" and low >= 0 and high <= 1:
-        return (values * 255).astype(np.float32)
-    if kind != "wide" and low >= 0 and high <= 255 and (kind == "float" or high > 1):
-        return values.astype(np.float32)
-    if high == low:
-        return np.zeros_like(values, dtype=np.float32)
-    return ((values - low) * (255 / (high - low))).astype(np.float32)
-
-
-def _to_gray(pixels: np.ndarray) -> np.ndarray:
-    """(H, W, 3) → (H, W) luminance; (H, W) or (H, W, 1) unchanged."""
-    if pixels.ndim == 3 and pixels.shape[2] == 3:
-        return pixels @ _LUMA
-    return pixels.reshape(pixels.shape[:2]).astype(np.float32)
-
-
-def _composite(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite over black when the visible pixels are mostly light, over white when mostly dark."""
-    if alpha.min() >= 1:
-        return colour
-    weight = float(alpha.sum())
-    # Alpha-weighted mean luminance of what is visible: light ink (canvas strokes) needs a dark background.
-    light = weight == 0 or float(np.vdot(_to_gray(colour), alpha)) / weight >= 127.5
-    out = colour * alpha[..., None]  # over black
-    if not light:
-        out += 255.0 * (1.0 - alpha[..., None])  # over white
-    return out
-
-
 def is_blank(array_or_image, threshold: float = BLANK_THRESHOLD) -> bool:
     """True when there is no ink: every channel spans fewer than `threshold` grey levels (e.g. an empty canvas)."""
-    picture, _ = _open_source(array_or_image)
+    picture, _ = open_image(array_or_image)
     return _is_blank_pixels(to_array(picture), threshold)
 
 
@@ -424,7 +112,7 @@ def _run(source, input_shape, invert, recipe, disabled) -> tuple[list[Step], boo
     off = _check_disabled(disabled, recipe)
     invert = invert if invert == "auto" else bool(invert)
 
-    picture, notes = _open_source(source)
+    picture, notes = open_image(source)
     pixels, description = _load_working_pixels(picture)
     blank = _is_blank_pixels(pixels)
     # Step 1, `original`: as loaded (transparency composited), for display.
@@ -460,27 +148,13 @@ def _check_disabled(disabled, recipe: str) -> frozenset[str]:
     return names & frozenset(_OPTIONAL[recipe])
 
 
-def _open_source(source) -> tuple[Image.Image | np.ndarray, list[str]]:
-    """A PIL image or array as is; bytes, paths and files through load_image."""
-    if isinstance(source, (Image.Image, np.ndarray)):
-        return source, []
-    is_file = hasattr(source, "read") or hasattr(source, "getvalue")
-    if is_file or isinstance(source, (bytes, bytearray, memoryview, str, os.PathLike)):
-        return load_image(source)
-    if isinstance(source, (list, tuple)) or hasattr(source, "__array__"):
-        return np.asarray(source), []
-    raise TypeError(
-        f"cannot read an image from {type(source).__name__}: pass a PIL image, an array, bytes, a path or a binary file"
-    )
-
-
 def _load_working_pixels(picture) -> tuple[np.ndarray, str]:
     """to_array of the source, downsized so its longer side is at most WORK_SIZE, and a description."""
     if isinstance(picture, Image.Image):
         width, height = picture.size
         description = f"{width}×{height} {picture.mode} image"
         if max(width, height) > WORK_SIZE:
-            picture = _shrink_pil(picture, _fit_within(height, width, WORK_SIZE))
+            picture = shrink_image(picture, _fit_within(height, width, WORK_SIZE))
         pixels = to_array(picture)
     else:
         pixels = to_array(picture)
@@ -500,24 +174,6 @@ def _fit_within(height: int, width: int, longest: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def _shrink_pil(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Box-downsize a PIL image to (h, w), first converting modes PIL cannot resample."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            if image.mode == "1":
-                image = image.convert("L")
-            elif image.mode in ("P", "PA"):
-                image = image.convert("RGBA" if _has_alpha(image) else "RGB")
-            elif image.mode.startswith("I;16"):
-                image = image.convert("I")
-            elif image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
-                image = image.convert("RGB")
-            return image.resize((size[1], size[0]), Image.Resampling.BOX)
-        except Exception as exc:  # noqa: BLE001
-            raise _unconvertible(image.mode, exc) from None
-
-
 def _apply(steps: list[Step], name: str, off: frozenset[str], pixels: np.ndarray, action) -> np.ndarray:
     """Run one optional step (or record it as switched off, passing its input through)."""
     if name in off:
@@ -532,14 +188,17 @@ def _run_digit(steps, pixels, size, recipe, invert, off) -> np.ndarray:
     """The 'mnist' and 'fit' recipes on the working pixels, appending their steps."""
     height, width = size
     # Step 2, `grayscale`: one luminance channel, (H, W).
-    gray = _to_gray(pixels)
+    gray = to_gray(pixels)
     steps.append(Step("grayscale", _to_uint8(gray), "luminance: 0.299·R + 0.587·G + 0.114·B"))
+    # `invert`: ink bright on a dark background, as the training digits are.
     gray = _apply(steps, "invert", off, gray, lambda g: _invert(g, invert))
     if recipe == "mnist":
+        # `contrast`: background → 0 and ink → 255, so photos look like MNIST's clean strokes.
         gray = _apply(steps, "contrast", off, gray, _stretch_contrast)
         box = (max(1, round(height * MNIST_BOX)), max(1, round(width * MNIST_BOX)))
     else:
         box = (height, width)
+    # `crop`, `scale`, `centre`: (h, w) around the ink → fits `box` → exactly H×W, centred.
     gray = _apply(steps, "crop", off, gray, _crop_to_ink)
     gray = _apply(steps, "scale", off, gray, lambda g: _scale_into(g, box))
     gray = _apply(steps, "centre", off, gray, lambda g: _centre_in_frame(g, size, by_mass=recipe == "mnist"))
@@ -564,9 +223,10 @@ def _run_resize(steps, pixels, size, channels, invert, off) -> np.ndarray:
         if invert is True:
             pixels = _apply(steps, "invert", off, pixels, lambda p: _invert(p, True))
     else:
-        pixels = _to_gray(pixels)
+        pixels = to_gray(pixels)
         steps.append(Step("grayscale", _to_uint8(pixels), "luminance: 0.299·R + 0.587·G + 0.114·B"))
         pixels = _apply(steps, "invert", off, pixels, lambda g: _invert(g, invert))
+    # `crop`: centre-crop to H:W so the resize below does not distort.
     pixels = _apply(steps, "crop", off, pixels, lambda p: _crop_to_aspect(p, size))
     # Last step, `resize`: exactly H×W, antialiased.
     source_h, source_w = pixels.shape[:2]
@@ -669,14 +329,16 @@ def _crop_to_ink(gray: np.ndarray) -> tuple[np.ndarray, str]:
 def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, int, int], int]:
     """(top, bottom, left, right) of the main ink and how many isolated specks were left out."""
     height, width = mask.shape
-    # Work on a ≤64-cell grid (block = k×k pixels) so component labelling stays cheap (~2 ms).
+    # Work on a ≤64-cell grid (block = k×k pixels): specks are judged per cell, and labelling stays cheap.
     block = max(1, math.ceil(max(height, width) / 64))
     rows, cols = math.ceil(height / block), math.ceil(width / block)
     pad = ((0, rows * block - height), (0, cols * block - width))
     grid_mass = np.pad(mass, pad).reshape(rows, block, cols, block).sum(axis=(1, 3))
     grid = np.pad(mask, pad).reshape(rows, block, cols, block).any(axis=(1, 3))
-    # Dilate by one cell so diagonal steps and hairline gaps in a stroke stay one component.
-    labels, count = _label_components(_dilate(grid))
+    # Dilate by one cell so diagonal steps and hairline gaps in a stroke stay one component;
+    # then label the 8-connected components (0 = background, 1..count).
+    grown = ndimage.binary_dilation(grid, structure=_EIGHT_NEIGHBOURS)
+    labels, count = ndimage.label(grown, structure=_EIGHT_NEIGHBOURS)
     weights = np.bincount(labels.ravel(), weights=grid_mass.ravel(), minlength=count + 1)[1:]
     keep = _select_components(labels, count, weights)
     kept = np.isin(labels, keep + 1)
@@ -684,58 +346,6 @@ def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, i
     ys, xs = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
     specks = int(np.count_nonzero(weights > 0)) - len(keep)
     return (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1), specks
-
-
-def _dilate(grid: np.ndarray) -> np.ndarray:
-    """3×3 binary dilation of a boolean grid."""
-    padded = np.pad(grid, 1)
-    out = np.zeros_like(grid)
-    for dy in range(3):
-        for dx in range(3):
-            out |= padded[dy:dy + grid.shape[0], dx:dx + grid.shape[1]]
-    return out
-
-
-def _label_components(grid: np.ndarray) -> tuple[np.ndarray, int]:
-    """8-connected component labels (0 = background, 1..n) of a small boolean grid, run by run (union-find)."""
-    parent = [0]
-
-    def find(label: int) -> int:
-        """Root of a label, halving paths on the way."""
-        while parent[label] != label:
-            parent[label] = parent[parent[label]]
-            label = parent[label]
-        return label
-
-    labels = np.zeros(grid.shape, dtype=np.int64)
-    previous: list[tuple[int, int, int]] = []  # runs of the row above: (start, end exclusive, label)
-    for row in range(grid.shape[0]):
-        edges = np.diff(np.concatenate(([0], grid[row].astype(np.int8), [0])))
-        current = []
-        first = 0
-        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            while first < len(previous) and previous[first][1] < start:
-                first += 1
-            label = 0
-            index = first
-            # Runs above touching this one, diagonals included.
-            while index < len(previous) and previous[index][0] <= end:
-                other = find(previous[index][2])
-                if label == 0:
-                    label = other
-                elif other != label:
-                    label, loser = min(label, other), max(label, other)
-                    parent[loser] = label
-                index += 1
-            if label == 0:
-                label = len(parent)
-                parent.append(label)
-            current.append((int(start), int(end), label))
-            labels[row, start:end] = label
-        previous = current
-    roots = np.array([find(label) for label in range(len(parent))])
-    unique, compact = np.unique(roots, return_inverse=True)
-    return compact[labels], len(unique) - 1
 
 
 def _select_components(labels: np.ndarray, count: int, weights: np.ndarray) -> np.ndarray:

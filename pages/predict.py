@@ -9,7 +9,8 @@ from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_gr
                          sweep_lines, vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
-from cnn.preprocess import ACCEPTED_FORMATS, INVERT_CHOICES, RECIPES, default_recipe, prepare_image, preprocess_steps
+from cnn.imageio import ACCEPTED_FORMATS
+from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, prepare_image, preprocess_steps
 from cnn.text import probability_text
 
 state.page_setup()

@@ -1,4 +1,5 @@
-"""cnn.preprocess: loading and vetting files, pixel conversion, and every step of every recipe.
+"""cnn.imageio's loading, vetting and pixel conversion as the recipes use them, and cnn.preprocess:
+every step of every recipe.
 
 All images are synthesised here with PIL.ImageDraw and numpy; any warning fails a test (none may escape).
 """
@@ -13,15 +14,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cnn.errors import EmptyImageError, ImageError
-from cnn.preprocess import (
-    Step,
-    default_recipe,
-    is_blank,
-    load_image,
-    prepare_image,
-    preprocess_steps,
-    to_array,
-)
+from cnn.imageio import load_image, to_array
+from cnn.preprocess import Step, default_recipe, is_blank, prepare_image, preprocess_steps
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -286,6 +280,15 @@ def _image_in_mode(mode):
 
 MODES = ["1", "L", "LA", "P", "P+transparency", "RGB", "RGBA", "CMYK", "I;16", "I", "F"]
 
+# What to_array makes of each mode's glyph: (channels, ink level, background level) of the channel mean.
+# Transparency is composited against the ink (dark ink over white, light ink over black); 16/32-bit
+# images are stretched from their own range; float images ≤ 1 are read as 0..1; RGB's blue ink is (0, 0, 255).
+READ_AS = {
+    "1": (1, 0, 255), "L": (1, 255, 0), "LA": (1, 0, 255), "P": (3, 255, 0), "P+transparency": (3, 0, 255),
+    "RGB": (3, 85, 255), "RGBA": (3, 255, 0), "CMYK": (3, 0, 255), "I;16": (1, 255, 0), "I": (1, 255, 0),
+    "F": (1, 229.5, 25.5),
+}
+
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_loads_and_gives_a_sensible_result(mode):
@@ -294,15 +297,18 @@ def test_every_mode_loads_and_gives_a_sensible_result(mode):
     if fmt:
         loaded, _ = load_image(source)
         expected = mode.split("+")[0]
-        assert loaded.mode == expected or (expected == "I;16" and loaded.mode.startswith("I"))
+        # Some Pillow versions open 16-bit grayscale PNGs as "I" rather than "I;16".
+        assert loaded.mode == expected or (expected == "I;16" and loaded.mode == "I"), loaded.mode
     else:
         loaded = image
     pixels = to_array(loaded)
-    assert pixels.dtype == np.float32 and pixels.shape[:2] == (64, 64) and pixels.ndim in (2, 3)
-    assert pixels.min() >= 0 and pixels.max() <= 255
-    # Ink and background differ strongly whatever the mode.
+    channels, ink, background = READ_AS[mode]
+    assert pixels.dtype == np.float32 and pixels.shape == (64, 64) + ((3,) if channels == 3 else ())
+    # Each mode's values are read on the right scale (to_array clips to 0..255, so a range check proves nothing).
     gray = pixels if pixels.ndim == 2 else pixels.mean(axis=2)
     glyph = _glyph()
+    assert np.allclose(gray[glyph], ink, atol=1) and np.allclose(gray[~glyph], background, atol=1)
+    # Ink and background differ strongly whatever the mode.
     assert abs(gray[glyph].mean() - gray[~glyph].mean()) > 100
     # Through the whole pipeline: bright ink on a black background, centred.
     result = prepare_image(source, MNIST)

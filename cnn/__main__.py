@@ -81,6 +81,7 @@ def cmd_datasets(args):
 
 def cmd_models(args):
     from cnn.registry import list_models, models_dir
+    from cnn.text import accuracy_text, date_text
 
     infos = list_models()
     if not infos:
@@ -88,7 +89,7 @@ def cmd_models(args):
               "--dataset mnist-sample")
         return
     rows = [[i.name, i.dataset, i.preset, f"{i.params:,}",
-             f"{i.test_accuracy:.4f}" if i.test_accuracy is not None else "-", i.epochs, i.created] for i in infos]
+             accuracy_text(i.test_accuracy), i.epochs, date_text(i.created)] for i in infos]
     print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "created"]))
 
 
@@ -199,6 +200,7 @@ def cmd_predict(args):
     info, model = load_for_cli(args.name)
     from cnn.inference import predict_images
     from cnn.preprocess import INVERT_CHOICES, default_recipe
+    from cnn.text import probability_text
 
     results = predict_images(model, [(path, Path(path)) for path in args.images], info.input_shape,
                              info.class_names, invert=INVERT_CHOICES[args.invert],
@@ -216,7 +218,7 @@ def cmd_predict(args):
     else:
         for r in rows:
             others = "  ".join(f"{n}:{p:.3f}" for n, p in r["probabilities"].items())
-            print(f"{r['file']}: {r['prediction']} ({r['confidence']:.1%})   {others}")
+            print(f"{r['file']}: {r['prediction']} ({probability_text(r['confidence'])})   {others}")
     if failed:
         raise SystemExit(2)
 

@@ -165,7 +165,8 @@ def vector_bars(values, title: str, labels=None) -> go.Figure:
     values = [float(v) for v in values]
     fig = go.Figure(go.Bar(x=labels or list(range(len(values))), y=values,
                            hovertemplate="unit %{x}: %{y:.3g}<extra></extra>"))
-    fig.update_layout(title=title, height=260, xaxis_title="unit", margin={"l": 40, "r": 10, "t": 40, "b": 40})
+    fig.update_layout(title=title, height=260, xaxis={"title": "unit", "type": "category"},
+                      margin={"l": 40, "r": 10, "t": 40, "b": 40})
     return fig
 
 
@@ -328,8 +329,15 @@ def rate_trials(trials, chosen: float, loss_before: float, others_before: float 
     two = others_before is not None
     fig = make_subplots(rows=1, cols=2 if two else 1, horizontal_spacing=0.12, subplot_titles=(
         "loss on this image after one step", "accuracy on other test images")[: 2 if two else 1])
-    fig.add_trace(go.Scatter(x=rates, y=[t.loss for t in trials], mode="lines+markers", name="loss after",
-                             hovertemplate="rate %{x:g}: loss %{y:.4g}<extra></extra>"), row=1, col=1)
+    # A log axis from well below to well above the starting loss; wilder values sit on its edge as triangles.
+    low, high = max(loss_before, 1e-4) / 1e3, max(loss_before, 1e-4) * 30
+    losses = [min(max(t.loss, low), high) for t in trials]
+    fig.add_trace(go.Scatter(x=rates, y=losses, mode="lines+markers", name="loss after",
+                             customdata=[t.loss for t in trials],
+                             marker={"symbol": ["triangle-up" if t.loss > high else "triangle-down" if t.loss < low
+                                                else "circle" for t in trials], "size": 9},
+                             hovertemplate="rate %{x:g}: loss %{customdata:.4g}<extra></extra>"), row=1, col=1)
+    fig.update_yaxes(range=[math.log10(low), math.log10(high)], row=1, col=1)
     fig.add_hline(y=loss_before, line={"dash": "dash", "color": "#888"}, row=1, col=1,
                   annotation_text="before", annotation_position="top left")
     if two:

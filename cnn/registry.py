@@ -120,11 +120,11 @@ def list_models() -> list[ModelInfo]:
     return sorted(infos, key=lambda i: (i.created, i.name), reverse=True)
 
 
-def unique_name(base: str) -> str:
-    """`base`, or `base-2`, `base-3`, … whichever is free."""
+def unique_name(base: str, reserved=()) -> str:
+    """`base`, or `base-2`, `base-3`, … whichever is free (and not in `reserved`, e.g. a running job's name)."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:58] or "model"
     name, n = base, 1
-    while (models_dir() / name).exists():
+    while (models_dir() / name).exists() or name in reserved:
         n += 1
         name = f"{base}-{n}"
     return name

@@ -222,12 +222,12 @@ else:
     logits = lessons.dense(acts[names[-2]], *output.get_weights())
     probs = lessons.softmax(logits)
     table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": logits,
-                          "e^score": np.exp(logits - logits.max()), "probability": probs})
+                          "e^score": np.exp(logits - logits.max()), "probability": [probability_text(p) for p in probs],
+                          "share": probs})
     st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
                 f"(scores shifted by their max for stability). They sum to **{probs.sum():.6f}**.")
     st.dataframe(table, hide_index=True, width="stretch", key="learn_softmax",
-                 column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0,
-                                                                                max_value=1)})
+                 column_config={"share": st.column_config.ProgressColumn(" ", format=" ", min_value=0, max_value=1)})
     agree("softmax probabilities", probs, acts[output.name])
 
 # 6 ---------------------------------------------------------------------------------------------------------
@@ -239,8 +239,15 @@ rate = cols[0].slider("Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_ra
 seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
 dropped_out, mask = lessons.dropout(values, rate, seed=int(seed))
 shown = min(64, values.size)
-st.plotly_chart(maps_row({f"{target}: before": values[:shown][None, :], "after dropout": dropped_out[:shown][None, :]},
-                         height=160, shared=True), width="stretch", key="learn_dropout")
+side = int(np.ceil(np.sqrt(shown)))  # the first `shown` values as a square grid, one cell per value
+
+
+def as_grid(vector):
+    return np.pad(vector[:shown].astype(float), (0, side * side - shown), constant_values=np.nan).reshape(side, side)
+
+
+st.plotly_chart(maps_row({f"{target}: {shown} values before": as_grid(values), "after dropout": as_grid(dropped_out)},
+                         height=260, shared=True), width="stretch", key="learn_dropout")
 off = int((~mask).sum())
 sums = lessons.dropout_sums(values, rate, seed=int(seed))
 st.markdown(f"While training, dropout zeroes a random **{off} of {mask.size}** values ({off / mask.size:.0%}, rate "
@@ -272,9 +279,11 @@ else:
     cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
     cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
                    f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
-    cols[2].metric(f"p({info.class_names[label]})", probability_text(step_result.probabilities_after[label]),
-                   f"{(step_result.probabilities_after[label] - step_result.probabilities_before[label]) * 100:+.1f} "
-                   "points")
+    p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
+    cols[2].metric(f"p({info.class_names[label]})", probability_text(p_after),
+                   f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
+                   f"×{p_after / max(p_before, 1e-30):.3g}",
+                   help=f"before the step {p_before:.3g}, after it {p_after:.3g}")
     if step_result.others_before is not None:
         cols[3].metric("other test images right", f"{step_result.others_after:.1%}",
                        f"{(step_result.others_after - step_result.others_before) * 100:+.1f} points")

@@ -25,7 +25,8 @@ def fmt_seconds(seconds: float) -> str:
 def default_name() -> str:
     """A free registry name from the preset and the dataset, e.g. 'default-mnist-sample-2'."""
     spec, dataset = st.session_state[state.SPEC], st.session_state[state.DATASET]
-    return registry.unique_name(f"{spec.preset}-{dataset_slug(dataset)}")
+    job = state.current_job()  # its model is not saved yet while it trains: its name is taken all the same
+    return registry.unique_name(f"{spec.preset}-{dataset_slug(dataset)}", reserved={job.name} if job else ())
 
 
 def start_ui() -> None:
@@ -114,15 +115,8 @@ def show(snap, job) -> None:
                   help="Ends after the current batch; the model keeps its weights, is evaluated and saved")
     elif snap.state == "failed":
         st.error(snap.message)
-        if job.result is not None and snap.model_name is None:
-            st.button("Save the last good weights anyway", key="train_save_failed", on_click=save_last_good,
-                      args=(job,), help="The weights from before the failure, evaluated on the test split")
     elif snap.state == "stopped":
         st.warning(snap.message)
-        if snap.model_name and st.session_state.get(state.ACTIVE_MODEL) != snap.model_name:
-            st.button(f"Use {snap.model_name} as the active model", key="train_use_stopped",
-                      on_click=state.set_active_model, args=(snap.model_name,),
-                      help="A stopped run is saved but not made active: the active model stays as it was")
     else:
         st.success(snap.message)
     st.plotly_chart(training_curves(snap.curve, snap.epochs), width="stretch", key="train_curves")
@@ -150,5 +144,15 @@ if job is not None:
             st.rerun()  # the whole app: the sidebar shows the new active model
 
     live()
+    # What to do with a finished run's weights: outside the fragment, so that the whole page (and the
+    # sidebar's active model) is drawn again after a click.
+    if snap is not None and snap.state == "failed" and job.result is not None and snap.model_name is None:
+        st.button("Save the last good weights anyway", key="train_save_failed", on_click=save_last_good,
+                  args=(job,), help="The weights from before the failure, evaluated on the test split")
+    if snap is not None and snap.state == "stopped" and snap.model_name and \
+            st.session_state.get(state.ACTIVE_MODEL) != snap.model_name:
+        st.button(f"Use {snap.model_name} as the active model", key="train_use_stopped",
+                  on_click=state.set_active_model, args=(snap.model_name,),
+                  help="A stopped run is saved but not made active: the active model stays as it was")
     if snap is not None and not snap.running and snap.model_name:
         st.page_link("pages/predict.py", label=f"Try {snap.model_name} on your own drawing", icon=":material/draw:")

@@ -126,6 +126,10 @@ WATCH_SCRIPT = """
     }
   };
   new MutationObserver(scan).observe(document, {childList: true, subtree: true, characterData: true});
+  // Scroll at once, not smoothly: a click must land where the element is, not where it is gliding to.
+  const style = document.createElement("style");
+  style.textContent = "* { scroll-behavior: auto !important; }";
+  document.addEventListener("DOMContentLoaded", () => document.head.appendChild(style));
 })();
 """
 
@@ -243,3 +247,110 @@ def draw(page, strokes, canvas_selector: str = "canvas") -> None:
             page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=12)
         page.mouse.up()
     wait_idle(page)
+
+
+def combobox(page, label: str, within=None):
+    """The selectbox labelled `label` (its input: `.input_value()` is the shown choice)."""
+    return (within or page).get_by_role("combobox", name=label, exact=True).first
+
+
+def open_options(page, label: str, within=None) -> None:
+    """Open the option list of the selectbox labelled `label` (with its arrow button, as a person does)."""
+    combobox(page, label, within).click()
+    page.get_by_role("option").first.wait_for()
+
+
+def pick_nth(page, label: str, n: int, within=None) -> str:
+    """Pick the n-th option (0-based) of the selectbox labelled `label`; returns the option's text."""
+    open_options(page, label, within)
+    option = page.get_by_role("option").nth(n)
+    text = option.inner_text().strip()
+    option.click()
+    wait_idle(page)
+    return text
+
+
+def select(page, label: str, option: str, within=None) -> None:
+    """Pick `option` in the selectbox labelled `label` (the first one on the page, or in `within`)."""
+    open_options(page, label, within)
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_idle(page)
+
+
+def choose(page, option: str, within=None) -> None:
+    """Click an option of a segmented control (a visible 'radio' button) or of an st.radio (its label)."""
+    scope = within or page
+    segment = scope.locator('[data-testid="stButtonGroup"]').get_by_role("radio", name=option, exact=True)
+    if segment.count():
+        segment.first.click()
+    else:
+        labels = scope.locator("label") if within is not None else page.locator('[data-testid="stRadio"] label')
+        labels.filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
+    wait_idle(page)
+
+
+def radio_group(page, label: str):
+    """The st.radio labelled `label` (to choose within when several share option names)."""
+    return page.locator('[data-testid="stRadio"]').filter(
+        has=page.locator('[data-testid="stWidgetLabel"]', has_text=label))
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).first.click()
+    wait_idle(page)
+
+
+def click(page, name: str) -> None:
+    page.get_by_role("button", name=name, exact=True).first.click()
+    wait_idle(page)
+
+
+def nudge_slider(page, label: str, presses: int = 1, key: str = "ArrowRight") -> None:
+    """Move the slider labelled `label` by `presses` steps with the keyboard."""
+    thumb = page.locator('[data-testid="stSlider"]').filter(
+        has=page.locator('[data-testid="stWidgetLabel"]', has_text=label)).first.get_by_role("slider")
+    thumb.focus()
+    for _ in range(presses):
+        thumb.press(key)
+    wait_idle(page)
+
+
+def metric(page, label: str) -> str:
+    """The value of the st.metric labelled `label`."""
+    box = page.locator('[data-testid="stMetric"]').filter(
+        has=page.locator('[data-testid="stMetricLabel"]', has_text=label)).first
+    box.wait_for()
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+# Words split across two lines in any widget label, and metric values cut short with an ellipsis.
+LAYOUT_PROBLEMS = """
+() => {
+  const problems = [];
+  for (const label of document.querySelectorAll('[data-testid="stWidgetLabel"]')) {
+    const box = label.getBoundingClientRect();  // skip what is not on screen (e.g. a collapsed sidebar)
+    if (box.width < 20 || box.right <= 0 || box.left >= window.innerWidth) continue;
+    const walker = document.createTreeWalker(label, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const re = /\\S+/g;
+      let m;
+      while ((m = re.exec(node.textContent))) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) problems.push(`label word broken across lines: ${m[0]}`);
+      }
+    }
+  }
+  for (const value of document.querySelectorAll('[data-testid="stMetricValue"]')) {
+    const inner = value.querySelector('div') || value;
+    if (inner.scrollWidth > inner.clientWidth + 1) problems.push(`metric value cut: ${value.innerText}`);
+  }
+  return problems;
+}
+"""
+
+
+def layout_problems(page) -> list[str]:
+    return page.evaluate(LAYOUT_PROBLEMS)

@@ -244,6 +244,13 @@ def test_models_table_details_and_compare(saved_model, trained):
     at = open_app("models")
     rows = at.dataframe[0].value.to_dict("records")
     assert {r["name"] for r in rows} == {"small", "second"}
+    # Read like the rest of the app: accuracy as a percentage, parameters with separators, dates as dates.
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["test accuracy"]["type_config"]["format"] == "percent"
+    assert columns["parameters"]["type_config"]["format"] == "localized"
+    assert columns["created"]["type_config"] == {"type": "datetime", "format": "D MMM YYYY, HH:mm"}
+    assert str(at.dataframe[0].value["created"].dtype).startswith("datetime64")  # a time, not ISO text
+    assert rows[0]["dataset"] == "MNIST sample (embedded, offline)"
     at.selectbox(key="models_pick").set_value("second").run()
     assert any(m.label == "Test accuracy" and m.value == "90.00%" for m in at.metric)
     assert not at.get("multiselect")  # only the open tab (Details) is drawn

@@ -1,0 +1,91 @@
+"""In real Chromium, Predict as a person uses it: draw, upload, sample, switch inputs and come back to the
+drawing, open every view, pick Grad-CAM's class and layer, switch preprocessing steps off; then Learn follows
+the same drawing. The `page` fixture fails a test on any exception or error box."""
+import io
+import re
+
+import numpy as np
+from PIL import Image
+
+from tests.browser import choose, combobox, draw, go, metric, nav, open_tab, select, wait_idle
+
+ONE = [[(0.5, 0.15), (0.5, 0.85)]]  # a vertical stroke
+SEVEN = [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]
+
+
+def prediction(page) -> str:
+    return metric(page, "Prediction")
+
+
+def test_draw_switch_inputs_and_come_back_to_the_drawing(page, app_server, tmp_path):
+    go(page, app_server, "predict")
+    page.get_by_text("Draw something on the canvas").wait_for()
+    draw(page, SEVEN)
+    assert prediction(page) == "7"
+    confidence = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction").inner_text()
+    assert "100.0%" not in confidence and "confident" in confidence
+
+    # A test image of the model's dataset, and another one.
+    choose(page, "Sample")
+    page.get_by_text(re.compile(r"Test image #\d+ of MNIST")).first.wait_for()
+    page.get_by_text(re.compile(r"True label \d: (right|wrong)")).wait_for()
+    page.get_by_role("button", name="Next sample").click()
+    wait_idle(page)
+    page.get_by_text(re.compile(r"True label \d: (right|wrong)")).wait_for()
+
+    # An upload: a dark "1" on white paper, which the preprocessing inverts.
+    choose(page, "Upload")
+    paper = np.full((120, 90), 235, np.uint8)
+    paper[15:105, 40:52] = 20
+    path = tmp_path / "one.png"
+    Image.fromarray(paper).save(path)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    wait_idle(page)
+    assert prediction(page) == "1"
+
+    # Back to Draw: the seven is still on the canvas and still predicted.
+    choose(page, "Draw")
+    assert prediction(page) == "7"
+    draw(page, [[(0.3, 0.55), (0.6, 0.55)]])  # a bar across keeps it a seven and proves the canvas is live
+    assert prediction(page) == "7"
+
+
+def test_every_view_and_its_pickers(page, app_server):
+    go(page, app_server, "predict")
+    draw(page, SEVEN)
+    assert prediction(page) == "7"
+
+    # The preprocessing inspector: switching the centring off changes the model input.
+    page.get_by_text("Preprocessing inspector").click()
+    page.get_by_text("centre of mass centred").first.wait_for()
+    page.locator('[data-testid="stCheckbox"], [data-testid="stToggle"]').filter(has_text="centre").first.click()
+    wait_idle(page)
+    page.get_by_text("(off)").first.wait_for()
+
+    open_tab(page, "Activation maps")
+    select(page, "Layer", "conv2 — 8 × 8 × 32")
+    page.get_by_text("conv2: 32 feature maps").first.wait_for()
+    open_tab(page, "Filters")
+    page.get_by_text(re.compile("kernels of")).first.wait_for()
+    open_tab(page, "Grad-CAM & saliency")
+    assert combobox(page, "Explain class").input_value() == "the predicted class (7)"  # not "Choose an option"
+    page.get_by_text("Grad-CAM for '7'").first.wait_for()
+    select(page, "Explain class", "3")
+    page.get_by_text("Grad-CAM for '3'").first.wait_for()
+    select(page, "Layer", "conv1")
+    page.get_by_text("Grad-CAM for '3' at conv1").first.wait_for()
+    open_tab(page, "Robustness")
+    choose(page, "horizontal shift (pixels)")
+    page.get_by_text(re.compile(r"The prediction stays '7' for \d+ of 17 settings")).wait_for()
+
+
+def test_learn_follows_the_drawing(page, app_server):
+    go(page, app_server, "predict")
+    draw(page, ONE)
+    assert prediction(page) == "1"
+    ink = int(re.search(r"(\d+) ink pixels", page.get_by_text(re.compile(r"\d+ ink pixels")).inner_text()).group(1))
+    assert ink > 20
+    nav(page, "Learn")
+    page.get_by_text("your image from Predict").first.wait_for(timeout=60_000)
+    page.get_by_text(f"{ink} ink pixels").first.wait_for()
+    page.get_by_text("NumPy and Keras agree").first.wait_for()

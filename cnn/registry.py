@@ -138,8 +138,15 @@ def _strip_optimizer(model):
     return clone
 
 
-def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: bool = False) -> ModelInfo:
-    """Write the four files into a temporary folder, then rename it to models/<name> (atomic)."""
+# Optional files a model folder may hold besides FILES, written by save_model(extra_files=...) and copied by
+# rename/bundle/import: what other engine modules store with a model (calibration, training film, ...).
+EXTRA_FILES = ("calibration.json", "film.npz")
+
+
+def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: bool = False,
+               extra_files: dict[str, bytes] | None = None) -> ModelInfo:
+    """Write the four files (and any `extra_files`, named in EXTRA_FILES) into a temporary folder, then rename
+    it to models/<name> (atomic)."""
     import keras
     import tensorflow as tf
 
@@ -162,6 +169,10 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
         (tmp / "spec.json").write_text(spec.to_json() if hasattr(spec, "to_json") else json.dumps(spec, indent=2))
         (tmp / "history.json").write_text(json.dumps(history))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        for file, data in (extra_files or {}).items():
+            if file not in EXTRA_FILES:
+                raise RegistryError(f"unexpected model file {file!r} (allowed: {', '.join(EXTRA_FILES)})")
+            (tmp / file).write_bytes(data)
         if target.exists():
             trash = root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
             os.replace(target, trash)
@@ -218,7 +229,7 @@ def bundle_bytes(name: str) -> bytes:
     info = model_info(name)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in FILES:
+        for file in FILES + tuple(f for f in EXTRA_FILES if (info.path / f).is_file()):
             zf.write(info.path / file, f"{name}/{file}")
     return buffer.getvalue()
 

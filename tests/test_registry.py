@@ -128,3 +128,20 @@ def test_listing_needs_no_tensorflow(registry, trained):
                          env={**os.environ, "CNN_MODELS_DIR": str(registry)}, cwd=os.getcwd())
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['m1']"
+
+
+def test_extra_files_are_saved_and_bundled(registry, trained):
+    import io
+    import zipfile
+
+    from cnn.errors import RegistryError
+    from cnn.registry import bundle_bytes, save_model
+
+    result, spec, data = trained
+    info = save_model("extra", result.model, spec, result.history, {"dataset": data.name},
+                      extra_files={"calibration.json": b'{"temperature": 1.5}'})
+    assert (info.path / "calibration.json").read_bytes() == b'{"temperature": 1.5}'
+    assert "extra/calibration.json" in zipfile.ZipFile(io.BytesIO(bundle_bytes("extra"))).namelist()
+    with pytest.raises(RegistryError, match="unexpected model file"):
+        save_model("other", result.model, spec, result.history, {}, extra_files={"../x": b""})
+    assert not (registry / "other").exists()

@@ -1,11 +1,12 @@
-"""CNN Studio: the entry script. Page config and navigation; each page then calls state.page_setup()
-(per-tab state and the sidebar) first thing."""
+"""CNN Studio: the entry script. Installs the app's hook into Streamlit, sets the page config and the
+navigation; each page then calls chrome.page_setup() (this tab's state and the sidebar) first thing."""
 import streamlit as st
 
-from cnn import state
+from app import chrome, hooks, session
 
+hooks.install()  # before any training job runs: see app/hooks.py
 st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
-state.entry_script_ran()
+chrome.entry_script_ran()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -18,7 +19,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-goto = st.session_state.pop(state.GOTO, None)  # see state.page_setup
+goto = st.session_state.pop(session.GOTO, None)  # see chrome.page_setup
 if goto:
     st.switch_page(goto)
 page.run()

@@ -53,6 +53,7 @@ CATALOG = {
 }
 
 FOLDER = "folder:"  # the Dataset.name prefix of class-folder datasets, e.g. 'folder:shapes'
+UNKNOWN = "unknown"  # a saved model's dataset when nothing says which one it was trained on
 _HASH_PREFIX = re.compile(r"^[0-9a-f]{16}-")  # cache file names start or end with a content hash
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{16}$")
 
@@ -71,8 +72,10 @@ def folder_label(name) -> str:
 
 
 def dataset_title(name) -> str:
-    """What people call a dataset: the catalogue title, or 'class folders: <label>'."""
-    return CATALOG[name].title if name in CATALOG else f"class folders: {folder_label(name)}"
+    """What people call a dataset: the catalogue title, 'class folders: <label>', or 'unknown dataset'."""
+    if name in CATALOG:
+        return CATALOG[name].title
+    return "unknown dataset" if not name or name == UNKNOWN else f"class folders: {folder_label(name)}"
 
 
 def dataset_slug(name) -> str:

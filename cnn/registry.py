@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cnn.data import PROJECT_ROOT
+from cnn.data import PROJECT_ROOT, UNKNOWN
 from cnn.errors import RegistryError
 
 FILES = ("model.keras", "spec.json", "history.json", "metrics.json")
@@ -45,7 +45,7 @@ class ModelInfo:
 
     @property
     def dataset(self) -> str:
-        return self.metrics.get("dataset", "?")
+        return self.metrics.get("dataset", UNKNOWN)
 
     @property
     def preset(self) -> str:
@@ -241,7 +241,7 @@ def _guess_dataset(shape: tuple, classes: int) -> str:
         info = CATALOG[dataset]
         if tuple(info.input_shape) == tuple(shape) and len(info.class_names) == classes:
             return dataset
-    return "unknown"
+    return UNKNOWN
 
 
 def import_model(data: bytes, filename: str, name: str | None = None, allowed_shapes=(),

@@ -2,13 +2,14 @@
 import numpy as np
 import streamlit as st
 
-from cnn import state
+from app import chrome, resources
+from cnn.data import dataset_title
 from cnn.errors import CnnError
 from cnn.figures import confusion_heatmap, overlay, per_class_bars, probabilities_bar
 from cnn.inference import explain
 from cnn.text import accuracy_text, probability_text
 
-state.page_setup()
+tab = chrome.page_setup()
 
 GALLERY = 24  # images per gallery
 
@@ -54,20 +55,20 @@ def selected_cell(event) -> tuple[int, int] | None:
     return None
 
 
-st.title("Evaluate")
-info, model = state.require_active_model()
+chrome.title("Evaluate")
+info, model = chrome.require_active_model()
 try:
-    data = state.model_dataset(info)
+    data = resources.model_dataset(info)
 except CnnError as exc:
     st.warning(f"Cannot evaluate {info.name!r}: {exc}")
     st.stop()
 if tuple(data.input_shape) != tuple(info.input_shape):
     st.warning(f"{data.name} images are {data.input_shape} but {info.name!r} takes {info.input_shape}.")
     st.stop()
-state.show_dataset_note(info, data)
+chrome.show_dataset_note(info, data)
 
 bar = st.empty()
-evaluation = state.evaluation(info, on_progress=lambda done, total: bar.progress(
+evaluation = resources.evaluation(info, on_progress=lambda done, total: bar.progress(
     done / total, text=f"Evaluating {info.name} on {total:,} test images: {done:,} done"))
 bar.empty()
 
@@ -76,7 +77,7 @@ cols[0].metric("Test accuracy", accuracy_text(evaluation.accuracy))
 cols[1].metric("Test loss", f"{evaluation.loss:.4f}")
 cols[2].metric("Test images", f"{len(evaluation.y_true):,}")
 cols[3].metric("Mistakes", f"{int((evaluation.y_pred != evaluation.y_true).sum()):,}")
-st.caption(f"{info.name} on the {state.dataset_title(data.name)} test split · forward passes took "
+st.caption(f"{info.name} on the {dataset_title(data.name)} test split · forward passes took "
            f"{evaluation.seconds:.1f} s (batched)")
 
 st.subheader("Confusion matrix")
@@ -117,7 +118,7 @@ with hard_tab:
         st.caption("Not available for class-folder datasets (their training images are streamed from disk).")
     elif st.toggle(f"Scan the {data.num_train:,} training images", key="eval_scan_train"):
         bar = st.empty()
-        train_eval = state.evaluation(info, "train", on_progress=lambda done, total: bar.progress(
+        train_eval = resources.evaluation(info, "train", on_progress=lambda done, total: bar.progress(
             done / total, text=f"Scanning training images: {done:,}/{total:,}"))
         bar.empty()
         suspects = train_eval.hardest(GALLERY)
@@ -128,7 +129,7 @@ with hard_tab:
 with filters_tab:
     st.caption("A filter is dead when its ReLU output is zero everywhere on (almost) every test image: it has "
                "stopped learning. Measured on up to 2,000 test images.")
-    report = state.filter_report(info)
+    report = resources.filter_report(info)
     if not report:
         st.info("This model has no convolution layer.")
     for layer in report:

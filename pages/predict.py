@@ -3,17 +3,19 @@ activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every p
 import numpy as np
 import streamlit as st
 
-from cnn import lessons, state
+from app import chrome, resources, session
+from cnn import lessons
+from cnn.data import dataset_title
 from cnn.errors import CnnError, EmptyImageError, ImageError
 from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
                          sweep_lines, vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
 from cnn.imageio import ACCEPTED_FORMATS
-from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, prepare_image, preprocess_steps
+from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, optional_steps, prepare
 from cnn.text import probability_text
 
-state.page_setup()
+tab = chrome.page_setup()
 
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 
@@ -70,11 +72,11 @@ def upload_ui(model, info, invert, recipe):
 def sample_ui(info):
     """A random test image of the model's dataset (already a model input) and its true label."""
     try:
-        data = state.model_dataset(info)
+        data = resources.model_dataset(info)
     except CnnError as exc:
         st.warning(f"No samples: {exc}")
         return None, None
-    state.show_dataset_note(info, data)
+    chrome.show_dataset_note(info, data)
     if tuple(data.input_shape) != tuple(info.input_shape):
         st.warning(f"{info.dataset} images are {data.input_shape}, the model takes {info.input_shape}.")
         return None, None
@@ -85,7 +87,7 @@ def sample_ui(info):
         st.session_state[key] = int(np.random.default_rng().integers(data.num_test))
     index = st.session_state[key]
     label = int(data.y_test[index])
-    st.caption(f"Test image #{index} of {state.dataset_title(data.name)} — true label: "
+    st.caption(f"Test image #{index} of {dataset_title(data.name)} — true label: "
                f"**{data.class_names[label]}**")
     return data.x_test[index], label
 
@@ -94,25 +96,24 @@ def sample_ui(info):
 # Outputs
 # ---------------------------------------------------------------------------
 
-def inspector_ui(source, info, invert, recipe) -> tuple:
-    """Each preprocessing step's image, with switches for the optional ones; returns the disabled steps."""
-    st.caption("The same function prepares drawings, uploads and the CLI's files. Switch a step off to see "
-               "what it does to the prediction.")
-    steps = preprocess_steps(source, info.input_shape, invert=invert, recipe=recipe)
-    optional = [s.name for s in steps if s.name not in ("original", "grayscale", "rgb", "resize")]
-    cols = st.columns(max(len(optional), 1))
-    disabled = tuple(name for col, name in zip(cols, optional)
-                     if not col.toggle(name, value=True, key=f"predict_step_{name}"))
-    if disabled:
-        steps = preprocess_steps(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
-    cols = st.columns(len(steps))
-    for col, step in zip(cols, steps):
+def switches_ui(box, recipe: str) -> tuple:
+    """The inspector's switches for the recipe's optional steps; returns the steps switched off."""
+    box.caption("The same function prepares drawings, uploads and the CLI's files. Switch a step off to see "
+                "what it does to the prediction.")
+    optional = optional_steps(recipe)
+    cols = box.columns(max(len(optional), 1))
+    return tuple(name for col, name in zip(cols, optional)
+                 if not col.toggle(name, value=True, key=f"predict_step_{name}"))
+
+
+def steps_ui(box, steps) -> None:
+    """Each preprocessing step's image and what it did."""
+    for col, step in zip(box.columns(len(steps)) if steps else [], steps):
         with col:
             image = step.image if step.image.ndim == 2 else step.image.mean(axis=-1)
             st.plotly_chart(image_heatmap(image, height=170), width="stretch", key=f"predict_stepfig_{step.name}",
                             config={"displayModeBar": False})
             st.caption(f"**{step.name}**{' (off)' if not step.enabled else ''}: {step.note}")
-    return disabled
 
 
 def activations_ui(model, result) -> None:
@@ -145,8 +146,8 @@ def cam_ui(model, info, x, result_class: int):
     return (None if cls == predicted else cls), layer
 
 
-st.title("Predict")
-info, model = state.require_active_model()
+chrome.title("Predict")
+info, model = chrome.require_active_model()
 
 source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
 settings = st.columns(2)
@@ -168,24 +169,24 @@ else:
     source, name = draw_ui()
 
 if source is not None:
-    with st.expander("Preprocessing inspector", expanded=False):
-        try:
-            disabled = inspector_ui(source, info, invert, recipe)
-        except ImageError:
-            disabled = ()
-    try:
-        x = prepare_image(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
-    except EmptyImageError:
+    inspector = st.expander("Preprocessing inspector", expanded=False)
+    disabled = switches_ui(inspector, recipe)
+    steps = []
+    try:  # the recipe runs once: its steps for the inspector, its last step for the model
+        steps, x = prepare(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
+    except EmptyImageError as exc:
+        steps = exc.steps
         st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
                 "The image is blank: nothing to predict.")
     except ImageError as exc:
         st.error(str(exc))
+    steps_ui(inspector, steps)
 elif source_kind != "Sample":
     st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
 
 if x is None:
     st.stop()
-st.session_state[state.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
+st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
 
 probe = explain(model, x)
 cam_class, cam_layer = None, None

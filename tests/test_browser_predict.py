@@ -1,7 +1,6 @@
 """In real Chromium, Predict as a person uses it: draw, upload, sample, switch inputs and come back to the
 drawing, open every view, pick Grad-CAM's class and layer, switch preprocessing steps off; then Learn follows
 the same drawing. The `page` fixture fails a test on any exception or error box."""
-import io
 import re
 
 import numpy as np

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cnn import registry as reg
-from cnn import state
+from app import resources, session
+from app.session import Tab
 from tests.apptest import open_app, texts
 
 
@@ -48,7 +49,7 @@ def test_predict_upload_one_file(model_on_sample):
     probs = bars["data"][0]["y"]
     assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-3
     assert prediction.value == str(int(np.argmax(probs)))
-    stored = at.session_state[state.PREDICT_INPUT]
+    stored = at.session_state[session.PREDICT_INPUT]
     assert stored["x"].shape == (28, 28, 1) and stored["model"] == "small"
     # The upload was dark ink on light paper: auto-invert made the background black.
     assert stored["x"][0, 0, 0] == 0 and stored["x"].max() > 200
@@ -74,7 +75,7 @@ def test_predict_sample_shows_the_true_label_and_next(model_on_sample):
     true = next(c.value for c in at.caption if "true label" in c.value).split("**")[1]
     predicted = at.metric[0].value
     # the verdict agrees with the shown prediction (a small model may be wrong: then it must say so)
-    verdicts = texts(at, "success") + texts(at, "error")
+    verdicts = [t for t in texts(at, "success") + texts(at, "warning") if t.startswith("True label")]  # wrong: a warning
     assert verdicts == [f"True label {true}: {'right' if predicted == true else 'wrong'}"]
     assert (texts(at, "success") != []) == (predicted == true)
     for _ in range(3):  # a different random image (3 tries: a repeat is possible but unlikely)
@@ -212,7 +213,7 @@ def test_learn_controls_change_the_numbers(model_on_sample):
 def test_learn_uses_the_image_from_predict(model_on_sample):
     drawn = np.zeros((28, 28, 1), np.uint8)
     drawn[5:20, 12:15] = 255  # a "1" of 45 ink pixels
-    at = open_app("learn", **{state.PREDICT_INPUT: {"x": drawn, "model": "small", "label": None}})
+    at = open_app("learn", **{session.PREDICT_INPUT: {"x": drawn, "model": "small", "label": None}})
     text = learn_markdown(at)
     assert "**45 ink pixels**" in text
     assert any("your image from **Predict**" in c.value for c in at.caption)
@@ -246,10 +247,10 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
         raise OSError("no network")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
-    monkeypatch.setattr(state, "_stand_in_reasons", {})  # this process's memory of failed loads, reset after
-    state.load_dataset.clear()  # an earlier test may have cached the full set
+    monkeypatch.setattr(resources, "_stand_in_reasons", {})  # this process's memory of failed loads, reset after
+    resources.dataset.clear()  # an earlier test may have cached the full set
     try:
-        at = open_app("evaluate", **{state.ACTIVE_MODEL: "mnist-default"})
+        at = open_app("evaluate", tab=Tab(active_model="mnist-default"))
         note = next(s for s in texts(at, "info") if "is not on this server" in s)
         assert "MNIST sample (embedded, offline)" in note and "2,000 test images" in note
         assert "mnist-sample" not in note and "Error" not in note  # plain words; the details are folded away
@@ -265,4 +266,4 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
         assert any("of MNIST sample (embedded, offline) — true label" in c.value for c in at.caption)
         assert len(attempts) == 1  # one failed download, not one per rerun
     finally:
-        state.load_dataset.clear()
+        resources.dataset.clear()

@@ -2,9 +2,10 @@
 navigation; each page then calls chrome.page_setup() (this tab's state and the sidebar) first thing."""
 import streamlit as st
 
-from app import chrome, hooks, session
+from app import chrome, hooks, session, warmup
 
 hooks.install()  # before any training job runs: see app/hooks.py
+warmup.start()  # TensorFlow and the default model load in the background (once per process)
 st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
 chrome.entry_script_ran()
 

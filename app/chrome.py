@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import jobs, resources, session
+from app import jobs, resources, session, warmup
 from cnn import registry
 from cnn.data import CATALOG, dataset_title, is_folder
 from cnn.errors import CnnError
@@ -104,6 +104,7 @@ def require_active_model():
     if info is None:
         st.info("No active model: train one on **Train** or upload one on **Models**.")
         st.stop()
+    warmup.wait()  # TensorFlow may be loading in the background: let it finish rather than race it
     try:
         return info, resources.model(info.name)
     except CnnError as exc:

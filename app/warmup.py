@@ -1,12 +1,14 @@
 """Warm the server up in the background: import TensorFlow, load the default model and trace its compiled
 explainer once, so that the first visit to Predict does not wait 3–7 s for them.
 
-Started by the entry script on its first run in a process (Home itself never imports TensorFlow); pages that
-need TensorFlow call `wait()` first, so that no page imports it at the same time as this thread (two threads
+Started when the server starts (`lifespan`, given to st.App by streamlit_app.py) or, when the app runs some
+other way (AppTest), by the entry script's first run — Home itself never imports TensorFlow. Pages that need
+TensorFlow call `wait()` first, so that no page imports it at the same time as this thread (two threads
 importing a large package for the first time at once can see it half-initialised).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -63,3 +65,10 @@ def status() -> dict:
     """{'running': bool, 'seconds': float | None, 'error': str | None} for diagnostics and tests."""
     thread = _state["thread"]
     return {"running": bool(thread and thread.is_alive()), "seconds": _state["seconds"], "error": _state["error"]}
+
+
+@contextlib.asynccontextmanager
+async def lifespan(_server):
+    """The server's start-up hook (st.App): warm up in the background while the server starts serving."""
+    start()
+    yield

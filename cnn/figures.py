@@ -8,6 +8,7 @@ One colour language for every page (defined here, used everywhere):
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -128,36 +129,106 @@ def _square(fig: go.Figure, height: int, title: str | None) -> None:
     fig.update_layout(title=title, height=height, margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5})
 
 
-def _heatmap_grid(heatmaps, title: str, columns: int, row_height: int, min_height: int) -> go.Figure:
-    """go.Heatmap traces laid out `columns` to a row, each titled #i, square cells, shared axes styling."""
-    count = len(heatmaps)
-    cols = min(columns, count)
+# ---------------------------------------------------------------------------
+# Images sent as images: many small maps become ONE picture (a PNG in one go.Image trace), not dozens of
+# heatmap traces — a fraction of the bytes, drawn by the browser at once
+# ---------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=16)
+def _lookup_table(colorscale: str) -> np.ndarray:
+    """(256, 3) uint8 colours of a Plotly colour scale, from its low end to its high end."""
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    colours = sample_colorscale(colorscale, list(np.linspace(0, 1, 256)), colortype="rgb")
+    return np.array([unlabel_rgb(c) for c in colours]).round().clip(0, 255).astype(np.uint8)
+
+
+def colorize(values, style: dict) -> np.ndarray:
+    """Values → (H, W, 3) uint8 colours in the colour language (`style` from value_style); NaN cells white."""
+    values = np.asarray(values, dtype=float)
+    low, high = float(style["zmin"]), float(style["zmax"])
+    scaled = (values - low) / (high - low if high > low else 1.0)
+    index = np.clip(np.nan_to_num(scaled, nan=0.0) * 255, 0, 255).round().astype(np.intp)
+    colours = _lookup_table(style["colorscale"])[index]
+    colours[~np.isfinite(values)] = 255
+    return colours
+
+
+def tile(maps, columns: int, gap: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(N, H, W) maps laid out `columns` to a row with NaN gaps between them: (mosaic, top-left of each)."""
+    maps = np.asarray(maps, dtype=float)
+    count, height, width = maps.shape
+    cols = max(1, min(columns, count))
     rows = math.ceil(count / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"#{i}" for i in range(count)],
-                        horizontal_spacing=0.01, vertical_spacing=0.04 if rows > 1 else 0.02)
-    for i, heatmap in enumerate(heatmaps):
-        fig.add_trace(heatmap, row=i // cols + 1, col=i % cols + 1)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False, constrain="domain")
-    fig.update_annotations(font_size=9)
-    fig.update_layout(title=title, height=max(min_height, row_height * rows + 60),
-                      margin={"l": 5, "r": 5, "t": 50, "b": 5})
+    mosaic = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap), np.nan)
+    corners = []
+    for i in range(count):
+        top, left = (i // cols) * (height + gap), (i % cols) * (width + gap)
+        mosaic[top:top + height, left:left + width] = maps[i]
+        corners.append((top, left))
+    return mosaic, corners
+
+
+def png_uri(rgb: np.ndarray, scale: int = 1) -> str:
+    """A (H, W, 3) uint8 image as a PNG data URI (enlarged `scale` times with sharp pixels)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def picture(rgb: np.ndarray, title: str | None = None, height: int = 300, labels=(), style: dict | None = None,
+            legend: str | None = None) -> go.Figure:
+    """One image as a Plotly figure (zoomable, square pixels), with optional text labels at (row, col) and a
+    colour bar for `style`. The pixels travel as one PNG."""
+    rgb = np.asarray(rgb)
+    scale = max(1, min(8, 512 // max(rgb.shape[:2])))  # enlarge small images so the browser keeps them sharp
+    fig = go.Figure(go.Image(source=png_uri(rgb, scale), dx=1 / scale, dy=1 / scale, hoverinfo="skip"))
+    # All labels in one layout update: adding annotations one by one re-validates every earlier one.
+    fig.update_layout(annotations=[{"x": col, "y": row, "text": text, "showarrow": False, "xanchor": "left",
+                                    "yanchor": "bottom", "font": {"size": 9, "color": "#555"}, "yshift": 1}
+                                   for row, col, text in labels])
+    if style is not None and legend is not None:
+        bar = value_style([style["zmin"], style["zmax"]], style["colorscale"] == SIGNED, legend)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
+                                 marker={"colorscale": bar["colorscale"], "cmin": bar["zmin"], "cmax": bar["zmax"],
+                                         "showscale": True, "colorbar": bar["colorbar"], "color": [bar["zmin"]]}))
+    fig.update_xaxes(visible=False, range=[-0.5, rgb.shape[1] - 0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[rgb.shape[0] - 0.5, -1.5], scaleanchor="x")
+    fig.update_layout(title=title, height=height, margin={"l": 5, "r": 5, "t": 40 if title else 5, "b": 5},
+                      plot_bgcolor="white")
     return fig
 
 
+def map_mosaic(maps, title: str, signed: bool | None = None, columns: int = 8, legend: str = "value",
+               names=None, row_height: int = 110, min_height: int = 220) -> go.Figure:
+    """(N, H, W) maps as one labelled picture on ONE shared colour scale of the colour language."""
+    maps = np.asarray(maps, dtype=float)
+    style = value_style(maps, signed)
+    mosaic, corners = tile(maps, columns)
+    names = names if names is not None else [f"#{i}" for i in range(len(maps))]
+    rows = math.ceil(len(maps) / max(1, min(columns, len(maps))))
+    return picture(colorize(mosaic, style), title, max(min_height, row_height * rows + 60),
+                   [(top, left, name) for (top, left), name in zip(corners, names)], style, legend)
+
+
 def feature_maps(maps, title: str, shared_scale: bool = True, columns: int = 8, max_maps: int = 64) -> go.Figure:
-    """A layer's H×W×C output as a grid of C heatmaps (one per channel)."""
-    maps = np.asarray(maps)
-    count = min(maps.shape[-1], max_maps)
-    # Signed layers (batch norm, tanh) get the diverging scale, ReLU outputs the sequential one.
-    signed = bool((maps[..., :count] < 0).any())
-    heatmaps = []
-    for i in range(count):
-        style = value_style(maps[..., :count] if shared_scale else maps[..., i], signed,
-                            legend="activation" if shared_scale and i == 0 else None)
-        heatmaps.append(go.Heatmap(z=maps[..., i], **style,
-                                   hovertemplate=f"map {i}<br>row %{{y}}, col %{{x}}: %{{z:.3g}}<extra></extra>"))
-    return _heatmap_grid(heatmaps, title, columns, row_height=130, min_height=220)
+    """A layer's H×W×C output as one picture of C maps on one colour scale (signed layers such as batch norm
+    or tanh get the diverging scale, ReLU outputs the sequential one); `shared_scale` False scales each map
+    to its own range (then no colour bar)."""
+    maps = np.moveaxis(np.asarray(maps, dtype=float)[..., :max_maps], -1, 0)
+    if not shared_scale:
+        signed = bool((maps < 0).any())
+        maps = np.stack([m / (np.abs(m).max() or 1.0) if signed else m / (m.max() or 1.0) for m in maps])
+        return map_mosaic(maps, title + " (each map on its own scale)", signed, columns, legend=None)
+    return map_mosaic(maps, title, None, columns, legend="activation")
 
 
 def vector_bars(values, title: str, labels=None) -> go.Figure:
@@ -171,11 +242,10 @@ def vector_bars(values, title: str, labels=None) -> go.Figure:
 
 
 def kernels_grid(kernels, title: str, columns: int = 8) -> go.Figure:
-    """Conv kernels (filters, K, K, Cin) as heatmaps, channel-averaged, on the signed scale (red = positive)."""
-    kernels = np.asarray(kernels).mean(axis=-1)
-    heatmaps = [go.Heatmap(z=k, **value_style(kernels, signed=True, legend="weight" if i == 0 else None),
-                           hovertemplate=f"filter {i}: %{{z:.3f}}<extra></extra>") for i, k in enumerate(kernels)]
-    return _heatmap_grid(heatmaps, title, columns, row_height=120, min_height=200)
+    """Conv kernels (filters, K, K, Cin) channel-averaged, as one picture on the signed scale (red =
+    positive weight, blue = negative)."""
+    kernels = np.asarray(kernels, dtype=float).mean(axis=-1)
+    return map_mosaic(kernels, title, True, columns, legend="weight", row_height=100, min_height=200)
 
 
 def overlay(image, heat, title: str, colorscale: str = ATTENTION, opacity: float = 0.5) -> go.Figure:

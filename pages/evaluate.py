@@ -80,14 +80,17 @@ cols[3].metric("Mistakes", f"{int((evaluation.y_pred != evaluation.y_true).sum()
 st.caption(f"{info.name} on the {dataset_title(data.name)} test split · forward passes took "
            f"{evaluation.seconds:.1f} s (batched)")
 
-st.subheader("Confusion matrix")
-normalise = st.toggle("Row-normalised (recall per true class)", key="eval_normalise")
-event = st.plotly_chart(confusion_heatmap(evaluation.confusion, info.class_names, normalise), width="stretch",
-                        key="eval_cm", on_select="rerun", selection_mode="points")
-cell = selected_cell(event)
-if cell is None:
-    st.caption("Click a cell to see those images.")
-else:
+@st.fragment
+def confusion_section() -> None:
+    """The matrix and the clicked cell's images: a click or the toggle reruns only this part."""
+    st.subheader("Confusion matrix")
+    normalise = st.toggle("Row-normalised (recall per true class)", key="eval_normalise")
+    event = st.plotly_chart(confusion_heatmap(evaluation.confusion, info.class_names, normalise), width="stretch",
+                            key="eval_cm", on_select="rerun", selection_mode="points")
+    cell = selected_cell(event)
+    if cell is None:
+        st.caption("Click a cell to see those images.")
+        return
     true, pred = cell
     indices = evaluation.cell(true, pred)
     st.markdown(f"**True {info.class_names[true]} predicted as {info.class_names[pred]}: {len(indices)} image(s)**"
@@ -95,20 +98,27 @@ else:
     order = indices[:GALLERY]
     gallery(order, [f"#{i} · {probability_text(evaluation.confidence[i], 0)}" for i in order], "eval_cell")
 
-st.subheader("Per class")
-rows = evaluation.per_class()
-left, right = st.columns([2, 3])
-left.dataframe(rows, hide_index=True, width="stretch", key="eval_per_class",
-               column_config={m: st.column_config.NumberColumn(format="%.3f") for m in ("precision", "recall", "f1")})
-right.plotly_chart(per_class_bars(rows), width="stretch", key="eval_per_class_fig")
 
-wrong_tab, hard_tab, filters_tab = st.tabs(["Misclassified", "Hardest examples", "Dead filters"])
-with wrong_tab:
-    wrong = evaluation.misclassified()[:GALLERY]
-    st.caption(f"{len(evaluation.misclassified())} mistakes; the most confident first (sure, and wrong).")
-    gallery(wrong, [f"#{i} · {info.class_names[evaluation.y_true[i]]}→{info.class_names[evaluation.y_pred[i]]} "
-                    f"{probability_text(evaluation.confidence[i], 0)}" for i in wrong], "eval_wrong")
-with hard_tab:
+@st.fragment
+def details_section() -> None:
+    """Misclassified, hardest and dead filters: only the open tab is computed, and its controls rerun only it."""
+    tabs = dict(zip(DETAILS, st.tabs(DETAILS, key="eval_tabs", on_change="rerun")))
+    if tabs["Misclassified"].open:
+        with tabs["Misclassified"]:
+            wrong = evaluation.misclassified()[:GALLERY]
+            st.caption(f"{len(evaluation.misclassified())} mistakes; the most confident first (sure, and wrong).")
+            gallery(wrong, [f"#{i} · {info.class_names[evaluation.y_true[i]]}→"
+                            f"{info.class_names[evaluation.y_pred[i]]} {probability_text(evaluation.confidence[i], 0)}"
+                            for i in wrong], "eval_wrong")
+    if tabs["Hardest examples"].open:
+        with tabs["Hardest examples"]:
+            hardest_ui()
+    if tabs["Dead filters"].open:
+        with tabs["Dead filters"]:
+            dead_filters_ui()
+
+
+def hardest_ui() -> None:
     hard = evaluation.hardest(GALLERY)
     st.caption("Test images with the highest loss (−log p(true class)).")
     gallery(hard, [f"#{i} · {info.class_names[evaluation.y_true[i]]} loss {evaluation.losses[i]:.1f}"
@@ -126,16 +136,32 @@ with hard_tab:
                  caption=[f"train #{i} · labelled {info.class_names[data.y_train[i]]}, model says "
                           f"{info.class_names[train_eval.y_pred[i]]} {probability_text(train_eval.confidence[i], 0)}"
                           for i in suspects])
-with filters_tab:
+
+
+def dead_filters_ui() -> None:
     st.caption("A filter is dead when its ReLU output is zero everywhere on (almost) every test image: it has "
                "stopped learning. Measured on up to 2,000 test images.")
     report = resources.filter_report(info)
     if not report:
         st.info("This model has no convolution layer.")
     for layer in report:
-        st.markdown(f"**{layer['layer']}** ({layer['activation']}): {layer['dead']} of {layer['filters']} filters dead "
-                    f"({layer['dead_share']:.0%})")
+        st.markdown(f"**{layer['layer']}** ({layer['activation']}): {layer['dead']} of {layer['filters']} filters "
+                    f"dead ({layer['dead_share']:.0%})")
         st.bar_chart({"mean activation": layer["mean_activation"]}, height=160)
 
-st.download_button("Download predictions (CSV)", evaluation.to_csv(), file_name=f"{info.name}-predictions.csv",
-                   mime="text/csv", key="eval_csv")
+
+DETAILS = ["Misclassified", "Hardest examples", "Dead filters"]
+confusion_section()
+
+st.subheader("Per class")
+rows = evaluation.per_class()
+left, right = st.columns([2, 3])
+left.dataframe(rows, hide_index=True, width="stretch", key="eval_per_class",
+               column_config={m: st.column_config.NumberColumn(format="%.3f") for m in ("precision", "recall", "f1")})
+right.plotly_chart(per_class_bars(rows), width="stretch", key="eval_per_class_fig")
+
+details_section()
+
+# The CSV (10,000 rows) is made only when the button is clicked, not on every rerun.
+st.download_button("Download predictions (CSV)", evaluation.to_csv, file_name=f"{info.name}-predictions.csv",
+                   mime="text/csv", key="eval_csv", on_click="ignore")

@@ -89,195 +89,225 @@ else:
                "colour: a red object is bright in the red panel and dark in the others. A conv kernel has one "
                "slice per channel.")
 
-# 2 ---------------------------------------------------------------------------------------------------------
-st.header("2 · Convolution")
-cols = st.columns(4)
-choice, custom, filter_index = kernel_ui(walk, cols)
-stride = cols[1].selectbox("Stride", [1, 2, 3], key="learn_stride")
-padding = cols[2].radio("Padding", ["valid", "same"], horizontal=True, key="learn_padding")
-try:
-    conv = walkthrough.convolution(model, walk, custom if choice == "custom" else choice, stride, padding, filter_index)
-except ValueError as exc:
-    st.error(str(exc))
-    st.stop()
-row, col = position_ui(conv.feature.shape, "Output", "learn")
-at = conv.at(row, col)
-if conv.slices is not None and C > 1:
-    st.caption("Colour: the kernel has one K×K slice per channel; shown for the red channel, the value sums all three.")
-left, right = st.columns(2)
-left.plotly_chart(values_heatmap(conv.source if conv.source.ndim == 2 else conv.source.mean(axis=-1),
-                                 "input ÷ 255, the patch outlined", (at.top, at.left, conv.size, conv.size),
-                                 kind="pixels", pixel_max=1, show_text=False, height=360), width="stretch",
-                  key="learn_conv_input")
-right.plotly_chart(values_heatmap(conv.feature, f"feature map {conv.feature.shape[0]}×{conv.feature.shape[1]}, "
-                                  f"output ({row}, {col}) outlined", (row, col, 1, 1), kind="signed", legend="value",
-                                  show_text=False, height=360), width="stretch", key="learn_conv_output")
-cols = st.columns(3)
-cols[0].plotly_chart(values_heatmap(at.window, "patch", kind="pixels", pixel_max=1, height=230), width="stretch",
-                     key="learn_patch")
-cols[1].plotly_chart(values_heatmap(conv.kernel, "kernel", kind="signed", height=230), width="stretch",
-                     key="learn_kernel_fig")
-cols[2].plotly_chart(values_heatmap(at.products, "patch ⊙ kernel", kind="signed", height=230),
-                     width="stretch", key="learn_products")
-bias_text = f" + bias {conv.bias:.4f} = **{at.value:.4f}**" if conv.filter_index is not None else ""
-st.markdown(f"Sum of the {conv.size * conv.size} products = **{at.value - conv.bias:.4f}**{bias_text} — the value at "
-            f"output ({row}, {col}).")
-st.markdown(f"Output size ⌊(W − K + 2P)/S⌋ + 1 with your numbers: height {conv.formulas[0]}, width {conv.formulas[1]}.")
-st.markdown("**Many filters, many features**: each kernel finds something different in the same image. "
-            "Signed maps use the diverging scale (blue negative, white 0, red positive); maps that cannot go "
-            "below 0 (the blur) use the sequential one.")
-st.plotly_chart(maps_row(walkthrough.classic_maps(walk, stride, padding)), width="stretch", key="learn_many")
-if conv.keras_difference is not None:
-    agree(f"{conv.layer}, filter {conv.filter_index}, after {conv.activation}", conv.keras_difference)
-elif conv.layer_setup is not None:
-    st.caption(f"Set stride {conv.layer_setup[0]} and padding '{conv.layer_setup[1]}' (the layer's own) to compare "
-               f"with Keras's {conv.layer}.")
-
-# 3 ---------------------------------------------------------------------------------------------------------
-st.header("3 · ReLU")
-activated = walkthrough.relu(conv.feature)
-st.plotly_chart(maps_row({"before ReLU (signed)": activated.before, "after ReLU = max(0, x) (never below 0)":
-                          activated.after}, kind=["signed", "unsigned"], height=300), width="stretch",
-                key="learn_relu")
-st.markdown(f"ReLU keeps positive values and sets negatives to 0: **{activated.zeroed} of {activated.before.size} "
-            f"values zeroed** ({activated.share:.0%}).")
-
-# 4 ---------------------------------------------------------------------------------------------------------
-st.header("4 · Pooling")
-cols = st.columns(4)
-mode = cols[0].radio("Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
-pool_size = cols[1].selectbox("Pool size", [2, 3], key="learn_pool")
-pool_stride = cols[2].selectbox("Stride", [None, 1, 2, 3], key="learn_pool_stride",
-                                format_func=lambda s: "= pool size" if s is None else str(s))
-pool_padding = cols[3].radio("Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
-try:
-    pool = walkthrough.pooling(activated.after, mode, pool_size, pool_stride, pool_padding)
-except ValueError as exc:
-    st.error(str(exc))
-    st.stop()
-ph, pw = pool.pooled.shape
-prow, pcol = position_ui(pool.pooled.shape, "Pooled", "learn_pool")
-window = pool.at(prow, pcol)
-left, mid, right = st.columns([2, 1, 2])
-left.plotly_chart(values_heatmap(pool.source, "ReLU map, the window outlined", (window.top, window.left, pool.size,
-                                                                                pool.size),
-                                 show_text=False, kind="unsigned", height=330), width="stretch",
-                  key="learn_pool_input")
-mid.plotly_chart(values_heatmap(window.window, "window", kind="unsigned", height=200), width="stretch",
-                 key="learn_window")
-mid.markdown(f"{'max' if mode == 'max' else 'mean'} = **{window.value:.4f}**")
-right.plotly_chart(values_heatmap(pool.pooled, f"pooled {ph}×{pw}", (prow, pcol, 1, 1), show_text=False,
-                                  kind="unsigned", height=330), width="stretch", key="learn_pooled")
-side = pool.source.shape[0]
-st.markdown(f"{side}×{pool.source.shape[1]} = {pool.source.size} values → {ph}×{pw} = {pool.pooled.size}: "
-            f"**{pool.fewer:.0%} fewer**. Shape arithmetic for this {side}×{pool.source.shape[1]} map pooled "
-            f"{pool.size}×{pool.size} with stride {pool.stride}: 'valid' {pool.formulas[0]}, 'same' {pool.formulas[1]}.")
-
-# 5 ---------------------------------------------------------------------------------------------------------
-st.header("5 · Flatten, dense, softmax")
-first_dense = walkthrough.dense_unit(model, walk, 0)
-if first_dense is None:
-    st.info("This model has no layer that turns feature maps into a vector (Flatten or global pooling).")
-else:
-    unit = st.slider(f"{first_dense.layer} unit", 0, first_dense.units - 1, 0, key="learn_unit")
-    d = walkthrough.dense_unit(model, walk, unit)
-    st.markdown(f"**{d.flatten}** turns the last feature maps ({' × '.join(map(str, d.maps_shape))}) into one "
-                f"vector of **{d.vector_size:,}** numbers.")
-    st.plotly_chart(vector_bars(d.products, f"the 20 largest input × weight products for unit {unit}",
-                                labels=[str(i) for i in d.top]), width="stretch", key="learn_dense")
-    st.markdown(f"Unit {unit}: Σ inputᵢ·weightᵢ over {d.inputs:,} inputs = {d.weighted_sum:.4f}, "
-                f"+ bias {d.bias:.4f} = **{d.value:.4f}** before {d.activation}.")
-    if d.keras_difference is not None:
-        agree(f"{d.layer} unit {unit}", d.keras_difference)
-    sm = walkthrough.softmax(model, walk)
-    table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": sm.logits,
-                          "e^score": sm.exponentials, "probability": [probability_text(p) for p in sm.probabilities],
-                          "share": sm.probabilities})
-    st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
-                f"(scores shifted by their max for stability). They sum to **{sm.probabilities.sum():.6f}**.")
-    st.dataframe(table, hide_index=True, width="stretch", key="learn_softmax",
-                 column_config={"share": st.column_config.ProgressColumn(" ", format=" ", min_value=0, max_value=1)})
-    agree("softmax probabilities", sm.keras_difference)
-
-# 6 ---------------------------------------------------------------------------------------------------------
-st.header("6 · Dropout")
-cols = st.columns(2)
-rate = cols[0].slider("Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
-seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
-drop = walkthrough.dropout(model, walk, rate, int(seed))
-shown = min(64, drop.values.size)
-side = int(np.ceil(np.sqrt(shown)))  # the first `shown` values as a square grid, one cell per value
-
-
-def as_grid(vector):
-    return np.pad(vector[:shown].astype(float), (0, side * side - shown), constant_values=np.nan).reshape(side, side)
-
-
-st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": as_grid(drop.values),
-                          "after dropout": as_grid(drop.dropped)}, height=260, shared=True), width="stretch",
-                key="learn_dropout")
-off = int((~drop.kept).sum())
-st.markdown(f"While training, dropout zeroes a random **{off} of {drop.kept.size}** values ({off / drop.kept.size:.0%}, "
-            f"rate {rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = **{drop.scale:.2f}**. One mask moves the "
-            f"sum: {drop.values.sum():.2f} → **{drop.dropped.sum():.2f}** here. The scaling makes it right *on "
-            f"average*: over {len(drop.sums):,} random masks the sum averages **{drop.sums.mean():.2f}** (single masks "
-            f"range {drop.sums.min():.2f} … {drop.sums.max():.2f}), so the next layer sees inputs of the same size in "
-            "training and in prediction. At prediction time dropout does nothing: the output is the input.")
-
-# 7 ---------------------------------------------------------------------------------------------------------
-st.header("7 · Learning: one gradient-descent step")
-first = walk.first_conv
-if first is None:
-    st.info("This model has no convolution layer to show.")
-else:
-    probs_now = walk.outputs[walk.output]
-    cols = st.columns(2)
-    classes = list(range(len(info.class_names)))
-    # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
-    label = cols[0].selectbox("Teach it that this image is", classes, index=runner_up(probs_now),
-                              format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
-                              key="learn_label")
-    suggested = resources.learning_step(info.name, info.mtime, x, label, None, first).learning_rate
-    lr = cols[1].select_slider("Learning rate", list(LEARNING_RATES), value=suggested, key=f"learn_lr_{label}",
-                               help="Suggested: the largest rate whose step lowers this image's loss without "
-                                    "costing the other test images accuracy")
-    step_result = resources.learning_step(info.name, info.mtime, x, label, lr, first)
-    f_idx = filter_index
+@st.fragment
+def convolution_to_pooling() -> None:
+    """Sections 2–4 (each builds on the one before): a control here reruns only these sections."""
+    # 2 ---------------------------------------------------------------------------------------------------------
+    st.header("2 · Convolution")
     cols = st.columns(4)
-    cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
-    cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
-                   f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
-    p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
-    cols[2].metric(f"p({info.class_names[label]})", probability_text(p_after),
-                   f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
-                   f"×{p_after / max(p_before, 1e-30):.3g}",
-                   help=f"before the step {p_before:.3g}, after it {p_after:.3g}")
-    if step_result.others_before is not None:
-        cols[3].metric("other test images right", f"{step_result.others_after:.1%}",
-                       f"{(step_result.others_after - step_result.others_before) * 100:+.1f} points")
-    if step_result.overshot:
-        st.warning(f"**The loss went up** ({step_result.loss_before:.4f} → {step_result.loss_after:.4f}): the step "
-                   f"overshot. The gradient only says which way is downhill *here*; a step of rate {lr:g} jumps so "
-                   "far that it lands higher on the other side of the valley. Smaller rates lower the loss — the "
-                   f"chart below shows which (suggested: {suggested:g}).")
-    elif step_result.others_before is not None and step_result.others_after < step_result.others_before - 0.01:
-        st.warning("This image's loss fell, but the model got **worse on other images**: a big step on one example "
-                   "drags every weight towards it. That is why training takes small steps on batches of many images.")
-    st.plotly_chart(rate_trials(step_result.trials, lr, step_result.loss_before, step_result.others_before),
-                    width="stretch", key="learn_rates")
-    st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
-                              "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
-                              "change −lr·gradient": (step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx],
-                              "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, kind="signed"),
-                    width="stretch", key="learn_step")
-    st.markdown(f"Size of the step: **‖lr·gradient‖ = {step_result.step_norm:.4g}** over all "
-                f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} weights (their own size ‖w‖ = "
-                f"{step_result.weight_norm:.4g}, so the step is {step_result.step_norm / step_result.weight_norm:.2%} "
-                f"of it); in {first} filter {f_idx} the largest single change is "
-                f"{np.abs(step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx].max():.4g}.")
-    st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4g}. The step "
-               "moves every weight against its gradient (w ← w − lr·∂loss/∂w), which lowers the loss when the step "
-               "is small enough. Done on a private copy — the active model is unchanged.")
+    choice, custom, filter_index = kernel_ui(walk, cols)
+    stride = cols[1].selectbox("Stride", [1, 2, 3], key="learn_stride")
+    padding = cols[2].radio("Padding", ["valid", "same"], horizontal=True, key="learn_padding")
+    try:
+        conv = walkthrough.convolution(model, walk, custom if choice == "custom" else choice, stride, padding, filter_index)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    row, col = position_ui(conv.feature.shape, "Output", "learn")
+    at = conv.at(row, col)
+    if conv.slices is not None and C > 1:
+        st.caption("Colour: the kernel has one K×K slice per channel; shown for the red channel, the value sums all three.")
+    left, right = st.columns(2)
+    left.plotly_chart(values_heatmap(conv.source if conv.source.ndim == 2 else conv.source.mean(axis=-1),
+                                     "input ÷ 255, the patch outlined", (at.top, at.left, conv.size, conv.size),
+                                     kind="pixels", pixel_max=1, show_text=False, height=360), width="stretch",
+                      key="learn_conv_input")
+    right.plotly_chart(values_heatmap(conv.feature, f"feature map {conv.feature.shape[0]}×{conv.feature.shape[1]}, "
+                                      f"output ({row}, {col}) outlined", (row, col, 1, 1), kind="signed", legend="value",
+                                      show_text=False, height=360), width="stretch", key="learn_conv_output")
+    cols = st.columns(3)
+    cols[0].plotly_chart(values_heatmap(at.window, "patch", kind="pixels", pixel_max=1, height=230), width="stretch",
+                         key="learn_patch")
+    cols[1].plotly_chart(values_heatmap(conv.kernel, "kernel", kind="signed", height=230), width="stretch",
+                         key="learn_kernel_fig")
+    cols[2].plotly_chart(values_heatmap(at.products, "patch ⊙ kernel", kind="signed", height=230),
+                         width="stretch", key="learn_products")
+    bias_text = f" + bias {conv.bias:.4f} = **{at.value:.4f}**" if conv.filter_index is not None else ""
+    st.markdown(f"Sum of the {conv.size * conv.size} products = **{at.value - conv.bias:.4f}**{bias_text} — the value at "
+                f"output ({row}, {col}).")
+    st.markdown(f"Output size ⌊(W − K + 2P)/S⌋ + 1 with your numbers: height {conv.formulas[0]}, width {conv.formulas[1]}.")
+    st.markdown("**Many filters, many features**: each kernel finds something different in the same image. "
+                "Signed maps use the diverging scale (blue negative, white 0, red positive); maps that cannot go "
+                "below 0 (the blur) use the sequential one.")
+    st.plotly_chart(maps_row(walkthrough.classic_maps(walk, stride, padding)), width="stretch", key="learn_many")
+    if conv.keras_difference is not None:
+        agree(f"{conv.layer}, filter {conv.filter_index}, after {conv.activation}", conv.keras_difference)
+    elif conv.layer_setup is not None:
+        st.caption(f"Set stride {conv.layer_setup[0]} and padding '{conv.layer_setup[1]}' (the layer's own) to compare "
+                   f"with Keras's {conv.layer}.")
+
+    # 3 ---------------------------------------------------------------------------------------------------------
+    st.header("3 · ReLU")
+    activated = walkthrough.relu(conv.feature)
+    st.plotly_chart(maps_row({"before ReLU (signed)": activated.before, "after ReLU = max(0, x) (never below 0)":
+                              activated.after}, kind=["signed", "unsigned"], height=300), width="stretch",
+                    key="learn_relu")
+    st.markdown(f"ReLU keeps positive values and sets negatives to 0: **{activated.zeroed} of {activated.before.size} "
+                f"values zeroed** ({activated.share:.0%}).")
+
+    # 4 ---------------------------------------------------------------------------------------------------------
+    st.header("4 · Pooling")
+    cols = st.columns(4)
+    mode = cols[0].radio("Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
+    pool_size = cols[1].selectbox("Pool size", [2, 3], key="learn_pool")
+    pool_stride = cols[2].selectbox("Stride", [None, 1, 2, 3], key="learn_pool_stride",
+                                    format_func=lambda s: "= pool size" if s is None else str(s))
+    pool_padding = cols[3].radio("Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
+    try:
+        pool = walkthrough.pooling(activated.after, mode, pool_size, pool_stride, pool_padding)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    ph, pw = pool.pooled.shape
+    prow, pcol = position_ui(pool.pooled.shape, "Pooled", "learn_pool")
+    window = pool.at(prow, pcol)
+    left, mid, right = st.columns([2, 1, 2])
+    left.plotly_chart(values_heatmap(pool.source, "ReLU map, the window outlined", (window.top, window.left, pool.size,
+                                                                                    pool.size),
+                                     show_text=False, kind="unsigned", height=330), width="stretch",
+                      key="learn_pool_input")
+    mid.plotly_chart(values_heatmap(window.window, "window", kind="unsigned", height=200), width="stretch",
+                     key="learn_window")
+    mid.markdown(f"{'max' if mode == 'max' else 'mean'} = **{window.value:.4f}**")
+    right.plotly_chart(values_heatmap(pool.pooled, f"pooled {ph}×{pw}", (prow, pcol, 1, 1), show_text=False,
+                                      kind="unsigned", height=330), width="stretch", key="learn_pooled")
+    side = pool.source.shape[0]
+    st.markdown(f"{side}×{pool.source.shape[1]} = {pool.source.size} values → {ph}×{pw} = {pool.pooled.size}: "
+                f"**{pool.fewer:.0%} fewer**. Shape arithmetic for this {side}×{pool.source.shape[1]} map pooled "
+                f"{pool.size}×{pool.size} with stride {pool.stride}: 'valid' {pool.formulas[0]}, 'same' {pool.formulas[1]}.")
+
+
+
+convolution_to_pooling()
+
+@st.fragment
+def dense_and_softmax() -> None:
+    """Section 5: its slider reruns only this section."""
+    # 5 ---------------------------------------------------------------------------------------------------------
+    st.header("5 · Flatten, dense, softmax")
+    first_dense = walkthrough.dense_unit(model, walk, 0)
+    if first_dense is None:
+        st.info("This model has no layer that turns feature maps into a vector (Flatten or global pooling).")
+    else:
+        unit = st.slider(f"{first_dense.layer} unit", 0, first_dense.units - 1, 0, key="learn_unit")
+        d = walkthrough.dense_unit(model, walk, unit)
+        st.markdown(f"**{d.flatten}** turns the last feature maps ({' × '.join(map(str, d.maps_shape))}) into one "
+                    f"vector of **{d.vector_size:,}** numbers.")
+        st.plotly_chart(vector_bars(d.products, f"the 20 largest input × weight products for unit {unit}",
+                                    labels=[str(i) for i in d.top]), width="stretch", key="learn_dense")
+        st.markdown(f"Unit {unit}: Σ inputᵢ·weightᵢ over {d.inputs:,} inputs = {d.weighted_sum:.4f}, "
+                    f"+ bias {d.bias:.4f} = **{d.value:.4f}** before {d.activation}.")
+        if d.keras_difference is not None:
+            agree(f"{d.layer} unit {unit}", d.keras_difference)
+        sm = walkthrough.softmax(model, walk)
+        table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": sm.logits,
+                              "e^score": sm.exponentials, "probability": [probability_text(p) for p in sm.probabilities],
+                              "share": sm.probabilities})
+        st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
+                    f"(scores shifted by their max for stability). They sum to **{sm.probabilities.sum():.6f}**.")
+        st.dataframe(table, hide_index=True, width="stretch", key="learn_softmax",
+                     column_config={"share": st.column_config.ProgressColumn(" ", format=" ", min_value=0, max_value=1)})
+        agree("softmax probabilities", sm.keras_difference)
+
+
+
+dense_and_softmax()
+
+@st.fragment
+def dropout_section() -> None:
+    """Section 6: its controls rerun only this section."""
+    # 6 ---------------------------------------------------------------------------------------------------------
+    st.header("6 · Dropout")
+    cols = st.columns(2)
+    rate = cols[0].slider("Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
+    seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
+    drop = walkthrough.dropout(model, walk, rate, int(seed))
+    shown = min(64, drop.values.size)
+    side = int(np.ceil(np.sqrt(shown)))  # the first `shown` values as a square grid, one cell per value
+
+
+    def as_grid(vector):
+        return np.pad(vector[:shown].astype(float), (0, side * side - shown), constant_values=np.nan).reshape(side, side)
+
+
+    st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": as_grid(drop.values),
+                              "after dropout": as_grid(drop.dropped)}, height=260, shared=True), width="stretch",
+                    key="learn_dropout")
+    off = int((~drop.kept).sum())
+    st.markdown(f"While training, dropout zeroes a random **{off} of {drop.kept.size}** values ({off / drop.kept.size:.0%}, "
+                f"rate {rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = **{drop.scale:.2f}**. One mask moves the "
+                f"sum: {drop.values.sum():.2f} → **{drop.dropped.sum():.2f}** here. The scaling makes it right *on "
+                f"average*: over {len(drop.sums):,} random masks the sum averages **{drop.sums.mean():.2f}** (single masks "
+                f"range {drop.sums.min():.2f} … {drop.sums.max():.2f}), so the next layer sees inputs of the same size in "
+                "training and in prediction. At prediction time dropout does nothing: the output is the input.")
+
+
+
+dropout_section()
+
+@st.fragment
+def learning_section() -> None:
+    """Section 7: its controls rerun only this section (it shows the filter picked in section 2)."""
+    # 7 ---------------------------------------------------------------------------------------------------------
+    st.header("7 · Learning: one gradient-descent step")
+    first = walk.first_conv
+    if first is None:
+        st.info("This model has no convolution layer to show.")
+    else:
+        probs_now = walk.outputs[walk.output]
+        cols = st.columns(2)
+        classes = list(range(len(info.class_names)))
+        # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
+        label = cols[0].selectbox("Teach it that this image is", classes, index=runner_up(probs_now),
+                                  format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
+                                  key="learn_label")
+        suggested = resources.learning_step(info.name, info.mtime, x, label, None, first).learning_rate
+        lr = cols[1].select_slider("Learning rate", list(LEARNING_RATES), value=suggested, key=f"learn_lr_{label}",
+                                   help="Suggested: the largest rate whose step lowers this image's loss without "
+                                        "costing the other test images accuracy")
+        step_result = resources.learning_step(info.name, info.mtime, x, label, lr, first)
+        # The filter picked in section 2 (its widget keeps its value in the session).
+        f_idx = st.session_state.get("learn_filter", 0) if st.session_state.get("learn_kernel") == "model filter" \
+            else 0
+        cols = st.columns(4)
+        cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
+        cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
+                       f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
+        p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
+        cols[2].metric(f"p({info.class_names[label]})", probability_text(p_after),
+                       f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
+                       f"×{p_after / max(p_before, 1e-30):.3g}",
+                       help=f"before the step {p_before:.3g}, after it {p_after:.3g}")
+        if step_result.others_before is not None:
+            cols[3].metric("other test images right", f"{step_result.others_after:.1%}",
+                           f"{(step_result.others_after - step_result.others_before) * 100:+.1f} points")
+        if step_result.overshot:
+            st.warning(f"**The loss went up** ({step_result.loss_before:.4f} → {step_result.loss_after:.4f}): the step "
+                       f"overshot. The gradient only says which way is downhill *here*; a step of rate {lr:g} jumps so "
+                       "far that it lands higher on the other side of the valley. Smaller rates lower the loss — the "
+                       f"chart below shows which (suggested: {suggested:g}).")
+        elif step_result.others_before is not None and step_result.others_after < step_result.others_before - 0.01:
+            st.warning("This image's loss fell, but the model got **worse on other images**: a big step on one example "
+                       "drags every weight towards it. That is why training takes small steps on batches of many images.")
+        st.plotly_chart(rate_trials(step_result.trials, lr, step_result.loss_before, step_result.others_before),
+                        width="stretch", key="learn_rates")
+        st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
+                                  "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
+                                  "change −lr·gradient": (step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx],
+                                  "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, kind="signed"),
+                        width="stretch", key="learn_step")
+        st.markdown(f"Size of the step: **‖lr·gradient‖ = {step_result.step_norm:.4g}** over all "
+                    f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} weights (their own size ‖w‖ = "
+                    f"{step_result.weight_norm:.4g}, so the step is {step_result.step_norm / step_result.weight_norm:.2%} "
+                    f"of it); in {first} filter {f_idx} the largest single change is "
+                    f"{np.abs(step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx].max():.4g}.")
+        st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4g}. The step "
+                   "moves every weight against its gradient (w ← w − lr·∂loss/∂w), which lowers the loss when the step "
+                   "is small enough. Done on a private copy — the active model is unchanged.")
+
+
+
+learning_section()
 
 # 8 ---------------------------------------------------------------------------------------------------------
 st.header("8 · The hierarchy")

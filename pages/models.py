@@ -89,7 +89,7 @@ def manage_ui(info) -> None:
     active = tab.active_model == info.name
     cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
                    on_click=chrome.set_active_model, args=(info.name,), width="stretch")
-    cols[1].download_button("Download .zip", registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
+    cols[1].download_button("Download .zip", lambda: registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
                             mime="application/zip", key="models_download", width="stretch", on_click="ignore")
     new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
     cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name.strip() == info.name,

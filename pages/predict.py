@@ -7,8 +7,8 @@ from app import chrome, resources, session
 from cnn import lessons
 from cnn.data import dataset_title
 from cnn.errors import CnnError, EmptyImageError, ImageError
-from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
-                         sweep_lines, vector_bars)
+from cnn.figures import (LOW_CONFIDENCE, feature_maps, kernels_grid, overlay, probabilities_bar, sweep_lines,
+                         vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
 from cnn.imageio import ACCEPTED_FORMATS
@@ -107,13 +107,19 @@ def switches_ui(box, recipe: str) -> tuple:
 
 
 def steps_ui(box, steps) -> None:
-    """Each preprocessing step's image and what it did."""
+    """Each preprocessing step's image (sent as an image) and what it did."""
     for col, step in zip(box.columns(len(steps)) if steps else [], steps):
         with col:
-            image = step.image if step.image.ndim == 2 else step.image.mean(axis=-1)
-            st.plotly_chart(image_heatmap(image, height=170), width="stretch", key=f"predict_stepfig_{step.name}",
-                            config={"displayModeBar": False})
+            st.image(sharp(step.image, 150), width="stretch")
             st.caption(f"**{step.name}**{' (off)' if not step.enabled else ''}: {step.note}")
+
+
+def sharp(image, side: int = 224):
+    """A small uint8 image enlarged to about `side` pixels with square, sharp pixels (for st.image)."""
+    image = np.asarray(image)
+    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    scale = max(1, side // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
 def activations_ui(model, result) -> None:
@@ -133,6 +139,18 @@ def activations_ui(model, result) -> None:
                         key="predict_vector")
 
 
+def filters_ui(model) -> None:
+    """The first conv layer's kernels, the weights the model learned."""
+    if not conv_layers(model):
+        st.info("This model has no convolution layer.")
+        return
+    first = conv_layers(model)[0]
+    kernels = conv_kernels(model, first)
+    st.plotly_chart(kernels_grid(kernels, f"{first}: {len(kernels)} kernels of {kernels.shape[1]}×{kernels.shape[2]}"
+                                          f"×{kernels.shape[3]} (red = positive weight, blue = negative)"),
+                    width="stretch", key="predict_filters")
+
+
 def cam_ui(model, info, x, result_class: int):
     """Grad-CAM class and layer pickers; returns (class_index or None, layer name)."""
     cols = st.columns(2)
@@ -149,7 +167,8 @@ def cam_ui(model, info, x, result_class: int):
 chrome.title("Predict")
 info, model = chrome.require_active_model()
 
-source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
+source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source",
+                                 required=True)
 settings = st.columns(2)
 invert = INVERT_CHOICES[settings[0].selectbox("Invert (ink must be bright on dark)", list(INVERT_CHOICES), key="predict_invert",
                                       help="auto: invert when the background is light (dark ink on paper)")]
@@ -158,89 +177,96 @@ recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_def
                                help="mnist: crop, fit 20×20, centre by mass · fit: crop and fill · resize: "
                                     "centre-crop and resize (colour)")
 
-true_label, x, source = None, None, None
 if source_kind != "Draw":  # the canvas is not shown: keep its strokes for when it is opened again
     st.session_state[DRAWING] = st.session_state.get(f"{DRAWING}_now")
-if source_kind == "Sample":
-    x, true_label = sample_ui(info)
-elif source_kind == "Upload":
-    source, name = upload_ui(model, info, invert, recipe)
-else:
-    source, name = draw_ui()
 
-if source is not None:
-    inspector = st.expander("Preprocessing inspector", expanded=False)
-    disabled = switches_ui(inspector, recipe)
-    steps = []
-    try:  # the recipe runs once: its steps for the inspector, its last step for the model
-        steps, x = prepare(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
-    except EmptyImageError as exc:
-        steps = exc.steps
-        st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
-                "The image is blank: nothing to predict.")
-    except ImageError as exc:
-        st.error(str(exc))
-    steps_ui(inspector, steps)
-elif source_kind != "Sample":
-    st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
+VIEWS = ["Activation maps", "Filters", "Grad-CAM & saliency", "Robustness"]
 
-if x is None:
-    st.stop()
-st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
 
-probe = explain(model, x)
-cam_class, cam_layer = None, None
-top = int(probe.probabilities.argmax())
-head, chart = st.columns([1, 2])
-with head:
-    st.plotly_chart(image_heatmap(x[..., 0] if x.shape[-1] == 1 else x.mean(axis=-1), "model input "
-                                  f"({'×'.join(map(str, x.shape))})", height=240), width="stretch",
-                    key="predict_input_fig", config={"displayModeBar": False})
-    st.caption(f"{lessons.ink_pixels(x)} ink pixels")
-    st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probe.probabilities[top])} confident",
-              delta_color="off")
-    if probe.probabilities[top] < LOW_CONFIDENCE:
-        st.warning(f"Low confidence: the model is unsure (top probability "
-                   f"{probability_text(probe.probabilities[top], 0)}). "
-                   "Is this like the images it was trained on?")
-    if true_label is not None:
-        (st.success if true_label == top else st.warning)(
-            f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
-with chart:
-    st.plotly_chart(probabilities_bar(probe.probabilities, info.class_names, true_label), width="stretch",
-                    key="predict_probs")
-
-maps_tab, filters_tab, cam_tab, sweep_tab = st.tabs(["Activation maps", "Filters", "Grad-CAM & saliency",
-                                                     "Robustness"])
-with maps_tab:
-    activations_ui(model, probe)
-with filters_tab:
-    if conv_layers(model):
-        first = conv_layers(model)[0]
-        kernels = conv_kernels(model, first)
-        st.plotly_chart(kernels_grid(kernels, f"{first}: {len(kernels)} kernels of "
-                                              f"{kernels.shape[1]}×{kernels.shape[2]}×{kernels.shape[3]} "
-                                              "(red = positive weight, blue = negative)"),
-                        width="stretch", key="predict_filters")
+@st.fragment
+def prediction() -> None:
+    """Input → prediction → the open view. A stroke, an upload or 'Next sample' reruns only this part; the
+    prediction is sent before the view is computed, and only the open view is computed at all."""
+    true_label, x, source = None, None, None
+    if source_kind == "Sample":
+        x, true_label = sample_ui(info)
+    elif source_kind == "Upload":
+        source, _ = upload_ui(model, info, invert, recipe)
     else:
-        st.info("This model has no convolution layer.")
-with cam_tab:
-    cam_class, cam_layer = cam_ui(model, info, x, top)
-    result = explain(model, x, cam_class, cam_layer)
-    name = info.class_names[result.class_index]
-    cols = st.columns(2)
-    cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"), width="stretch",
-                         key="predict_gradcam")
-    cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", colorscale="Hot", opacity=0.6),
-                         width="stretch", key="predict_saliency")
-    st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that layer's "
-               "resolution). Saliency: which input pixels change the score most.")
-with sweep_tab:
-    kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
-                    format_func=lambda k: SWEEPS[k][1])
-    values, probs = robustness(model, x, kind)
-    st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top), width="stretch",
-                    key="predict_sweep_fig")
-    stable = values[probs.argmax(axis=1) == top]
-    st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
-               + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else "."))
+        source, _ = draw_ui()
+
+    if source is not None:
+        inspector = st.expander("Preprocessing inspector", expanded=False)
+        disabled = switches_ui(inspector, recipe)
+        steps = []
+        try:  # the recipe runs once: its steps for the inspector, its last step for the model
+            steps, x = prepare(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
+        except EmptyImageError as exc:
+            steps = exc.steps
+            st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
+                    "The image is blank: nothing to predict.")
+        except ImageError as exc:
+            st.error(str(exc))
+        steps_ui(inspector, steps)
+    elif source_kind != "Sample":
+        st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
+    if x is None:
+        return
+    st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
+
+    # The prediction first: one compiled pass (probabilities, every layer's output, the default Grad-CAM).
+    probe = explain(model, x)
+    top = int(probe.probabilities.argmax())
+    ink = lessons.ink_pixels(x)
+    head, chart = st.columns([1, 2])
+    with head:
+        st.image(sharp(x), caption=f"model input ({'×'.join(map(str, x.shape))}) · {ink} ink pixels",
+                 width=224)
+        st.metric("Prediction", str(info.class_names[top]),
+                  f"{probability_text(probe.probabilities[top])} confident", delta_color="off")
+        if probe.probabilities[top] < LOW_CONFIDENCE:
+            st.warning(f"Low confidence: the model is unsure (top probability "
+                       f"{probability_text(probe.probabilities[top], 0)}). "
+                       "Is this like the images it was trained on?")
+        if true_label is not None:
+            (st.success if true_label == top else st.warning)(
+                f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
+    with chart:
+        st.plotly_chart(probabilities_bar(probe.probabilities, info.class_names, true_label), width="stretch",
+                        key="predict_probs")
+
+    # Then the open view only (the tabs remember which one is open; the others cost nothing).
+    tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="predict_view", on_change="rerun")))
+    computed_for = f"For the image predicted as **{info.class_names[top]}** ({ink} ink pixels)."
+    if tabs["Activation maps"].open:
+        with tabs["Activation maps"]:
+            activations_ui(model, probe)
+            st.caption(computed_for)
+    if tabs["Filters"].open:
+        with tabs["Filters"]:
+            filters_ui(model)
+    if tabs["Grad-CAM & saliency"].open:
+        with tabs["Grad-CAM & saliency"]:
+            cam_class, cam_layer = cam_ui(model, info, x, top)
+            result = explain(model, x, cam_class, cam_layer)
+            name = info.class_names[result.class_index]
+            cols = st.columns(2)
+            cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"),
+                                 width="stretch", key="predict_gradcam")
+            cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", opacity=0.6),
+                                 width="stretch", key="predict_saliency")
+            st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that "
+                       "layer's resolution). Saliency: which input pixels change the score most. " + computed_for)
+    if tabs["Robustness"].open:
+        with tabs["Robustness"]:
+            kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
+                            format_func=lambda k: SWEEPS[k][1])
+            values, probs = robustness(model, x, kind)
+            st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top),
+                            width="stretch", key="predict_sweep_fig")
+            stable = values[probs.argmax(axis=1) == top]
+            st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
+                       + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else ".") + " " + computed_for)
+
+
+prediction()

@@ -90,10 +90,17 @@ def test_predict_views_change_with_their_controls(model_on_sample):
     at.segmented_control(key="predict_source").set_value("Sample").run()
     at.selectbox(key="predict_layer").set_value("conv2").run()
     grid = next(c for c in charts(at) if "conv2: 16 feature maps" in str(c["layout"].get("title", "")))
-    assert sum(1 for t in grid["data"] if t["type"] == "heatmap") == 16
+    # One picture for all 16 maps (sent as an image, not 16 heatmaps), each labelled.
+    assert [t["type"] for t in grid["data"] if t["type"] != "scatter"] == ["image"]
+    assert [a["text"] for a in grid["layout"]["annotations"]] == [f"#{i}" for i in range(16)]
+    assert not any("Grad-CAM" in str(c["layout"].get("title", "")) for c in charts(at))  # closed views cost nothing
+    at.session_state["predict_view"] = "Grad-CAM & saliency"  # what clicking the tab does
+    at.run()
     at.selectbox(key="predict_cam_class").set_value(3).run()
     titles = [str(c["layout"].get("title", "")) for c in charts(at)]
     assert any("Grad-CAM for '3' at conv2" in t for t in titles)
+    at.session_state["predict_view"] = "Robustness"
+    at.run()
     at.radio(key="predict_sweep").set_value("scale").run()
     sweep = next(c for c in charts(at) if c["layout"].get("xaxis", {}).get("title", {}).get("text") == "scale (×)")
     assert len(sweep["data"]) == 10
@@ -134,6 +141,9 @@ def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
     from cnn.data import load_dataset
 
     expected = filter_report(reg.load_model("small"), load_dataset("mnist-sample").x_test[:2000])
+    assert not [m for m in texts(at, "markdown") if "filters dead" in m]  # a closed tab is not computed
+    at.session_state["eval_tabs"] = "Dead filters"  # what clicking the tab does
+    at.run()
     shown = [m for m in texts(at, "markdown") if "filters dead" in m]
     assert shown == [f"**{r['layer']}** ({r['activation']}): {r['dead']} of {r['filters']} filters dead "
                      f"({r['dead_share']:.0%})" for r in expected] and shown

@@ -186,6 +186,23 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
     return model_info(name)
 
 
+def write_extra_file(name: str, file: str, data: bytes) -> Path:
+    """Add or replace one of EXTRA_FILES in an existing model's folder, atomically (a temporary file in the
+    same folder renamed over it): the model file and the other files are untouched."""
+    if file not in EXTRA_FILES:
+        raise RegistryError(f"unexpected model file {file!r} (allowed: {', '.join(EXTRA_FILES)})")
+    info = model_info(name)
+    handle, tmp = tempfile.mkstemp(prefix=f".tmp-{file}-", dir=info.path)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, info.path / file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return info.path / file
+
+
 def load_model(name: str):
     """The saved keras.Model, loaded with safe_mode=True (no arbitrary code, e.g. Lambda layers)."""
     import keras

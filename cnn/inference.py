@@ -120,12 +120,17 @@ def features_and_logits(model, x, layers=(), spatial_mean: bool = False,
     return named, penultimate, logits
 
 
-def predict_images(model, images, input_shape, class_names, invert="auto", recipe=None) -> list[dict]:
+def predict_images(model, images, input_shape, class_names, invert="auto", recipe=None,
+                   calibration=None) -> list[dict]:
     """Top class and all probabilities for each (name, image) pair, in order, in one batched pass.
 
     `image` is anything prepare_image accepts (path, bytes, PIL image, array). A file that cannot be read
     gets a row with its `error` message and no prediction, so one bad file never hides the others.
+    With a cnn.calibration.Calibration the probabilities are calibrated and each row also has
+    raw_probabilities, raw_confidence, temperature, ood_score, ood_threshold and unusual (score > threshold);
+    without one those are the raw softmax / None, and `calibrated` says which.
     """
+    from cnn.calibration import score_batch
     from cnn.errors import CnnError
     from cnn.preprocess import prepare_image
 
@@ -137,11 +142,18 @@ def predict_images(model, images, input_shape, class_names, invert="auto", recip
         except CnnError as exc:
             rows.append({"file": name, "error": str(exc)})
     if prepared:
-        probabilities = predict_proba(model, np.stack([x for _, x in prepared]))
-        for (i, _), probs in zip(prepared, probabilities):
+        scored = score_batch(model, calibration, np.stack([x for _, x in prepared]))
+        for j, (i, _) in enumerate(prepared):
+            probs, raw = scored.probabilities[j], scored.raw_probabilities[j]
             top = int(probs.argmax())
             rows[i].update(prediction=str(class_names[top]), class_index=top, confidence=float(probs[top]),
-                           probabilities={str(n): float(p) for n, p in zip(class_names, probs)})
+                           probabilities={str(n): float(p) for n, p in zip(class_names, probs)},
+                           calibrated=calibration is not None, temperature=float(scored.temperature),
+                           raw_confidence=float(raw[top]),
+                           raw_probabilities={str(n): float(p) for n, p in zip(class_names, raw)},
+                           ood_score=None if scored.scores is None else float(scored.scores[j]),
+                           ood_threshold=scored.threshold,
+                           unusual=None if scored.flagged is None else bool(scored.flagged[j]))
     return rows
 
 

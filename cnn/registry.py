@@ -196,6 +196,9 @@ def write_extra_file(name: str, file: str, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; model files are as readable as any other
         os.replace(tmp, info.path / file)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

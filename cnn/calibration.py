@@ -44,6 +44,8 @@ VERSION = 1
 FLAG_SHARE = 0.05  # the share of the model's own validation images the threshold flags
 BINS = 15  # equal-width confidence bins of the reliability diagram and the ECE (Guo et al. use 15)
 MAX_FIT_IMAGES = 20_000  # training images whose features give the class means and covariances
+MAX_FULL_COVARIANCE = 256  # wider features (e.g. a Flatten before the head) get a diagonal covariance: the file
+#                            stays small (a 1600×1600 precision would be 30 MB of JSON) and the fit fast
 TEMPERATURE_RANGE = (0.05, 20.0)  # the search interval of the temperature
 PARTS = ("penultimate", "early", "energy")  # the OOD score's components, in display order
 PART_TITLES = {
@@ -151,15 +153,17 @@ class ClassGaussians:
 
     layer: str  # the layer whose output these are (channel means for feature maps)
     means: np.ndarray  # (classes, D)
-    precision: np.ndarray  # (D, D) pseudo-inverse of the shared (Ledoit-Wolf shrunk) covariance
+    precision: np.ndarray  # (D, D) pseudo-inverse of the shared (Ledoit-Wolf shrunk) covariance; (D,) the
+    #                        inverse variances when the covariance is diagonal (D > MAX_FULL_COVARIANCE)
 
     def squared_distances(self, features) -> np.ndarray:
         """(N, classes) squared Mahalanobis distances (f − μ_c)ᵀ Σ⁻¹ (f − μ_c)."""
         f = np.asarray(features, dtype=np.float64)
         # Expanded: fᵀPf − 2 fᵀPμ + μᵀPμ, one matrix product per term.
-        fp = f @ self.precision
+        fp = f * self.precision if self.precision.ndim == 1 else f @ self.precision
+        mp = self.means * self.precision if self.precision.ndim == 1 else self.means @ self.precision
         quad_f = np.einsum("nd,nd->n", fp, f)
-        quad_mu = np.einsum("cd,de,ce->c", self.means, self.precision, self.means)
+        quad_mu = np.einsum("cd,cd->c", mp, self.means)
         return np.maximum(quad_f[:, None] - 2 * fp @ self.means.T + quad_mu[None, :], 0.0)
 
     def nearest(self, features) -> tuple[np.ndarray, np.ndarray]:
@@ -174,17 +178,22 @@ class ClassGaussians:
     def from_dict(cls, data) -> "ClassGaussians":
         layer = _field(data, "layer", str)
         means = _matrix(_field(data, "means", list), f"{layer} means")
-        precision = _matrix(_field(data, "precision", list), f"{layer} precision")
-        if precision.shape != (means.shape[1], means.shape[1]):
-            raise CalibrationError(f"{layer} precision is {precision.shape[0]}×{precision.shape[1]} but its means "
-                                   f"have {means.shape[1]} features")
+        rows = _field(data, "precision", list)
+        diagonal = bool(rows) and not isinstance(rows[0], list)
+        precision = _matrix([rows] if diagonal else rows, f"{layer} precision")
+        precision = precision[0] if diagonal else precision
+        width = means.shape[1]
+        if precision.shape not in ((width,), (width, width)) or (diagonal and (precision < 0).any()):
+            size = "×".join(map(str, precision.shape))
+            raise CalibrationError(f"{layer} precision is {size} but its means have {width} features (expected "
+                                   f"{width}×{width}, or {width} non-negative values for a diagonal one)")
         return cls(layer, means, precision)
 
 
 def fit_class_gaussians(layer: str, features, labels, num_classes: int) -> ClassGaussians:
     """Class means and the inverse of one covariance shared by all classes (Lee et al. 2018), estimated with
     Ledoit-Wolf shrinkage on the class-centred features and inverted with a pseudo-inverse (stable even with
-    dead ReLU units, whose variance is 0)."""
+    dead ReLU units, whose variance is 0). Features wider than MAX_FULL_COVARIANCE get a diagonal one."""
     from sklearn.covariance import LedoitWolf
 
     features = np.asarray(features, dtype=np.float64)
@@ -194,7 +203,13 @@ def fit_class_gaussians(layer: str, features, labels, num_classes: int) -> Class
         missing = ", ".join(str(c) for c in np.flatnonzero(present == 0))
         raise CalibrationError(f"cannot fit class centres: no training images of class(es) {missing}")
     means = np.stack([features[labels == c].mean(axis=0) for c in range(num_classes)])
-    covariance = LedoitWolf(assume_centered=True).fit(features - means[labels]).covariance_
+    centred = features - means[labels]
+    if features.shape[1] > MAX_FULL_COVARIANCE:
+        # Per-feature variances; a unit that never varies (dead ReLU) gets weight 0, like the pseudo-inverse.
+        variance = centred.var(axis=0)
+        floor = 1e-6 * max(float(variance.max()), 1e-12)
+        return ClassGaussians(layer, means, np.where(variance > floor, 1 / np.maximum(variance, floor), 0.0))
+    covariance = LedoitWolf(assume_centered=True).fit(centred).covariance_
     return ClassGaussians(layer, means, np.linalg.pinv(covariance, hermitian=True))
 
 
@@ -362,8 +377,8 @@ class Calibration:
         """Parse and check a calibration.json (it may come from an upload): CalibrationError naming the problem."""
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
-            raise CalibrationError(f"calibration.json is not valid JSON ({exc})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, RecursionError) as exc:
+            raise CalibrationError(f"calibration.json is not valid JSON ({type(exc).__name__})") from None
         if not isinstance(data, dict):
             raise CalibrationError("calibration.json must hold an object")
         version = data.get("version")

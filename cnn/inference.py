@@ -78,6 +78,7 @@ def _features_fn(model, names: tuple[str, ...], spatial_mean: bool):
     @tf.function(input_signature=[spec])
     def run(x):
         outs = multi(x, training=False)
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]  # one output comes back bare
         flat = [tf.reduce_mean(o, axis=(1, 2)) if spatial_mean and len(o.shape) == 4 else
                 tf.reshape(o, [tf.shape(o)[0], -1]) for o in outs]
         if softmax:

@@ -298,8 +298,10 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
                 if extra in members:
                     try:
                         extras[extra] = json.loads(zf.read(members[extra]))
-                    except (json.JSONDecodeError, UnicodeDecodeError):
+                    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                         raise RegistryError(f"{filename}: {extra} is not valid JSON") from None
+            if "calibration.json" in members:
+                extras["calibration.json"] = zf.read(members["calibration.json"])  # checked once the model is built
         else:
             raise RegistryError(f"{filename} is not a Keras model: no config.json or model.keras inside")
     model = _load_upload(keras_bytes, filename)
@@ -333,8 +335,26 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
     history = extras.get("history.json") if isinstance(extras.get("history.json"), dict) else {}
     base = name or filename.rsplit(".", 1)[0]
     target = check_name(name) if name else unique_name(base)
+    extra_files, note = _checked_calibration(extras.get("calibration.json"), ours)
+    if note:
+        keep["calibration_note"] = note
     return save_model(target, ours, spec, history,
-                      {**keep, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": filename})
+                      {**keep, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": filename},
+                      extra_files=extra_files)
+
+
+def _checked_calibration(data: bytes | None, model) -> tuple[dict | None, str]:
+    """A bundle's calibration.json kept only when it reads as a calibration and fits the model:
+    ({'calibration.json': data} or None, a note saying why it was left out, or '')."""
+    from cnn.calibration import Calibration, CalibrationError
+
+    if data is None:
+        return None, ""
+    try:
+        Calibration.from_json(data).check_model(model)
+    except (CalibrationError, RecursionError) as exc:
+        return None, f"the bundle's calibration.json was left out ({exc}); the model is uncalibrated"
+    return {"calibration.json": data}, ""
 
 
 def _load_upload(keras_bytes: bytes, filename: str):

@@ -391,3 +391,36 @@ def test_default_model_ece_after_the_temperature_is_small(default):
     scored = cal.score_batch(model, calibration, sample.x_test)
     assert cal.expected_calibration_error(scored.probabilities, sample.y_test) <= 0.01
     assert calibration.temperature > 1  # the default model was overconfident on its validation images
+
+
+# ---------------------------------------------------------------------------
+# Figures: arrays in, go.Figure out
+# ---------------------------------------------------------------------------
+
+def test_calibration_figures_show_what_they_say():
+    from cnn.figures import (FAMILIAR, UNUSUAL, distance_bars, ood_gauge, ood_histogram, reliability_diagram,
+                             temperature_bars)
+
+    logits, labels = overconfident(n=1000, sharpen=2.0)
+    before = cal.reliability(cal.softmax(logits), labels)
+    after = cal.reliability(cal.softmax(logits, 2.0), labels)
+    fig = reliability_diagram(before, after)
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert [f"ECE {before.ece:.4f}" in bars[0].name, f"ECE {after.ece:.4f}" in bars[1].name] == [True, True]
+    np.testing.assert_allclose(bars[0].y, before.accuracy[before.counts > 0])
+    assert len(reliability_diagram(before).data) == 2  # one series and the diagonal
+
+    scores = np.r_[np.zeros(95), np.full(5, 10.0)]
+    hist = ood_histogram(scores, threshold=5.0, marker=12.0)
+    colours = dict(zip(hist.data[0].x, hist.data[0].marker.color))
+    assert {c for x, c in colours.items() if x > 5} == {UNUSUAL} and {c for x, c in colours.items() if x < 5} == {FAMILIAR}
+    assert sum(hist.data[0].y) == 100 and "5.0% above" in hist.layout.annotations[0].text
+
+    gauge = ood_gauge(7.0, 3.0).data[0]
+    assert gauge.value == 7.0 and gauge.gauge.bar.color == UNUSUAL and gauge.gauge.threshold.value == 3.0
+    assert ood_gauge(-1.0, 3.0).data[0].gauge.bar.color == FAMILIAR
+
+    bars = temperature_bars("ab", [0.9, 0.1], [0.7, 0.3], 2.0).data
+    assert [list(b.y) for b in bars] == [[0.9, 0.1], [0.7, 0.3]] and "2.00" in bars[1].name
+    far = distance_bars("abc", [20.0, 25.0, 30.0], {"p50": 7.0, "p95": 11.0, "p99": 13.0})
+    assert far.data[0].marker.color[0] == UNUSUAL and len(far.layout.shapes) == 3

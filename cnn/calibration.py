@@ -725,6 +725,15 @@ def calibrate_model(name: str, dataset=None, flag_share: float = FLAG_SHARE, max
     return calibration
 
 
+def calibrate_if_possible(name: str, dataset=None, on_progress=None) -> tuple[Calibration | None, str]:
+    """For a model that arrived without a calibration (an upload): fit one when its dataset can be had here,
+    else leave it uncalibrated: (calibration, '') or (None, the reason, for people)."""
+    try:
+        return calibrate_model(name, dataset, on_progress=on_progress), ""
+    except CnnError as exc:
+        return None, f"uncalibrated (raw softmax, no out-of-distribution check): {exc}"
+
+
 def calibrate_trained(model, spec, dataset, on_progress=None) -> tuple[Calibration | None, str]:
     """After a training run: (the calibration, '') — or (None, why not) when it cannot be fitted (e.g. no
     validation split), so the model is saved uncalibrated instead of failing."""

@@ -290,6 +290,19 @@ def test_calibrate_adds_the_file_and_leaves_the_model_untouched(registry, traine
     assert not cal.calibration_summary(model_info("later"))["calibrated"]
 
 
+def test_an_upload_is_calibrated_when_its_dataset_is_at_hand_else_marked(registry, trained):
+    from cnn.registry import model_info, save_model
+
+    result, spec, data = trained
+    save_model("upload", result.model, spec, result.history, {"dataset": "mnist-sample"})
+    fitted, note = cal.calibrate_if_possible("upload", data)
+    assert fitted is not None and note == "" and cal.load_calibration(model_info("upload")) is not None
+    save_model("stranger", result.model, spec, result.history, {"dataset": "unknown"})
+    fitted, note = cal.calibrate_if_possible("stranger")
+    assert fitted is None and note.startswith("uncalibrated") and "--dataset" in note
+    assert cal.load_calibration(model_info("stranger")) is None
+
+
 def test_calibrate_refuses_a_dataset_that_does_not_fit(registry, trained):
     from cnn.data import Dataset
     from cnn.registry import save_model

@@ -405,8 +405,8 @@ class TrainingJob:
         """After a failed run (e.g. NaN loss): evaluate and save the weights training kept. ModelInfo."""
         if self.result is None or self.snapshot().running:
             raise TrainingError("there are no kept weights to save: the job is running or ended before training")
-        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name,
-                                             on_calibration_progress=self._on_calibrate)
+        # No progress callback: the job has ended and its state must stay 'failed'.
+        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name)
         with self._lock:
             self._model_name = info.name
             self._message += f" — the last good weights were saved as {info.name!r} " \

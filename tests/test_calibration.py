@@ -269,6 +269,25 @@ def test_training_saves_a_calibration_and_without_a_validation_split_says_why(re
     assert not cal.calibration_summary(info)["calibrated"]
 
 
+def test_a_streamed_folder_dataset_is_calibrated_on_its_held_out_split(registry, tmp_path):
+    from cnn.data import load_dataset
+    from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+    from cnn.train import train_and_save
+    from tests.test_data import make_class_folders
+
+    data = load_dataset(str(make_class_folders(tmp_path / "f", per_class=40)))
+    assert data.streamed and data.num_test >= 20
+    spec = ModelSpec(input_shape=data.input_shape, num_classes=3,
+                     layers=[Conv2D(4, 3), MaxPooling2D(2), Flatten(), Dense(8)],
+                     train=TrainConfig(epochs=1, batch_size=16))
+    seen = []
+    _, evaluation, info = train_and_save(spec, data, "folders", on_calibration_progress=lambda d, t: seen.append(d))
+    stored = cal.load_calibration(info)
+    assert stored.fitted_on["split"].startswith("held-out test split")
+    assert stored.fitted_on["fit_images"] == data.num_train and seen[-1] == data.num_train
+    assert stored.validation["images"] == data.num_test and evaluation.calibrated
+
+
 def test_calibrate_adds_the_file_and_leaves_the_model_untouched(registry, trained):
     from cnn.registry import model_info, save_model, write_extra_file
     from cnn.errors import RegistryError

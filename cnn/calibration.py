@@ -349,7 +349,9 @@ class Verdict:
     @property
     def message(self) -> str:
         """One sentence for people."""
-        unusual = f"more unusual than {self.percentile:.1%} of the images it was checked on"
+        from cnn.text import probability_text
+
+        unusual = f"more unusual than {probability_text(self.percentile)} of the images it was checked on"
         if self.flagged:
             return f"This doesn't look like anything the model was trained on (score {self.score:.1f} > " \
                    f"threshold {self.threshold:.1f}: {unusual}); its prediction means little here."
@@ -583,25 +585,43 @@ class Assessment:
     verdict: Verdict | None
 
 
-def assess(model, calibration: Calibration | None, x) -> Assessment:
-    """Calibrated probabilities and the verdict for ONE prepared image (H, W, C)."""
-    from cnn.inference import as_batch
+def features_from_activations(model, activations: dict, early: str | None) -> Features:
+    """The OOD score's Features of ONE image from the activations `explain()` already computed (no second
+    forward pass): penultimate = the head's input, early = channel means, logits = penultimate @ W + b."""
+    penultimate = np.asarray(activations[model.layers[-2].name], dtype=np.float64).reshape(1, -1)
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.layers[-1].get_weights())
+    early_means = None
+    if early is not None:
+        maps = np.asarray(activations[early], dtype=np.float64)
+        early_means = maps.reshape(-1, maps.shape[-1]).mean(axis=0)[None]
+    return Features(penultimate, early_means, penultimate @ kernel + bias)
+
+
+def assess(model, calibration: Calibration | None, x, activations: dict | None = None) -> Assessment:
+    """Calibrated probabilities and the verdict for ONE prepared image (H, W, C). Pass the `activations` of
+    cnn.inference.explain(model, x) to reuse its forward pass instead of running another."""
+    from cnn.inference import as_batch, has_softmax_head
 
     batch, single = as_batch(model, x)
     if not single:
         raise ValueError("assess() takes one image (H, W, C); use score_batch for batches")
+    early = calibration.ood.early.layer if calibration is not None and calibration.ood.early is not None else None
+    if activations is not None and has_softmax_head(model):
+        features = features_from_activations(model, activations, early)
+    else:
+        features = extract_features(model, batch, early)
+    logits = features.logits[0]
     if calibration is None:
-        scored = score_batch(model, None, batch)
-        return Assessment(scored.probabilities[0], scored.raw_probabilities[0], scored.logits[0], 1.0, None)
-    features = calibration.features(model, batch)
+        raw = softmax(logits)
+        return Assessment(raw, raw, logits, 1.0, None)
     ood = calibration.ood
     z = {p: float(v[0]) for p, v in ood.z_parts(features).items()}
     score = float(sum(z.values()))
     distance, nearest = ood.penultimate.nearest(features.penultimate)
     verdict = Verdict(score, ood.threshold, score > ood.threshold, ood.percentile(score), z, int(nearest[0]),
                       float(distance[0]), dict(ood.typical_distance))
-    return Assessment(softmax(features.logits[0], calibration.temperature), softmax(features.logits[0]),
-                      features.logits[0], calibration.temperature, verdict)
+    return Assessment(softmax(logits, calibration.temperature), softmax(logits), logits, calibration.temperature,
+                      verdict)
 
 
 # ---------------------------------------------------------------------------
@@ -634,14 +654,18 @@ class SoftmaxLesson:
         return float(self.probabilities.sum()), float(self.calibrated.sum())
 
 
-def softmax_lesson(model, calibration: Calibration | None, x, class_names) -> SoftmaxLesson:
-    """Why "99.9%" says nothing about whether an input makes sense, on the user's own prepared image (H, W, C)."""
-    result = assess(model, calibration, x)
+def softmax_lesson(model, calibration: Calibration | None, x, class_names,
+                   activations: dict | None = None) -> SoftmaxLesson:
+    """Why "99.9%" says nothing about whether an input makes sense, on the user's own prepared image (H, W, C)
+    (`activations` of explain() on it, if at hand, spare a forward pass)."""
+    result = assess(model, calibration, x, activations)
     logits = np.asarray(result.logits, dtype=np.float64)
     exponentials = np.exp(logits - logits.max())
     distances = typical = None
     if calibration is not None:
-        features = calibration.features(model, x[None] if np.ndim(x) == 3 else x)
+        early = calibration.ood.early.layer if calibration.ood.early is not None else None
+        features = features_from_activations(model, activations, early) if activations is not None else \
+            calibration.features(model, np.asarray(x)[None])
         distances = np.sqrt(calibration.ood.penultimate.squared_distances(features.penultimate)[0])
         typical = dict(calibration.ood.typical_distance)
     return SoftmaxLesson([str(c) for c in class_names], logits, exponentials, float(exponentials.sum()),

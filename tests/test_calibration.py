@@ -209,6 +209,20 @@ def test_assessment_and_lesson_of_one_input(fitted):
     assert uncalibrated.verdict is None and uncalibrated.temperature == 1.0
 
 
+def test_the_explain_pass_can_be_reused(fitted):
+    from cnn.inference import explain
+
+    model, calibration, x_val, _ = fitted
+    probe = explain(model, x_val[1])
+    reused = cal.assess(model, calibration, x_val[1], probe.activations)
+    fresh = cal.assess(model, calibration, x_val[1])
+    np.testing.assert_allclose(reused.probabilities, fresh.probabilities, atol=1e-5)
+    np.testing.assert_allclose(reused.raw_probabilities, probe.probabilities, atol=1e-5)
+    assert reused.verdict.score == pytest.approx(fresh.verdict.score, abs=1e-3)
+    lesson = cal.softmax_lesson(model, calibration, x_val[1], list("0123456789"), probe.activations)
+    assert lesson.distances.min() == pytest.approx(fresh.verdict.distance, rel=1e-4)
+
+
 def test_evaluation_carries_raw_and_calibrated_probabilities(fitted, trained):
     from cnn.metrics import evaluate
 

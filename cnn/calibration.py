@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.errors import CnnError, RegistryError
+from cnn.errors import CnnError
 
 FILE = "calibration.json"  # stored in the model's folder (registry.EXTRA_FILES)
 VERSION = 1

@@ -1,4 +1,4 @@
-"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,export-script}.
+"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,calibrate,export-script}.
 
 Bad arguments or files print one line naming the problem and exit with status 2 (1 for failed training).
 """
@@ -88,9 +88,15 @@ def cmd_models(args):
         print(f"no saved models in {models_dir()}; train one with: python -m cnn train --preset default "
               "--dataset mnist-sample")
         return
+    from cnn.calibration import calibration_summary
+
+    def calibrated(info) -> str:
+        summary = calibration_summary(info)
+        return f"T={summary['temperature']:.2f}" if summary["calibrated"] else "no"
+
     rows = [[i.name, i.dataset, i.preset, f"{i.params:,}",
-             accuracy_text(i.test_accuracy), i.epochs, date_text(i.created)] for i in infos]
-    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "created"]))
+             accuracy_text(i.test_accuracy), i.epochs, calibrated(i), date_text(i.created)] for i in infos]
+    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "calibrated", "created"]))
 
 
 class ProgressBar:
@@ -179,15 +185,29 @@ def cmd_evaluate(args):
     dataset = load_dataset(name, limit=args.limit)
     if tuple(dataset.input_shape) != info.input_shape:
         fail(f"model {info.name!r} takes {info.input_shape} images but {dataset.name} has {dataset.input_shape}")
-    result = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
+    from cnn.calibration import load_calibration
+
+    calibration = load_calibration(info)
+    if calibration is not None:
+        calibration.check_model(model)
+    result = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, calibration=calibration)
     if args.json:
         print(json.dumps({"model": info.name, "dataset": dataset.name, "accuracy": result.accuracy,
                           "loss": result.loss, "num_images": len(result.y_true),
                           "class_names": result.class_names, "confusion_matrix": result.confusion.tolist(),
-                          "per_class": result.per_class(), "seconds": round(result.seconds, 3)}, indent=2))
+                          "per_class": result.per_class(), "seconds": round(result.seconds, 3),
+                          **result.calibration_summary()}, indent=2))
         return
     print(f"{info.name} on {dataset.name} test split: accuracy {result.accuracy:.4f}, loss {result.loss:.4f}, "
           f"{len(result.y_true):,} images in {result.seconds:.1f} s")
+    if result.calibrated:
+        print(f"calibrated with temperature {result.temperature:.3f}: loss {result.raw_loss:.4f} → {result.loss:.4f}, "
+              f"expected calibration error {result.ece_before:.4f} → {result.ece_after:.4f}; "
+              f"{result.flagged_share:.1%} of the test images flagged as unusual (threshold "
+              f"{result.ood_threshold:.2f})")
+    else:
+        print(f"uncalibrated: raw softmax probabilities, no out-of-distribution check "
+              f"(run: python -m cnn calibrate {info.name})")
     names = [str(c)[:8] for c in result.class_names]
     print("\nconfusion matrix (rows = true, columns = predicted)")
     print(table([[n, *row] for n, row in zip(names, result.confusion.tolist())], ["", *names]))
@@ -198,29 +218,66 @@ def cmd_predict(args):
     if missing:
         fail(f"no such file: {', '.join(missing)}")
     info, model = load_for_cli(args.name)
+    from cnn.calibration import load_calibration
     from cnn.inference import predict_images
     from cnn.preprocess import INVERT_CHOICES, default_recipe
     from cnn.text import probability_text
 
+    calibration = load_calibration(info)
+    if calibration is not None:
+        calibration.check_model(model)
     results = predict_images(model, [(path, Path(path)) for path in args.images], info.input_shape,
                              info.class_names, invert=INVERT_CHOICES[args.invert],
-                             recipe=default_recipe(info.input_shape, info.dataset))
+                             recipe=default_recipe(info.input_shape, info.dataset), calibration=calibration)
     for r in results:
         if r["error"]:
             print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
-    rows = [{k: (round(v, 6) if k == "confidence" else v) for k, v in r.items() if k != "error"}
-            for r in results if not r["error"]]
+    rounding = {"confidence": 6, "raw_confidence": 6, "temperature": 4, "ood_score": 4, "ood_threshold": 4}
+    rows = [{k: (round(v, rounding[k]) if k in rounding and v is not None else v) for k, v in r.items()
+             if k != "error"} for r in results if not r["error"]]
     for r in rows:
         r["probabilities"] = {n: round(p, 6) for n, p in r["probabilities"].items()}
+        r["raw_probabilities"] = {n: round(p, 6) for n, p in r["raw_probabilities"].items()}
     failed = len(results) - len(rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
             others = "  ".join(f"{n}:{p:.3f}" for n, p in r["probabilities"].items())
-            print(f"{r['file']}: {r['prediction']} ({probability_text(r['confidence'])})   {others}")
+            verdict = "" if r["unusual"] is None else \
+                (f"   UNUSUAL: doesn't look like anything the model was trained on (score {r['ood_score']:.1f} > "
+                 f"{r['ood_threshold']:.1f})" if r["unusual"] else f"   looks familiar (score {r['ood_score']:.1f})")
+            print(f"{r['file']}: {r['prediction']} ({probability_text(r['confidence'])})   {others}{verdict}")
+        if rows and calibration is None:
+            print(f"note: {info.name} is uncalibrated: raw softmax, no out-of-distribution check "
+                  f"(run: python -m cnn calibrate {info.name})", file=sys.stderr)
     if failed:
         raise SystemExit(2)
+
+
+def cmd_calibrate(args):
+    from cnn.registry import model_info
+
+    info = model_info(args.name)  # fails fast, before TensorFlow loads
+    tf_ready()
+    from cnn.calibration import calibrate_model
+
+    print(f"calibrating {info.name} …", file=sys.stderr)
+    start = time.monotonic()
+    cal = calibrate_model(args.name, args.dataset, flag_share=args.flag_share, max_images=args.max_images)
+    v = cal.validation
+    print(f"{info.name}: temperature {cal.temperature:.4f} (validation NLL {v['nll_before']:.4f} → "
+          f"{v['nll_after']:.4f}, ECE {v['ece_before']:.4f} → {v['ece_after']:.4f} on {v['images']:,} images); "
+          f"OOD threshold {cal.ood.threshold:.3f} flags {v['flagged']:.1%} of them; class centres from "
+          f"{cal.fitted_on['fit_images']:,} training images of {cal.fitted_on['dataset']} "
+          f"({cal.fitted_on['split']}); wrote {info.path / 'calibration.json'} in {time.monotonic() - start:.1f} s")
+
+
+def share(text: str) -> float:
+    value = fraction(text)
+    if not value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be below 0.5, got {value}")
+    return value
 
 
 def cmd_export_script(args):
@@ -275,6 +332,16 @@ def build_parser() -> Parser:
                    help="make ink bright on dark (auto: when the background is light)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("calibrate", help="fit the temperature and the out-of-distribution score of a saved model "
+                                         "and add calibration.json to it (the model file is untouched)")
+    p.add_argument("name")
+    p.add_argument("--dataset", help="default: the dataset the model was trained on, split as its training was")
+    p.add_argument("--flag-share", type=share, default=0.05,
+                   help="share of the model's own validation images the threshold flags (default 0.05)")
+    p.add_argument("--max-images", type=positive, default=20_000,
+                   help="training images whose features give the class centres (default 20000)")
+    p.set_defaults(run=cmd_calibrate)
 
     p = sub.add_parser("export-script", help="print a standalone Keras script that rebuilds and trains a model")
     p.add_argument("name")

@@ -186,6 +186,26 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
     return model_info(name)
 
 
+def write_extra_file(name: str, file: str, data: bytes) -> Path:
+    """Add or replace one of EXTRA_FILES in an existing model's folder, atomically (a temporary file in the
+    same folder renamed over it): the model file and the other files are untouched."""
+    if file not in EXTRA_FILES:
+        raise RegistryError(f"unexpected model file {file!r} (allowed: {', '.join(EXTRA_FILES)})")
+    info = model_info(name)
+    handle, tmp = tempfile.mkstemp(prefix=f".tmp-{file}-", dir=info.path)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; model files are as readable as any other
+        os.replace(tmp, info.path / file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return info.path / file
+
+
 def load_model(name: str):
     """The saved keras.Model, loaded with safe_mode=True (no arbitrary code, e.g. Lambda layers)."""
     import keras
@@ -278,8 +298,10 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
                 if extra in members:
                     try:
                         extras[extra] = json.loads(zf.read(members[extra]))
-                    except (json.JSONDecodeError, UnicodeDecodeError):
+                    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                         raise RegistryError(f"{filename}: {extra} is not valid JSON") from None
+            if "calibration.json" in members:
+                extras["calibration.json"] = zf.read(members["calibration.json"])  # checked once the model is built
         else:
             raise RegistryError(f"{filename} is not a Keras model: no config.json or model.keras inside")
     model = _load_upload(keras_bytes, filename)
@@ -313,8 +335,26 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
     history = extras.get("history.json") if isinstance(extras.get("history.json"), dict) else {}
     base = name or filename.rsplit(".", 1)[0]
     target = check_name(name) if name else unique_name(base)
+    extra_files, note = _checked_calibration(extras.get("calibration.json"), ours)
+    if note:
+        keep["calibration_note"] = note
     return save_model(target, ours, spec, history,
-                      {**keep, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": filename})
+                      {**keep, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": filename},
+                      extra_files=extra_files)
+
+
+def _checked_calibration(data: bytes | None, model) -> tuple[dict | None, str]:
+    """A bundle's calibration.json kept only when it reads as a calibration and fits the model:
+    ({'calibration.json': data} or None, a note saying why it was left out, or '')."""
+    from cnn.calibration import Calibration, CalibrationError
+
+    if data is None:
+        return None, ""
+    try:
+        Calibration.from_json(data).check_model(model)
+    except (CalibrationError, RecursionError) as exc:
+        return None, f"the bundle's calibration.json was left out ({exc}); the model is uncalibrated"
+    return {"calibration.json": data}, ""
 
 
 def _load_upload(keras_bytes: bytes, filename: str):

@@ -228,26 +228,35 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
-                      on_eval_progress=None, overwrite: bool = False):
-    """Evaluate a TrainResult's model on the test split and save it: (Evaluation, ModelInfo)."""
+                      on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None):
+    """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
+    it on the test split and save it with its calibration.json: (Evaluation, ModelInfo).
+
+    A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why."""
+    from cnn.calibration import FILE, calibrate_trained
     from cnn.data import dataset_slug
     from cnn.metrics import evaluate
     from cnn.registry import save_model, unique_name
 
+    calibration, why = calibrate_trained(result.model, spec, dataset, on_progress=on_calibration_progress)
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
-                          on_progress=on_eval_progress)
+                          on_progress=on_eval_progress, calibration=calibration)
     metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
                "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
                "train_seconds": round(result.seconds, 2), "status": result.status}
+    if calibration is None:
+        metrics["calibration_note"] = why
+    extra = {FILE: calibration.to_json().encode()} if calibration is not None else None
     info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
-                      spec, result.history, metrics, overwrite=overwrite)
+                      spec, result.history, metrics, overwrite=overwrite, extra_files=extra)
     return evaluation, info
 
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
                    strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
-                   keep=None, callbacks=()):
-    """Train, evaluate on the test split and save to the registry: (TrainResult, Evaluation, ModelInfo).
+                   keep=None, callbacks=(), on_calibration_progress=None):
+    """Train, calibrate, evaluate on the test split and save to the registry: (TrainResult, Evaluation,
+    ModelInfo). on_calibration_progress(done, total or None) reports the calibration's training images.
 
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
     called as soon as training ends, before evaluation (so a caller holds the weights whatever follows).
@@ -262,7 +271,8 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
         keep(result)
     if result.status == "failed":
         return result, None, None
-    evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite)
+    evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite,
+                                         on_calibration_progress)
     return result, evaluation, info
 
 
@@ -311,10 +321,14 @@ class TrainingJob:
         # deadlock avoidance (seen here: pandas half-imported, Keras metrics lookups failing).
         import keras  # noqa: F401
         import pandas  # noqa: F401
+        import scipy.optimize  # noqa: F401
+        import scipy.special  # noqa: F401
+        import sklearn.covariance  # noqa: F401
         import sklearn.metrics  # noqa: F401
         import tensorflow  # noqa: F401
 
         import cnn.builder  # noqa: F401
+        import cnn.calibration  # noqa: F401
         import cnn.metrics  # noqa: F401
         import cnn.registry  # noqa: F401
 
@@ -352,6 +366,11 @@ class TrainingJob:
         with self._lock:
             self._state, self._message = "evaluating", f"evaluating on the test split: {done:,}/{total:,} images"
 
+    def _on_calibrate(self, done: int, total: int | None) -> None:
+        with self._lock:
+            of = f"/{total:,}" if total else ""
+            self._state, self._message = "evaluating", f"calibrating: features of {done:,}{of} training images"
+
     def _finish(self, state: str, message: str, model_name: str | None = None) -> None:
         with self._lock:
             self._state, self._message, self._model_name = state, message, model_name
@@ -364,7 +383,7 @@ class TrainingJob:
             result, evaluation, info = train_and_save(
                 self.spec, self.dataset, self.name, on_progress=self._on_progress, stop=self._stop,
                 on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep,
-                callbacks=self.callbacks)
+                callbacks=self.callbacks, on_calibration_progress=self._on_calibrate)
         except CnnError as exc:
             self._finish("failed", str(exc))
         except Exception as exc:  # noqa: BLE001 — the page must get a message, the log gets the traceback
@@ -386,6 +405,7 @@ class TrainingJob:
         """After a failed run (e.g. NaN loss): evaluate and save the weights training kept. ModelInfo."""
         if self.result is None or self.snapshot().running:
             raise TrainingError("there are no kept weights to save: the job is running or ended before training")
+        # No progress callback: the job has ended and its state must stay 'failed'.
         evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name)
         with self._lock:
             self._model_name = info.name

@@ -33,8 +33,10 @@ def cli_registry(tmp_path_factory):
 
 def test_train_saves_a_complete_model(cli_registry):
     folder = cli_registry / "cli-model"
-    assert sorted(p.name for p in folder.iterdir()) == ["history.json", "metrics.json", "model.keras", "spec.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["calibration.json", "history.json", "metrics.json",
+                                                        "model.keras", "spec.json"]
     metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["calibrated"] and metrics["ece_after"] >= 0 and metrics["temperature"] > 0
     assert metrics["dataset"] == "mnist-sample" and metrics["num_test"] == 1500 and metrics["epochs"] == 1
     assert metrics["test_accuracy"] > 0.6
     assert json.loads((folder / "spec.json").read_text())["preset"] == "keras-mnist-convnet"
@@ -65,11 +67,30 @@ def test_predict_files(cli_registry, tmp_path):
     rows = json.loads(cli("predict", "cli-model", *paths, "--json", registry=cli_registry).stdout)
     assert [r["file"] for r in rows] == paths
     for row in rows:
-        assert set(row["probabilities"]) == set("0123456789")
+        assert set(row["probabilities"]) == set("0123456789") == set(row["raw_probabilities"])
         assert sum(row["probabilities"].values()) == pytest.approx(1, abs=1e-3)
         assert row["prediction"] == max(row["probabilities"], key=row["probabilities"].get)
+        assert row["calibrated"] and row["unusual"] == (row["ood_score"] > row["ood_threshold"])
     text = cli("predict", "cli-model", paths[0], registry=cli_registry).stdout
-    assert text.startswith(paths[0] + ": ")
+    assert text.startswith(paths[0] + ": ") and ("UNUSUAL" in text or "looks familiar" in text)
+
+
+def test_calibrate_refits_and_keeps_the_model_file(cli_registry):
+    folder = cli_registry / "cli-model"
+    model_bytes = (folder / "model.keras").read_bytes()
+    (folder / "calibration.json").unlink()
+    assert "uncalibrated" in cli("evaluate", "cli-model", "--limit", "100", registry=cli_registry).stdout
+    out = cli("calibrate", "cli-model", "--flag-share", "0.1", registry=cli_registry)
+    flagged = float(out.stdout.split(" flags ")[1].split("%")[0])
+    assert "temperature" in out.stdout and abs(flagged - 10) <= 1
+    assert (folder / "model.keras").read_bytes() == model_bytes
+    assert json.loads((folder / "calibration.json").read_text())["ood"]["flag_share"] == 0.1
+    report = json.loads(cli("evaluate", "cli-model", "--json", "--limit", "300", registry=cli_registry).stdout)
+    assert report["calibrated"] and report["ece_before"] >= 0 and 0 <= report["ood_flagged_share"] <= 1
+    assert "T=" in cli("models", registry=cli_registry).stdout
+    bad = cli("calibrate", "cli-model", "--dataset", "cifar10-nowhere", registry=cli_registry, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: unknown dataset 'cifar10-nowhere'")
 
 
 def test_predict_bad_file_is_one_line(cli_registry, tmp_path):
@@ -94,6 +115,8 @@ def test_export_script(cli_registry, tmp_path):
     (["evaluate", "missing"], "no saved model named 'missing'"),
     (["predict", "missing", "nofile.png"], "no such file: nofile.png"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["calibrate", "missing"], "no saved model named 'missing'"),
+    (["calibrate", "x", "--flag-share", "0.7"], "--flag-share: must be below 0.5"),
 ])
 def test_bad_arguments_exit_nonzero_with_one_line(tmp_path, args, fragment):
     out = cli(*args, registry=tmp_path, check=False)

@@ -79,6 +79,18 @@ def stand_in_reason(dataset_name: str) -> str | None:
     return _stand_in_reasons.get(dataset_name)
 
 
+def calibration(info: registry.ModelInfo):
+    """(the model's cnn.calibration.Calibration or None, a note for people when it has none or it is damaged).
+    Loaded once per calibration file (cnn.calibration caches by the file's time)."""
+    from cnn.calibration import CalibrationError, calibration_summary, load_calibration
+
+    try:
+        found = load_calibration(info)
+    except CalibrationError as exc:
+        return None, str(exc)
+    return found, None if found is not None else calibration_summary(info)["note"]
+
+
 HELD_OUT = 300  # test images the Learn page's gradient step is checked against
 
 
@@ -115,7 +127,8 @@ def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
     cached = _evaluations().get(key)
     if cached is None:
         x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
-        cached = evaluate(model(info.name), x, y, data.class_names, on_progress=on_progress)
+        cached = evaluate(model(info.name), x, y, data.class_names, on_progress=on_progress,
+                          calibration=calibration(info)[0])
         _evaluations().put(key, cached)
     return cached
 

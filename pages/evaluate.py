@@ -5,7 +5,8 @@ import streamlit as st
 from app import chrome, resources
 from cnn.data import dataset_title
 from cnn.errors import CnnError
-from cnn.figures import confusion_heatmap, overlay, per_class_bars, probabilities_bar
+from cnn.figures import (confusion_heatmap, ood_histogram, overlay, per_class_bars, probabilities_bar,
+                         reliability_diagram)
 from cnn.inference import explain
 from cnn.text import accuracy_text, probability_text
 
@@ -116,6 +117,45 @@ def details_section() -> None:
     if tabs["Dead filters"].open:
         with tabs["Dead filters"]:
             dead_filters_ui()
+    if tabs["Calibration"].open:
+        with tabs["Calibration"]:
+            calibration_ui()
+    if tabs["Unusual inputs"].open:
+        with tabs["Unusual inputs"]:
+            unusual_ui()
+
+
+def calibration_ui() -> None:
+    """How far the model's confidence can be trusted: the reliability diagram before and after the temperature."""
+    if not evaluation.calibrated:
+        st.info(f"This model is uncalibrated: {resources.calibration(info)[1]}")
+    cols = st.columns(3)
+    cols[0].metric("Calibration error (ECE), raw softmax", f"{evaluation.ece_before:.4f}")
+    cols[1].metric("After temperature scaling", f"{evaluation.ece_after:.4f}",
+                   f"{evaluation.ece_after - evaluation.ece_before:+.4f}", delta_color="inverse")
+    cols[2].metric("Temperature", f"{evaluation.temperature:.2f}")
+    st.plotly_chart(reliability_diagram(evaluation.reliability(calibrated=False),
+                                        evaluation.reliability() if evaluation.calibrated else None),
+                    width="stretch", key="eval_reliability")
+    st.caption("Each bar: test images grouped by how confident the model was, and how often it was right. On the "
+               "diagonal, \"90% confident\" means right 90% of the time; below it, the model is over-sure. The "
+               "expected calibration error is the average gap, weighted by how many images each bar holds.")
+
+
+def unusual_ui() -> None:
+    """The out-of-distribution score of every test image, and the most unusual ones."""
+    if evaluation.ood_scores is None:
+        st.info(f"No out-of-distribution score for this model: {resources.calibration(info)[1]}")
+        return
+    st.plotly_chart(ood_histogram(evaluation.ood_scores, evaluation.ood_threshold,
+                                  title=f"{evaluation.flagged_share:.1%} of the test images score above the "
+                                        "threshold"), width="stretch", key="eval_ood")
+    st.caption("The score says how unlike the training images an input is, from the model's own features (the "
+               "threshold flags 5% of its validation images). Test images are like the training ones, so few "
+               "should be flagged; a scribble or a letter scores far higher. The most unusual test images:")
+    order = np.argsort(-evaluation.ood_scores, kind="stable")[:GALLERY]
+    gallery(order, [f"#{i} · score {evaluation.ood_scores[i]:.1f} · {info.class_names[evaluation.y_true[i]]}"
+                    for i in order], "eval_unusual")
 
 
 def hardest_ui() -> None:
@@ -150,7 +190,7 @@ def dead_filters_ui() -> None:
         st.bar_chart({"mean activation": layer["mean_activation"]}, height=160)
 
 
-DETAILS = ["Misclassified", "Hardest examples", "Dead filters"]
+DETAILS = ["Misclassified", "Hardest examples", "Dead filters", "Calibration", "Unusual inputs"]
 confusion_section()
 
 st.subheader("Per class")

@@ -11,7 +11,9 @@ from app import chrome, resources, session
 from cnn import lessons, walkthrough
 from cnn.data import dataset_title
 from cnn.errors import CnnError
-from cnn.figures import architecture_diagram, channels_row, maps_row, rate_trials, values_heatmap, vector_bars
+from cnn.calibration import softmax_lesson
+from cnn.figures import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, temperature_bars,
+                         values_heatmap, vector_bars)
 from cnn.inference import LEARNING_RATES, conv_layers, runner_up
 from cnn.spec import ModelSpec, SpecError, preset, validate
 from cnn.text import probability_text
@@ -213,11 +215,41 @@ def dense_and_softmax() -> None:
 
 dense_and_softmax()
 
+# 6 ---------------------------------------------------------------------------------------------------------
+st.header("6 · Why “99.9%” is not certainty")
+calibration, uncalibrated = resources.calibration(info)
+lesson = softmax_lesson(model, calibration, x, info.class_names, walk.outputs)
+top = lesson.top
+st.markdown(f"Softmax divides every e^score by their total (here **{lesson.total:.4g}**), so the probabilities "
+            f"**always add up to 1** — for a digit, a scribble or a blank page alike (here "
+            f"{lesson.sums[0]:.6f}). It only compares the scores with each other: subtracting 10 from every score "
+            f"gives exactly the same probabilities (largest difference "
+            f"{float(abs(lesson.shifted_probabilities - lesson.probabilities).max()):.1e}). So a probability of "
+            f"{probability_text(lesson.probabilities[top])} for **{info.class_names[top]}** only says "
+            f"{info.class_names[top]} beats the other classes — not that the input looks like anything the model "
+            "has seen.")
+if calibration is not None:
+    st.plotly_chart(temperature_bars(info.class_names, lesson.probabilities, lesson.calibrated, lesson.temperature),
+                    width="stretch", key="learn_temperature")
+    st.markdown(f"**Calibration** divides the scores by a temperature fitted on held-out images "
+                f"(T = {lesson.temperature:.2f}) so that confidence matches how often the model is right; it still "
+                "adds up to 1. To know whether the input makes sense, the model's **features** are compared with "
+                "those of its training images: below, the distance of this input's features to the centre of each "
+                "class, and (shaded) how far training images usually are from their own class's centre.")
+    st.plotly_chart(distance_bars(info.class_names, lesson.distances, lesson.typical_distance), width="stretch",
+                    key="learn_distances")
+    (st.warning if lesson.verdict.flagged else st.success)(lesson.verdict.message)
+    st.caption("Try it: on **Predict**, draw a scribble, a circle or a letter — softmax still reports a confident "
+               "class, while the score rises above the threshold.")
+else:
+    st.info(f"This model has no calibration, so there is no check of whether an input looks like its training "
+            f"images: {uncalibrated}")
+
 @st.fragment
 def dropout_section() -> None:
     """Section 6: its controls rerun only this section."""
     # 6 ---------------------------------------------------------------------------------------------------------
-    st.header("6 · Dropout")
+    st.header("7 · Dropout")
     cols = st.columns(2)
     rate = cols[0].slider("Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
     seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
@@ -249,7 +281,7 @@ dropout_section()
 def learning_section() -> None:
     """Section 7: its controls rerun only this section (it shows the filter picked in section 2)."""
     # 7 ---------------------------------------------------------------------------------------------------------
-    st.header("7 · Learning: one gradient-descent step")
+    st.header("8 · Learning: one gradient-descent step")
     first = walk.first_conv
     if first is None:
         st.info("This model has no convolution layer to show.")
@@ -310,7 +342,7 @@ def learning_section() -> None:
 learning_section()
 
 # 8 ---------------------------------------------------------------------------------------------------------
-st.header("8 · The hierarchy")
+st.header("9 · The hierarchy")
 st.markdown("Early layers respond to edges and strokes; later ones to larger parts, at lower resolution.")
 for name in conv_layers(model):
     maps = walk.outputs[name]

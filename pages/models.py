@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import chrome, resources, session
 from cnn import registry
+from cnn.calibration import calibrate_if_possible, calibration_summary
 from cnn.data import CATALOG, dataset_title
 from cnn.errors import CnnError
 from cnn.figures import compare_curves, history_curves
@@ -55,7 +56,27 @@ def upload_ui() -> None:
         else:
             chrome.set_active_model(info.name)
             session.flash(f"Imported {upload.name} as {info.name!r} and made it the active model.", "success")
+            if not calibration_summary(info)["calibrated"]:  # arrived without one: fit it if its data is here
+                with st.spinner("Calibrating it on its dataset…"):
+                    found, reason = calibrate_if_possible(info.name, dataset_for(info))
+                session.flash("Calibrated it on its dataset." if found is not None else reason.capitalize() + ".",
+                              "info")
     st.rerun()
+
+
+def dataset_for(info):
+    """The dataset to calibrate `info` on, if it can be had here (else None: calibrate_if_possible says why)."""
+    try:
+        return resources.model_dataset(info)
+    except CnnError:
+        return None
+
+
+def calibrate(name: str) -> None:
+    """Callback: fit (or refit) the model's calibration on its dataset."""
+    found, reason = calibrate_if_possible(name, dataset_for(registry.model_info(name)))
+    session.flash(f"Calibrated {name!r}: temperature {found.temperature:.2f}." if found is not None else
+                  reason.capitalize() + ".", "success" if found is not None else "warning")
 
 
 def rename(old: str) -> None:
@@ -123,6 +144,17 @@ def details_ui(info) -> None:
                        f"seed {cfg.seed}")
         except SpecError as exc:
             st.warning(f"Its spec.json cannot be read: {exc}")
+        summary = calibration_summary(info)
+        if summary["calibrated"]:
+            st.caption(f":material/tune: Calibrated: {summary['note']} (calibration error "
+                       f"{summary['ece_before']:.4f} → {summary['ece_after']:.4f} on its validation images).")
+        else:
+            st.caption(f":material/warning: {summary['note']}")
+        st.button("Recalibrate" if summary["calibrated"] else "Calibrate", key="models_calibrate", on_click=calibrate,
+                  args=(info.name,), help="Fit the temperature and the out-of-distribution statistics on the "
+                                          "model's own dataset (a few seconds)")
+        if m.get("calibration_note"):
+            st.caption(m["calibration_note"])
 
 
 def compare_ui(infos) -> None:

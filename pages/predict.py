@@ -7,8 +7,9 @@ from app import chrome, resources, session
 from cnn import lessons
 from cnn.data import dataset_title
 from cnn.errors import CnnError, EmptyImageError, ImageError
-from cnn.figures import (LOW_CONFIDENCE, feature_maps, kernels_grid, overlay, probabilities_bar, sweep_lines,
-                         vector_bars)
+from cnn.calibration import assess
+from cnn.figures import (LOW_CONFIDENCE, feature_maps, kernels_grid, ood_gauge, overlay, probabilities_bar,
+                         sweep_lines, temperature_bars, vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
 from cnn.imageio import ACCEPTED_FORMATS
@@ -59,9 +60,12 @@ def upload_ui(model, info, invert, recipe):
     if len(files) > 1:
         rows = [{"file": r["file"], "prediction": r.get("prediction", "–"),
                  "confidence": probability_text(r["confidence"]) if r.get("confidence") is not None else "–",
-                 "note": r["error"] or ("low confidence" if r["confidence"] < LOW_CONFIDENCE else "")}
+                 "note": r["error"] or "; ".join(n for n, on in (
+                     ("unusual: unlike its training images", r.get("unusual")),
+                     ("low confidence", r["confidence"] < LOW_CONFIDENCE)) if on)}
                 for r in predict_images(model, [(f.name, f.getvalue()) for f in files], info.input_shape,
-                                        info.class_names, invert=invert, recipe=recipe)]
+                                        info.class_names, invert=invert, recipe=recipe,
+                                        calibration=resources.calibration(info)[0])]
         st.dataframe(rows, hide_index=True, width="stretch", key="predict_results")
     names = [f.name for f in files]
     picked = st.selectbox("Look inside", names, key="predict_upload_pick") if len(files) > 1 else names[0]
@@ -139,6 +143,20 @@ def activations_ui(model, result) -> None:
                         key="predict_vector")
 
 
+def verdict_ui(verdict, calibration, uncalibrated: str | None, info) -> None:
+    """Beside the prediction: does the input look like the images the model was trained on?"""
+    thing = "digit" if info.dataset in ("mnist", "mnist-sample") else "image"
+    if verdict is None:
+        st.caption(f"No check of whether this looks like the model's training {thing}s: {uncalibrated}")
+        return
+    if verdict.flagged:
+        st.warning(f"**Doesn't look like a {thing} this model knows.** {verdict.message}")
+    else:
+        st.caption(f":material/check_circle: Looks like the {thing}s it was trained on.")
+    st.plotly_chart(ood_gauge(verdict.score, verdict.threshold, float(calibration.ood.quantiles[50])),
+                    width="stretch", key="predict_gauge", config={"displayModeBar": False})
+
+
 def filters_ui(model) -> None:
     """The first conv layer's kernels, the weights the model learned."""
     if not conv_layers(model):
@@ -214,26 +232,36 @@ def prediction() -> None:
         return
     st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
 
-    # The prediction first: one compiled pass (probabilities, every layer's output, the default Grad-CAM).
+    # The prediction first: one compiled pass (probabilities, every layer's output, the default Grad-CAM), then
+    # the calibrated probabilities and the verdict from the same pass's activations.
     probe = explain(model, x)
-    top = int(probe.probabilities.argmax())
+    calibration, uncalibrated = resources.calibration(info)
+    judged = assess(model, calibration, x, probe.activations)
+    probabilities = judged.probabilities
+    top = int(probabilities.argmax())
     ink = lessons.ink_pixels(x)
     head, chart = st.columns([1, 2])
     with head:
         st.image(sharp(x), caption=f"model input ({'×'.join(map(str, x.shape))}) · {ink} ink pixels",
                  width=224)
-        st.metric("Prediction", str(info.class_names[top]),
-                  f"{probability_text(probe.probabilities[top])} confident", delta_color="off")
-        if probe.probabilities[top] < LOW_CONFIDENCE:
+        st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probabilities[top])} confident",
+                  delta_color="off")
+        verdict_ui(judged.verdict, calibration, uncalibrated, info)
+        if probabilities[top] < LOW_CONFIDENCE:
             st.warning(f"Low confidence: the model is unsure (top probability "
-                       f"{probability_text(probe.probabilities[top], 0)}). "
-                       "Is this like the images it was trained on?")
+                       f"{probability_text(probabilities[top], 0)}).")
         if true_label is not None:
             (st.success if true_label == top else st.warning)(
                 f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
     with chart:
-        st.plotly_chart(probabilities_bar(probe.probabilities, info.class_names, true_label), width="stretch",
+        st.plotly_chart(probabilities_bar(probabilities, info.class_names, true_label), width="stretch",
                         key="predict_probs")
+        if calibration is not None:
+            with st.expander(f"Calibrated probabilities (temperature {judged.temperature:.2f}) and the raw softmax"):
+                st.plotly_chart(temperature_bars(info.class_names, judged.raw_probabilities, probabilities,
+                                                 judged.temperature), width="stretch", key="predict_raw")
+                st.caption("The model's raw softmax is over-sure; dividing its scores by the temperature fitted on "
+                           "held-out images makes \"90%\" right about 90% of the time. Both always add up to 1.")
 
     # Then the open view only (the tabs remember which one is open; the others cost nothing).
     tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="predict_view", on_change="rerun")))

@@ -563,7 +563,8 @@ def _skipped_text(skipped: list, show: int = 3) -> str:
 
 def _decode_pipeline(paths, labels, image_size, channels):
     """tf.data of (uint8 image, label): decode, resize to `image_size` cropping to its aspect ratio (as
-    keras.utils.image_dataset_from_directory does); a file that still fails to decode is dropped."""
+    keras.utils.image_dataset_from_directory does). The files were vetted by inspect_images; its count
+    stays known (Keras sizes epochs by it)."""
     import keras
     import tensorflow as tf
 
@@ -574,7 +575,7 @@ def _decode_pipeline(paths, labels, image_size, channels):
         return tf.ensure_shape(image, (*image_size, channels)), label
 
     data = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], np.asarray(labels, dtype=np.int64)))
-    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def load_folder(path, image_size: tuple[int, int] | None = None, color_mode: str | None = None,
@@ -615,7 +616,13 @@ def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_si
     n_test = max(1, int(test_split * len(order)))
     files, labels = np.array([str(p) for p in found.files]), np.asarray(found.labels)
     train_idx, test_idx = order[:-n_test], order[-n_test:]
-    pairs = list(_decode_pipeline(files[test_idx], labels[test_idx], image_size, channels).as_numpy_iterator())
+    import tensorflow as tf
+
+    try:
+        pairs = list(_decode_pipeline(files[test_idx], labels[test_idx], image_size, channels).as_numpy_iterator())
+    except tf.errors.OpError as exc:
+        raise DatasetError(f"TensorFlow could not decode an image that passed the checks ({exc.message[:120]}); "
+                           "re-save the images as PNG or JPEG") from None
     x_test = np.stack([p[0] for p in pairs]).astype(np.uint8)
     y_test = np.array([p[1] for p in pairs], dtype=np.int64)
     train = _decode_pipeline(files[train_idx], labels[train_idx], image_size, channels)

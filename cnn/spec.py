@@ -276,12 +276,11 @@ class Analysis:
         return sum(info.macs for info in self.layers)
 
     def memory_bytes(self, batch_size: int, optimizer: str = "adam") -> int:
-        """Rough training memory: float32 weights, gradients and optimizer slots, plus activations
-        kept for the backward pass (x2 for their gradients) for one batch."""
-        slots = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
-        weights = self.params * 4 * (2 + slots)
-        acts = sum(info.activations for info in self.layers) * 4 * 2 * batch_size
-        return weights + acts
+        """Training memory of the model alone at `batch_size` (cnn.memory.estimate: the one estimate; with a
+        dataset's images use cnn.memory.estimate_for)."""
+        from cnn.memory import estimate
+
+        return estimate(self, batch_size, optimizer).total
 
 
 def layer_names(spec: ModelSpec) -> list[str]:

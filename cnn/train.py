@@ -173,6 +173,8 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
     from cnn.builder import build_model
 
+    from cnn.memory import check_memory
+
     config = config or spec.train
     spec = replace(spec, train=config)
     validate(spec)
@@ -180,6 +182,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         raise TrainingError(f"the model expects {spec.input_shape} images and {spec.num_classes} classes but "
                             f"{dataset.name} has {dataset.input_shape} and {dataset.num_classes}; "
                             "adapt the spec to the dataset first")
+    check_memory(spec, dataset)  # refuse before building anything: TrainingError with the numbers
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
@@ -213,6 +216,9 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                         callbacks=[reporter, *callbacks], **fit_args)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
+    except tf.errors.InvalidArgumentError as exc:  # e.g. a streamed image TensorFlow cannot decode
+        raise TrainingError(f"training stopped: TensorFlow could not read the training data "
+                            f"({exc.message.splitlines()[0][:160]}); check the dataset's images") from None
     seconds = time.monotonic() - start
 
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
@@ -229,7 +235,10 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
                       on_eval_progress=None, overwrite: bool = False):
-    """Evaluate a TrainResult's model on the test split and save it: (Evaluation, ModelInfo)."""
+    """Evaluate a TrainResult's model on the test split and save it: (Evaluation, ModelInfo).
+
+    A trained model is never lost: if `name` is taken (before or while saving) it is saved under the next
+    free name — compare the ModelInfo's name with `name` (saved_as_message says it for people)."""
     from cnn.data import dataset_slug
     from cnn.metrics import evaluate
     from cnn.registry import save_model, unique_name
@@ -240,8 +249,16 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
                "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
                "train_seconds": round(result.seconds, 2), "status": result.status}
     info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
-                      spec, result.history, metrics, overwrite=overwrite)
+                      spec, result.history, metrics, overwrite=overwrite, if_taken="rename")
     return evaluation, info
+
+
+def saved_as_message(requested: str | None, saved: str) -> str:
+    """'saved as 'x'', or why it is not the requested name: another save took it meanwhile."""
+    if requested and requested != saved:
+        return (f"the name {requested!r} was taken by another model while this one trained, so it was saved as "
+                f"{saved!r}")
+    return f"saved as {saved!r}"
 
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
@@ -377,7 +394,7 @@ class TrainingJob:
                 self._finish("failed", result.message)
             else:
                 self._finish(result.status, f"{result.message}; test accuracy {evaluation.accuracy:.2%} — "
-                                            f"saved as {info.name!r}", info.name)
+                                            f"{saved_as_message(self.name, info.name)}", info.name)
 
     def _keep(self, result: TrainResult) -> None:
         self.result = result

@@ -120,10 +120,10 @@ def check_keras_archive(data: bytes, max_files: int = KERAS_MAX_FILES, max_json:
         raise ArchiveError("the .keras file is truncated or damaged (it starts like one but its zip directory "
                            "is missing or broken) — download or save it again") from None
     with archive:
-        members = check_zip(archive, max_files=max_files, max_bytes=max_bytes)
-        for m in members:
+        for m in archive.infolist():  # the JSON Keras reads whole first: name the culprit
             if m.filename.lower().endswith(".json") and m.file_size > max_json:
-                raise ArchiveError(f"its {m.filename} unpacks to {limit_text(m.file_size, max_json)} — not a model "
-                                   "file CNN Studio or Keras wrote (a zip bomb?); refusing it")
+                raise ArchiveError(f"its {m.filename[:60]} unpacks to {limit_text(m.file_size, max_json)} — not a "
+                                   "model file CNN Studio or Keras wrote (a zip bomb?); refusing it")
+        members = check_zip(archive, max_files=max_files, max_bytes=max_bytes)
         if "config.json" not in {m.filename for m in members}:
             raise ArchiveError("it is not a Keras model: no config.json inside")

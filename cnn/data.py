@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
 import uuid
@@ -276,8 +277,10 @@ def cache_limit() -> int:
     try:
         mb = float(value) if value else DEFAULT_CACHE_MB
     except ValueError:
-        raise DatasetError(f"CNN_CACHE_MB must be a number of megabytes, got {value!r}") from None
-    return int(max(mb, 1) * 1e6)
+        mb = math.nan
+    if not math.isfinite(mb) or mb <= 0:
+        raise DatasetError(f"CNN_CACHE_MB must be a positive number of megabytes, got {value!r}")
+    return int(mb * 1e6)
 
 
 def safe_text_label(text: str, fallback: str = "upload") -> str:
@@ -459,10 +462,23 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith((".", "__"))
 
 
+MAX_FOLDER_ENTRIES = 100_000  # files and folders looked at under one class folder (a dataset, not a disk)
+
+
 def _images_in(folder: Path) -> list[Path]:
-    """Image files (by extension) anywhere under `folder`, hidden ones and macOS metadata skipped."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-                  and all(_visible(part) for part in p.relative_to(folder).parents if part.name) and _visible(p))
+    """Image files (by extension) anywhere under `folder`, hidden ones and macOS metadata skipped. A folder
+    with more than MAX_FOLDER_ENTRIES entries is refused before it is walked further."""
+    from cnn.archive import MAX_FILES
+
+    found, seen = [], 0
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        seen += len(dirs) + len(files)
+        if seen > MAX_FOLDER_ENTRIES or len(found) > MAX_FILES:
+            raise DatasetError(f"{Path(folder).name or folder} holds more than {MAX_FOLDER_ENTRIES:,} files and "
+                               f"folders; a class-folder dataset may hold at most {MAX_FILES:,} images")
+        found += [Path(base) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS and _visible(Path(f))]
+    return sorted(found)
 
 
 def find_class_root(folder: Path) -> tuple[Path, list[str]]:

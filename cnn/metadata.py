@@ -155,6 +155,18 @@ def dataset_name(value) -> str:
     raise Invalid(f"{_show(value)} is not a dataset name (a catalogue name or 'folder:<label>', never a path)")
 
 
+def folder_source(value) -> str:
+    """Where this server read a model's class folders: an absolute path, no '..', at least two folders deep
+    (so never '/', '/etc' or '/home'), to a folder or a .zip. Anything else is not trusted."""
+    from pathlib import PurePosixPath
+
+    text(4096)(value)
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts or len(path.parts) < 3:
+        raise Invalid(f"{_show(value)} is not a class-folder location this server would have read")
+    return value
+
+
 # ---------------------------------------------------------------------------
 # The schemas
 # ---------------------------------------------------------------------------

@@ -157,6 +157,15 @@ def read_metadata(folder: Path) -> tuple[dict | None, dict, list[str]]:
     else:
         metrics, notes = clean_metrics(raw_metrics)
         problems += notes
+    from cnn.data import is_folder
+    from cnn.metadata import Invalid, folder_source
+
+    if is_folder(metrics.get("dataset")) and "dataset_source" in metrics:
+        try:
+            folder_source(metrics["dataset_source"])
+        except Invalid as exc:
+            problems.append(f"metrics.json: dataset_source dropped ({exc})")
+            del metrics["dataset_source"]
     if spec is not None and "class_names" in metrics and len(metrics["class_names"]) != spec["num_classes"]:
         problems.append(f"metrics.json: class_names dropped ({len(metrics['class_names'])} names for a model with "
                         f"{spec['num_classes']} classes)")
@@ -436,11 +445,12 @@ def read_bundle(data: bytes, label: str) -> tuple[bytes, dict, list[str]]:
     extras, notes = {}, []
     try:
         with archive:
-            members = {m.filename.rsplit("/", 1)[-1]: m
-                       for m in check_zip(archive, max_files=50, max_bytes=KERAS_MAX_BYTES + 4 * 20_000_000)}
-            if "config.json" in members and "model.keras" not in members:
-                keras_bytes = data  # a bare .keras file
-            elif "model.keras" in members:
+            names = {m.filename.rsplit("/", 1)[-1] for m in archive.infolist()}
+            if "config.json" in names and "model.keras" not in names:
+                keras_bytes = data  # a bare .keras file: checked as one below
+            elif "model.keras" in names:
+                members = {m.filename.rsplit("/", 1)[-1]: m
+                           for m in check_zip(archive, max_files=50, max_bytes=KERAS_MAX_BYTES + 4 * 20_000_000)}
                 keras_bytes = _read_member(archive, members["model.keras"], KERAS_MAX_BYTES)
                 for extra in ("spec.json", "history.json", "metrics.json"):
                     if extra not in members:

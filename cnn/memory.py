@@ -1,15 +1,19 @@
 """How much memory a training run needs, and the budget it must fit in — checked before training starts.
 
-    total = parameters + data + max(training batch, evaluation batch)
+    total = runtime + parameters + data + training batch + evaluation batch
 
-- parameters: float32 weights, their gradients, the optimizer's slots (Adam: 2) and the copy of the last good
-  weights train() keeps (for a NaN-loss rollback);
-- training batch: every layer's output for the batch, kept for the backward pass, plus the gradients and
-  TensorFlow's working buffers: ACTIVATION_FACTOR × activations × batch × 4 bytes (calibrated against
-  peak RSS by bench/memory_estimate.py);
-- evaluation batch: the forward pass of one validation/test batch of EVAL_BATCH images (layer by layer);
+- runtime: what tracing the model and running the tf.data pipeline add whatever the model (RUNTIME_BYTES);
+- parameters: float32 weights, their gradients, the optimizer's slots (Adam: 2), and the copies train() and
+  save_model() make (the last good weights for a NaN rollback, the optimizer-free clone that is saved);
+- training batch: every layer's output for the batch, kept for the backward pass, and the gradients flowing
+  back through them: ACTIVATION_FACTOR × activations × batch × 4 bytes;
+- evaluation batch: the forward pass of one test/validation batch of up to EVAL_BATCH images (a layer's input
+  and output at once). It is added, not overlapped: the allocator keeps what training used;
 - data: the images held in memory — a dataset's arrays and the copies the training pipeline makes — or a
   streamed dataset's shuffle buffer, plus the held-out split.
+
+The factors were calibrated against peak RSS by bench/memory_estimate.py (9 runs from 85 MiB to 1.4 GiB:
+estimate/measured 0.91–1.31, within a few MiB on the larger runs).
 
 The budget is CNN_MEMORY_BUDGET_MB if set, else half of this machine's memory (or of the container's memory
 limit): a training must leave room for the app, TensorFlow itself and other people's runs. Only Python
@@ -25,7 +29,10 @@ from pathlib import Path
 from cnn.errors import TrainingError
 
 FLOAT = 4  # bytes of a float32
-ACTIVATION_FACTOR = 2.0  # bytes kept per activation value, in float32s: the output and its gradient (calibrated)
+ACTIVATION_FACTOR = 1.5  # float32s held per activation value in training: the output, then its gradient (calibrated)
+EVAL_FACTOR = 1.3  # the same for a forward-only pass of input + output of the widest layer pair (calibrated)
+PARAMETER_COPIES = 6  # weights, gradients, the kept good weights, the saved clone, its source and build temporaries
+RUNTIME_BYTES = 64 * 2 ** 20  # tracing, tf.data and thread buffers whatever the model (calibrated)
 EVAL_BATCH = 1000  # images per forward pass in evaluate() and validation (cnn.metrics, cnn.train)
 SHUFFLE_BUFFER = 4096  # images a streamed dataset's shuffle buffer holds (cnn.train)
 IN_MEMORY_COPIES = 3  # an in-memory training split lives 3×: the arrays, the split's copies, the tf.constant
@@ -36,22 +43,23 @@ GiB = 2 ** 30
 class MemoryEstimate:
     """Bytes a training run needs, by part."""
 
-    activations: int  # one training batch: outputs kept for the backward pass, gradients, working buffers
-    parameters: int  # weights, gradients, optimizer slots and the kept copy of the last good weights
+    activations: int  # one training batch: outputs kept for the backward pass and their gradients
+    parameters: int  # weights, gradients, optimizer slots and the copies training and saving make
     data: int  # images in memory (dataset arrays and pipeline copies, or a stream's buffer) and the test split
-    evaluation: int  # one evaluation batch's forward pass (after training: it reuses the training batch's memory)
+    evaluation: int  # one evaluation/validation batch's forward pass
+    runtime: int  # tracing, pipelines, threads: the same for every model
     batch_size: int
     optimizer: str
 
     @property
     def total(self) -> int:
-        return self.parameters + self.data + max(self.activations, self.evaluation)
+        return self.runtime + self.parameters + self.data + self.activations + self.evaluation
 
     def text(self) -> str:
-        """'~49.7 GiB: activations 48.9 GiB for batch 4096, parameters and optimizer 0.0 GiB, data 0.7 GiB'."""
+        """'~49.7 GiB: activations 48.9 GiB for batch 4,096, parameters and adam state 0.2 GiB, …'."""
         return (f"~{_gib(self.total)}: activations {_gib(self.activations)} for batch {self.batch_size:,}, "
-                f"parameters and {self.optimizer} state {_gib(self.parameters)}, data {_gib(self.data)}"
-                + (f", evaluation batch {_gib(self.evaluation)}" if self.evaluation > self.activations else ""))
+                f"parameters and {self.optimizer} state {_gib(self.parameters)}, evaluation batch "
+                f"{_gib(self.evaluation)}, data {_gib(self.data)}, runtime {_gib(self.runtime)}")
 
 
 def _gib(n: float) -> str:
@@ -59,22 +67,24 @@ def _gib(n: float) -> str:
 
 
 def estimate(analysis, batch_size: int, optimizer: str = "adam", train_images: int = 0, image_bytes: int = 0,
-             test_images: int = 0, streamed: bool = False) -> MemoryEstimate:
+             test_images: int | None = None, streamed: bool = False) -> MemoryEstimate:
     """The memory of training a validated spec (`analysis` = cnn.spec.validate(spec)) at `batch_size`.
 
     `train_images` and `test_images` of `image_bytes` each (uint8: height × width × channels) are what the
-    dataset holds; a `streamed` training split holds only its shuffle buffer in memory."""
+    dataset holds (test_images None: the model alone, evaluated in full batches); a `streamed` training
+    split holds only its shuffle buffer in memory."""
     slots = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
-    parameters = analysis.params * FLOAT * (3 + slots)  # weights, gradients, slots, the kept good weights
-    per_image = sum(info.activations for info in analysis.layers)
-    activations = int(per_image * batch_size * FLOAT * ACTIVATION_FACTOR)
-    # A forward pass only needs a layer's input and output at once.
+    parameters = analysis.params * FLOAT * (PARAMETER_COPIES + slots)
     sizes = [info.activations for info in analysis.layers]
+    activations = int(sum(sizes) * batch_size * FLOAT * ACTIVATION_FACTOR)
+    # A forward pass only needs a layer's input and output at once; validation batches come from the
+    # training images, test batches from the test split.
     widest = max(a + b for a, b in zip(sizes, sizes[1:])) if len(sizes) > 1 else sizes[0]
-    evaluation = widest * min(EVAL_BATCH, max(test_images, 1)) * FLOAT
+    eval_images = EVAL_BATCH if test_images is None else max(test_images, train_images // 10, 1)
+    evaluation = int(widest * min(EVAL_BATCH, eval_images) * FLOAT * EVAL_FACTOR)
     held = min(train_images, SHUFFLE_BUFFER) if streamed else train_images * IN_MEMORY_COPIES
-    data = (held + test_images) * image_bytes
-    return MemoryEstimate(activations, parameters, data, evaluation, batch_size, optimizer)
+    data = (held + (test_images or 0)) * image_bytes
+    return MemoryEstimate(activations, parameters, data, evaluation, RUNTIME_BYTES, batch_size, optimizer)
 
 
 def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEstimate:
@@ -82,12 +92,16 @@ def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEst
     cnn.data.Dataset; None = the model alone). SpecError if the spec is impossible."""
     from cnn.spec import validate
 
-    analysis = validate(spec)
-    image_bytes = math.prod(spec.input_shape)
+    return estimate(validate(spec), batch_size or spec.train.batch_size, spec.train.optimizer,
+                    **dataset_sizes(spec, dataset))
+
+
+def dataset_sizes(spec, dataset) -> dict:
+    """The keyword arguments of `estimate` that describe `dataset` (none for None)."""
     if dataset is None:
-        return estimate(analysis, batch_size or spec.train.batch_size, spec.train.optimizer)
-    return estimate(analysis, batch_size or spec.train.batch_size, spec.train.optimizer, dataset.num_train,
-                    image_bytes, dataset.num_test, dataset.streamed)
+        return {}
+    return {"train_images": dataset.num_train, "image_bytes": math.prod(spec.input_shape),
+            "test_images": dataset.num_test, "streamed": dataset.streamed}
 
 
 # ---------------------------------------------------------------------------
@@ -135,12 +149,9 @@ def memory_budget() -> int:
 
 def largest_batch(analysis, budget: int, optimizer: str = "adam", **data) -> int:
     """The largest batch size (0 if none) whose training fits `budget`."""
-    fixed = estimate(analysis, 1, optimizer, **data)
-    per_image = fixed.activations
-    room = budget - fixed.parameters - fixed.data
-    if room < per_image or fixed.evaluation + fixed.parameters + fixed.data > budget:
-        return 0
-    return int(room // per_image)
+    one = estimate(analysis, 1, optimizer, **data)
+    room = budget - (one.total - one.activations)
+    return max(0, int(room // max(one.activations, 1)))
 
 
 def check_memory(spec, dataset=None, batch_size: int | None = None, budget: int | None = None) -> MemoryEstimate:
@@ -151,10 +162,7 @@ def check_memory(spec, dataset=None, batch_size: int | None = None, budget: int 
     budget = memory_budget() if budget is None else budget
     if need.total <= budget:
         return need
-    analysis = validate(spec)
-    data = {} if dataset is None else {"train_images": dataset.num_train, "image_bytes": math.prod(spec.input_shape),
-                                       "test_images": dataset.num_test, "streamed": dataset.streamed}
-    fits = largest_batch(analysis, budget, spec.train.optimizer, **data)
+    fits = largest_batch(validate(spec), budget, spec.train.optimizer, **dataset_sizes(spec, dataset))
     advice = (f"use a batch size of at most {fits:,}" if fits else "use fewer or smaller layers") + \
         " or fewer filters/units"
     raise TrainingError(f"this training needs {need.text()}; the memory budget is {_gib(budget)} "

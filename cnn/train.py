@@ -168,11 +168,6 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     keeps the weights; `strategy` is a tf.distribute strategy (the default one if None); `callbacks` are
     extra Keras callbacks (e.g. a benchmark's clock).
     """
-    import keras
-    import tensorflow as tf
-
-    from cnn.builder import build_model
-
     from cnn.memory import check_memory
 
     config = config or spec.train
@@ -183,6 +178,11 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                             f"{dataset.name} has {dataset.input_shape} and {dataset.num_classes}; "
                             "adapt the spec to the dataset first")
     check_memory(spec, dataset)  # refuse before building anything: TrainingError with the numbers
+    import keras
+    import tensorflow as tf
+
+    from cnn.builder import build_model
+
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.

@@ -341,19 +341,19 @@ def load_model(name: str):
 
     info = model_info(name)
     if not info.usable:
-        raise RegistryError(f"model {name!r} is damaged ({info.problems[0]}); delete it, or train or upload it "
-                            "again")
+        raise RegistryError(f"cannot load model {name!r}: it is damaged ({info.problems[0]}); delete it, or train "
+                            "or upload it again")
     path = info.path / "model.keras"
     try:
         size = path.stat().st_size
         if size > MAX_UPLOAD_BYTES * 3:
-            raise RegistryError(f"model {name!r}: model.keras is {size / 1e6:,.0f} MB, far larger than any model "
-                                "CNN Studio saves; refusing to load it")
+            raise RegistryError(f"cannot load model {name!r}: model.keras is {size / 1e6:,.0f} MB, far larger than "
+                                "any model CNN Studio saves")
         check_keras_archive(path.read_bytes())
     except ArchiveError as exc:
-        raise RegistryError(f"model {name!r}: {exc}") from None
+        raise RegistryError(f"cannot load model {name!r}: {exc}") from None
     except OSError as exc:
-        raise RegistryError(f"model {name!r}: cannot read model.keras ({exc.strerror or exc})") from None
+        raise RegistryError(f"cannot load model {name!r}: cannot read model.keras ({exc.strerror or exc})") from None
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 — Keras raises ValueError/TypeError/OSError variously

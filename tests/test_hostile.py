@@ -116,7 +116,7 @@ def test_a_tampered_folder_is_listed_as_damaged_and_never_breaks_the_listing(reg
         assert info.damaged and info.problems
     if case.startswith("spec"):
         assert not info.usable
-        with pytest.raises(RegistryError, match="model 'bad' is damaged"):
+        with pytest.raises(RegistryError, match="cannot load model 'bad': it is damaged"):
             reg.load_model("bad")
     else:
         assert info.usable and good.usable
@@ -202,7 +202,7 @@ def test_bare_keras_bombs_and_broken_files(registry, base_bundle, tmp_path):
 def test_a_damaged_model_keras_on_disk_is_not_loaded(registry, base_bundle):
     info = reg.import_model(base_bundle, "x.zip", name="x")
     (info.path / "model.keras").write_bytes(hostile.nested_bomb_keras(100_000_000))
-    with pytest.raises(RegistryError, match="model 'x': its config.json unpacks to 100 MB"):
+    with pytest.raises(RegistryError, match="cannot load model 'x': its config.json unpacks to 100 MB"):
         reg.load_model("x")
     data = (info.path / "model.keras").read_bytes()
     (info.path / "model.keras").write_bytes(data[: len(data) // 2])

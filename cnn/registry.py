@@ -160,6 +160,9 @@ def read_metadata(folder: Path) -> tuple[dict | None, dict, list[str]]:
     from cnn.data import is_folder
     from cnn.metadata import Invalid, folder_source
 
+    if "imported_from" in metrics and "dataset_source" in metrics:  # kept by versions before the schema
+        problems.append("metrics.json: dataset_source dropped (an uploaded model's data location is never used)")
+        del metrics["dataset_source"]
     if is_folder(metrics.get("dataset")) and "dataset_source" in metrics:
         try:
             folder_source(metrics["dataset_source"])

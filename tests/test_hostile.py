@@ -84,6 +84,7 @@ def test_an_older_import_that_kept_a_server_path_is_not_trusted(registry, base_b
     (info.path / "metrics.json").write_text(json.dumps(metrics))
     again = reg.model_info(info.name)
     assert again.dataset == "folder:secrets" and again.dataset_source is None
+    assert "dataset_source" not in again.metrics and again.damaged  # pages reading metrics directly are safe too
     with pytest.raises(DatasetError, match="not available here \\(a model imported from a file never brings"):
         reg.dataset_to_load(again)
 

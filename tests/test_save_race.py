@@ -118,3 +118,15 @@ def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
         assert not [p for p in registry.iterdir() if p.name.startswith(".")]
     assert left_behind >= 1  # the kills did land inside saves
     assert reg.load_model(reg.list_models()[-1].name) is not None
+
+
+def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained):
+    from cnn.train import evaluate_and_save, saved_as_message
+
+    result, spec, data = trained
+    reg.save_model("mine", result.model, spec, {}, {"epochs": 1})  # another run took the name meanwhile
+    _, info = evaluate_and_save(result, spec, data, name="mine")
+    assert info.name == "mine-2" and reg.model_info("mine").epochs == 1
+    assert saved_as_message("mine", info.name) == ("the name 'mine' was taken by another model while this one "
+                                                   "trained, so it was saved as 'mine-2'")
+    assert saved_as_message("mine", "mine") == "saved as 'mine'"

@@ -319,8 +319,13 @@ def store_upload(data: bytes, filename: str) -> tuple[Path, str]:
     folder = cache_dir() / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path, sidecar = folder / f"{digest}.zip", folder / f"{digest}.json"
-    make_room(len(data), keep=(path,))
-    for target, payload in ((path, bytes(data)), (sidecar, json.dumps({"label": label, "bytes": len(data)}).encode())):
+    writes = [(sidecar, json.dumps({"label": label, "bytes": len(data)}).encode())]
+    if path.is_file():
+        touch(path)  # the same content again: only its label may change
+    else:
+        make_room(len(data), keep=(path,))
+        writes.insert(0, (path, bytes(data)))
+    for target, payload in writes:
         tmp = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.write_bytes(payload)
         os.replace(tmp, target)  # atomic: a reader never sees half a file

@@ -88,8 +88,9 @@ def estimate(analysis, batch_size: int, optimizer: str = "adam", train_images: i
 
 
 def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEstimate:
-    """The estimate for training `spec` (its own batch size and optimizer unless given) on `dataset` (a
-    cnn.data.Dataset; None = the model alone). SpecError if the spec is impossible."""
+    """The estimate for training `spec` (its own batch size and optimizer unless given) on `dataset`: a loaded
+    cnn.data.Dataset, a catalogue name or cnn.data.DatasetInfo (its sizes, nothing loaded), or None (the
+    model alone). SpecError if the spec is impossible."""
     from cnn.spec import validate
 
     return estimate(validate(spec), batch_size or spec.train.batch_size, spec.train.optimizer,
@@ -97,11 +98,18 @@ def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEst
 
 
 def dataset_sizes(spec, dataset) -> dict:
-    """The keyword arguments of `estimate` that describe `dataset` (none for None)."""
+    """The keyword arguments of `estimate` that describe `dataset` (see estimate_for; none for None)."""
+    from cnn.data import CATALOG, DatasetInfo
+
     if dataset is None:
         return {}
-    return {"train_images": dataset.num_train, "image_bytes": math.prod(spec.input_shape),
-            "test_images": dataset.num_test, "streamed": dataset.streamed}
+    image_bytes = math.prod(spec.input_shape)
+    if isinstance(dataset, str) and dataset in CATALOG:
+        dataset = CATALOG[dataset]
+    if isinstance(dataset, DatasetInfo):  # catalogue sizes: MNIST-like test splits hold 10,000 images
+        return {"train_images": dataset.train_size, "image_bytes": image_bytes, "test_images": 10_000}
+    return {"train_images": dataset.num_train, "image_bytes": image_bytes, "test_images": dataset.num_test,
+            "streamed": dataset.streamed}
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +171,7 @@ def check_memory(spec, dataset=None, batch_size: int | None = None, budget: int 
     if need.total <= budget:
         return need
     fits = largest_batch(validate(spec), budget, spec.train.optimizer, **dataset_sizes(spec, dataset))
-    advice = (f"use a batch size of at most {fits:,}" if fits else "use fewer or smaller layers") + \
-        " or fewer filters/units"
+    advice = f"use a batch size of at most {fits:,}, or fewer filters/units" if fits else \
+        "even a batch of 1 does not fit: use fewer filters/units or fewer images, or raise CNN_MEMORY_BUDGET_MB"
     raise TrainingError(f"this training needs {need.text()}; the memory budget is {_gib(budget)} "
                         f"(CNN_MEMORY_BUDGET_MB) — {advice}")

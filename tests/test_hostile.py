@@ -11,8 +11,8 @@ import pytest
 
 from cnn import registry as reg
 from cnn.archive import ArchiveError, check_zip
-from cnn.data import cache_dir, load_dataset, store_upload
-from cnn.errors import CnnError, DatasetError, RegistryError
+from cnn.data import load_dataset, store_upload
+from cnn.errors import DatasetError, RegistryError
 from tests import hostile
 from tests.conftest import ROOT
 

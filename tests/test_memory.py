@@ -32,6 +32,13 @@ def test_estimate_parts_scale_as_they_should():
         (4096 + 2000) * 784
 
 
+def test_catalogue_datasets_are_costed_without_loading(small_data):
+    spec = preset("default")
+    by_name, by_data = estimate_for(spec, "mnist"), estimate_for(spec, small_data)
+    assert by_name.data == (3 * 60_000 + 10_000) * 784 and by_data.data == (3 * 2000 + 500) * 784
+    assert by_name.activations == by_data.activations == estimate_for(spec).activations
+
+
 def test_the_huge_run_is_refused_with_the_numbers():
     with pytest.raises(TrainingError) as err:
         check_memory(huge_spec(), budget=12 * GiB)
@@ -46,6 +53,8 @@ def test_the_huge_run_is_refused_with_the_numbers():
     spec.train.batch_size = fits + 1
     with pytest.raises(TrainingError):
         check_memory(spec, budget=12 * GiB)
+    with pytest.raises(TrainingError, match="even a batch of 1 does not fit"):
+        check_memory(spec, budget=50 * 2 ** 20)
 
 
 def test_the_budget_setting(monkeypatch):

@@ -93,8 +93,12 @@ def probe(kind: str) -> dict:
     seconds = time.monotonic() - start
     left = [p for p in tmp.rglob("*") if p.is_file() and "models/bomb" not in str(p) and p.name != "zeros.zip"]
     left = f"{len(left)} files, {sum(p.stat().st_size for p in left) / 1e6:.2f} MB" if left else "none"
-    return {"outcome": outcome, "before": before, "peak": status("VmHWM"), "seconds": seconds,
-            "payload": len(payload), "left": left}
+    peak = status("VmHWM")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {"outcome": outcome, "before": before, "peak": peak, "seconds": seconds, "payload": len(payload),
+            "left": left}
 
 
 def main() -> None:

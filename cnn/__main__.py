@@ -95,9 +95,15 @@ def cmd_models(args):
         summary = calibration_summary(info)
         return f"T={summary['temperature']:.2f}" if summary["calibrated"] else "no"
 
-    rows = [[i.name, i.dataset, i.preset, f"{i.params:,}",
-             accuracy_text(i.test_accuracy), i.epochs, calibrated(i), date_text(i.created)] for i in infos]
-    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "calibrated", "created"]))
+    rows = [[i.name, i.dataset, i.preset, f"{i.params:,}", accuracy_text(i.test_accuracy), i.epochs, calibrated(i),
+             date_text(i.created) if i.created else "–", "ok" if not i.damaged else "damaged" if i.usable
+             else "unusable"] for i in infos]
+    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "calibrated", "created", "files"]))
+    for info in infos:
+        if info.damaged:
+            more = f" (and {len(info.problems) - 1} more)" if len(info.problems) > 1 else ""
+            print(f"{info.name}: {'damaged' if info.usable else 'unusable'}: {info.problems[0]}{more}",
+                  file=sys.stderr)
 
 
 class ProgressBar:
@@ -133,7 +139,7 @@ def cmd_train(args):
 
     if args.spec:
         try:
-            spec = ModelSpec.from_json(Path(args.spec).read_text())
+            spec = ModelSpec.from_json(Path(args.spec).read_bytes())
         except OSError as exc:
             fail(f"cannot read spec file {args.spec}: {exc.strerror}")
     elif args.preset not in PRESETS:
@@ -142,9 +148,11 @@ def cmd_train(args):
         spec = preset(args.preset)
     tf_ready()
     from cnn.data import load_dataset
-    from cnn.train import train_and_save
+    from cnn.train import saved_as_message, train_and_save
 
     dataset = load_dataset(args.dataset, limit=args.limit)
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
     spec = spec.with_data(dataset.input_shape, dataset.num_classes)
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("learning_rate", args.lr),
                        ("seed", args.seed)):
@@ -153,22 +161,27 @@ def cmd_train(args):
     for key in ("shift", "rotation", "zoom"):
         if getattr(args, key) is not None:
             setattr(spec.train.augmentation, key, getattr(args, key))
+    from cnn.memory import check_memory
     from cnn.spec import validate
 
     validate(spec)  # out-of-range flags get the spec's own message before any training
+    need = check_memory(spec, dataset)  # and a run that cannot fit in memory is refused now, not killed later
     print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
-          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s)", file=sys.stderr)
+          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s); memory needed {need.text()}",
+          file=sys.stderr)
     result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar())
     if info is None:
         fail(result.message, code=1)
     print(f"{result.message}; test accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f} on "
-          f"{len(evaluation.y_true):,} images; saved as {info.name!r} in {info.path.parent}")
+          f"{len(evaluation.y_true):,} images; {saved_as_message(args.name, info.name)} in {info.path.parent}")
 
 
 def load_for_cli(name):
     from cnn.registry import model_info
 
     info = model_info(name)  # fails fast, before TensorFlow loads
+    if not info.usable:
+        fail(f"model {name!r} is damaged: {info.problems[0]}; delete its folder, or train or upload it again")
     tf_ready()
     from cnn.registry import load_model
 
@@ -180,12 +193,16 @@ def cmd_evaluate(args):
     from cnn.data import load_dataset
     from cnn.metrics import evaluate
 
-    from cnn.data import is_folder
+    from cnn.registry import dataset_to_load
 
-    name = args.dataset or (info.metrics.get("dataset_source") if is_folder(info.dataset) else info.dataset)
-    dataset = load_dataset(name, limit=args.limit)
-    if tuple(dataset.input_shape) != info.input_shape:
-        fail(f"model {info.name!r} takes {info.input_shape} images but {dataset.name} has {dataset.input_shape}")
+    dataset = load_dataset(args.dataset or dataset_to_load(info), limit=args.limit)
+    shape, classes = tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1])
+    if tuple(dataset.input_shape) != shape:
+        fail(f"model {info.name!r} takes {'×'.join(map(str, shape))} images but {dataset.name} has "
+             f"{'×'.join(map(str, dataset.input_shape))}; choose a dataset with the model's image size")
+    if dataset.num_classes != classes:
+        fail(f"model {info.name!r} predicts {classes} classes but {dataset.name} has {dataset.num_classes}; "
+             "choose a dataset with the model's classes")
     from cnn.calibration import load_calibration
 
     calibration = load_calibration(info)
@@ -287,9 +304,14 @@ def cmd_export_script(args):
     from cnn.spec import ModelSpec
 
     info = model_info(args.name)
+    if not info.usable:
+        fail(f"model {info.name!r} is damaged: {info.problems[0]}")
     script = export_script(ModelSpec.from_dict(info.spec), info.dataset, info.name)
     if args.output:
-        Path(args.output).write_text(script)
+        try:
+            Path(args.output).write_text(script)
+        except OSError as exc:
+            fail(f"cannot write {args.output}: {exc.strerror or exc}")
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(script, end="")
@@ -354,9 +376,17 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from cnn.housekeeping import clean_up_at_start
+
+        clean_up_at_start()  # temporaries a killed run left behind; the cache's size cap
         args.run(args)
     except CnnError as exc:
         fail(str(exc))
+    except OSError as exc:  # a file or folder the user named that cannot be read or written
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}")
+    except MemoryError:
+        fail("out of memory: use a smaller batch size, fewer images (--limit) or a smaller model")
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     return 0

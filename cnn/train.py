@@ -168,10 +168,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     keeps the weights; `strategy` is a tf.distribute strategy (the default one if None); `callbacks` are
     extra Keras callbacks (e.g. a benchmark's clock).
     """
-    import keras
-    import tensorflow as tf
-
-    from cnn.builder import build_model
+    from cnn.memory import check_memory
 
     config = config or spec.train
     spec = replace(spec, train=config)
@@ -180,6 +177,12 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         raise TrainingError(f"the model expects {spec.input_shape} images and {spec.num_classes} classes but "
                             f"{dataset.name} has {dataset.input_shape} and {dataset.num_classes}; "
                             "adapt the spec to the dataset first")
+    check_memory(spec, dataset)  # refuse before building anything: TrainingError with the numbers
+    import keras
+    import tensorflow as tf
+
+    from cnn.builder import build_model
+
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
@@ -213,6 +216,9 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                         callbacks=[reporter, *callbacks], **fit_args)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
+    except tf.errors.InvalidArgumentError as exc:  # e.g. a streamed image TensorFlow cannot decode
+        raise TrainingError(f"training stopped: TensorFlow could not read the training data "
+                            f"({exc.message.splitlines()[0][:160]}); check the dataset's images") from None
     seconds = time.monotonic() - start
 
     history = {k: [float(v) for v in values] for k, values in fit.history.items()}
@@ -232,7 +238,9 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
     """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
     it on the test split and save it with its calibration.json: (Evaluation, ModelInfo).
 
-    A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why."""
+    A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why. A
+    trained model is never lost: if `name` is taken (before or while saving) it is saved under the next free
+    name — compare the ModelInfo's name with `name` (saved_as_message says it for people)."""
     from cnn.calibration import FILE, calibrate_trained
     from cnn.data import dataset_slug
     from cnn.metrics import evaluate
@@ -248,8 +256,16 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
         metrics["calibration_note"] = why
     extra = {FILE: calibration.to_json().encode()} if calibration is not None else None
     info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
-                      spec, result.history, metrics, overwrite=overwrite, extra_files=extra)
+                      spec, result.history, metrics, overwrite=overwrite, if_taken="rename", extra_files=extra)
     return evaluation, info
+
+
+def saved_as_message(requested: str | None, saved: str) -> str:
+    """'saved as 'x'', or why it is not the requested name: another save took it meanwhile."""
+    if requested and requested != saved:
+        return (f"the name {requested!r} was taken by another model while this one trained, so it was saved as "
+                f"{saved!r}")
+    return f"saved as {saved!r}"
 
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
@@ -396,7 +412,7 @@ class TrainingJob:
                 self._finish("failed", result.message)
             else:
                 self._finish(result.status, f"{result.message}; test accuracy {evaluation.accuracy:.2%} — "
-                                            f"saved as {info.name!r}", info.name)
+                                            f"{saved_as_message(self.name, info.name)}", info.name)
 
     def _keep(self, result: TrainResult) -> None:
         self.result = result

@@ -46,6 +46,18 @@ def _number(value) -> float:
     return number
 
 
+def real(value) -> float:
+    """Any finite number (a score that may be negative)."""
+    return _number(value)
+
+
+def flag(value) -> bool:
+    """true or false."""
+    if not isinstance(value, bool):
+        raise Invalid(f"{_show(value)} is not true or false")
+    return value
+
+
 def share(value) -> float:
     """A fraction 0…1 (accuracy, precision)."""
     number = _number(value)
@@ -192,6 +204,15 @@ METRICS = {
     "dataset_source": text(4096),  # where the images were on this server; never taken from an upload
     "imported_from": text(200),  # the uploaded file's name (sanitised)
     "import_notes": notes,  # what import_model dropped, for the Models page
+    # Calibration (cnn.calibration): the numbers Evaluation.summary() adds, and why a model has none.
+    "calibrated": flag,
+    "temperature": amount(1e6),
+    "test_loss_raw": amount(1e9),
+    "ece_before": share,
+    "ece_after": share,
+    "ood_threshold": real,
+    "ood_flagged_share": share,
+    "calibration_note": text(600),
 }
 
 # The metrics an upload may bring (everything else is recomputed or set by import_model).

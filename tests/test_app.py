@@ -269,7 +269,7 @@ def test_set_active_rename_delete(saved_model, trained):
     result, spec, data = trained
     registry_save(result, spec, data, "second")
     # 'small' active whichever is newer (both may be saved within one second or not).
-    at = open_app("models", models_tabs="Manage", **{state.ACTIVE_MODEL: "small"})
+    at = open_app("models", tab=Tab(active_model="small"), models_tabs="Manage")
     at.selectbox(key="models_pick").set_value("second").run()
     at.button(key="models_set_active").click().run()
     assert tab_of(at).active_model == "second"

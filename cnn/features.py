@@ -229,10 +229,12 @@ def measure(model, layer_name: str, images, units) -> np.ndarray:
     return tf.gather(out, tf.constant(np.asarray(units, np.int32)), batch_dims=1).numpy()
 
 
-def start_images(model, count: int, seed: int) -> np.ndarray:
-    """(count, H, W, C) float32 on 0…1: mid-grey plus a little seeded noise, where every ascent begins."""
-    rng = np.random.default_rng(seed)
-    return (0.5 + 0.05 * rng.standard_normal((count, *model.input_shape[1:]))).astype(np.float32)
+def start_images(model, units, seed: int) -> np.ndarray:
+    """(len(units), H, W, C) float32 on 0…1 where each unit's ascent begins: mid-grey plus a little noise
+    seeded by (seed, unit), so a unit starts alike whether it is computed alone or with its whole layer."""
+    shape = model.input_shape[1:]
+    return np.stack([0.5 + 0.05 * np.random.default_rng([seed, int(u)]).standard_normal(shape)
+                     for u in units]).astype(np.float32).reshape(len(units), *shape)
 
 
 def maximise(model, layer_name: str, units=None, ascent: Ascent | None = None) -> Maximised:
@@ -249,7 +251,7 @@ def maximise(model, layer_name: str, units=None, ascent: Ascent | None = None) -
         raise CnnError(f"layer {layer_name!r} has units 0…{count - 1}; got {units.min()}…{units.max()}")
     # Steps in order: the starting noise and every step's jitter come from the seed.
     rng = np.random.default_rng(ascent.seed)
-    x0 = start_images(model, len(units), ascent.seed)
+    x0 = start_images(model, units, ascent.seed)
     shifts = rng.integers(-ascent.jitter, ascent.jitter + 1, (ascent.steps, 2)).astype(np.int32)
     settings = np.array([ascent.step_size, ascent.l2, ascent.blur_every, ascent.blur_sigma, ascent.leak], np.float32)
     start = time.perf_counter()
@@ -947,7 +949,7 @@ def hierarchy(model, x, y, k: int = 9, ascent: Ascent | None = None, maximised: 
                                spatial_frequency(images), likeness(images, means)[0],
                                predict_proba(model, images).max(axis=1), contrast_share(x, patches[name]).mean(axis=1)))
     # Baselines: where every ascent starts (noise), and real images.
-    noise = np.round(start_images(model, 64, (ascent or Ascent()).seed) * 255)
+    noise = np.round(start_images(model, range(64), (ascent or Ascent()).seed) * 255)
     real = x[:1000]
     baseline = {"noise coherence": float(np.median(coherence(noise))),
                 "noise likeness": float(np.median(likeness(noise, means)[0])),

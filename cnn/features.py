@@ -247,7 +247,9 @@ def maximise(model, layer_name: str, units=None, ascent: Ascent | None = None) -
     ascend, _ = _ascent_fn(model, layer_name)
     count = int(model.layers[-1].units if layer_name == "output" else model.get_layer(layer_name).output.shape[-1])
     units = np.arange(count) if units is None else np.asarray(units, dtype=np.int64).reshape(-1)
-    if units.size and (units.min() < 0 or units.max() >= count):
+    if units.size == 0:
+        raise CnnError(f"choose at least one unit of layer {layer_name!r} (0…{count - 1})")
+    if units.min() < 0 or units.max() >= count:
         raise CnnError(f"layer {layer_name!r} has units 0…{count - 1}; got {units.min()}…{units.max()}")
     # Steps in order: the starting noise and every step's jitter come from the seed.
     rng = np.random.default_rng(ascent.seed)

@@ -87,6 +87,17 @@ def receptive_fields(spec) -> list[ReceptiveField]:
     return fields
 
 
+def _check_images(model, x) -> np.ndarray:
+    """x as an array of at least one image of the model's input shape, else a CnnError saying what is wrong."""
+    x = np.asarray(x)
+    shape = tuple(model.input_shape[1:])
+    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+        raise CnnError(f"expected a batch of {'×'.join(map(str, shape))} images, got an array of shape {x.shape}")
+    if len(x) == 0:
+        raise CnnError("there are no images to look at: the split is empty")
+    return x
+
+
 def model_fields(model) -> dict[str, ReceptiveField]:
     """Layer name → receptive field for a model CNN Studio built (read back into its spec)."""
     from cnn.builder import spec_from_model
@@ -175,8 +186,9 @@ def _conv_names(model) -> list[str]:
 
 
 def _ascent_fn(model, layer_name: str):
-    """A tf.function (start images, units, shifts, settings) → (images, values) running the whole ascent for
-    a batch — image b climbs unit units[b] — traced once per model and layer, for any batch size."""
+    """(ascend, report): ascend is a tf.function (start images, units, shifts, settings) → images running the
+    whole ascent for a batch — image b climbs unit units[b] — traced once per model and layer for any batch size;
+    report measures what each unit outputs (see _objectives)."""
     cache = _ASCENT.setdefault(model, {})
     if layer_name in cache:
         return cache[layer_name]
@@ -244,6 +256,9 @@ def maximise(model, layer_name: str, units=None, ascent: Ascent | None = None) -
     import tensorflow as tf
 
     ascent = ascent or Ascent()
+    if layer_name != "output" and layer_name not in _conv_names(model):
+        raise CnnError(f"layer {layer_name!r} is not a conv layer of this model; choose one of "
+                       f"{', '.join(_conv_names(model)) or '(none)'}, or 'output' for the classes")
     ascend, _ = _ascent_fn(model, layer_name)
     count = int(model.layers[-1].units if layer_name == "output" else model.get_layer(layer_name).output.shape[-1])
     units = np.arange(count) if units is None else np.asarray(units, dtype=np.int64).reshape(-1)
@@ -337,7 +352,11 @@ def top_patches(model, x, k: int = 9, layers=None, batch_size: int = 500, on_pro
     names = tuple(layers or _conv_names(model))
     if not names:
         raise CnnError("this model has no conv layer, so it has no filters to show")
-    x = np.asarray(x)
+    unknown = sorted(set(names) - set(_conv_names(model)))
+    if unknown:
+        raise CnnError(f"{', '.join(unknown)} {'is not a conv layer' if len(unknown) == 1 else 'are not conv layers'} "
+                       f"of this model (its conv layers: {', '.join(_conv_names(model))})")
+    x = _check_images(model, x)
     fields = model_fields(model)
     peaks = _peaks_fn(model, names)
     k = max(1, min(int(k), len(x)))
@@ -415,9 +434,7 @@ def penultimate_features(model, x, batch_size: int = 1000) -> tuple[np.ndarray, 
         fn = tf.function(lambda images: both(images, training=False),
                          input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
         _PENULTIMATE[model] = fn
-    x = np.asarray(x)
-    if len(x) == 0:
-        raise CnnError("there are no images to map")
+    x = _check_images(model, x)
     parts = [fn(np.asarray(x[i:i + batch_size], np.float32)) for i in range(0, len(x), batch_size)]
     return (np.concatenate([f.numpy() for f, _ in parts]), np.concatenate([p.numpy() for _, p in parts]))
 

@@ -139,8 +139,16 @@ def test_class_images_raise_their_own_logit(default_model):
 def test_maximise_refuses_layers_and_units_that_do_not_exist(default_model):
     with pytest.raises(CnnError, match="not a conv layer.*conv1, conv2"):
         maximise(default_model, "dense1")
+    with pytest.raises(CnnError, match="not a conv layer of this model"):
+        maximise(default_model, "conv9")
     with pytest.raises(CnnError, match="units 0…15"):
         maximise(default_model, "conv1", units=[16])
+    with pytest.raises(CnnError, match="not a conv layer.*its conv layers: conv1, conv2"):
+        top_patches(default_model, np.zeros((2, 28, 28, 1), np.uint8), layers=["dense1"])
+    with pytest.raises(CnnError, match="28×28×1 images, got an array of shape \\(2, 32, 32, 3\\)"):
+        top_patches(default_model, np.zeros((2, 32, 32, 3), np.uint8))
+    with pytest.raises(CnnError, match="no images"):
+        embedding_map(default_model, np.zeros((0, 28, 28, 1), np.uint8), [])
 
 
 # ---------------------------------------------------------------------------

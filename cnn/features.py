@@ -393,10 +393,11 @@ def top_patches(model, x, k: int = 9, layers=None, batch_size: int = 500, on_pro
 # The test set as the network sees it: penultimate-layer features projected to 2-D
 # ---------------------------------------------------------------------------
 
-# t-SNE's cost grows faster than its point count; this many points (stratified by class) finish in about a
-# minute on a 2-core laptop (bench/features.py measures it: see TSNE_SIZE_NOTE).
+# t-SNE's default sample (stratified by class). Measured by bench/features.py --tsne on the default model's
+# test features, 1,000 iterations, on this project's busy 2-core machine: 2,000 points 37 CPU-s, 3,000 42,
+# 5,000 64, 10,000 121 (wall time: 29 s for 3,000 when the machine was quiet; 2–4× that when shared). 3,000
+# (300 a class) keeps every class's cluster visible and finishes in about half a minute.
 TSNE_SIZE = 3000
-TSNE_SIZE_NOTE = "t-SNE on 3,000 points: about 20–30 s on a 2-core CPU (bench/features.py --tsne)"
 
 
 @dataclass
@@ -524,9 +525,9 @@ def project_tsne(features, seed: int = 0, perplexity: float = 30.0, max_iter: in
     if features.shape[1] > 50:
         features = PCA(n_components=50, random_state=seed).fit_transform(features)
     perplexity = min(perplexity, (len(features) - 1) / 3)  # scikit-learn requires perplexity < N
-    # Progress: finding neighbours and their probabilities took 1–2% of the time on 2,000–10,000 points here
-    # (bench/features.py --tsne); then the iterations, reported every 50.
-    neighbours_share = 0.02
+    # Progress: finding neighbours and their probabilities took under 1% of the time on 2,000–10,000 points
+    # (bench/features.py --tsne); the rest is the iterations, reported every 50.
+    neighbours_share = 0.01
 
     def report(fraction: float, message: str) -> None:
         if stop is not None and stop.is_set():

@@ -33,7 +33,8 @@ def cli_registry(tmp_path_factory):
 
 def test_train_saves_a_complete_model(cli_registry):
     folder = cli_registry / "cli-model"
-    assert sorted(p.name for p in folder.iterdir()) == ["history.json", "metrics.json", "model.keras", "spec.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["film.npz", "history.json", "metrics.json", "model.keras",
+                                                        "spec.json"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["dataset"] == "mnist-sample" and metrics["num_test"] == 1500 and metrics["epochs"] == 1
     assert metrics["test_accuracy"] > 0.6
@@ -106,3 +107,9 @@ def test_presets_and_datasets_listings(tmp_path):
     presets = cli("presets", registry=tmp_path).stdout
     assert "keras-mnist-convnet  34,826" in presets and "default" in presets
     assert "mnist-sample" in cli("datasets", registry=tmp_path).stdout
+
+
+def test_train_without_the_film(tmp_path):
+    cli("train", "--preset", "lenet5", "--dataset", "mnist-sample", "--epochs", "1", "--limit", "300", "--no-film",
+        "--name", "no-film", registry=tmp_path)
+    assert not (tmp_path / "no-film" / "film.npz").exists() and (tmp_path / "no-film" / "model.keras").is_file()

@@ -34,7 +34,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from train_speed import CLEAN_STEAL, Clock, EpochClock, median_epoch  # noqa: E402
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from cnn.data import load_dataset  # noqa: E402
 from cnn.features import (Ascent, FilmRecorder, film_probe, maximise, penultimate_features,  # noqa: E402
@@ -55,7 +54,7 @@ def maximisation(rounds: int = 3) -> None:
     ascent = Ascent()
     for layer in layers:
         maximise(model, layer, units=[0], ascent=Ascent(steps=1))  # trace once, outside the clock
-    batched, single = {l: [] for l in layers}, {l: [] for l in layers}
+    batched, single = {name: [] for name in layers}, {name: [] for name in layers}
     for _ in range(rounds):
         for layer in layers:
             with Clock() as clock:
@@ -70,8 +69,8 @@ def maximisation(rounds: int = 3) -> None:
         count = len(maximise(model, layer, units=None, ascent=Ascent(steps=1)).units)
         b, s = statistics.median(batched[layer]), statistics.median(single[layer])
         print(f"   {layer}: {count} units batched {b:.2f} s, one at a time {s:.2f} s: ratio {b / s:.2f}")
-    b = sum(statistics.median(v) for l, v in batched.items() if l != "output")
-    s = sum(statistics.median(v) for l, v in single.items() if l != "output")
+    b = sum(statistics.median(v) for name, v in batched.items() if name != "output")
+    s = sum(statistics.median(v) for name, v in single.items() if name != "output")
     print(f"   all filters of every conv layer: batched {b:.2f} s vs one at a time {s:.2f} s: "
           f"ratio {b / s:.2f} (lower = faster)")
 

@@ -756,7 +756,7 @@ def _film_recorder_class():
 
             model = self.model
             self.convs = conv_layers(model)
-            self.weighted = [l.name for l in model.layers if hasattr(l, "kernel") and l.name != model.name]
+            self.weighted = [layer.name for layer in model.layers if hasattr(layer, "kernel")]
             # Fixed edges per layer, from its starting weights: frames stay comparable.
             self.edges = {}
             for name in self.weighted:
@@ -1006,7 +1006,8 @@ def _checks(views: list, class_likeness: np.ndarray, baseline: dict) -> list:
         "the first layer responds to edges and strokes",
         f"how much each first-layer filter's favourite image runs in one direction (structure-tensor coherence; "
         f"≥ {ORIENTED} = stripes or edges)",
-        {f"{first.name} oriented filters": oriented, f"{first.name} median coherence": float(np.median(first.coherence)),
+        {f"{first.name} oriented filters": oriented,
+         f"{first.name} median coherence": float(np.median(first.coherence)),
          "noise median coherence": baseline["noise coherence"], "real median coherence": baseline["real coherence"]},
         oriented >= count / 2,
         f"{oriented} of {count} filters of {first.name} are most excited by stripes of one direction (median "
@@ -1043,7 +1044,8 @@ def _checks(views: list, class_likeness: np.ndarray, baseline: dict) -> list:
     per_layer = ", ".join(f"{v.name} {value:.2f}" for v, value in zip(views, ladder))
     trend = "rises with depth" if rising else "does not rise steadily with depth"
     near = classes_like >= baseline["real likeness"] / 2
-    verdict = (f"Resemblance to the average image of a class {trend} ({per_layer}, the class images {classes_like:.2f}) "
+    verdict = (f"Resemblance to the average image of a class {trend} ({per_layer}, the class images "
+               f"{classes_like:.2f}) "
                f"{'and comes' if near else 'but stays far'} {'near' if near else 'below'} that of real images "
                f"({baseline['real likeness']:.2f}; noise {baseline['noise likeness']:.2f}); {matched} of "
                f"{len(class_likeness)} class images look most like their own class (chance: 1 in "

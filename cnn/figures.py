@@ -458,7 +458,7 @@ def filters_grid(images, values=None, title: str | None = None, note: str | None
     image grid; `values` (N,) their activation (or logit) for the hover; `note` under the grid (e.g. the
     layer's receptive field); `labels` names the tiles ('filter 3' by default). customdata = tile index."""
     images = np.asarray(images)
-    labels = [str(l) for l in labels] if labels is not None else [f"filter {i}" for i in range(len(images))]
+    labels = [str(label) for label in labels] if labels is not None else [f"filter {i}" for i in range(len(images))]
     hover = [f"{label}: reaches {float(values[i]):.3g}" if values is not None else label
              for i, label in enumerate(labels)]
     return _image_grid(images, columns, hover, list(range(len(images))), title, note, tile_px)

@@ -302,7 +302,7 @@ def test_film_frames_equal_the_weights_at_each_epoch(registry, small_data):
     film = load_film(info)
     assert film.epochs.tolist() == [0, 1, 2, 3] and film.kernel_layer == "conv1"
     assert film.batches.tolist() == [0, 32, 32, 32]  # ceil(2,000 / 64): no validation split
-    names = [l.name for l in result.model.layers for _ in l.get_weights()]
+    names = [layer.name for layer in result.model.layers for _ in layer.get_weights()]
     for frame, weights in enumerate(checkpoint.saved):
         by_layer = {}
         for name, w in zip(names, weights):

@@ -458,6 +458,10 @@ def project_pca(features) -> tuple[np.ndarray, tuple[float, float]]:
     """(N, 2) PCA coordinates of `features` (scikit-learn) and the variance share of each axis."""
     from sklearn.decomposition import PCA
 
+    features = np.asarray(features)
+    if len(features) < 3 or features.shape[1] < 2:
+        raise CnnError(f"a 2-D map needs at least 3 images and 2 features per image; got {len(features)} images "
+                       f"with {features.shape[1]} feature(s) from the layer before the output")
     pca = PCA(n_components=2, svd_solver="full")
     coords = pca.fit_transform(np.asarray(features, np.float64))
     return coords.astype(np.float32), tuple(float(v) for v in pca.explained_variance_ratio_)

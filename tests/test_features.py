@@ -235,6 +235,20 @@ def test_tsne_reports_progress_to_the_end():
     assert (d.argmin(axis=1) // 60 == np.arange(180) // 60).mean() > 0.95
 
 
+def test_tsne_stops_at_its_next_report_when_asked():
+    features = np.random.default_rng(1).normal(size=(400, 8)).astype(np.float32)
+    stop, reports = threading.Event(), []
+
+    def on_progress(fraction, message):
+        reports.append(fraction)
+        if "iteration 100" in message:
+            stop.set()
+
+    with pytest.raises(CnnError, match="stopped before it finished"):
+        project_tsne(features, on_progress=on_progress, stop=stop)
+    assert max(reports) < 0.15  # it ended at the report after iteration 100 (of 1,000), not at the end
+
+
 def test_tsne_job_runs_in_a_thread_and_stops_on_request(default_model, sample, capsys):
     x, y = sample
     job = TsneJob(default_model, x[:300], y[:300], size=200).start()

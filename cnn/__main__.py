@@ -169,7 +169,8 @@ def cmd_train(args):
     print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
           f"images, from {dataset.source}) for {spec.train.epochs} epoch(s); memory needed {need.text()}",
           file=sys.stderr)
-    result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar())
+    result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar(),
+                                              film=not args.no_film)
     if info is None:
         fail(result.message, code=1)
     print(f"{result.message}; test accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f} on "
@@ -339,6 +340,8 @@ def build_parser() -> Parser:
     p.add_argument("--rotation", type=float, help="augmentation: largest random rotation (degrees)")
     p.add_argument("--zoom", type=float, help="augmentation: largest random zoom (fraction)")
     p.add_argument("--name", help="registry name (default: <preset>-<dataset>)")
+    p.add_argument("--no-film", action="store_true",
+                   help="do not film training (film.npz: kernels, probe activations, weight histograms per epoch)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix on a test split")

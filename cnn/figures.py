@@ -564,4 +564,180 @@ def distance_bars(class_names, distances, typical: dict) -> go.Figure:
     fig.update_layout(xaxis={"type": "category", "title": "class centre"},
                       yaxis={"title": "distance in feature space", "rangemode": "tozero"}, height=300,
                       margin={"l": 50, "r": 10, "t": 20, "b": 40})
+# What the network learned (cnn.features): filter grids, top patches, the embedding map, the training film
+# ---------------------------------------------------------------------------
+
+GAP = 2  # pixels between tiles of a mosaic
+CLASS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")  # one per class (cycled beyond ten)
+
+
+def mosaic(tiles, columns: int, gap: int = GAP, fill=np.nan) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Tiles (N, h, w) or (N, h, w, C) laid out `columns` to a row with `gap` pixels of `fill` between them:
+    (the mosaic array, each tile's (top, left) in it)."""
+    tiles = np.asarray(tiles)
+    count, h, w = tiles.shape[:3]
+    cols = max(1, min(columns, count))
+    rows = max(1, math.ceil(count / cols))
+    dtype = float if isinstance(fill, float) and np.isnan(fill) else tiles.dtype
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *tiles.shape[3:]), fill, dtype=dtype)
+    origins = []
+    for i, tile in enumerate(tiles):
+        top, left = (i // cols) * (h + gap), (i % cols) * (w + gap)
+        out[top:top + h, left:left + w] = tile
+        origins.append((top, left))
+    return out, origins
+
+
+def _png_uri(pixels) -> str:
+    """A uint8 (H, W, 3) array as a PNG data URI: one small image instead of thousands of numbers."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _image_grid(tiles, columns: int, hover: list[str], customdata: list, title: str | None, note: str | None,
+                tile_px: int, scale: int = 4) -> go.Figure:
+    """uint8 tiles (N, h, w, C) as ONE image (go.Image of a PNG mosaic, upscaled without smoothing) plus one
+    invisible marker per tile carrying its hover text and customdata (for clicks)."""
+    tiles = np.asarray(tiles, np.uint8)
+    if tiles.shape[-1] == 1:
+        tiles = np.repeat(tiles, 3, axis=-1)  # grayscale shown as gray pixels
+    pixels, origins = mosaic(tiles, columns, fill=np.uint8(255))
+    big = np.kron(pixels, np.ones((scale, scale, 1), np.uint8))  # crisp pixels at any zoom
+    h, w = tiles.shape[1:3]
+    fig = go.Figure(go.Image(source=_png_uri(big), dx=1 / scale, dy=1 / scale, x0=-0.5 + 0.5 / scale,
+                             y0=-0.5 + 0.5 / scale, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[left + (w - 1) / 2 for _, left in origins], y=[top + (h - 1) / 2 for top, _ in origins],
+                             mode="markers", marker={"size": max(8, tile_px), "symbol": "square", "opacity": 0.01,
+                                                     "color": "#000"},
+                             hovertext=hover, hoverinfo="text", customdata=customdata, showlegend=False, name="tiles"))
+    rows = math.ceil(len(tiles) / max(1, min(columns, len(tiles))))
+    fig.update_xaxes(visible=False, range=[-0.5, pixels.shape[1] - 0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[pixels.shape[0] - 0.5, -0.5], scaleanchor="x")
+    bottom = 40 if note else 5
+    if note:
+        fig.add_annotation(text=note, x=0, y=-0.01, xref="paper", yref="paper", xanchor="left", yanchor="top",
+                           showarrow=False, font={"size": 12})
+    fig.update_layout(title=title, height=rows * tile_px + (40 if title else 5) + bottom, plot_bgcolor="white",
+                      margin={"l": 5, "r": 5, "t": 40 if title else 5, "b": bottom}, clickmode="event+select",
+                      dragmode=False)
+    return fig
+
+
+def filters_grid(images, values=None, title: str | None = None, note: str | None = None, labels=None,
+                 columns: int = 8, tile_px: int = 80) -> go.Figure:
+    """What each filter (or class) looks for: the uint8 images (N, H, W, C) that excite each most, as one
+    image grid; `values` (N,) their activation (or logit) for the hover; `note` under the grid (e.g. the
+    layer's receptive field); `labels` names the tiles ('filter 3' by default). customdata = tile index."""
+    images = np.asarray(images)
+    labels = [str(label) for label in labels] if labels is not None else [f"filter {i}" for i in range(len(images))]
+    hover = [f"{label}: reaches {float(values[i]):.3g}" if values is not None else label
+             for i, label in enumerate(labels)]
+    return _image_grid(images, columns, hover, list(range(len(images))), title, note, tile_px)
+
+
+def patches_grid(patches, values, images, title: str | None = None, note: str | None = None,
+                 tile_px: int = 48) -> go.Figure:
+    """Top patches: one row per filter, its k patches strongest first (uint8 (F, k, S, S, C)); hover names
+    the test image and the activation; customdata = [filter, test image index] for clicks."""
+    patches = np.asarray(patches)
+    filters, k = patches.shape[:2]
+    hover = [f"filter {f}, #{j + 1}: test image {int(images[f, j])}, activation {float(values[f, j]):.3g}"
+             for f in range(filters) for j in range(k)]
+    custom = [[f, int(images[f, j])] for f in range(filters) for j in range(k)]
+    return _image_grid(patches.reshape(filters * k, *patches.shape[2:]), k, hover, custom, title, note, tile_px)
+
+
+def embedding_scatter(coords, labels, predictions, indices, class_names, confidence=None,
+                      title: str | None = None, axis_titles=("1st axis", "2nd axis")) -> go.Figure:
+    """The test set as the network sees it: one point per image, coloured by its true class (one legend entry
+    per class: click to hide it); misclassified images drawn as ✕ in their true class's colour. customdata per
+    point = [test index, true class, predicted class] so a click can show the image."""
+    coords, labels, predictions = np.asarray(coords), np.asarray(labels), np.asarray(predictions)
+    indices = np.asarray(indices)
+    confidence = np.ones(len(labels)) if confidence is None else np.asarray(confidence)
+    names = [str(c) for c in class_names]
+    fig = go.Figure()
+    for wrong in (False, True):
+        for c, name in enumerate(names):
+            chosen = np.flatnonzero((labels == c) & ((labels != predictions) == wrong))
+            if not len(chosen):
+                continue
+            colour = CLASS_COLOURS[c % len(CLASS_COLOURS)]
+            fig.add_trace(go.Scattergl(
+                x=coords[chosen, 0], y=coords[chosen, 1], mode="markers", name=f"{name} (wrong)" if wrong else name,
+                legendgroup=name, showlegend=not wrong,
+                marker={"color": colour, "size": 9 if wrong else 5, "opacity": 1.0 if wrong else 0.6,
+                        "symbol": "x" if wrong else "circle", "line": {"width": 1, "color": "#000"} if wrong else None},
+                customdata=np.stack([indices[chosen], labels[chosen], predictions[chosen]], axis=1),
+                text=[f"{names[predictions[i]]} ({probability_text(confidence[i])})" for i in chosen],
+                hovertemplate=f"test image %{{customdata[0]}}: true {name}, predicted %{{text}}<extra></extra>"))
+    wrong = int(np.count_nonzero(labels != predictions))
+    fig.update_layout(title=title or f"{len(labels):,} images, {wrong:,} misclassified (✕)", height=560,
+                      xaxis_title=axis_titles[0], yaxis_title=axis_titles[1], clickmode="event+select",
+                      legend={"title": {"text": "true class"}, "itemsizing": "constant"},
+                      margin={"l": 40, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def _x_of(fig: go.Figure, row: int, col: int = 1) -> str:
+    """The x axis id ('x', 'x2', ...) of a subplot, for scaleanchor (square pixels)."""
+    return fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")
+
+
+def film_frame(film, index: int) -> go.Figure:
+    """One frame of a training film (cnn.features.Film): the first conv layer's kernels (signed scale), the probe
+    image's first-layer activations (sequential scale) and each weighted layer's weight histogram — every
+    scale fixed over the whole film, so frames compare."""
+    index = int(np.clip(index, 0, len(film) - 1))
+    hist_layers = list(film.histograms)
+    cols = max(1, len(hist_layers))
+    has_kernels, has_acts = film.kernels.ndim == 5 and film.kernels.size > 0, bool(film.activations)
+    first_act = next(iter(film.activations), None)
+    titles = ([f"{film.kernel_layer} kernels"] if has_kernels else []) + \
+             ([f"{first_act} on the probe image"] if has_acts else []) + [f"{n} weights" for n in hist_layers]
+    top_rows = int(has_kernels) + int(has_acts)
+    specs = [[{"colspan": cols}] + [None] * (cols - 1) for _ in range(top_rows)] + [[{} for _ in range(cols)]]
+    fig = make_subplots(rows=top_rows + 1, cols=cols, specs=specs, subplot_titles=titles, vertical_spacing=0.08,
+                        row_heights=[0.32] * top_rows + [0.36 if top_rows else 1.0])
+    row = 1
+    if has_kernels:
+        kernels = film.kernels.mean(axis=-1)  # (T, F, K, K): channels averaged
+        bound = float(np.abs(kernels).max()) or 1.0
+        tiles, _ = mosaic(kernels[index], columns=8, gap=1)
+        fig.add_trace(go.Heatmap(z=tiles, colorscale=SIGNED, zmin=-bound, zmax=bound, showscale=False,
+                                 hovertemplate="weight %{z:.3f}<extra></extra>"), row=row, col=1)
+        fig.update_yaxes(autorange="reversed", scaleanchor=_x_of(fig, row), row=row, col=1)
+        row += 1
+    if has_acts:
+        acts = film.activations[first_act].astype(np.float32)  # (T, h, w, F)
+        top = float(np.nanmax(acts)) or 1.0
+        maps = np.moveaxis(acts[index], -1, 0)
+        tiles, _ = mosaic(maps, columns=8, gap=1)
+        fig.add_trace(go.Heatmap(z=tiles, colorscale=UNSIGNED, zmin=0 if acts.min() >= 0 else -top, zmax=top,
+                                 showscale=False, hovertemplate="activation %{z:.3g}<extra></extra>"), row=row, col=1)
+        fig.update_yaxes(autorange="reversed", scaleanchor=_x_of(fig, row), row=row, col=1)
+        row += 1
+    for col, name in enumerate(hist_layers, start=1):
+        edges, counts = film.edges[name], film.histograms[name]
+        centres = (edges[:-1] + edges[1:]) / 2
+        fig.add_trace(go.Bar(x=centres, y=counts[index], width=float(edges[1] - edges[0]), marker_color=TRAIN,
+                             hovertemplate=f"{name}: %{{y}} weights near %{{x:.3f}}<extra></extra>", showlegend=False),
+                      row=row, col=col)
+        fig.update_yaxes(range=[0, float(counts.max()) * 1.05 or 1], row=row, col=col)
+        fig.update_xaxes(range=[float(edges[0]), float(edges[-1])], row=row, col=col)
+    for r in range(1, top_rows + 1):
+        fig.update_xaxes(visible=False, row=r, col=1)
+        fig.update_yaxes(visible=False, row=r, col=1)
+    epoch, batches = int(film.epochs[index]), int(film.batches[index])
+    when = "before training" if epoch == 0 else f"after epoch {epoch}" + (
+        "" if index == 0 or batches >= int(film.batches[1:].max(initial=0)) else f" (stopped after {batches} batches)")
+    fig.update_layout(title=f"frame {index + 1} of {len(film)}: {when}", height=260 * top_rows + 240,
+                      margin={"l": 30, "r": 10, "t": 60, "b": 30}, bargap=0, plot_bgcolor="white")
     return fig

@@ -234,9 +234,10 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
-                      on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None):
+                      on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None, film=None):
     """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
-    it on the test split and save it with its calibration.json: (Evaluation, ModelInfo).
+    it on the test split and save it with its calibration.json and, when the run was filmed (`film`: its
+    cnn.features.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
 
     A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why. A
     trained model is never lost: if `name` is taken (before or while saving) it is saved under the next free
@@ -254,7 +255,9 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
                "train_seconds": round(result.seconds, 2), "status": result.status}
     if calibration is None:
         metrics["calibration_note"] = why
-    extra = {FILE: calibration.to_json().encode()} if calibration is not None else None
+    extra = {FILE: calibration.to_json().encode()} if calibration is not None else {}
+    if film is not None and len(film):
+        extra["film.npz"] = film.to_bytes()
     info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
                       spec, result.history, metrics, overwrite=overwrite, if_taken="rename", extra_files=extra)
     return evaluation, info
@@ -270,26 +273,37 @@ def saved_as_message(requested: str | None, saved: str) -> str:
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
                    strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
-                   keep=None, callbacks=(), on_calibration_progress=None):
+                   keep=None, callbacks=(), on_calibration_progress=None, film=True):
     """Train, calibrate, evaluate on the test split and save to the registry: (TrainResult, Evaluation,
     ModelInfo). on_calibration_progress(done, total or None) reports the calibration's training images.
 
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
     called as soon as training ends, before evaluation (so a caller holds the weights whatever follows).
+    `film`: True films training (cnn.features.FilmRecorder, saved as film.npz), False does not, or a
+    FilmRecorder of the caller's own (a TrainingJob's, to show the frames live).
     """
     from cnn.registry import check_name
 
     if name is not None:
         check_name(name)  # refuse a bad name before spending minutes training
+    film = film_recorder(dataset) if film is True else None if film is False else film
     result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy,
-                   progress_interval=progress_interval, callbacks=callbacks)
+                   progress_interval=progress_interval,
+                   callbacks=tuple(callbacks) if film is None else (*callbacks, film))
     if keep is not None:
         keep(result)
     if result.status == "failed":
         return result, None, None
     evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite,
-                                         on_calibration_progress)
+                                         on_calibration_progress, film)
     return result, evaluation, info
+
+
+def film_recorder(dataset: Dataset):
+    """A FilmRecorder (cnn.features) watching the dataset's first test image."""
+    from cnn.features import FilmRecorder, film_probe
+
+    return FilmRecorder(*film_probe(dataset))
 
 
 # ---------------------------------------------------------------------------
@@ -308,6 +322,7 @@ class JobSnapshot:
     model_name: str | None  # the saved model's name, once saved
     started: float  # time.time() at start
     finished: float | None
+    film: object = None  # cnn.features.Film: the frames recorded so far (None without a film or before any)
 
     @property
     def running(self) -> bool:
@@ -318,9 +333,10 @@ class TrainingJob:
     """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
 
     def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25,
-                 callbacks=()):
+                 callbacks=(), film: bool = True):
         self.spec, self.dataset, self.name = spec, dataset, name
         self.progress_interval, self.callbacks = progress_interval, tuple(callbacks)
+        self.film = film_recorder(dataset) if film else None  # its frames show in snapshot().film
         self.result: TrainResult | None = None  # kept after failures too: the last good weights
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -361,7 +377,7 @@ class TrainingJob:
         with self._lock:
             return JobSnapshot(self._state, self._progress, {k: list(v) for k, v in self._curve.items()},
                                {k: list(v) for k, v in self._epochs.items()}, self._message, self._model_name,
-                               self._started, self._finished)
+                               self._started, self._finished, self.film.film() if self.film is not None else None)
 
     # -- the worker thread ----------------------------------------------------
     def _on_progress(self, p: Progress) -> None:
@@ -399,7 +415,8 @@ class TrainingJob:
             result, evaluation, info = train_and_save(
                 self.spec, self.dataset, self.name, on_progress=self._on_progress, stop=self._stop,
                 on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep,
-                callbacks=self.callbacks, on_calibration_progress=self._on_calibrate)
+                callbacks=self.callbacks, on_calibration_progress=self._on_calibrate,
+                film=False if self.film is None else self.film)
         except CnnError as exc:
             self._finish("failed", str(exc))
         except Exception as exc:  # noqa: BLE001 — the page must get a message, the log gets the traceback
@@ -422,7 +439,7 @@ class TrainingJob:
         if self.result is None or self.snapshot().running:
             raise TrainingError("there are no kept weights to save: the job is running or ended before training")
         # No progress callback: the job has ended and its state must stay 'failed'.
-        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name)
+        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name, film=self.film)
         with self._lock:
             self._model_name = info.name
             self._message += f" — the last good weights were saved as {info.name!r} " \

@@ -34,8 +34,8 @@ def cli_registry(tmp_path_factory):
 
 def test_train_saves_a_complete_model(cli_registry):
     folder = cli_registry / "cli-model"
-    assert sorted(p.name for p in folder.iterdir()) == ["calibration.json", "history.json", "metrics.json",
-                                                        "model.keras", "spec.json"]
+    assert sorted(p.name for p in folder.iterdir()) == ["calibration.json", "film.npz", "history.json",
+                                                        "metrics.json", "model.keras", "spec.json"]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["calibrated"] and metrics["ece_after"] >= 0 and metrics["temperature"] > 0
     assert metrics["dataset"] == "mnist-sample" and metrics["num_test"] == 1500 and metrics["epochs"] == 1
@@ -206,3 +206,7 @@ def test_training_beyond_the_memory_budget_is_refused_before_it_starts(tmp_path)
 def test_a_taken_name_is_refused_before_training(cli_registry):
     one_line_failure(cli("train", "--name", "cli-model", registry=cli_registry, check=False),
                      "a model named 'cli-model' already exists")
+def test_train_without_the_film(tmp_path):
+    cli("train", "--preset", "lenet5", "--dataset", "mnist-sample", "--epochs", "1", "--limit", "300", "--no-film",
+        "--name", "no-film", registry=tmp_path)
+    assert not (tmp_path / "no-film" / "film.npz").exists() and (tmp_path / "no-film" / "model.keras").is_file()

@@ -37,7 +37,7 @@ def page_setup() -> session.Tab:
     if tab.spec is None:
         tab.spec = resources.adapted_preset("default", tab.dataset)
     _activate_finished_job(tab)
-    names = [i.name for i in registry.list_models()]
+    names = [i.name for i in registry.list_models() if i.usable]  # a damaged folder cannot be the active model
     if tab.active_model not in names:
         tab.active_model = registry.DEFAULT_MODEL if registry.DEFAULT_MODEL in names else (names[0] if names else None)
     sidebar(tab, names)

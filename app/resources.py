@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cnn import registry
-from cnn.data import CATALOG, STAND_INS, is_folder
+from cnn.data import CATALOG, STAND_INS
 from cnn.errors import DatasetError
 from cnn.spec import ModelSpec, preset
 
@@ -60,9 +60,7 @@ def model_dataset(info: registry.ModelInfo):
     """The dataset a saved model was trained on (its class folder for folder datasets). When it cannot be
     loaded here but has a committed stand-in (full MNIST offline → the embedded sample), the stand-in; pages
     say so with chrome.dataset_note()."""
-    name = info.metrics.get("dataset_source") if is_folder(info.dataset) else info.dataset
-    if not name or name not in CATALOG and not is_folder(info.dataset):
-        raise DatasetError(f"model {info.name!r} does not say which dataset it was trained on")
+    name = registry.dataset_to_load(info)  # DatasetError when its images are not available here
     if name in _stand_in_reasons:  # failed once in this process: do not retry a download on every rerun
         return dataset(STAND_INS[name])
     try:

@@ -31,6 +31,8 @@ SIDEBAR_MODEL = "sidebar_model"  # the sidebar's active-model picker
 MODELS_PICK = "models_pick"  # the model shown on Models
 MODELS_UPLOADED = "models_uploaded"  # file id of the last model upload handled on Models
 SPEC_IMPORTED = "cfg_imported"  # file id of the last spec upload handled on Configure
+ZIP_HANDLED = "cfg_zip_handled"  # Configure: file id of the last class-folder .zip handled
+ZIP_PROBLEM = "cfg_zip_problem"  # Configure: (file id, why that .zip was refused)
 LAYER_IDS = "cfg_layer_ids"  # Configure: one stable id per layer, so widget keys follow a layer when it moves
 TRAIN_NAME = "train_name"  # Train's "Save as" box
 

@@ -1,5 +1,6 @@
-"""Warm the server up in the background: import TensorFlow, load the default model and trace its compiled
-explainer once, so that the first visit to Predict does not wait 3–7 s for them.
+"""Warm the server up in the background: tidy up what a killed process left behind, import TensorFlow, load
+the default model and trace its compiled explainer once, so that the first visit to Predict does not wait
+3–7 s for them.
 
 Started when the server starts (`lifespan`, given to st.App by streamlit_app.py) or, when the app runs some
 other way (AppTest), by the entry script's first run — Home itself never imports TensorFlow. Pages that need
@@ -31,6 +32,14 @@ def start() -> None:
 
 def _run() -> None:
     start_time = time.monotonic()
+    try:
+        from cnn.housekeeping import clean_up_at_start
+
+        removed = clean_up_at_start()  # temporaries a killed process left behind; the upload cache's size cap
+        if removed:
+            log.info("CNN Studio: removed %d orphaned temporary file(s) at start", len(removed))
+    except Exception as exc:  # noqa: BLE001 — tidying up must never stop the app
+        log.warning("CNN Studio: start-up clean-up failed: %s", exc)
     try:
         import numpy as np
 

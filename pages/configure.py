@@ -1,6 +1,5 @@
 """Configure: dataset, preset, the layer list and training settings, with live shapes, parameters, MACs,
 memory and time per epoch, inline validation errors, JSON import/export and the equivalent Keras script."""
-import hashlib
 import uuid
 from dataclasses import fields
 
@@ -8,8 +7,10 @@ import streamlit as st
 
 from app import chrome, resources, session
 from cnn.builder import export_script
-from cnn.data import CATALOG, cache_dir, where
-from cnn.errors import CnnError, SpecError
+from cnn.data import CATALOG, SAMPLE, store_upload, where
+from cnn.registry import safe_label
+from cnn.errors import CnnError, SpecError, TrainingError
+from cnn.memory import check_memory, estimate_for, memory_budget
 from cnn.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
                       validate)
 
@@ -22,7 +23,6 @@ LAYOUT_CSS = """<style>
 div:has(> .st-key-cfg_editor) { flex: 3 1 520px !important; min-width: 0; }
 div:has(> .st-key-cfg_summary) { flex: 2 1 340px !important; min-width: 0; }
 </style>"""
-MAX_ZIP_BYTES = 100_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -101,30 +101,44 @@ def dataset_ui() -> str:
     upload = st.file_uploader("A .zip with one sub-folder of images per class (png, jpg, bmp, gif)", type=["zip"],
                               key="cfg_zip")
     if upload is not None:
-        if upload.size > MAX_ZIP_BYTES:
-            st.error(f"{upload.name} is {upload.size / 1e6:.0f} MB; the limit is {MAX_ZIP_BYTES / 1e6:.0f} MB.")
-        else:
-            data = upload.getvalue()
-            target = cache_dir() / "uploads" / f"{hashlib.sha1(data).hexdigest()[:16]}-{upload.name}"
-            try:
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
-                if tab.dataset != str(target):
-                    choose_dataset(str(target))
-            except CnnError as exc:
-                st.error(f"{upload.name}: {exc}")
-                target.unlink(missing_ok=True)
+        upload_zip(upload)
+        problem = st.session_state.get(session.ZIP_PROBLEM)
+        if problem and problem[0] == upload.file_id:  # the refusal stays beside the upload it is about
+            st.error(problem[1])
     current = tab.dataset
     if current not in CATALOG:
-        data = resources.dataset(current)
+        try:
+            data = resources.dataset(current)
+        except CnnError as exc:  # e.g. the upload cache was trimmed since: say so, and go back to the sample
+            st.warning(f"The class folders chosen earlier cannot be read any more ({exc}); using the MNIST "
+                       "sample until you upload them again.")
+            choose_dataset(SAMPLE)
+            return SAMPLE
         st.caption(f"{len(data.class_names)} classes ({', '.join(data.class_names[:8])}"
                    f"{'…' if len(data.class_names) > 8 else ''}); {data.num_train:,} training images streamed "
                    f"from disk, {data.num_test:,} held out; images resized to "
                    f"{'×'.join(map(str, data.input_shape))}")
+        for note in data.notes:
+            st.warning(note)
     else:
         st.caption("Upload a .zip to use your own images.")
     return current
+
+
+def upload_zip(upload) -> None:
+    """Store an uploaded class-folder .zip (under its content hash: its name never becomes a path), read it,
+    and make it the dataset — or keep the refusal to show, leaving the dataset as it was."""
+    if st.session_state.get(session.ZIP_HANDLED) == upload.file_id:
+        return
+    st.session_state[session.ZIP_HANDLED] = upload.file_id
+    try:
+        path, _ = store_upload(upload.getvalue(), upload.name)
+        resources.dataset(str(path))  # checks every image (headers first) before anything is chosen
+    except CnnError as exc:
+        st.session_state[session.ZIP_PROBLEM] = (upload.file_id, f"{safe_label(upload.name)}: {exc}")
+        return
+    st.session_state.pop(session.ZIP_PROBLEM, None)
+    choose_dataset(str(path))
 
 
 def preset_ui() -> None:
@@ -276,13 +290,19 @@ with summary:
         metrics = st.container(horizontal=True)
         metrics.metric("Parameters", f"{analysis.params:,}", help=f"{analysis.trainable:,} trainable", width="content")
         metrics.metric("MACs per image", f"{analysis.macs / 1e6:.2f} M", width="content")
-        metrics.metric("Training memory (est.)",
-                       f"{analysis.memory_bytes(cfg.batch_size, cfg.optimizer) / 2**20:.0f} MiB", width="content",
-                       help="float32 weights, gradients and optimizer slots plus one batch of activations")
+        need = estimate_for(edited, dataset if dataset in CATALOG else resources.dataset(dataset))
+        metrics.metric("Training memory (est.)", f"{need.total / 2**20:,.0f} MiB", width="content",
+                       help=f"{need.text()}. Checked against the memory budget before training starts.")
         metrics.metric("Time per epoch (est.)", f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.2f} s",
                        width="content",
                        help=f"{fit_images:,} images on this machine, from a measured probe "
                             f"({speed.step_overhead * 1e3:.1f} ms/step + {speed.macs_per_second / 1e9:.2f} GMAC/s)")
+        budget = memory_budget()
+        if need.total > budget:  # said here, before anyone presses Start
+            try:
+                check_memory(edited, dataset if dataset in CATALOG else resources.dataset(dataset), budget=budget)
+            except TrainingError as exc:
+                st.error(f"Too big to train here: {exc}.", icon=":material/memory:")
 
     st.subheader("Import / export")
     import_ui()

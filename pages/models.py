@@ -9,6 +9,7 @@ from cnn import registry
 from cnn.calibration import calibrate_if_possible, calibration_summary
 from cnn.data import CATALOG, dataset_title
 from cnn.errors import CnnError
+from cnn.registry import safe_label
 from cnn.figures import compare_curves, history_curves
 from cnn.spec import ModelSpec, SpecError, validate
 from cnn.text import accuracy_text
@@ -26,7 +27,8 @@ def created_at(info) -> datetime | None:
 
 def rows(infos) -> list[dict]:
     return [{"name": i.name, "dataset": dataset_title(i.dataset), "preset": i.preset, "parameters": i.params,
-             "test accuracy": i.test_accuracy, "epochs": i.epochs, "created": created_at(i)} for i in infos]
+             "test accuracy": i.test_accuracy, "epochs": i.epochs, "created": created_at(i),
+             "files": "ok" if not i.damaged else "damaged" if i.usable else "unusable"} for i in infos]
 
 
 TABLE_COLUMNS = {
@@ -55,7 +57,11 @@ def upload_ui() -> None:
             session.flash(f"Not imported: {exc}", "error")
         else:
             chrome.set_active_model(info.name)
-            session.flash(f"Imported {upload.name} as {info.name!r} and made it the active model.", "success")
+            session.flash(f"Imported {safe_label(upload.name)} as {info.name!r} and made it the active model.",
+                          "success")
+            if info.import_notes:
+                session.flash("Left out of the upload (it did not pass the checks): " + "; ".join(info.import_notes),
+                              "warning")
             if not calibration_summary(info)["calibrated"]:  # arrived without one: fit it if its data is here
                 with st.spinner("Calibrating it on its dataset…"):
                     found, reason = calibrate_if_possible(info.name, dataset_for(info))
@@ -106,6 +112,10 @@ def delete(name: str) -> None:
 
 def manage_ui(info) -> None:
     """Set active, rename, download, delete (with confirmation) for one model."""
+    if not info.usable:
+        st.caption("This model cannot be loaded, so it can only be deleted.")
+        delete_ui(info)
+        return
     cols = st.columns(4, vertical_alignment="bottom")
     active = tab.active_model == info.name
     cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
@@ -115,6 +125,11 @@ def manage_ui(info) -> None:
     new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
     cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name.strip() == info.name,
                    on_click=rename, args=(info.name,))
+    delete_ui(info)
+
+
+def delete_ui(info) -> None:
+    """Delete, once the box is ticked."""
     with st.expander("Delete this model"):
         confirm = st.checkbox(f"Yes, delete {info.name!r} and its files", key=f"models_confirm_{info.name}")
         st.button("Delete", key="models_delete", type="primary", disabled=not confirm, on_click=delete,
@@ -122,6 +137,14 @@ def manage_ui(info) -> None:
 
 
 def details_ui(info) -> None:
+    if info.damaged:
+        st.warning(f"This model's folder is {'damaged' if info.usable else 'unusable'}: " + "; ".join(info.problems)
+                   + (" — what was unreadable was left out." if info.usable else
+                      " — it cannot be loaded: delete it on Manage, or train or upload it again."))
+    if info.import_notes:
+        st.caption("Left out when it was imported: " + "; ".join(info.import_notes))
+    if not info.usable:
+        return
     left, right = st.columns([3, 2], gap="large")
     with left:
         st.plotly_chart(history_curves(info.history(), title=f"{info.name}: training curves"),

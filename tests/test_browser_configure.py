@@ -38,3 +38,24 @@ def test_configure_at_every_width(chromium, app_server, width):
         check_page(page)
     finally:
         page.context.close()
+
+
+def test_a_refused_zip_leaves_a_usable_page(page, app_server, tmp_path):
+    from tests.browser import expect_error, select, set_number
+    from tests.hostile import class_zip
+
+    go(page, app_server, "configure")
+    page.get_by_text("Shapes, parameters, cost").wait_for(timeout=60_000)
+    select(page, "Dataset", "Upload class folders (.zip)")
+    zip_path = tmp_path / "cats.zip"
+    zip_path.write_bytes(class_zip(classes=("cats",)))
+    with expect_error(page, r"found 1 class folder \('cats', 6 images\) and needs at least 2"):
+        page.get_by_role("region", name="A .zip with one sub-folder").get_by_test_id(
+            "stFileUploaderDropzoneInput").set_input_files(str(zip_path))
+        wait_idle(page)
+    # The page still works: edits go on, and a refresh shows no traceback and no stale error.
+    set_number(page, "epochs", 4)
+    page.reload()
+    wait_idle(page)
+    page.get_by_text("Shapes, parameters, cost").wait_for(timeout=60_000)
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0

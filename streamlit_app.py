@@ -1,7 +1,8 @@
 """CNN Studio: the entry script.
 
 `streamlit run streamlit_app.py` first imports this file to find the server app: that import (not as
-__main__) creates it, with a start-up hook that loads TensorFlow and the default model in the background.
+__main__) creates it, with a start-up hook that loads TensorFlow and the default model in the background
+and, hosted, the cookie that gives each browser its private workspace (app/workspaces.py).
 Each browser session then runs this file as its script (as __main__): it installs the app's hook into
 Streamlit, sets the page config and the navigation; each page calls chrome.page_setup() first thing.
 """
@@ -10,7 +11,13 @@ import streamlit as st
 from app import chrome, hooks, session, warmup
 
 if __name__ != "__main__":  # imported by `streamlit run` to find the server app
-    server = st.App("streamlit_app.py", lifespan=warmup.lifespan)
+    from starlette.middleware import Middleware
+
+    from app import workspaces
+
+    # Hosted: every browser gets its private workspace token in an HttpOnly cookie on its first page load.
+    cookies = [Middleware(workspaces.CookieMiddleware)] if workspaces.hosted() else []
+    server = st.App("streamlit_app.py", lifespan=warmup.lifespan, middleware=cookies)
 else:  # a session's script run
     hooks.install()  # before any training job runs: see app/hooks.py
     warmup.start()  # no-op when the server already started it

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import jobs, resources, session, warmup
+from app import jobs, resources, session, warmup, workspaces
 from cnn import registry
 from cnn.data import CATALOG, dataset_title, is_folder
 from cnn.errors import CnnError
@@ -33,6 +33,7 @@ def page_setup() -> session.Tab:
 
         st.session_state[session.GOTO] = f"pages/{Path(inspect.stack()[1].filename).name}"
         st.switch_page("streamlit_app.py")
+    workspaces.activate()  # this visitor's registry folder (hosted: their own workspace)
     tab = session.tab()
     if tab.spec is None:
         tab.spec = resources.adapted_preset("default", tab.dataset)
@@ -54,6 +55,18 @@ def _activate_finished_job(tab: session.Tab) -> None:
     if snap.state == "completed" and snap.model_name and st.session_state.get(session.ACTIVATED) != snap.model_name:
         st.session_state[session.ACTIVATED] = snap.model_name
         tab.active_model = snap.model_name
+
+
+def in_workspace(callback):
+    """A widget callback that runs in the visitor's workspace (callbacks run before the page sets it)."""
+    import functools
+
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        workspaces.activate()
+        return callback(*args, **kwargs)
+
+    return run
 
 
 def set_active_model(name: str | None) -> None:
@@ -88,6 +101,20 @@ def sidebar(tab: session.Tab, names: list[str]) -> None:
         st.caption(f"Dataset: **{dataset_title(tab.dataset)}**")
         if jobs.job_running():
             st.caption(":material/hourglass_top: training in progress — see **Train**")
+        account_ui()
+
+
+def account_ui() -> None:
+    """Hosted with sign-in configured: who is signed in, and the sign-in / sign-out button."""
+    if not workspaces.hosted() or not workspaces.auth_configured():
+        return
+    user = workspaces.signed_in_user()
+    if user is None:
+        st.caption("Your models are kept for this browser only. Sign in to keep them on every device.")
+        st.button("Sign in", key="sign_in", on_click=st.login, icon=":material/login:")
+    else:
+        st.caption(f"Signed in as {user[1]}: your workspace follows your account.")
+        st.button("Sign out", key="sign_out", on_click=st.logout, icon=":material/logout:")
 
 
 def title(text: str) -> None:

@@ -1,42 +1,230 @@
-"""The training jobs of this server process: one per browser tab, found again after a refresh."""
+"""Training jobs: one fair queue shared by every visitor of this server process.
+
+At most `cap` jobs train at once (CNN_MAX_JOBS; default from this machine's cores and memory), and only
+while their memory estimates fit the budget together; the others wait first-in, first-out and are told
+their place and an estimated start. A job that could never fit the budget is refused before it queues, with
+the numbers. Stop works while a job waits. Each ticket belongs to one workspace and one browser tab: a page
+only ever looks up its own (workspace, tab) — knowing another tab's id gives nothing.
+
+`JobQueue` knows nothing of Streamlit (tested alone); the functions at the bottom bind it to the session.
+"""
 from __future__ import annotations
 
-import streamlit as st
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
 
-from app import session
-from cnn.spec import ModelSpec
+import streamlit as st
 
 JOB_RUNNING = "a training job is already running in this session: stop it or wait for it to finish"
 
 
+def default_cap() -> int:
+    """Concurrent trainings: CNN_MAX_JOBS if set, else one per two cores (a training uses two), at least 1."""
+    value = os.environ.get("CNN_MAX_JOBS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+@dataclass
+class Ticket:
+    """A training request: waiting in the queue, then holding a place while its job runs."""
+
+    owner: str  # the workspace it belongs to
+    tab: str  # the browser tab that asked for it
+    spec: object  # cnn.spec.ModelSpec
+    dataset: object  # cnn.data.Dataset
+    name: str | None  # the registry name to save it as
+    memory: int  # bytes it needs (cnn.memory estimate)
+    seconds: float | None  # estimated training time, for the queue's "starts in about …"
+    submitted: float = field(default_factory=time.time)
+    job: object = None  # the TrainingJob once started
+    cancelled: bool = False
+    queue: "JobQueue | None" = field(default=None, repr=False)
+
+    # -- the same face as a TrainingJob, so that a page need not care whether it has started --------------
+    @property
+    def result(self):
+        return self.job.result if self.job is not None else None
+
+    def snapshot(self):
+        from cnn.train import JobSnapshot
+
+        if self.job is not None:
+            return self.job.snapshot()
+        if self.cancelled:
+            return JobSnapshot("stopped", None, {}, {}, "stopped before it started (it was waiting in the queue)",
+                               None, self.submitted, self.submitted)
+        place, start = self.queue.place(self) if self.queue else (0, None)
+        when = f", starting in about {_minutes(start)}" if start is not None else ""
+        return JobSnapshot("queued", None, {}, {}, f"waiting for a free place: number {place} in the queue{when} — "
+                           f"{self.queue.running_count() if self.queue else 0} training(s) running", None,
+                           self.submitted, None)
+
+    def stop(self) -> None:
+        """Stop it: take it out of the queue, or end its training after the current batch."""
+        if self.job is not None:
+            self.job.stop()
+        elif self.queue is not None:
+            self.queue.cancel(self)
+
+    def save_last_good(self, name=None):
+        return self.job.save_last_good(name)
+
+
+def _minutes(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class JobQueue:
+    """First in, first out; at most `cap` running, and only while their memory fits `budget` together."""
+
+    def __init__(self, cap: int, budget: int, start_job=None):
+        self.cap, self.budget = cap, budget
+        self._start_job = start_job or _start_training
+        self._lock = threading.RLock()
+        self._waiting: list[Ticket] = []
+        self._running: list[Ticket] = []
+        self._latest: dict[tuple[str, str], Ticket] = {}  # (owner, tab) → its latest ticket
+
+    def submit(self, owner: str, tab: str, spec, dataset, name: str | None, memory: int,
+               seconds: float | None = None) -> Ticket:
+        """Queue a training (and start it at once if there is room). TrainingError if this tab already has one
+        waiting or running, or if it could never fit the memory budget."""
+        from cnn.errors import TrainingError
+
+        with self._lock:
+            current = self._latest.get((owner, tab))
+            if current is not None and current.snapshot().running:
+                raise TrainingError(JOB_RUNNING)
+            if memory > self.budget:
+                raise TrainingError(f"this training needs ~{memory / 2**30:.1f} GiB but the budget for one training "
+                                    f"is {self.budget / 2**30:.1f} GiB (CNN_MEMORY_BUDGET_MB): use a smaller batch "
+                                    "or fewer filters/units")
+            ticket = Ticket(owner, tab, spec, dataset, name, memory, seconds, queue=self)
+            self._waiting.append(ticket)
+            self._latest[(owner, tab)] = ticket
+            self._dispatch()
+            return ticket
+
+    def ticket(self, owner: str, tab: str) -> Ticket | None:
+        """The latest ticket of this workspace's tab (only ever looked up with both)."""
+        with self._lock:
+            return self._latest.get((owner, tab))
+
+    def cancel(self, ticket: Ticket) -> None:
+        with self._lock:
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+                ticket.cancelled = True
+
+    def running_count(self) -> int:
+        with self._lock:
+            self._reap()
+            return len(self._running)
+
+    def place(self, ticket: Ticket) -> tuple[int, float | None]:
+        """(1-based place among the waiting, estimated seconds until it starts or None if unknown)."""
+        with self._lock:
+            self._reap()
+            if ticket not in self._waiting:
+                return 0, 0.0
+            index = self._waiting.index(ticket)
+            # Places free up as running jobs end; then the ones ahead take them, one per free place.
+            ends = sorted(self._remaining(t) for t in self._running)
+            ahead = [t.seconds for t in self._waiting[:index]]
+            if any(e is None for e in ends) or any(s is None for s in ahead):
+                return index + 1, None
+            slots = ends + [0.0] * (self.cap - len(ends))
+            for seconds in ahead:  # greedy: each waiting job takes the slot that frees first
+                slots.sort()
+                slots[0] += seconds
+            return index + 1, min(slots)
+
+    @staticmethod
+    def _remaining(ticket: Ticket) -> float | None:
+        snap = ticket.job.snapshot()
+        if snap.progress is not None and math.isfinite(snap.progress.eta):
+            return snap.progress.eta
+        return ticket.seconds
+
+    def _reap(self) -> None:
+        """Forget finished jobs (their places are free)."""
+        self._running = [t for t in self._running if t.job.snapshot().running]
+
+    def _dispatch(self) -> None:
+        """Start waiting jobs, in order, while there are places and memory for them."""
+        with self._lock:
+            self._reap()
+            while self._waiting and len(self._running) < self.cap:
+                used = sum(t.memory for t in self._running)
+                ticket = self._waiting[0]
+                if self._running and used + ticket.memory > self.budget:
+                    break  # it waits for memory, and so do those behind it (first in, first out)
+                self._waiting.pop(0)
+                ticket.job = self._start_job(ticket, on_finish=self._dispatch)
+                self._running.append(ticket)
+
+
+def _start_training(ticket: Ticket, on_finish):
+    from cnn.train import TrainingJob
+
+    return TrainingJob(ticket.spec, ticket.dataset, ticket.name, on_finish=on_finish).start()
+
+
+# ---------------------------------------------------------------------------
+# The queue of this server process, bound to the visitor's session
+# ---------------------------------------------------------------------------
+
 @st.cache_resource
-def _jobs() -> dict:
-    """session id → TrainingJob, shared across reruns and refreshes (not across server restarts)."""
-    return {}
+def _queue() -> JobQueue:
+    """The one queue of this server process."""
+    from cnn.memory import memory_budget
+
+    return JobQueue(default_cap(), memory_budget())
 
 
-def job_for(sid: str):
-    """The TrainingJob of the tab `sid`, if any."""
-    return _jobs().get(sid)
+def job_for(owner: str, tab: str) -> Ticket | None:
+    """The ticket of (workspace, tab), if any."""
+    return _queue().ticket(owner, tab)
 
 
-def current_job():
-    """This tab's TrainingJob, if any (running or finished)."""
-    return job_for(session.session_id())
+def current_job() -> Ticket | None:
+    """This tab's latest training (waiting, running or finished), in this visitor's workspace."""
+    from app import session, workspaces
+
+    return job_for(workspaces.current().id, session.session_id())
 
 
 def job_running() -> bool:
-    job = current_job()
-    return job is not None and job.snapshot().running
+    ticket = current_job()
+    return ticket is not None and ticket.snapshot().running
 
 
-def start_job(spec: ModelSpec, dataset, name: str | None = None):
-    """Start training in the background; TrainingError if this tab already has a job running."""
-    from cnn.errors import TrainingError
-    from cnn.train import TrainingJob
+def start_job(spec, dataset, name: str | None = None) -> Ticket:
+    """Queue a training for this tab: TrainingError when this tab already has one, or when it cannot fit the
+    memory budget (with the numbers)."""
+    from app import resources, session, workspaces
+    from cnn.memory import check_memory
 
-    if job_running():
-        raise TrainingError(JOB_RUNNING)
-    job = TrainingJob(spec, dataset, name).start()
-    _jobs()[session.session_id()] = job
-    return job
+    queue = _queue()
+    need = check_memory(spec, dataset, budget=queue.budget)
+    return queue.submit(workspaces.current().id, session.session_id(), spec, dataset, name, need.total,
+                        resources.training_seconds(spec, dataset))
+
+
+def replace_cap(cap: int) -> None:
+    """Change the cap (tests and the benchmark)."""
+    queue = _queue()
+    with queue._lock:
+        queue.cap = cap
+        queue._dispatch()
+
+

@@ -14,13 +14,15 @@ from cnn.spec import ModelSpec, preset
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
-def _model(name: str, mtime: float):
-    return registry.load_model(name)
+def _model(path: str, mtime: float, _info):
+    return registry.load_model(_info)
 
 
 def model(name: str):
-    """The keras.Model saved as `name`, loaded again whenever its file changes."""
-    return _model(name, registry.model_info(name).mtime)
+    """The keras.Model saved as `name` (in this visitor's registry), loaded again whenever its file changes.
+    Cached by folder: two workspaces may each hold a model of one name."""
+    info = registry.model_info(name)
+    return _model(str(info.path), info.mtime, info)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading dataset…")
@@ -51,6 +53,19 @@ def machine_speed():
     from cnn.estimate import measure_speed
 
     return measure_speed()
+
+
+def training_seconds(spec: ModelSpec, data) -> float | None:
+    """Estimated seconds to train `spec` on `data` on this machine (for the queue's "starts in about …")."""
+    from cnn.errors import CnnError
+    from cnn.estimate import epoch_seconds
+    from cnn.spec import validate
+
+    try:
+        images = int(data.num_train * (1 - spec.train.validation_split))
+        return spec.train.epochs * epoch_seconds(validate(spec), images, spec.train.batch_size, machine_speed())
+    except CnnError:
+        return None
 
 
 _stand_in_reasons: dict[str, str] = {}  # dataset → why its stand-in is used (until the server restarts)
@@ -93,7 +108,7 @@ HELD_OUT = 300  # test images the Learn page's gradient step is checked against
 
 
 @st.cache_data(max_entries=64, show_spinner="Taking one gradient step at every learning rate…")
-def learning_step(name: str, mtime: float, x, label: int, learning_rate: float | None, layer_name: str):
+def learning_step(path: str, mtime: float, x, label: int, learning_rate: float | None, layer_name: str, _info):
     """cnn.inference.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
     and a forward pass per rate), checked against the last HELD_OUT test images of its dataset when it can be
     loaded; kept so that the Learn page's other controls do not redo it on every rerun."""
@@ -101,12 +116,12 @@ def learning_step(name: str, mtime: float, x, label: int, learning_rate: float |
     from cnn.inference import learning_step as step
 
     try:
-        data = model_dataset(registry.model_info(name))
+        data = model_dataset(_info)
         others = (data.x_test[-HELD_OUT:], data.y_test[-HELD_OUT:]) \
             if tuple(data.input_shape) == tuple(x.shape) else None
     except CnnError:
         others = None
-    return step(_model(name, mtime), x, label, learning_rate, layer_name, others)
+    return step(_model(path, mtime, _info), x, label, learning_rate, layer_name, others)
 
 
 @st.cache_resource

@@ -52,7 +52,7 @@ MAX_TABS = 1000  # remembered tabs (a few KB each); the least recently used are 
 
 @st.cache_resource
 def _tabs() -> OrderedDict:
-    """session id → Tab, shared across refreshes (not across server restarts)."""
+    """(workspace id, session id) → Tab, shared across refreshes (not across server restarts)."""
     return OrderedDict()
 
 
@@ -67,15 +67,18 @@ def session_id() -> str:
 
 
 def tab() -> Tab:
-    """This browser tab's Tab. A new session whose URL names a remembered tab (a refresh) continues with a
-    copy of it — a copy, so that a duplicated browser tab does not edit the same spec."""
+    """This browser tab's Tab. A new session whose URL names a remembered tab of the same workspace (a refresh)
+    continues with a copy of it — a copy, so that a duplicated browser tab does not edit the same spec. The
+    memory is keyed by workspace and tab: a tab id from someone else's link finds nothing."""
+    from app import workspaces
+
+    key = (workspaces.current().id, session_id())
     if TAB not in st.session_state:
-        sid = session_id()
-        kept = _tabs().get(sid)
+        kept = _tabs().get(key)
         st.session_state[TAB] = copy.deepcopy(kept) if kept is not None else Tab()
-    memory, sid = _tabs(), session_id()
-    memory[sid] = st.session_state[TAB]
-    memory.move_to_end(sid)  # least recently used first
+    memory = _tabs()
+    memory[key] = st.session_state[TAB]
+    memory.move_to_end(key)  # least recently used first
     while len(memory) > MAX_TABS:
         memory.popitem(last=False)
     return st.session_state[TAB]

@@ -234,7 +234,8 @@ class EvaluationCache:
         from cnn.calibration import calibration_path
 
         path = calibration_path(info)
-        return info.name, info.mtime, path.stat().st_mtime if path.is_file() else None, dataset_name, split
+        # The folder, not the name: two workspaces may each have a model of one name.
+        return str(info.path), info.mtime, path.stat().st_mtime if path.is_file() else None, dataset_name, split
 
     def get(self, key):
         with self._lock:

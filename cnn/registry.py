@@ -13,6 +13,8 @@ TensorFlow needed, and a damaged or hostile folder is listed as damaged, never b
 from __future__ import annotations
 
 import errno
+import contextlib
+import contextvars
 import json
 import os
 import re
@@ -33,9 +35,58 @@ MAX_JSON_BYTES = {"spec.json": 2_000_000, "metrics.json": 20_000_000, "history.j
                   "calibration.json": 20_000_000}
 
 
+# The registry folder of the current visitor: set per script run by the app (a hosted workspace), and
+# carried into a training job's thread with the job's context. Unset: CNN_MODELS_DIR, else models/.
+_MODELS_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("cnn_models_dir", default=None)
+SHIPPED_LIST = "shipped.json"  # {"models": [...]}: the models in shipped_dir() that ship with the app
+
+
 def models_dir() -> Path:
-    """CNN_MODELS_DIR if set, else the project's models/ folder."""
-    return Path(os.environ.get("CNN_MODELS_DIR") or PROJECT_ROOT / "models").expanduser()
+    """Where models are saved: the folder set for this context (use_models_dir), else CNN_MODELS_DIR, else the
+    project's models/ folder."""
+    chosen = _MODELS_DIR.get()
+    return chosen if chosen is not None else Path(os.environ.get("CNN_MODELS_DIR") or PROJECT_ROOT / "models").expanduser()
+
+
+def use_models_dir(path) -> contextvars.Token:
+    """Save to and list from `path` for the rest of this context (None: back to the default)."""
+    return _MODELS_DIR.set(None if path is None else Path(path))
+
+
+@contextlib.contextmanager
+def using_models_dir(path):
+    """`use_models_dir` for the duration of a with-block."""
+    token = use_models_dir(path)
+    try:
+        yield
+    finally:
+        _MODELS_DIR.reset(token)
+
+
+def shipped_dir() -> Path:
+    """Where the models that ship with the app live: CNN_SHIPPED_DIR, else the project's models/ folder."""
+    return Path(os.environ.get("CNN_SHIPPED_DIR") or PROJECT_ROOT / "models").expanduser()
+
+
+def shipped_names() -> tuple[str, ...]:
+    """The names of the shipped models (read-only everywhere): shipped_dir()/shipped.json's list."""
+    try:
+        names = json.loads((shipped_dir() / SHIPPED_LIST).read_text()).get("models", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(n for n in names if isinstance(n, str) and NAME_RE.match(n))
+
+
+def is_shipped(name: str) -> bool:
+    return name in shipped_names()
+
+
+def _writable(name: str) -> str:
+    """`name` if a user may create, replace, rename or delete a model of that name; else RegistryError."""
+    if is_shipped(name):
+        raise RegistryError(f"{name!r} is a model that ships with CNN Studio: it is read-only (it cannot be "
+                            "replaced, renamed or deleted); use another name")
+    return name
 
 
 @dataclass(frozen=True)
@@ -184,6 +235,8 @@ def model_info(name: str) -> ModelInfo:
     """What the registry knows about `name`. RegistryError when there is no such model (or no model.keras in
     its folder); damaged metadata never raises: it is in `problems`, and `usable` says whether it loads."""
     folder = models_dir() / check_name(name)
+    if not folder.is_dir() and is_shipped(name):  # shown to every workspace, from where it ships
+        folder = shipped_dir() / name
     if not folder.is_dir():
         known = ", ".join(i.name for i in list_models()) or "none yet"
         raise RegistryError(f"no saved model named {name!r} in {models_dir()} (saved models: {known})")
@@ -206,6 +259,8 @@ def list_models() -> list[ModelInfo]:
         folders = list(root.iterdir()) if root.is_dir() else []
     except OSError:
         folders = []
+    here = {f.name for f in folders}
+    folders += [shipped_dir() / n for n in shipped_names() if n not in here]  # the shipped ones, wherever saved
     for folder in folders:
         if NAME_RE.match(folder.name) and folder.is_dir() and (folder / "model.keras").is_file():
             try:
@@ -236,7 +291,7 @@ def unique_name(base: str, reserved=()) -> str:
     """`base`, or `base-2`, `base-3`, … whichever is free (and not in `reserved`, e.g. a running job's name)."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._")[:58] or "model"
     name, n = base, 1
-    while (models_dir() / name).exists() or name in reserved:
+    while (models_dir() / name).exists() or name in reserved or is_shipped(name):
         n += 1
         name = f"{base}-{n}"
     return name
@@ -271,6 +326,8 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
     check_name(name)
     if if_taken not in ("error", "rename"):
         raise ValueError(f"if_taken must be 'error' or 'rename', not {if_taken!r}")
+    if is_shipped(name):  # never replaced: refused, or (a training that must not be lost) saved beside it
+        name = _writable(name) if if_taken == "error" or overwrite else unique_name(name)
     root = models_dir()
     root.mkdir(parents=True, exist_ok=True)
     if (root / name).exists() and not overwrite and if_taken == "error":
@@ -356,14 +413,16 @@ def write_extra_file(name: str, file: str, data: bytes) -> Path:
     return info.path / file
 
 
-def load_model(name: str):
-    """The saved keras.Model, loaded with safe_mode=True (no arbitrary code, e.g. Lambda layers), after its
-    metadata and its model.keras (sizes, zip bombs) are checked: a tampered folder gets a RegistryError."""
+def load_model(name):
+    """The saved keras.Model `name` (or of a ModelInfo), loaded with safe_mode=True (no arbitrary code, e.g.
+    Lambda layers), after its metadata and its model.keras (sizes, zip bombs) are checked: a tampered folder
+    gets a RegistryError."""
     import keras
 
     from cnn.archive import ArchiveError, check_keras_archive
 
-    info = model_info(name)
+    info = name if isinstance(name, ModelInfo) else model_info(name)
+    name = info.name
     if not info.usable:
         raise RegistryError(f"cannot load model {name!r}: it is damaged ({info.problems[0]}); delete it, or train "
                             "or upload it again")
@@ -385,8 +444,8 @@ def load_model(name: str):
 
 
 def delete_model(name: str) -> None:
-    """Remove a model (damaged ones too)."""
-    info = model_info(name)
+    """Remove a model (damaged ones too; never a shipped one)."""
+    info = model_info(_writable(name))
     trash = info.path.parent / f".trash-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         os.rename(info.path, trash)  # disappears from listings at once, even if removal is slow
@@ -396,8 +455,8 @@ def delete_model(name: str) -> None:
 
 
 def rename_model(old: str, new: str) -> ModelInfo:
-    model_info(old)
-    check_name(new)
+    model_info(_writable(old))
+    _writable(check_name(new))
     target = models_dir() / new
     if target.exists() or not _rename_exclusive(models_dir() / old, target):
         raise RegistryError(f"a model named {new!r} already exists; choose another name")

@@ -5,6 +5,7 @@ of its progress that a page can poll without ever blocking or being called back.
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import threading
 import time
@@ -314,7 +315,7 @@ def film_recorder(dataset: Dataset):
 class JobSnapshot:
     """A consistent copy of a job's state at one moment."""
 
-    state: str  # 'running', 'evaluating', 'completed', 'stopped' or 'failed'
+    state: str  # 'queued', 'running', 'evaluating', 'completed', 'stopped' or 'failed'
     progress: Progress | None  # the latest report (None before the first batch ends)
     curve: dict  # batch-level points: step (fractional epoch), loss, accuracy
     epochs: dict  # per-epoch lists: epoch, loss, accuracy, val_loss, val_accuracy, lr
@@ -326,15 +327,16 @@ class JobSnapshot:
 
     @property
     def running(self) -> bool:
-        return self.state in ("running", "evaluating")
+        return self.state in ("queued", "running", "evaluating")
 
 
 class TrainingJob:
     """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
 
     def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25,
-                 callbacks=(), film: bool = True):
+                 callbacks=(), film: bool = True, on_finish=None):
         self.spec, self.dataset, self.name = spec, dataset, name
+        self.on_finish = on_finish  # called in the worker thread once the job has ended, however it ended
         self.progress_interval, self.callbacks = progress_interval, tuple(callbacks)
         self.film = film_recorder(dataset) if film else None  # its frames show in snapshot().film
         self.result: TrainResult | None = None  # kept after failures too: the last good weights
@@ -345,7 +347,10 @@ class TrainingJob:
         self._curve = {"step": [], "loss": [], "accuracy": []}
         self._epochs = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")}
         self._started, self._finished = time.time(), None
-        self._thread = threading.Thread(target=self._run, name="cnn-training", daemon=True)
+        # The worker runs in a copy of the caller's context: context variables (e.g. which registry folder
+        # this visitor saves into) follow the job into its thread.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run,), name="cnn-training", daemon=True)
 
     def start(self) -> "TrainingJob":
         # Import what the worker needs here, in the caller's thread: two threads importing big packages
@@ -409,6 +414,13 @@ class TrainingJob:
             self._finished = time.time()
 
     def _run(self) -> None:
+        try:
+            self._train()
+        finally:
+            if self.on_finish is not None:
+                self.on_finish()
+
+    def _train(self) -> None:
         from cnn.errors import CnnError
 
         try:

@@ -293,11 +293,11 @@ def learning_section() -> None:
         label = cols[0].selectbox("Teach it that this image is", classes, index=runner_up(probs_now),
                                   format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
                                   key="learn_label")
-        suggested = resources.learning_step(info.name, info.mtime, x, label, None, first).learning_rate
+        suggested = resources.learning_step(str(info.path), info.mtime, x, label, None, first, info).learning_rate
         lr = cols[1].select_slider("Learning rate", list(LEARNING_RATES), value=suggested, key=f"learn_lr_{label}",
                                    help="Suggested: the largest rate whose step lowers this image's loss without "
                                         "costing the other test images accuracy")
-        step_result = resources.learning_step(info.name, info.mtime, x, label, lr, first)
+        step_result = resources.learning_step(str(info.path), info.mtime, x, label, lr, first, info)
         # The filter picked in section 2 (its widget keeps its value in the session).
         f_idx = st.session_state.get("learn_filter", 0) if st.session_state.get("learn_kernel") == "model filter" \
             else 0

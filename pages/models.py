@@ -4,7 +4,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from app import chrome, resources, session
+from app import chrome, resources, session, workspaces
 from cnn import registry
 from cnn.calibration import calibrate_if_possible, calibration_summary
 from cnn.data import CATALOG, dataset_title
@@ -45,6 +45,10 @@ def upload_ui() -> None:
     if upload is None or st.session_state.get(session.MODELS_UPLOADED) == upload.file_id:
         return
     st.session_state[session.MODELS_UPLOADED] = upload.file_id
+    quota = workspaces.quota_problem(workspaces.current())
+    if quota:
+        session.flash(f"Not imported: {quota}.", "error")
+        st.rerun()
     dataset = tab.dataset
     try:  # the Configure page's own class folders also count as a dataset the model may fit
         extra = [] if dataset in CATALOG else [resources.dataset(dataset).input_shape]
@@ -78,6 +82,7 @@ def dataset_for(info):
         return None
 
 
+@chrome.in_workspace
 def calibrate(name: str) -> None:
     """Callback: fit (or refit) the model's calibration on its dataset."""
     found, reason = calibrate_if_possible(name, dataset_for(registry.model_info(name)))
@@ -85,6 +90,7 @@ def calibrate(name: str) -> None:
                   reason.capitalize() + ".", "success" if found is not None else "warning")
 
 
+@chrome.in_workspace
 def rename(old: str) -> None:
     """Callback: rename `old` to the name typed in its text box (callbacks run before widgets exist)."""
     new = st.session_state[f"models_rename_{old}"].strip()
@@ -99,6 +105,7 @@ def rename(old: str) -> None:
     session.flash(f"Renamed {old!r} to {new!r}.", "success")
 
 
+@chrome.in_workspace
 def delete(name: str) -> None:
     """Callback: delete `name` (only reachable after the confirmation box is ticked)."""
     try:
@@ -112,6 +119,17 @@ def delete(name: str) -> None:
 
 def manage_ui(info) -> None:
     """Set active, rename, download, delete (with confirmation) for one model."""
+    if registry.is_shipped(info.name):  # read-only for everyone: say so rather than offer what would fail
+        cols = st.columns(2, vertical_alignment="bottom")
+        active = tab.active_model == info.name
+        cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
+                       on_click=chrome.set_active_model, args=(info.name,), width="stretch")
+        cols[1].download_button("Download .zip", lambda: registry.bundle_bytes(info.name),
+                                file_name=f"{info.name}.zip", mime="application/zip", key="models_download",
+                                width="stretch", on_click="ignore")
+        st.caption(":material/lock: This model ships with CNN Studio, so it is read-only: it cannot be renamed, "
+                   "replaced or deleted, and it is there for everyone. Download it to make a copy of your own.")
+        return
     if not info.usable:
         st.caption("This model cannot be loaded, so it can only be deleted.")
         delete_ui(info)
@@ -204,11 +222,25 @@ def compare_ui(infos) -> None:
     }.items()], hide_index=True, width="stretch", key="models_compare_table")
 
 
+def workspace_ui() -> None:
+    """Whose models these are, and (hosted) how much room is left and how long they are kept."""
+    workspace = workspaces.current()
+    if not workspace.private:
+        return
+    kept = "kept while your account exists" if workspace.kind == "account" else \
+        f"deleted after {workspaces.idle_hours():g} hours without a visit" + \
+        (" — sign in (sidebar) to keep them" if workspaces.auth_configured() else "")
+    st.caption(f":material/folder_shared: Your private workspace ({workspace.label}): "
+               f"{workspaces.usage(workspace).text()}; {kept}. Nobody else sees it; shipped models are shared and "
+               "read-only.")
+
+
 chrome.title("Models")
+workspace_ui()
 
 infos = registry.list_models()
 if not infos:
-    st.info(f"No saved models in {registry.models_dir()}. Train one on **Train**, or upload one below.")
+    st.info("No saved models yet. Train one on **Train**, or upload one below.")
 else:
     st.dataframe(rows(infos), hide_index=True, width="stretch", key="models_table", column_config=TABLE_COLUMNS)
     names = [i.name for i in infos]

@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import chrome, jobs, resources, session
+from app import chrome, jobs, resources, session, workspaces
 from cnn import registry
 from cnn.data import apply_limit, dataset_slug, dataset_title
 from cnn.errors import CnnError
@@ -47,6 +47,7 @@ def start_ui() -> None:
     cols[2].button("Start training", key="train_start", type="primary", width="stretch", on_click=start)
 
 
+@chrome.in_workspace
 def start() -> None:
     """Callback of Start: check, then start the job; problems are kept for the page to show."""
     name, limit = st.session_state[session.TRAIN_NAME].strip(), int(st.session_state["train_limit"])
@@ -76,11 +77,13 @@ def start_problem(name: str) -> str | None:
         registry.check_name(name)
     except CnnError as exc:
         return str(exc)
-    if (registry.models_dir() / name).exists():
+    if (registry.models_dir() / name).exists() or registry.is_shipped(name):
         return f"A model named {name!r} already exists: choose another name."
-    return None
+    quota = workspaces.quota_problem(workspaces.current())
+    return quota[0].upper() + quota[1:] + "." if quota else None
 
 
+@chrome.in_workspace
 def save_last_good(job) -> None:
     """Callback: keep what a failed run learned before it failed."""
     try:
@@ -108,9 +111,14 @@ def show(snap, job) -> None:
         cols[2].metric("val loss", f"{val['val_loss'][-1]:.4f}" if val["val_loss"] else "–")
         cols[3].metric("val accuracy", f"{val['val_accuracy'][-1]:.2%}" if val["val_accuracy"] else "–")
         cols[4].metric("learning rate", f"{p.learning_rate:.2e}")
+    elif snap.state == "queued":
+        st.info(f":material/hourglass_top: {snap.message[0].upper()}{snap.message[1:]}. It starts by itself; you "
+                "can leave this page meanwhile.")
     else:
         st.progress(0.0, text="building the model and starting (the first batch compiles the graph)…")
-    if snap.running:
+    if snap.state == "queued":
+        st.button("Leave the queue", key="train_stop", on_click=job.stop, help="Gives up its place; nothing is trained")
+    elif snap.running:
         st.caption(snap.message)
         st.button("Stop", key="train_stop", on_click=job.stop,
                   help="Ends after the current batch; the model keeps its weights, is evaluated and saved")
@@ -129,7 +137,7 @@ snap = job.snapshot() if job is not None else None
 running = snap is not None and snap.running
 
 start_ui()
-if running:
+if running and snap.state != "queued":
     st.info("A training job is running in this session. You can switch pages: it keeps going and this page "
             "picks it up again (even after a browser refresh).")
 

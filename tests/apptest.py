@@ -46,7 +46,7 @@ def finished(at: AppTest) -> bool:
 
 def session_job(at: AppTest):
     """The TrainingJob of the AppTest's session (the jobs table is shared in-process)."""
-    return jobs.job_for(at.session_state[session.SESSION_ID])
+    return jobs.job_for("local", at.session_state[session.SESSION_ID])  # local mode: one workspace
 
 
 def sidebar_model(at: AppTest) -> str | None:

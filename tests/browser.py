@@ -65,15 +65,17 @@ class AppServer:
                 self.process.wait(timeout=5)
 
 
-def start_server(workdir: Path, with_default_model: bool = True) -> AppServer:
+def start_server(workdir: Path, with_default_model: bool = True, **settings) -> AppServer:
+    """`streamlit run` with its own registry, cache and workspaces under `workdir`; the project's shipped models
+    (models/shipped.json) ship with it unless `with_default_model` is False; `settings` are more environment
+    variables (e.g. CNN_HOSTED="1")."""
     models = workdir / "models"
     models.mkdir(parents=True, exist_ok=True)
-    default = ROOT / "models" / "mnist-default"
-    if with_default_model and default.is_dir() and not (models / "mnist-default").exists():
-        shutil.copytree(default, models / "mnist-default")
+    shipped = ROOT / "models" if with_default_model else workdir / "no-shipped-models"
     port = free_port()
     env = {**os.environ, "CNN_MODELS_DIR": str(models), "CNN_CACHE_DIR": str(workdir / "cache"),
-           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+           "CNN_SHIPPED_DIR": str(shipped), "CNN_WORKSPACES_DIR": str(workdir / "workspaces"),
+           "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false", **settings}
     log = workdir / "streamlit.log"
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),

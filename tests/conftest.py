@@ -14,10 +14,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_dirs(tmp_path_factory):
-    """CNN_MODELS_DIR and CNN_CACHE_DIR point at temporary folders for the whole run."""
-    saved = {k: os.environ.get(k) for k in ("CNN_MODELS_DIR", "CNN_CACHE_DIR")}
+    """CNN_MODELS_DIR and CNN_CACHE_DIR point at temporary folders for the whole run, and no model ships
+    (CNN_SHIPPED_DIR: an empty folder): each test's registry holds only what it puts there."""
+    saved = {k: os.environ.get(k) for k in ("CNN_MODELS_DIR", "CNN_CACHE_DIR", "CNN_SHIPPED_DIR",
+                                             "CNN_WORKSPACES_DIR")}
     os.environ["CNN_MODELS_DIR"] = str(tmp_path_factory.mktemp("models"))
     os.environ["CNN_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["CNN_SHIPPED_DIR"] = str(tmp_path_factory.mktemp("shipped"))
+    os.environ["CNN_WORKSPACES_DIR"] = str(tmp_path_factory.mktemp("workspaces"))
     yield
     for key, value in saved.items():
         if value is None:

@@ -1,0 +1,107 @@
+"""The training queue shared by every visitor: a cap, first in first out, memory admission, stop while waiting,
+and a page can only ever find its own (workspace, tab) tickets."""
+import threading
+
+import pytest
+
+from app.jobs import JobQueue
+from cnn.errors import TrainingError
+from cnn.train import JobSnapshot
+
+
+class FakeJob:
+    """Stands in for a TrainingJob: runs until finish() is called."""
+
+    def __init__(self, ticket, on_finish):
+        self.ticket, self.on_finish, self.stopped = ticket, on_finish, False
+        self.state, self.result = "running", None
+
+    def snapshot(self):
+        return JobSnapshot(self.state, None, {}, {}, self.state, None, 0.0, None)
+
+    def stop(self):
+        self.stopped = True
+
+    def finish(self, state="completed"):
+        self.state = state
+        self.on_finish()
+
+
+def queue(cap=1, budget=1000):
+    started = []
+
+    def start(ticket, on_finish):
+        job = FakeJob(ticket, on_finish)
+        started.append(job)
+        return job
+
+    return JobQueue(cap, budget, start_job=start), started
+
+
+def test_at_most_the_cap_run_and_the_rest_wait_in_order():
+    q, started = queue(cap=2)
+    tickets = [q.submit(f"w{i}", "tab", None, None, f"m{i}", 100, seconds=60) for i in range(5)]
+    assert [t.snapshot().state for t in tickets] == ["running", "running", "queued", "queued", "queued"]
+    assert [q.place(t)[0] for t in tickets[2:]] == [1, 2, 3]
+    assert "number 2 in the queue" in tickets[3].snapshot().message
+    started[0].finish()
+    assert tickets[2].snapshot().state == "running" and q.place(tickets[3])[0] == 1
+    for job in list(started):
+        job.finish()
+    for job in started[len(started) - 2:]:
+        job.finish()
+    assert all(t.snapshot().state == "completed" for t in tickets)
+    assert [j.ticket.name for j in started] == ["m0", "m1", "m2", "m3", "m4"]  # first in, first out
+
+
+def test_estimated_start_counts_the_jobs_ahead():
+    q, _ = queue(cap=1)
+    q.submit("a", "t", None, None, "a", 10, seconds=100)
+    second = q.submit("b", "t", None, None, "b", 10, seconds=50)
+    third = q.submit("c", "t", None, None, "c", 10, seconds=50)
+    assert q.place(second) == (1, 100) and q.place(third) == (2, 150)
+
+
+def test_memory_gates_admission():
+    q, started = queue(cap=3, budget=1000)
+    with pytest.raises(TrainingError, match="budget"):
+        q.submit("a", "t", None, None, "huge", 1500)  # could never fit: refused before it queues
+    big = q.submit("b", "t", None, None, "big", 700)
+    medium = q.submit("c", "t", None, None, "medium", 400)  # 700 + 400 > 1000: waits though a place is free
+    small = q.submit("d", "t", None, None, "small", 100)  # first in, first out: waits behind medium
+    assert [t.snapshot().state for t in (big, medium, small)] == ["running", "queued", "queued"]
+    started[0].finish()
+    assert medium.snapshot().state == "running" and small.snapshot().state == "running"
+
+
+def test_stop_while_waiting_and_one_job_per_tab():
+    q, started = queue(cap=1)
+    q.submit("a", "tab1", None, None, "first", 10)
+    waiting = q.submit("b", "tab1", None, None, "second", 10)
+    with pytest.raises(TrainingError, match="already running"):
+        q.submit("b", "tab1", None, None, "third", 10)
+    waiting.stop()
+    assert waiting.snapshot().state == "stopped" and "before it started" in waiting.snapshot().message
+    started[0].finish()
+    assert len(started) == 1  # the stopped one never starts
+    assert q.submit("b", "tab1", None, None, "again", 10).snapshot().state == "running"
+
+
+def test_a_ticket_is_found_only_with_its_own_workspace_and_tab():
+    q, _ = queue()
+    mine = q.submit("alice", "tab-a", None, None, "m", 10)
+    assert q.ticket("alice", "tab-a") is mine
+    assert q.ticket("bob", "tab-a") is None  # the tab id alone (e.g. from a shared link) finds nothing
+    assert q.ticket("alice", "tab-b") is None
+
+
+def test_finishing_from_another_thread_starts_the_next():
+    q, started = queue(cap=1)
+    first = q.submit("a", "t", None, None, "a", 10)
+    second = q.submit("b", "t", None, None, "b", 10)
+    threading.Thread(target=started[0].finish).start()
+    for _ in range(100):
+        if second.snapshot().state == "running":
+            break
+        threading.Event().wait(0.01)
+    assert first.snapshot().state == "completed" and second.snapshot().state == "running"

@@ -133,10 +133,21 @@ def cmd_train(args):
         fail(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     else:
         spec = preset(args.preset)
+    strategy_kind = args.strategy or ("multi-worker" if args.workers else "one")
+    if (args.workers is None) != (args.worker_index is None):
+        fail("--workers and --worker-index go together: the same --workers list on every worker, and each "
+             "worker's own --worker-index (0 is the chief, which saves)")
+    if args.workers is not None and strategy_kind != "multi-worker":
+        fail(f"--workers is for --strategy multi-worker, not {strategy_kind!r}")
     tf_ready()
+    from cnn.distribute import make_strategy, parse_workers, set_tf_config, worker_position
     from cnn.data import load_dataset
     from cnn.train import train_and_save
 
+    if args.workers is not None:
+        set_tf_config(parse_workers(args.workers), args.worker_index)
+    strategy = make_strategy(strategy_kind)  # before TensorFlow runs anything else (multi-worker needs that)
+    index, workers = worker_position(strategy)
     dataset = load_dataset(args.dataset, limit=args.limit)
     spec = spec.with_data(dataset.input_shape, dataset.num_classes)
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("learning_rate", args.lr),
@@ -149,9 +160,14 @@ def cmd_train(args):
     from cnn.spec import validate
 
     validate(spec)  # out-of-range flags get the spec's own message before any training
+    where = f" as worker {index} of {workers}" if workers > 1 else ""
     print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
-          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s)", file=sys.stderr)
-    result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar())
+          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s){where}", file=sys.stderr)
+    result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar(),
+                                              strategy=strategy)
+    if not result.chief and result.status != "failed":
+        print(f"worker {index} of {workers}: {result.message}; the chief (worker 0) evaluates and saves the model")
+        return
     if info is None:
         fail(result.message, code=1)
     print(f"{result.message}; test accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f} on "
@@ -238,6 +254,7 @@ def cmd_export_script(args):
 
 
 def build_parser() -> Parser:
+    from cnn.distribute import STRATEGIES
     from cnn.preprocess import INVERT_CHOICES
 
     parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
@@ -259,6 +276,12 @@ def build_parser() -> Parser:
     p.add_argument("--rotation", type=float, help="augmentation: largest random rotation (degrees)")
     p.add_argument("--zoom", type=float, help="augmentation: largest random zoom (fraction)")
     p.add_argument("--name", help="registry name (default: <preset>-<dataset>)")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="one: this process (default); mirrored: every GPU here; multi-worker: one process per "
+                        "machine, the cluster read from TF_CONFIG or given by --workers")
+    p.add_argument("--workers", help="multi-worker cluster host:port,host:port,… (the same on every worker; "
+                                     "writes TF_CONFIG)")
+    p.add_argument("--worker-index", type=int, help="this worker's place in --workers (0 = the chief, which saves)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix on a test split")

@@ -49,6 +49,7 @@ class TrainResult:
     status: str  # 'completed', 'stopped' (on request) or 'failed' (e.g. NaN loss)
     message: str  # one sentence for people
     seconds: float
+    chief: bool = True  # False on the non-chief workers of a multi-worker run: they do not save
 
 
 def make_optimizer(config: TrainConfig, total_steps: int):
@@ -159,19 +160,126 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
     return Reporter()
 
 
+def make_steps(model, strategy):
+    """(train_step, eval_step): compiled steps that run on every replica of `strategy` and return the
+    sums [loss, correct, images, stop requests] over all replicas (all workers), one all-reduce per step.
+
+    Keras 3's `fit` cannot run under MultiWorkerMirroredStrategy ("unsupported type … PerReplica",
+    keras-team/keras#20585), so every strategy, the default one included, trains through this step: the
+    per-image losses are summed and divided by the global batch size (`tf.nn.compute_average_loss`), so the
+    optimizer's all-reduced (summed) gradients are those of the mean loss over the whole global batch.
+    """
+    import keras
+    import tensorflow as tf
+
+    def replica_train(images, labels, global_size, stop_flag):
+        with tf.GradientTape() as tape:
+            probs = model(images, training=True)  # augmentation and dropout act here
+            per_image = keras.losses.sparse_categorical_crossentropy(labels, probs)
+            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_size)
+            if model.losses:  # weight penalties, once per global batch
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return sums(per_image, probs, labels, stop_flag)
+
+    def replica_eval(images, labels):
+        probs = model(images, training=False)
+        per_image = keras.losses.sparse_categorical_crossentropy(labels, probs)
+        return sums(per_image, probs, labels, tf.constant(0.0))
+
+    def sums(per_image, probs, labels, stop_flag):
+        # [loss sum, correct, images, stop flag]: one small vector, reduced in one collective.
+        correct = tf.equal(tf.argmax(probs, axis=-1), tf.cast(labels, tf.int64))
+        return tf.stack([tf.reduce_sum(per_image), tf.reduce_sum(tf.cast(correct, tf.float32)),
+                         tf.cast(tf.shape(labels)[0], tf.float32), stop_flag])
+
+    @tf.function
+    def train_step(iterator, global_size, stop_flag):
+        # next() inside the graph, as Keras's own train_function does: no Python between batches.
+        images, labels = next(iterator)
+        out = strategy.run(replica_train, args=(images, labels, global_size, stop_flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(images, labels):
+        out = strategy.run(replica_eval, args=(images, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
+
+    return train_step, eval_step
+
+
+def distribute(strategy, data):
+    """`data` split across the strategy's replicas: every worker reads the same seeded pipeline and keeps its
+    slice of each global batch (auto-shard policy DATA), so the replicas together see exactly the batches a
+    single process would, in the same order."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(data.with_options(options))
+
+
+def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size: int, epochs: int,
+                callbacks, stop) -> dict:
+    """The training loop: `epochs` epochs of ceil(fit_count / batch_size) steps, driving `callbacks` (a
+    keras.callbacks.CallbackList) exactly as `model.fit` does. Returns the last epoch's logs."""
+    import tensorflow as tf
+
+    from cnn.distribute import is_multi_worker
+
+    train_step, eval_step = make_steps(model, strategy)
+    batches = math.ceil(fit_count / batch_size)
+    iterator = iter(distribute(strategy, fit_data))  # one iterator for the whole run (see make_train_data)
+    val_batches = distribute(strategy, val_data) if val_data is not None else None
+    together = is_multi_worker(strategy)
+    model.stop_training = False
+    logs: dict = {}
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        total = np.zeros(3)  # loss sum, correct, images of this epoch so far
+        for batch in range(batches):
+            callbacks.on_train_batch_begin(batch)
+            # The last batch of an epoch is smaller; workers pass on any request to stop made since the last step.
+            size = min(batch_size, fit_count - batch * batch_size)
+            asked = float(bool(model.stop_training) or (stop is not None and stop.is_set())) if together else 0.0
+            out = train_step(iterator, tf.constant(size, tf.int64), tf.constant(asked)).numpy()
+            total += out[:3]
+            logs = {"loss": total[0] / total[2], "accuracy": total[1] / total[2]}
+            callbacks.on_train_batch_end(batch, logs)
+            # One process stops after this batch if asked to; workers stop together once any of them asked
+            # (the request rode on this step's all-reduce) or when the global loss stopped being finite.
+            if (model.stop_training and not together) or out[3] > 0 or not math.isfinite(logs["loss"]):
+                model.stop_training = True
+                break
+        logs = dict(logs)
+        if val_batches is not None:
+            sums = sum(eval_step(images, labels).numpy() for images, labels in val_batches)
+            logs.update(val_loss=sums[0] / sums[2], val_accuracy=sums[1] / sums[2])
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callbacks.on_train_end(logs)
+    return logs
+
+
 def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, on_progress=None,
           stop=None, strategy=None, progress_interval: float = 0.25, callbacks=()) -> TrainResult:
     """Build `spec`, fit it on `dataset` and return the model with its history.
 
     on_progress(Progress) is called at most every `progress_interval` seconds and at each epoch end;
     `stop` (anything with is_set(), e.g. threading.Event) ends training after the current batch and
-    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None); `callbacks` are
-    extra Keras callbacks (e.g. a benchmark's clock).
+    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None; see
+    cnn.distribute.make_strategy); `callbacks` are extra Keras callbacks (e.g. a benchmark's clock), driven
+    as `model.fit` drives them. Under a multi-worker strategy every worker calls train() with the same
+    arguments; TrainResult.chief says which one should save.
     """
     import keras
     import tensorflow as tf
 
     from cnn.builder import build_model
+    from cnn.distribute import is_chief, is_multi_worker
 
     config = config or spec.train
     spec = replace(spec, train=config)
@@ -184,19 +292,17 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
     if dataset.streamed:
-        fit_data = dataset.train_stream.shuffle(4096, seed=config.seed).batch(config.batch_size)
-        fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
-        val_data = (dataset.x_test, dataset.y_test)
         fit_count = dataset.num_train
-        fit_args = {"shuffle": False}  # the stream shuffles itself
+        fit_data = dataset.train_stream.shuffle(4096, seed=config.seed).batch(config.batch_size)
+        fit_data = fit_data.repeat().prefetch(tf.data.AUTOTUNE)  # one pass = one epoch of fit_count images
+        val_data = make_eval_data(dataset.x_test, dataset.y_test)
     else:
         (x, y), val_data = split_validation(dataset.x_train, dataset.y_train, config.validation_split, config.seed)
         fit_count = len(y)
         if fit_count == 0:
             raise TrainingError(f"{dataset.name} has no training images left after the validation split")
-        fit_data, steps = make_train_data(x, y, config.batch_size, config.seed)
+        fit_data, _ = make_train_data(x, y, config.batch_size, config.seed)
         val_data = make_eval_data(*val_data) if val_data is not None else None
-        fit_args = {"steps_per_epoch": steps, "shuffle": False}  # the pipeline shuffles itself
     if fit_count == 0:
         raise TrainingError(f"{dataset.name} has no training images")
     batches = math.ceil(fit_count / config.batch_size)
@@ -206,25 +312,31 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         model = build_model(spec)
         model.compile(optimizer=make_optimizer(config, batches * config.epochs),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        # Optimizer slots made now, under the strategy, not lazily inside the first distributed step.
+        model.optimizer.build(model.trainable_variables)
     reporter = _progress_callback(on_progress, stop, config.epochs, batches, progress_interval)
+    logbook = keras.callbacks.History()  # last, so it records what the others add to the epoch's logs
+    callback_list = keras.callbacks.CallbackList([reporter, *callbacks, logbook], model=model, verbose=0,
+                                                 epochs=config.epochs, steps=batches)
     start = time.monotonic()
     try:
-        fit = model.fit(fit_data, epochs=config.epochs, validation_data=val_data, verbose=0,
-                        callbacks=[reporter, *callbacks], **fit_args)
+        _run_epochs(model, strategy, fit_data, val_data, fit_count, config.batch_size, config.epochs,
+                    callback_list, stop)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
     seconds = time.monotonic() - start
 
-    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    history = {k: [float(v) for v in values] for k, values in logbook.history.items()}
     history["epoch"] = list(range(1, len(history.get("loss", [])) + 1))
     history["batches"] = reporter.curve
+    chief = is_chief(strategy)
     if reporter.failure:
-        return TrainResult(model, history, "failed", reporter.failure, seconds)
-    if reporter.stopped:
+        return TrainResult(model, history, "failed", reporter.failure, seconds, chief)
+    if reporter.stopped or (model.stop_training and is_multi_worker(strategy)):
         return TrainResult(model, history, "stopped",
-                           f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds)
-    return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s", seconds)
-
+                           f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds, chief)
+    return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s",
+                       seconds, chief)
 
 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
@@ -249,8 +361,9 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
                    keep=None, callbacks=()):
     """Train, evaluate on the test split and save to the registry: (TrainResult, Evaluation, ModelInfo).
 
-    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
-    called as soon as training ends, before evaluation (so a caller holds the weights whatever follows).
+    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None); nor is the run of a
+    non-chief worker (result.chief is False: the chief saves). `keep(result)` is called as soon as training
+    ends, before evaluation (so a caller holds the weights whatever follows).
     """
     from cnn.registry import check_name
 
@@ -260,7 +373,7 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
                    progress_interval=progress_interval, callbacks=callbacks)
     if keep is not None:
         keep(result)
-    if result.status == "failed":
+    if result.status == "failed" or not result.chief:
         return result, None, None
     evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite)
     return result, evaluation, info

@@ -101,6 +101,12 @@ def split_validation(x, y, share: float, seed: int):
     return (x[fit], y[fit]), (x[val], y[val])
 
 
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's learning rate at its current step (under a strategy the value is a mirrored variable)."""
+    value = getattr(optimizer.learning_rate, "value", optimizer.learning_rate)
+    return float(value.numpy() if hasattr(value, "numpy") else value)
+
+
 def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: float):
     """A Keras callback that reports at most every `interval` s, stops on request and stops on NaN."""
     import keras
@@ -124,7 +130,7 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
             done = (self.epoch - 1) * batches + batch
             eta = elapsed / done * (epochs * batches - done) if done else math.nan
             metrics = {k: float(v) for k, v in (logs or {}).items()}
-            lr = float(self.model.optimizer.learning_rate)
+            lr = current_learning_rate(self.model.optimizer)
             report = Progress(self.epoch, epochs, batch, batches, metrics, lr, elapsed, eta, phase)
             if phase == "batch":
                 self.curve["step"].append(round(report.step, 4))
@@ -152,7 +158,7 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
         def on_epoch_end(self, epoch, logs=None):
             # Keras's History callback runs after this one, so these land in the history too.
             logs["seconds"] = round(time.monotonic() - self.epoch_start, 3)
-            logs["lr"] = float(self.model.optimizer.learning_rate)
+            logs["lr"] = current_learning_rate(self.model.optimizer)
             if self.failure is None:
                 self.good_weights = self.model.get_weights()
                 self.report(batches, logs, "epoch")

@@ -1,0 +1,56 @@
+"""One worker of the multi-worker test (tests/test_distribute.py), run as its own process:
+
+    python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I
+
+It trains `spec()` on `data()` through train_and_save (as the CLI does) under MultiWorkerMirroredStrategy
+and writes its final weights to OUT.npz; the chief also saves the model as 'distributed'.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def spec():
+    """A small CNN without dropout or augmentation, so a step's result does not depend on how the global
+    batch is split between workers."""
+    from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+
+    return ModelSpec(layers=[Conv2D(4, 3), MaxPooling2D(2), Flatten(), Dense(16)],
+                     train=TrainConfig(epochs=2, batch_size=64, learning_rate=3e-3, validation_split=0.2, seed=3),
+                     preset="test-distributed")
+
+
+def data():
+    """600 training images → 480 after the validation split: 8 steps per epoch, the last one of 32 images."""
+    from cnn.data import load_dataset
+
+    return load_dataset("mnist-sample", limit=(600, 200))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--workers", required=True)
+    parser.add_argument("--worker-index", type=int, required=True)
+    args = parser.parse_args(argv)
+
+    from cnn.quiet import import_tensorflow
+
+    import_tensorflow()
+    from cnn.distribute import make_strategy, parse_workers, set_tf_config
+    from cnn.train import train_and_save
+
+    set_tf_config(parse_workers(args.workers), args.worker_index)
+    strategy = make_strategy("multi-worker")  # before any other TensorFlow work
+    result, evaluation, info = train_and_save(spec(), data(), name="distributed", strategy=strategy)
+    np.savez(args.out, *result.model.get_weights())
+    print(f"status={result.status} chief={result.chief} saved={info.name if info else None}", flush=True)
+    return 0 if result.status == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

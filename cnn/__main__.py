@@ -1,4 +1,4 @@
-"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,export-script}.
+"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,export-script,export}.
 
 Bad arguments or files print one line naming the problem and exit with status 2 (1 for failed training).
 """
@@ -253,8 +253,32 @@ def cmd_export_script(args):
         print(script, end="")
 
 
+def cmd_export(args):
+    from cnn.export import ExportError, available_formats
+    from cnn.registry import model_info
+
+    reason = available_formats()[args.format]
+    if reason:
+        fail(f"{args.format} export is not available here: {reason}")
+    model_info(args.name)  # fails fast, before TensorFlow loads
+    tf_ready()
+    from cnn.export import export_model
+
+    if args.output and not Path(args.output).parent.is_dir():
+        fail(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist")
+    try:
+        report = export_model(args.name, args.format, args.output, limit=args.limit)
+    except ExportError as exc:
+        fail(str(exc))
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    if not report.passed:
+        fail(f"the {args.format} export does not meet its bar ({report.criterion}); the file was kept at "
+             f"{report.path} for inspection", code=1)
+
+
 def build_parser() -> Parser:
     from cnn.distribute import STRATEGIES
+    from cnn.export import FORMATS
     from cnn.preprocess import INVERT_CHOICES
 
     parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
@@ -303,6 +327,17 @@ def build_parser() -> Parser:
     p.add_argument("name")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(run=cmd_export_script)
+
+    p = sub.add_parser("export", help="write a model for deployment (Keras, SavedModel, TFLite, int8 TFLite, ONNX) "
+                                      "and check it with its own runtime on test images")
+    p.add_argument("name")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS),
+                   help="; ".join(f"{k}: {v[1]}" for k, v in FORMATS.items()))
+    p.add_argument("--output", "-o", help="where to write (default: ./NAME.keras, ./NAME.savedmodel/, ./NAME.tflite, "
+                                          "./NAME-int8.tflite, ./NAME.onnx)")
+    p.add_argument("--limit", type=positive, help="check on the first N test images (default: the whole test split)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=cmd_export)
     return parser
 
 

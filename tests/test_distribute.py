@@ -177,3 +177,45 @@ def test_cli_refuses_inconsistent_worker_flags(registry):
         out = subprocess.run([sys.executable, "-m", "cnn", "train", "--epochs", "1", *args], capture_output=True,
                              text=True, env=env, cwd=ROOT, timeout=120)
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_keras_callbacks_are_driven_as_fit_drives_them(small_spec, small_data):
+    """Extra callbacks (a benchmark's clock, a film of the weights) see fit's events, params and logs, and can
+    stop training by setting model.stop_training."""
+    import keras
+
+    from cnn.train import train
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.events, self.weights = [], []
+
+        def on_train_begin(self, logs=None):
+            self.events.append(("train_begin", self.params["epochs"], self.params["steps"]))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.events.append(("epoch_end", epoch, sorted(logs)))
+            self.weights.append(self.model.get_weights()[0].copy())
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.events.append(("batch_end", sorted(logs)))
+            if self.model.optimizer.iterations.numpy() == 40:  # 1.4 epochs in: stop, as any Keras callback may
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            self.events.append(("train_end",))
+
+    recorder = Recorder()
+    config = small_spec.train.__class__(epochs=3, batch_size=64)
+    result = train(small_spec, small_data, config, callbacks=[recorder])
+    steps = -(-1800 // 64)
+    assert recorder.events[0] == ("train_begin", 3, steps)
+    assert recorder.events[1] == ("batch_end", ["accuracy", "loss"])
+    epoch_ends = [e for e in recorder.events if e[0] == "epoch_end"]
+    assert [e[1] for e in epoch_ends] == [0, 1]  # stopped in the second epoch, which still ends and validates
+    assert epoch_ends[0][2] == ["accuracy", "loss", "lr", "seconds", "val_accuracy", "val_loss"]
+    assert recorder.events[-1] == ("train_end",)
+    assert result.history["epoch"] == [1, 2] and len(result.history["val_accuracy"]) == 2
+    assert not np.array_equal(recorder.weights[0], recorder.weights[1])  # the weights it filmed moved

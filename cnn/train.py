@@ -227,9 +227,9 @@ def distribute(strategy, data):
 
 
 def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size: int, epochs: int,
-                callbacks, stop) -> dict:
+                callbacks, stop) -> bool:
     """The training loop: `epochs` epochs of ceil(fit_count / batch_size) steps, driving `callbacks` (a
-    keras.callbacks.CallbackList) exactly as `model.fit` does. Returns the last epoch's logs."""
+    keras.callbacks.CallbackList) exactly as `model.fit` does. Returns whether it stopped before the end."""
     import tensorflow as tf
 
     from cnn.distribute import is_multi_worker
@@ -238,8 +238,10 @@ def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size:
     batches = math.ceil(fit_count / batch_size)
     iterator = iter(distribute(strategy, fit_data))  # one iterator for the whole run (see make_train_data)
     val_batches = distribute(strategy, val_data) if val_data is not None else None
+    # Workers must take every decision to stop together: a request made on one of them (a callback setting
+    # model.stop_training, the stop event) rides on the next step's all-reduce and stops all after that step.
     together = is_multi_worker(strategy)
-    model.stop_training = False
+    model.stop_training, agreed = False, False
     logs: dict = {}
     callbacks.on_train_begin()
     for epoch in range(epochs):
@@ -247,16 +249,15 @@ def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size:
         total = np.zeros(3)  # loss sum, correct, images of this epoch so far
         for batch in range(batches):
             callbacks.on_train_batch_begin(batch)
-            # The last batch of an epoch is smaller; workers pass on any request to stop made since the last step.
-            size = min(batch_size, fit_count - batch * batch_size)
+            size = min(batch_size, fit_count - batch * batch_size)  # the last batch of an epoch is smaller
             asked = float(bool(model.stop_training) or (stop is not None and stop.is_set())) if together else 0.0
             out = train_step(iterator, tf.constant(size, tf.int64), tf.constant(asked)).numpy()
             total += out[:3]
             logs = {"loss": total[0] / total[2], "accuracy": total[1] / total[2]}
             callbacks.on_train_batch_end(batch, logs)
-            # One process stops after this batch if asked to; workers stop together once any of them asked
-            # (the request rode on this step's all-reduce) or when the global loss stopped being finite.
-            if (model.stop_training and not together) or out[3] > 0 or not math.isfinite(logs["loss"]):
+            # A non-finite loss is the same on every worker (it is reduced), so it stops all at once.
+            agreed = out[3] > 0 or not math.isfinite(logs["loss"]) or (model.stop_training and not together)
+            if agreed:
                 model.stop_training = True
                 break
         logs = dict(logs)
@@ -264,10 +265,10 @@ def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size:
             sums = sum(eval_step(images, labels).numpy() for images, labels in val_batches)
             logs.update(val_loss=sums[0] / sums[2], val_accuracy=sums[1] / sums[2])
         callbacks.on_epoch_end(epoch, logs)
-        if model.stop_training:
+        if agreed or (model.stop_training and not together):  # one process also stops on epoch-end requests
             break
     callbacks.on_train_end(logs)
-    return logs
+    return bool(agreed)
 
 
 def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, on_progress=None,
@@ -326,8 +327,8 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                                                  epochs=config.epochs, steps=batches)
     start = time.monotonic()
     try:
-        _run_epochs(model, strategy, fit_data, val_data, fit_count, config.batch_size, config.epochs,
-                    callback_list, stop)
+        ended_early = _run_epochs(model, strategy, fit_data, val_data, fit_count, config.batch_size, config.epochs,
+                                  callback_list, stop)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
     seconds = time.monotonic() - start
@@ -338,7 +339,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     chief = is_chief(strategy)
     if reporter.failure:
         return TrainResult(model, history, "failed", reporter.failure, seconds, chief)
-    if reporter.stopped or (model.stop_training and is_multi_worker(strategy)):
+    if reporter.stopped or (ended_early and is_multi_worker(strategy)):  # a worker whose peer was asked to stop
         return TrainResult(model, history, "stopped",
                            f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds, chief)
     return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s",

@@ -1,6 +1,6 @@
 """One worker of the multi-worker test (tests/test_distribute.py), run as its own process:
 
-    python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I
+    python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I [--stop-after N]
 
 It trains `spec()` on `data()` through train_and_save (as the CLI does) under MultiWorkerMirroredStrategy
 and writes its final weights to OUT.npz; the chief also saves the model as 'distributed'.
@@ -8,6 +8,7 @@ and writes its final weights to OUT.npz; the chief also saves the model as 'dist
 import argparse
 import os
 import sys
+import threading
 
 import numpy as np
 
@@ -36,6 +37,7 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--workers", required=True)
     parser.add_argument("--worker-index", type=int, required=True)
+    parser.add_argument("--stop-after", type=int, help="ask this worker (only) to stop after this many batches")
     args = parser.parse_args(argv)
 
     from cnn.quiet import import_tensorflow
@@ -46,10 +48,20 @@ def main(argv=None):
 
     set_tf_config(parse_workers(args.workers), args.worker_index)
     strategy = make_strategy("multi-worker")  # before any other TensorFlow work
-    result, evaluation, info = train_and_save(spec(), data(), name="distributed", strategy=strategy)
+    stop, batches = threading.Event(), []
+
+    def on_progress(report):
+        if report.phase == "batch":
+            batches.append(report.batch)
+            if args.stop_after and report.batch >= args.stop_after:
+                stop.set()
+
+    result, evaluation, info = train_and_save(spec(), data(), name="distributed", strategy=strategy,
+                                              on_progress=on_progress, stop=stop, progress_interval=0)
     np.savez(args.out, *result.model.get_weights())
-    print(f"status={result.status} chief={result.chief} saved={info.name if info else None}", flush=True)
-    return 0 if result.status == "completed" else 1
+    print(f"status={result.status} chief={result.chief} saved={info.name if info else None} "
+          f"batches={len(batches)}", flush=True)
+    return 0 if result.status in ("completed", "stopped") else 1
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, r
                                                 "--worker-index", str(i)], registry)
     for code, out, err in results:
         assert code == 0, err[-3000:]
-    assert "chief=True saved=distributed" in results[0][1]
-    assert "chief=False saved=None" in results[1][1]
+    assert "status=completed chief=True saved=distributed batches=16" in results[0][1]  # 2 epochs × 8 steps
+    assert "status=completed chief=False saved=None batches=16" in results[1][1]
     assert [i.name for i in list_models()] == ["distributed"]  # one model, from the chief
 
     # Both workers end with identical weights…
@@ -85,6 +85,24 @@ def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, r
     # …and the chief's saved model is that model.
     for saved, ours in zip(load_model("distributed").get_weights(), weights):
         np.testing.assert_array_equal(saved, ours)
+
+
+def test_a_stop_asked_of_one_worker_stops_both_together(tmp_path, registry):
+    from cnn.registry import list_models
+
+    results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
+                                                str(tmp_path / f"w{i}.npz"), "--workers", addresses,
+                                                "--worker-index", str(i)] + (["--stop-after", "3"] if i else []),
+                          registry)
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    # Worker 1 was asked after its 3rd batch; the request rode on the 4th step's all-reduce: both did 4.
+    assert "status=stopped chief=True saved=distributed batches=4" in results[0][1]
+    assert "status=stopped chief=False saved=None batches=4" in results[1][1]
+    w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
+    for k in w0.files:
+        np.testing.assert_array_equal(w0[k], w1[k])
+    assert [i.name for i in list_models()] == ["distributed"]
 
 
 def test_cli_two_workers_one_saved_model(registry):

@@ -113,3 +113,21 @@ def test_a_drawing_that_touches_the_edge_is_kept():
     canvas[150:160, 20:30] = 255  # and a small separate mark well inside (under 2% of the ink)
     crop = next(s for s in preprocess_steps(canvas, (28, 28, 1)) if s.name == "crop")
     assert "edge" not in crop.note and crop.image.shape[0] >= 200
+
+
+def test_fake_camera_video_for_browser_tests(tmp_path, digits, default_model):
+    """The video files a browser test feeds Chromium as its camera hold the frame, readable as a digit."""
+    from tests.fake_camera import read_y4m, write_mjpeg, write_y4m
+
+    images, labels = digits
+    frame = np.asarray(Image.open(io.BytesIO(camera_frame(images[0], seed=5))).convert("RGB"))
+    path = write_y4m(tmp_path / "digit.y4m", [frame] * 3)
+    assert path.read_bytes().startswith(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+    assert path.stat().st_size == len("YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n") + 3 * (6 + 640 * 480 * 3 // 2)
+    played = read_y4m(path)
+    assert len(played) == 3 and np.abs(played[0].astype(float) - frame).mean() < 3  # 4:2:0 chroma loses little
+    probs = predict_proba(default_model, prepare_image(played[0], (28, 28, 1)))
+    assert probs.argmax() == labels[0]
+    assert write_mjpeg(tmp_path / "digit.mjpeg", [frame] * 2).read_bytes().count(b"\xff\xd8\xff") == 2
+    with pytest.raises(ValueError, match="even H and W"):
+        write_y4m(tmp_path / "odd.y4m", [frame[:479]])

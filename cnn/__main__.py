@@ -254,7 +254,7 @@ def cmd_export_script(args):
 
 
 def cmd_export(args):
-    from cnn.export import ExportError, available_formats
+    from cnn.export import available_formats
     from cnn.registry import model_info
 
     reason = available_formats()[args.format]
@@ -266,10 +266,7 @@ def cmd_export(args):
 
     if args.output and not Path(args.output).parent.is_dir():
         fail(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist")
-    try:
-        report = export_model(args.name, args.format, args.output, limit=args.limit)
-    except ExportError as exc:
-        fail(str(exc))
+    report = export_model(args.name, args.format, args.output, limit=args.limit)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     if not report.passed:
         fail(f"the {args.format} export does not meet its bar ({report.criterion}); the file was kept at "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.errors import CnnError
+from cnn.errors import CnnError, ExportError
 
 FORMATS = {  # format → (file suffix, what it is for)
     "keras": (".keras", "Keras 3 model: load with keras.saving.load_model"),
@@ -39,10 +39,6 @@ MAX_FLOAT_DIFF = 1e-4  # largest |Δp| a float export may differ from Keras by, 
 MAX_INT8_DROP = 0.005  # largest loss of test accuracy an int8 export may have (0.5 points)
 CALIBRATION_IMAGES = 500  # training images the int8 quantisation ranges are calibrated on
 ONNX_OPSET = 17
-
-
-class ExportError(CnnError):
-    """An export that cannot be made here, or a format this installation cannot write."""
 
 
 @dataclass(frozen=True)

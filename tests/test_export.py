@@ -121,3 +121,16 @@ def test_cli_export(exports, capsys, monkeypatch):
         main(["export", "mnist-default", "--format", "onnx"])
     assert stop.value.code == 2
     assert "onnx export is not available here: tf2onnx is not installed (test)" in capsys.readouterr().err
+
+
+def test_a_model_whose_dataset_is_gone_cannot_be_checked(exports, tmp_path):
+    from cnn.registry import models_dir
+
+    folder = models_dir() / "orphan"
+    shutil.copytree(models_dir() / "mnist-default", folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics.update(dataset="folder:digits", dataset_source=str(tmp_path / "deleted-folder"))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ExportError, match="cannot check the export of 'orphan'.*deleted-folder"):
+        export_model("orphan", "tflite", exports / "orphan.tflite")
+    assert not (exports / "orphan.tflite").exists()

@@ -1,9 +1,11 @@
 """One worker of the multi-worker test (tests/test_distribute.py), run as its own process:
 
-    python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I [--stop-after N]
+    python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I [--stop-after N] [--folder PATH]
 
 It trains `spec()` on `data()` through train_and_save (as the CLI does) under MultiWorkerMirroredStrategy
-and writes its final weights to OUT.npz; the chief also saves the model as 'distributed'.
+and writes its final weights to OUT.npz; the chief also saves the model as 'distributed'. Without --workers
+it is the single-process reference, started fresh like the workers (a class folder's own shuffle takes
+its seed from TensorFlow's global seed state when it is loaded, which a long-lived test process has changed).
 """
 import argparse
 import os
@@ -25,19 +27,25 @@ def spec():
                      preset="test-distributed")
 
 
-def data():
-    """600 training images → 480 after the validation split: 8 steps per epoch, the last one of 32 images."""
+def data(folder=None):
+    """600 training images → 480 after the validation split: 8 steps per epoch, the last one of 32 images;
+    or a class folder, whose training split is streamed from disk."""
     from cnn.data import load_dataset
 
-    return load_dataset("mnist-sample", limit=(600, 200))
+    return load_dataset(folder) if folder else load_dataset("mnist-sample", limit=(600, 200))
+
+
+def spec_for(dataset):
+    return spec().with_data(dataset.input_shape, dataset.num_classes)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
-    parser.add_argument("--workers", required=True)
-    parser.add_argument("--worker-index", type=int, required=True)
+    parser.add_argument("--workers", help="the cluster; without it, one process under the default strategy")
+    parser.add_argument("--worker-index", type=int, default=0)
     parser.add_argument("--stop-after", type=int, help="ask this worker (only) to stop after this many batches")
+    parser.add_argument("--folder", help="train on this class folder instead of the embedded sample")
     args = parser.parse_args(argv)
 
     from cnn.quiet import import_tensorflow
@@ -46,8 +54,9 @@ def main(argv=None):
     from cnn.distribute import make_strategy, parse_workers, set_tf_config
     from cnn.train import train_and_save
 
-    set_tf_config(parse_workers(args.workers), args.worker_index)
-    strategy = make_strategy("multi-worker")  # before any other TensorFlow work
+    if args.workers:
+        set_tf_config(parse_workers(args.workers), args.worker_index)
+    strategy = make_strategy("multi-worker" if args.workers else "one")  # before any other TensorFlow work
     stop, batches = threading.Event(), []
 
     def on_progress(report):
@@ -56,7 +65,8 @@ def main(argv=None):
             if args.stop_after and report.batch >= args.stop_after:
                 stop.set()
 
-    result, evaluation, info = train_and_save(spec(), data(), name="distributed", strategy=strategy,
+    dataset = data(args.folder)
+    result, evaluation, info = train_and_save(spec_for(dataset), dataset, name="distributed", strategy=strategy,
                                               on_progress=on_progress, stop=stop, progress_interval=0)
     np.savez(args.out, *result.model.get_weights())
     print(f"status={result.status} chief={result.chief} saved={info.name if info else None} "

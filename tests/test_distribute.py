@@ -61,7 +61,7 @@ def run_workers(command, registry, n: int = 2, attempts: int = 2):
 def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, registry):
     from cnn.registry import list_models, load_model
     from cnn.train import train
-    from tests.distributed_worker import data, spec
+    from tests.distributed_worker import data, spec_for
 
     results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
                                                 str(tmp_path / f"w{i}.npz"), "--workers", addresses,
@@ -78,13 +78,37 @@ def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, r
     for k in w0.files:
         np.testing.assert_array_equal(w0[k], w1[k])
     # …equal (to float tolerance: sums run in another order) to one process fed the same global batches…
-    single = train(spec(), data()).model.get_weights()
+    single = train(spec_for(data()), data()).model.get_weights()
     assert len(single) == len(weights)
     for ours, theirs in zip(weights, single):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     # …and the chief's saved model is that model.
     for saved, ours in zip(load_model("distributed").get_weights(), weights):
         np.testing.assert_array_equal(saved, ours)
+
+
+def test_two_workers_share_a_streamed_class_folder(tmp_path, registry):
+    """A class folder streams from disk; each worker keeps its slice of each global batch (auto-shard DATA)."""
+    from tests.test_data import make_class_folders
+
+    folder = make_class_folders(tmp_path / "shapes", per_class=40, size=(28, 28), mode="L")
+    results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
+                                                str(tmp_path / f"w{i}.npz"), "--workers", addresses,
+                                                "--worker-index", str(i), "--folder", str(folder)], registry)
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    # 120 images, 20% held out: 96 streamed training images = 2 steps of 64 + 32 per epoch, 2 epochs.
+    assert "status=completed chief=True saved=distributed batches=4" in results[0][1]
+    env = {**os.environ, "CNN_MODELS_DIR": str(tmp_path / "single"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    alone = subprocess.run([sys.executable, "-m", "tests.distributed_worker", str(tmp_path / "single.npz"),
+                            "--folder", str(folder)], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=WORKER_TIMEOUT)
+    assert alone.returncode == 0 and "chief=True" in alone.stdout, alone.stderr[-3000:]
+    w0, w1, single = (np.load(tmp_path / f"{n}.npz") for n in ("w0", "w1", "single"))
+    for k in w0.files:
+        np.testing.assert_array_equal(w0[k], w1[k])
+        np.testing.assert_allclose(w0[k], single[k], rtol=1e-4, atol=1e-5)
 
 
 def test_a_stop_asked_of_one_worker_stops_both_together(tmp_path, registry):

@@ -1,24 +1,34 @@
-"""CNN Studio: the entry script. Page config and navigation; each page then calls state.page_setup()
-(per-tab state and the sidebar) first thing."""
+"""CNN Studio: the entry script.
+
+`streamlit run streamlit_app.py` first imports this file to find the server app: that import (not as
+__main__) creates it, with a start-up hook that loads TensorFlow and the default model in the background.
+Each browser session then runs this file as its script (as __main__): it installs the app's hook into
+Streamlit, sets the page config and the navigation; each page calls chrome.page_setup() first thing.
+"""
 import streamlit as st
 
-from cnn import state
+from app import chrome, hooks, session, warmup
 
-st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
-state.entry_script_ran()
+if __name__ != "__main__":  # imported by `streamlit run` to find the server app
+    server = st.App("streamlit_app.py", lifespan=warmup.lifespan)
+else:  # a session's script run
+    hooks.install()  # before any training job runs: see app/hooks.py
+    warmup.start()  # no-op when the server already started it
+    st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
+    chrome.entry_script_ran()
 
-PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/configure.py", title="Configure", icon=":material/tune:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
-    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
-]
+    PAGES = [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/configure.py", title="Configure", icon=":material/tune:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+        st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+    ]
 
-page = st.navigation(PAGES)
-goto = st.session_state.pop(state.GOTO, None)  # see state.page_setup
-if goto:
-    st.switch_page(goto)
-page.run()
+    page = st.navigation(PAGES)
+    goto = st.session_state.pop(session.GOTO, None)  # see chrome.page_setup
+    if goto:
+        st.switch_page(goto)
+    page.run()

@@ -1,4 +1,4 @@
-"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,export-script,export}.
+"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,calibrate,export-script,export}.
 
 Bad arguments or files print one line naming the problem and exit with status 2 (1 for failed training).
 """
@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 import time
+
 from pathlib import Path
 
 from cnn.errors import CnnError
@@ -88,9 +89,21 @@ def cmd_models(args):
         print(f"no saved models in {models_dir()}; train one with: python -m cnn train --preset default "
               "--dataset mnist-sample")
         return
-    rows = [[i.name, i.dataset, i.preset, f"{i.params:,}",
-             accuracy_text(i.test_accuracy), i.epochs, date_text(i.created)] for i in infos]
-    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "created"]))
+    from cnn.calibration import calibration_summary
+
+    def calibrated(info) -> str:
+        summary = calibration_summary(info)
+        return f"T={summary['temperature']:.2f}" if summary["calibrated"] else "no"
+
+    rows = [[i.name, i.dataset, i.preset, f"{i.params:,}", accuracy_text(i.test_accuracy), i.epochs, calibrated(i),
+             date_text(i.created) if i.created else "–", "ok" if not i.damaged else "damaged" if i.usable
+             else "unusable"] for i in infos]
+    print(table(rows, ["name", "dataset", "preset", "params", "test acc", "epochs", "calibrated", "created", "files"]))
+    for info in infos:
+        if info.damaged:
+            more = f" (and {len(info.problems) - 1} more)" if len(info.problems) > 1 else ""
+            print(f"{info.name}: {'damaged' if info.usable else 'unusable'}: {info.problems[0]}{more}",
+                  file=sys.stderr)
 
 
 class ProgressBar:
@@ -126,7 +139,7 @@ def cmd_train(args):
 
     if args.spec:
         try:
-            spec = ModelSpec.from_json(Path(args.spec).read_text())
+            spec = ModelSpec.from_json(Path(args.spec).read_bytes())
         except OSError as exc:
             fail(f"cannot read spec file {args.spec}: {exc.strerror}")
     elif args.preset not in PRESETS:
@@ -142,13 +155,15 @@ def cmd_train(args):
     tf_ready()
     from cnn.distribute import make_strategy, parse_workers, set_tf_config, worker_position
     from cnn.data import load_dataset
-    from cnn.train import train_and_save
+    from cnn.train import saved_as_message, train_and_save
 
     if args.workers is not None:
         set_tf_config(parse_workers(args.workers), args.worker_index)
     strategy = make_strategy(strategy_kind)  # before TensorFlow runs anything else (multi-worker needs that)
     index, workers = worker_position(strategy)
     dataset = load_dataset(args.dataset, limit=args.limit)
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
     spec = spec.with_data(dataset.input_shape, dataset.num_classes)
     for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("learning_rate", args.lr),
                        ("seed", args.seed)):
@@ -157,27 +172,32 @@ def cmd_train(args):
     for key in ("shift", "rotation", "zoom"):
         if getattr(args, key) is not None:
             setattr(spec.train.augmentation, key, getattr(args, key))
+    from cnn.memory import check_memory
     from cnn.spec import validate
 
     validate(spec)  # out-of-range flags get the spec's own message before any training
+    need = check_memory(spec, dataset)  # and a run that cannot fit in memory is refused now, not killed later
     where = f" as worker {index} of {workers}" if workers > 1 else ""
     print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
-          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s){where}", file=sys.stderr)
+          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s){where}; memory needed {need.text()}",
+          file=sys.stderr)
     result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar(),
-                                              strategy=strategy)
+                                              strategy=strategy, film=not args.no_film)
     if not result.chief and result.status != "failed":
         print(f"worker {index} of {workers}: {result.message}; the chief (worker 0) evaluates and saves the model")
         return
     if info is None:
         fail(result.message, code=1)
     print(f"{result.message}; test accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f} on "
-          f"{len(evaluation.y_true):,} images; saved as {info.name!r} in {info.path.parent}")
+          f"{len(evaluation.y_true):,} images; {saved_as_message(args.name, info.name)} in {info.path.parent}")
 
 
 def load_for_cli(name):
     from cnn.registry import model_info
 
     info = model_info(name)  # fails fast, before TensorFlow loads
+    if not info.usable:
+        fail(f"model {name!r} is damaged: {info.problems[0]}; delete its folder, or train or upload it again")
     tf_ready()
     from cnn.registry import load_model
 
@@ -189,21 +209,39 @@ def cmd_evaluate(args):
     from cnn.data import load_dataset
     from cnn.metrics import evaluate
 
-    from cnn.data import is_folder
+    from cnn.registry import dataset_to_load
 
-    name = args.dataset or (info.metrics.get("dataset_source") if is_folder(info.dataset) else info.dataset)
-    dataset = load_dataset(name, limit=args.limit)
-    if tuple(dataset.input_shape) != info.input_shape:
-        fail(f"model {info.name!r} takes {info.input_shape} images but {dataset.name} has {dataset.input_shape}")
-    result = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names)
+    dataset = load_dataset(args.dataset or dataset_to_load(info), limit=args.limit)
+    shape, classes = tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1])
+    if tuple(dataset.input_shape) != shape:
+        fail(f"model {info.name!r} takes {'×'.join(map(str, shape))} images but {dataset.name} has "
+             f"{'×'.join(map(str, dataset.input_shape))}; choose a dataset with the model's image size")
+    if dataset.num_classes != classes:
+        fail(f"model {info.name!r} predicts {classes} classes but {dataset.name} has {dataset.num_classes}; "
+             "choose a dataset with the model's classes")
+    from cnn.calibration import load_calibration
+
+    calibration = load_calibration(info)
+    if calibration is not None:
+        calibration.check_model(model)
+    result = evaluate(model, dataset.x_test, dataset.y_test, dataset.class_names, calibration=calibration)
     if args.json:
         print(json.dumps({"model": info.name, "dataset": dataset.name, "accuracy": result.accuracy,
                           "loss": result.loss, "num_images": len(result.y_true),
                           "class_names": result.class_names, "confusion_matrix": result.confusion.tolist(),
-                          "per_class": result.per_class(), "seconds": round(result.seconds, 3)}, indent=2))
+                          "per_class": result.per_class(), "seconds": round(result.seconds, 3),
+                          **result.calibration_summary()}, indent=2))
         return
     print(f"{info.name} on {dataset.name} test split: accuracy {result.accuracy:.4f}, loss {result.loss:.4f}, "
           f"{len(result.y_true):,} images in {result.seconds:.1f} s")
+    if result.calibrated:
+        print(f"calibrated with temperature {result.temperature:.3f}: loss {result.raw_loss:.4f} → {result.loss:.4f}, "
+              f"expected calibration error {result.ece_before:.4f} → {result.ece_after:.4f}; "
+              f"{result.flagged_share:.1%} of the test images flagged as unusual (threshold "
+              f"{result.ood_threshold:.2f})")
+    else:
+        print(f"uncalibrated: raw softmax probabilities, no out-of-distribution check "
+              f"(run: python -m cnn calibrate {info.name})")
     names = [str(c)[:8] for c in result.class_names]
     print("\nconfusion matrix (rows = true, columns = predicted)")
     print(table([[n, *row] for n, row in zip(names, result.confusion.tolist())], ["", *names]))
@@ -214,29 +252,66 @@ def cmd_predict(args):
     if missing:
         fail(f"no such file: {', '.join(missing)}")
     info, model = load_for_cli(args.name)
+    from cnn.calibration import load_calibration
     from cnn.inference import predict_images
     from cnn.preprocess import INVERT_CHOICES, default_recipe
     from cnn.text import probability_text
 
+    calibration = load_calibration(info)
+    if calibration is not None:
+        calibration.check_model(model)
     results = predict_images(model, [(path, Path(path)) for path in args.images], info.input_shape,
                              info.class_names, invert=INVERT_CHOICES[args.invert],
-                             recipe=default_recipe(info.input_shape, info.dataset))
+                             recipe=default_recipe(info.input_shape, info.dataset), calibration=calibration)
     for r in results:
         if r["error"]:
             print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
-    rows = [{k: (round(v, 6) if k == "confidence" else v) for k, v in r.items() if k != "error"}
-            for r in results if not r["error"]]
+    rounding = {"confidence": 6, "raw_confidence": 6, "temperature": 4, "ood_score": 4, "ood_threshold": 4}
+    rows = [{k: (round(v, rounding[k]) if k in rounding and v is not None else v) for k, v in r.items()
+             if k != "error"} for r in results if not r["error"]]
     for r in rows:
         r["probabilities"] = {n: round(p, 6) for n, p in r["probabilities"].items()}
+        r["raw_probabilities"] = {n: round(p, 6) for n, p in r["raw_probabilities"].items()}
     failed = len(results) - len(rows)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
             others = "  ".join(f"{n}:{p:.3f}" for n, p in r["probabilities"].items())
-            print(f"{r['file']}: {r['prediction']} ({probability_text(r['confidence'])})   {others}")
+            verdict = "" if r["unusual"] is None else \
+                (f"   UNUSUAL: doesn't look like anything the model was trained on (score {r['ood_score']:.1f} > "
+                 f"{r['ood_threshold']:.1f})" if r["unusual"] else f"   looks familiar (score {r['ood_score']:.1f})")
+            print(f"{r['file']}: {r['prediction']} ({probability_text(r['confidence'])})   {others}{verdict}")
+        if rows and calibration is None:
+            print(f"note: {info.name} is uncalibrated: raw softmax, no out-of-distribution check "
+                  f"(run: python -m cnn calibrate {info.name})", file=sys.stderr)
     if failed:
         raise SystemExit(2)
+
+
+def cmd_calibrate(args):
+    from cnn.registry import model_info
+
+    info = model_info(args.name)  # fails fast, before TensorFlow loads
+    tf_ready()
+    from cnn.calibration import calibrate_model
+
+    print(f"calibrating {info.name} …", file=sys.stderr)
+    start = time.monotonic()
+    cal = calibrate_model(args.name, args.dataset, flag_share=args.flag_share, max_images=args.max_images)
+    v = cal.validation
+    print(f"{info.name}: temperature {cal.temperature:.4f} (validation NLL {v['nll_before']:.4f} → "
+          f"{v['nll_after']:.4f}, ECE {v['ece_before']:.4f} → {v['ece_after']:.4f} on {v['images']:,} images); "
+          f"OOD threshold {cal.ood.threshold:.3f} flags {v['flagged']:.1%} of them; class centres from "
+          f"{cal.fitted_on['fit_images']:,} training images of {cal.fitted_on['dataset']} "
+          f"({cal.fitted_on['split']}); wrote {info.path / 'calibration.json'} in {time.monotonic() - start:.1f} s")
+
+
+def share(text: str) -> float:
+    value = fraction(text)
+    if not value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be below 0.5, got {value}")
+    return value
 
 
 def cmd_export_script(args):
@@ -245,9 +320,14 @@ def cmd_export_script(args):
     from cnn.spec import ModelSpec
 
     info = model_info(args.name)
+    if not info.usable:
+        fail(f"model {info.name!r} is damaged: {info.problems[0]}")
     script = export_script(ModelSpec.from_dict(info.spec), info.dataset, info.name)
     if args.output:
-        Path(args.output).write_text(script)
+        try:
+            Path(args.output).write_text(script)
+        except OSError as exc:
+            fail(f"cannot write {args.output}: {exc.strerror or exc}")
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(script, end="")
@@ -297,6 +377,8 @@ def build_parser() -> Parser:
     p.add_argument("--rotation", type=float, help="augmentation: largest random rotation (degrees)")
     p.add_argument("--zoom", type=float, help="augmentation: largest random zoom (fraction)")
     p.add_argument("--name", help="registry name (default: <preset>-<dataset>)")
+    p.add_argument("--no-film", action="store_true",
+                   help="do not film training (film.npz: kernels, probe activations, weight histograms per epoch)")
     p.add_argument("--strategy", choices=STRATEGIES,
                    help="one: this process (default); mirrored: every GPU here; multi-worker: one process per "
                         "machine, the cluster read from TF_CONFIG or given by --workers")
@@ -320,6 +402,16 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=cmd_predict)
 
+    p = sub.add_parser("calibrate", help="fit the temperature and the out-of-distribution score of a saved model "
+                                         "and add calibration.json to it (the model file is untouched)")
+    p.add_argument("name")
+    p.add_argument("--dataset", help="default: the dataset the model was trained on, split as its training was")
+    p.add_argument("--flag-share", type=share, default=0.05,
+                   help="share of the model's own validation images the threshold flags (default 0.05)")
+    p.add_argument("--max-images", type=positive, default=20_000,
+                   help="training images whose features give the class centres (default 20000)")
+    p.set_defaults(run=cmd_calibrate)
+
     p = sub.add_parser("export-script", help="print a standalone Keras script that rebuilds and trains a model")
     p.add_argument("name")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
@@ -341,9 +433,17 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from cnn.housekeeping import clean_up_at_start
+
+        clean_up_at_start()  # temporaries a killed run left behind; the cache's size cap
         args.run(args)
     except CnnError as exc:
         fail(str(exc))
+    except OSError as exc:  # a file or folder the user named that cannot be read or written
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}")
+    except MemoryError:
+        fail("out of memory: use a smaller batch size, fewer images (--limit) or a smaller model")
     except KeyboardInterrupt:
         fail("interrupted", code=130)
     return 0

@@ -1,7 +1,10 @@
-"""Safe .zip extraction for user uploads (class-folder datasets, saved-model bundles).
+"""Safe .zip extraction for user uploads (class-folder datasets, saved-model bundles), and the check of a
+.keras file (itself a zip) before Keras reads it.
 
-Refuses path traversal, absolute paths, links, too many files, too many bytes and zip bombs; extracts
-into a temporary folder and renames it into place, so a refused archive leaves nothing behind.
+Refuses path traversal, absolute paths, links, too many files, too many bytes and zip bombs (one entry or
+many together, and one level down: the model.keras inside a bundle); everything is decided from the zip's
+directory before a byte is unpacked. Extracts into a temporary folder and renames it into place, so a
+refused archive leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -16,7 +19,14 @@ from cnn.errors import CnnError
 
 MAX_FILES = 20_000
 MAX_BYTES = 300_000_000  # uncompressed total
-MAX_RATIO = 200  # uncompressed/compressed per member; text compresses ~10×, bombs ~1000×
+MAX_RATIO = 200  # uncompressed/compressed per member and overall; text compresses ~10×, bombs ~1000×
+RATIO_FLOOR = 10_000_000  # below this many unpacked bytes the overall ratio is not checked (tiny zips)
+
+# A .keras file (a zip): config.json and metadata.json are JSON Keras reads whole into memory; the weights
+# of the largest model CNN Studio allows (20 M float32 parameters) are 80 MB.
+KERAS_MAX_FILES = 16
+KERAS_MAX_JSON = 16_000_000  # each .json entry (a 100-layer config is ~100 kB)
+KERAS_MAX_BYTES = 120_000_000  # all entries together
 
 
 class ArchiveError(CnnError):
@@ -26,12 +36,20 @@ class ArchiveError(CnnError):
 def check_zip(archive: zipfile.ZipFile, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
               max_ratio: float = MAX_RATIO) -> list[zipfile.ZipInfo]:
     """The members to extract (files only), or ArchiveError naming the first unsafe one."""
+    from cnn.text import limit_text
+
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > max_files:
         raise ArchiveError(f"the zip holds {len(members):,} files; the limit is {max_files:,}")
     total = sum(m.file_size for m in members)
     if total > max_bytes:
-        raise ArchiveError(f"the zip unpacks to {total / 1e6:,.0f} MB; the limit is {max_bytes / 1e6:,.0f} MB")
+        raise ArchiveError(f"the zip unpacks to {limit_text(total, max_bytes)}")
+    packed = sum(m.compress_size for m in members)
+    if total > RATIO_FLOOR and total > max_ratio * max(packed, 1):
+        # Many entries that each stay under the per-entry check can still fill a disk together.
+        raise ArchiveError(f"the zip's {len(members):,} entries unpack to {total / 1e6:,.0f} MB from "
+                           f"{packed / 1e6:,.2f} MB ({total / max(packed, 1):,.0f}×; the limit is {max_ratio}×): "
+                           "a zip bomb? Refusing it")
     for m in members:
         path = PurePosixPath(m.filename.replace("\\", "/"))
         if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
@@ -55,7 +73,12 @@ def extract_zip(source, dest: Path, **limits) -> Path:
         members = check_zip(archive, **limits)
         budget = sum(m.file_size for m in members)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        free = shutil.disk_usage(dest.parent).free
+        if budget + 100_000_000 > free:  # keep 100 MB free for everything else
+            raise ArchiveError(f"the zip unpacks to {budget / 1e6:,.0f} MB but only {free / 1e6:,.0f} MB of disk "
+                               "space is free here; try again later")
+        # The pid in the name lets start-up clean-up (cnn.housekeeping) tell orphans from live extractions.
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-{os.getpid()}-", dir=dest.parent))
         try:
             written = 0
             for m in members:
@@ -78,3 +101,29 @@ def extract_zip(source, dest: Path, **limits) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return dest
+
+
+def check_keras_archive(data: bytes, max_files: int = KERAS_MAX_FILES, max_json: int = KERAS_MAX_JSON,
+                        max_bytes: int = KERAS_MAX_BYTES) -> None:
+    """Check the bytes of a .keras file (a zip) before Keras reads it: a readable zip whose entries are few,
+    small enough (each .json at most `max_json` bytes unpacked: Keras reads them whole) and not bombs.
+    ArchiveError says what is wrong; only the zip's directory is read."""
+    import io
+
+    from cnn.text import limit_text
+
+    if not data.startswith(b"PK\x03\x04"):
+        raise ArchiveError("it is not a Keras model (a .keras file is a zip; this one does not start like one)")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ArchiveError("the .keras file is truncated or damaged (it starts like one but its zip directory "
+                           "is missing or broken) — download or save it again") from None
+    with archive:
+        for m in archive.infolist():  # the JSON Keras reads whole first: name the culprit
+            if m.filename.lower().endswith(".json") and m.file_size > max_json:
+                raise ArchiveError(f"its {m.filename[:60]} unpacks to {limit_text(m.file_size, max_json)} — not a "
+                                   "model file CNN Studio or Keras wrote (a zip bomb?); refusing it")
+        members = check_zip(archive, max_files=max_files, max_bytes=max_bytes)
+        if "config.json" not in {m.filename for m in members}:
+            raise ArchiveError("it is not a Keras model: no config.json inside")

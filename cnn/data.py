@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ CATALOG = {
 }
 
 FOLDER = "folder:"  # the Dataset.name prefix of class-folder datasets, e.g. 'folder:shapes'
+UNKNOWN = "unknown"  # a saved model's dataset when nothing says which one it was trained on
 _HASH_PREFIX = re.compile(r"^[0-9a-f]{16}-")  # cache file names start or end with a content hash
 _HASH_SUFFIX = re.compile(r"-[0-9a-f]{16}$")
 
@@ -71,8 +74,10 @@ def folder_label(name) -> str:
 
 
 def dataset_title(name) -> str:
-    """What people call a dataset: the catalogue title, or 'class folders: <label>'."""
-    return CATALOG[name].title if name in CATALOG else f"class folders: {folder_label(name)}"
+    """What people call a dataset: the catalogue title, 'class folders: <label>', or 'unknown dataset'."""
+    if name in CATALOG:
+        return CATALOG[name].title
+    return "unknown dataset" if not name or name == UNKNOWN else f"class folders: {folder_label(name)}"
 
 
 def dataset_slug(name) -> str:
@@ -99,6 +104,8 @@ class Dataset:
     source: str  # where it came from, for people ("CNN_DATA_DIR/mnist.npz", "embedded sample", ...)
     train_stream: object = None  # tf.data.Dataset of (uint8 image, int label), unbatched (folders only)
     streamed_count: int = 0  # images in train_stream
+    notes: tuple = ()  # for people: what loading skipped or changed (e.g. unusable images in a folder)
+    skipped: tuple = ()  # (path, why) of the files of a class-folder dataset that were not usable images
 
     @property
     def num_classes(self) -> int:
@@ -246,102 +253,415 @@ def apply_limit(dataset: Dataset, limit: int | tuple[int, int]) -> Dataset:
     if dataset.streamed:
         return Dataset(dataset.name, dataset.class_names, dataset.input_shape, None, None, dataset.x_test[test],
                        dataset.y_test[test], dataset.source, dataset.train_stream.take(n_train),
-                       min(n_train, dataset.streamed_count))
+                       min(n_train, dataset.streamed_count), dataset.notes, dataset.skipped)
     train = stratified_first(dataset.y_train, n_train)
     return Dataset(dataset.name, dataset.class_names, dataset.input_shape, dataset.x_train[train],
-                   dataset.y_train[train], dataset.x_test[test], dataset.y_test[test], dataset.source)
+                   dataset.y_train[train], dataset.x_test[test], dataset.y_test[test], dataset.source,
+                   notes=dataset.notes, skipped=dataset.skipped)
 
 
 # ---------------------------------------------------------------------------
-# Image folders: one sub-folder per class, streamed with keras.utils.image_dataset_from_directory
+# Uploads and the cache: content-addressed, capped, least recently used first out
 # ---------------------------------------------------------------------------
+
+MAX_UPLOAD_ZIP_BYTES = 100_000_000  # a class-folder .zip a person may upload
+DEFAULT_CACHE_MB = 2_000  # CNN_CACHE_MB: the most the upload/extraction cache may hold
+CACHE_GRACE_SECONDS = 600  # entries used this recently are never evicted (a page or a training may read them)
+
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("CNN_CACHE_DIR", Path.home() / ".cache" / "cnn-studio"))
+    """CNN_CACHE_DIR, else ~/.cache/cnn-studio: uploaded .zips (uploads/) and their extractions (datasets/)."""
+    return Path(os.environ.get("CNN_CACHE_DIR") or Path.home() / ".cache" / "cnn-studio").expanduser()
+
+
+def cache_limit() -> int:
+    """The cache's size cap in bytes: CNN_CACHE_MB (default 2,000 MB)."""
+    value = os.environ.get("CNN_CACHE_MB", "")
+    try:
+        mb = float(value) if value else DEFAULT_CACHE_MB
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb <= 0:
+        raise DatasetError(f"CNN_CACHE_MB must be a positive number of megabytes, got {value!r}")
+    return int(mb * 1e6)
+
+
+def safe_text_label(text: str, fallback: str = "upload") -> str:
+    """A client-supplied name made into a short label (letters, digits, space . _ -), for people only."""
+    text = re.sub(r"\.zip$", "", str(text).replace("\\", "/").rsplit("/", 1)[-1], flags=re.IGNORECASE)
+    text = re.sub(r"[^\w .-]+", "-", text, flags=re.ASCII).strip(" .-_")
+    return text[:40].strip(" .-_") or fallback
+
+
+def store_upload(data: bytes, filename: str) -> tuple[Path, str]:
+    """Keep an uploaded class-folder .zip in the cache: (its path, a label for people).
+
+    The path is made of the content's hash alone (`uploads/<sha256>.zip`): the client's file name never
+    becomes part of a path. The label, `filename` sanitised, is kept beside it (`<sha256>.json`) and is what
+    load_dataset names the dataset. The zip's directory is checked first (ArchiveError: traversal, bombs,
+    too many or too large entries), and the cache is trimmed to its cap (DatasetError if it cannot make room).
+    """
+    import io
+    import json
+    import zipfile
+
+    from cnn.archive import ArchiveError, check_zip
+    from cnn.text import limit_text
+
+    label = safe_text_label(filename)
+    if len(data) > MAX_UPLOAD_ZIP_BYTES:
+        raise DatasetError(f"{label}.zip is {limit_text(len(data), MAX_UPLOAD_ZIP_BYTES)}")
+    if not bytes(data[:4]) == b"PK\x03\x04":
+        raise DatasetError(f"{label} is not a .zip file; upload a .zip with one sub-folder of images per class")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ArchiveError(f"{label}.zip is truncated or damaged: its zip directory is missing or broken") from None
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    folder = cache_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path, sidecar = folder / f"{digest}.zip", folder / f"{digest}.json"
+    writes = [(sidecar, json.dumps({"label": label, "bytes": len(data)}).encode())]
+    if path.is_file():
+        touch(path)  # the same content again: only its label may change
+    else:
+        make_room(len(data), keep=(path,))
+        writes.insert(0, (path, bytes(data)))
+    for target, payload in writes:
+        tmp = folder / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.write_bytes(payload)
+        os.replace(tmp, target)  # atomic: a reader never sees half a file
+    return path, label
+
+
+def upload_label(path) -> str | None:
+    """The label store_upload kept for a cached upload, or None for any other path."""
+    import json
+
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if path.parent != cache_dir() / "uploads" or not sidecar.is_file():
+        return None
+    try:
+        label = json.loads(sidecar.read_text()).get("label")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return safe_text_label(label) if isinstance(label, str) else None
+
+
+def discard_upload(path) -> None:
+    """Remove a cached upload (and its label) that turned out unusable; nothing outside the cache."""
+    path = Path(path)
+    if path.parent == cache_dir() / "uploads":
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def _size(path: Path) -> int:
+    """Bytes on disk under `path` (a file or a folder)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for base, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(base, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def cache_entries() -> list[tuple[float, int, Path]]:
+    """(last use, bytes, path) of every cached upload and extraction, least recently used first."""
+    entries = []
+    for sub, pattern in (("uploads", "*.zip"), ("datasets", "*")):
+        folder = cache_dir() / sub
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(pattern):
+            if path.name.startswith("."):
+                continue  # temporaries: start-up clean-up's business
+            try:
+                entries.append((path.stat().st_mtime, _size(path), path))
+            except OSError:
+                continue
+    return sorted(entries)
+
+
+def touch(path: Path) -> None:
+    """Mark a cache entry as just used (the cache evicts the least recently used first)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def make_room(needed: int, keep=()) -> list[Path]:
+    """Evict least-recently-used cache entries (not `keep`, not used in the last CACHE_GRACE_SECONDS) until
+    `needed` more bytes fit under the cap; the paths removed. DatasetError when they cannot be made to fit."""
+    import shutil
+    import time
+
+    limit, keep = cache_limit(), {Path(k) for k in keep}
+    entries = cache_entries()
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for used, size, path in entries:
+        if total + needed <= limit:
+            break
+        if path in keep or time.time() - used < CACHE_GRACE_SECONDS:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            discard_upload(path) if path.suffix == ".zip" else path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+    if total + needed > limit:
+        from cnn.text import megabytes
+
+        raise DatasetError(f"the server's upload cache is full: {megabytes(total)} in use by datasets opened in "
+                           f"the last {CACHE_GRACE_SECONDS // 60} minutes, this needs {megabytes(needed)} more, and "
+                           f"the cap (CNN_CACHE_MB) is {limit / 1e6:,g} MB; try again in a few minutes")
+    return removed
+
+
+def trim_cache() -> list[Path]:
+    """Evict least-recently-used entries until the cache is under its cap (at start-up and after use)."""
+    try:
+        return make_room(0)
+    except DatasetError:
+        return []  # what is left is in use; the next upload will say so
+
+
+# ---------------------------------------------------------------------------
+# Image folders: one sub-folder per class; every image vetted from its header, then streamed by tf.data
+# ---------------------------------------------------------------------------
+
+TF_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "BMP": "BMP", "GIF": "GIF"}  # what tf.io.decode_image reads
 
 
 def unpack_zip(path: Path) -> Path:
-    """Extract a class-folder .zip once (keyed by its content hash) and return the folder."""
-    from cnn.archive import extract_zip
+    """Extract a class-folder .zip once (into a folder named by its content hash alone) and return it.
+    The cache makes room first (DatasetError if it cannot)."""
+    import zipfile
 
-    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
-    dest = cache_dir() / "datasets" / f"{Path(path).stem}-{digest}"
-    return dest if dest.is_dir() else extract_zip(path, dest)
+    from cnn.archive import ArchiveError, check_zip, extract_zip
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:32]
+    dest = cache_dir() / "datasets" / digest
+    if dest.is_dir():
+        touch(dest)
+        return dest
+    try:
+        with zipfile.ZipFile(path) as archive:
+            needed = sum(m.file_size for m in check_zip(archive))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ArchiveError(f"{path.name} is not a readable .zip file (truncated or damaged)") from None
+    make_room(needed, keep=(path,))
+    return extract_zip(path, dest)
+
+
+def _visible(path: Path) -> bool:
+    """Not a hidden file/folder and not macOS metadata ('.DS_Store', '._x.png', '__MACOSX/')."""
+    return not path.name.startswith((".", "__"))
+
+
+MAX_FOLDER_ENTRIES = 100_000  # files and folders looked at under one class folder (a dataset, not a disk)
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """Image files (by extension) anywhere under `folder`, hidden ones and macOS metadata skipped. A folder
+    with more than MAX_FOLDER_ENTRIES entries is refused before it is walked further."""
+    from cnn.archive import MAX_FILES
+
+    found, seen = [], 0
+    for base, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        seen += len(dirs) + len(files)
+        if seen > MAX_FOLDER_ENTRIES or len(found) > MAX_FILES:
+            raise DatasetError(f"{Path(folder).name or folder} holds more than {MAX_FOLDER_ENTRIES:,} files and "
+                               f"folders; a class-folder dataset may hold at most {MAX_FILES:,} images")
+        found += [Path(base) / f for f in files if Path(f).suffix.lower() in IMAGE_EXTENSIONS and _visible(Path(f))]
+    return sorted(found)
 
 
 def find_class_root(folder: Path) -> tuple[Path, list[str]]:
     """The folder whose sub-folders are the classes (descending through lone wrapper folders)."""
-    for _ in range(3):
-        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
-        images = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-        if len(subdirs) == 1 and not images:
-            folder = subdirs[0]
+    supported = ", ".join(IMAGE_EXTENSIONS)
+    for _ in range(4):
+        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
+        loose = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and _visible(p)]
+        if len(subdirs) == 1 and not loose:
+            inner = subdirs[0]
+            inner_dirs = [d for d in inner.iterdir() if d.is_dir() and _visible(d) and _images_in(d)]
+            direct = [p for p in inner.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and _visible(p)]
+            if direct and not inner_dirs:  # not a wrapper: the only class
+                raise DatasetError(f"found 1 class folder ({inner.name!r}, {len(_images_in(inner)):,} images) and "
+                                   "needs at least 2: one sub-folder of images per class")
+            folder = inner
             continue
-        classes = [d.name for d in subdirs if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in d.rglob("*"))]
-        if len(classes) < 2:
-            raise DatasetError(f"{folder} needs at least two sub-folders of images (one per class), found "
-                               f"{len(classes)}; supported images: {', '.join(IMAGE_EXTENSIONS)}")
+        classes = [d.name for d in subdirs if _images_in(d)]
+        if len(classes) == 1:
+            raise DatasetError(f"found 1 class folder ({classes[0]!r}) and needs at least 2: one sub-folder of "
+                               "images per class")
+        if not classes:
+            where = f"{len(loose):,} images but no sub-folders of images" if loose else "no sub-folders of images"
+            raise DatasetError(f"found {where}; a dataset needs at least 2 class folders, one sub-folder of images "
+                               f"per class (supported images: {supported})")
         return folder, classes
-    raise DatasetError(f"{folder}: no class sub-folders found")
+    raise DatasetError("found only nested single folders and no class sub-folders of images")
 
 
-def inspect_images(root: Path, classes: list[str], max_side: int) -> tuple[list[Path], tuple[int, int], str]:
-    """All image files (checked readable), a common (height, width) and 'grayscale' or 'rgb'."""
+@dataclass(frozen=True)
+class ImageCheck:
+    """What inspect_images found in a class-folder dataset."""
+
+    files: list  # usable image paths
+    labels: list  # their class indices
+    skipped: list  # (path relative to the root, why) of files that are not usable images
+    size: tuple  # (height, width) the images are resized to: the most common size, at most max_side
+    color: str  # 'grayscale' or 'rgb'
+
+
+def _vet_image(path: Path) -> tuple[tuple[int, int], str] | str:
+    """((width, height), mode) of an image TensorFlow can decode, or why it cannot be used — checked from the
+    header against Predict's limits before any pixel is decoded, then decoded once (truncation shows there)."""
+    import warnings
+
+    from PIL import Image
+
+    from cnn.errors import ImageError
+    from cnn.imageio import check_image_header
+
+    try:
+        width, height, mode, fmt = check_image_header(path)
+    except ImageError as exc:
+        return str(exc).split(" — ")[0].rstrip(".")
+    if fmt not in TF_FORMATS:
+        return f"a {fmt} image named {path.suffix}; use PNG, JPEG, BMP or GIF"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                image.draft(image.mode, (256, 256))  # JPEG: decode at a reduced scale, still reads every byte
+                image.load()
+    except Exception as exc:  # noqa: BLE001 — untrusted bytes: any decoder failure means "unusable"
+        return f"truncated or corrupt {fmt} ({str(exc)[:60] or type(exc).__name__})"
+    return (width, height), mode
+
+
+def inspect_images(root: Path, classes: list[str], max_side: int) -> ImageCheck:
+    """Every image file vetted (header limits as Predict's, a format TensorFlow decodes, decodable), a common
+    (height, width) and 'grayscale' or 'rgb'. Unusable files are skipped and listed with the reason."""
     from collections import Counter
 
-    from PIL import Image, UnidentifiedImageError
-
-    files = [p for c in classes for p in sorted((root / c).rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS]
-    sizes, modes, bad = Counter(), Counter(), []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                sizes[im.size] += 1
-                modes["grayscale" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "rgb"] += 1
-        except (UnidentifiedImageError, OSError):
-            bad.append(str(p.relative_to(root)))
-    if bad:
-        raise DatasetError(f"{len(bad)} file(s) are not readable images: {', '.join(bad[:5])}"
-                           f"{' …' if len(bad) > 5 else ''}; remove or fix them")
+    sizes, modes, files, labels, skipped = Counter(), Counter(), [], [], []
+    for index, name in enumerate(classes):
+        for path in _images_in(root / name):
+            found = _vet_image(path)
+            if isinstance(found, str):
+                skipped.append((str(path.relative_to(root)), found))
+                continue
+            (w, h), mode = found
+            sizes[(w, h)] += 1
+            modes["grayscale" if mode in ("1", "L", "LA", "I", "I;16", "F") else "rgb"] += 1
+            files.append(path)
+            labels.append(index)
+    if not files:
+        raise DatasetError(f"none of the {len(skipped):,} image files can be used: {_skipped_text(skipped)}")
     (w, h), _ = sizes.most_common(1)[0]
     scale = min(1.0, max_side / max(w, h))  # keep memory and time per step bounded
     color = "grayscale" if modes["grayscale"] == len(files) else "rgb"
-    return files, (max(1, round(h * scale)), max(1, round(w * scale))), color
+    return ImageCheck(files, labels, skipped, (max(1, round(h * scale)), max(1, round(w * scale))), color)
+
+
+def _skipped_text(skipped: list, show: int = 3) -> str:
+    """'a/x.png (a WEBP image named .png; …), b/y.png (…) and 4 more'."""
+    text = "; ".join(f"{path} ({why})" for path, why in skipped[:show])
+    return text + (f"; and {len(skipped) - show:,} more" if len(skipped) > show else "")
+
+
+def _decode_pipeline(paths, labels, image_size, channels):
+    """tf.data of (uint8 image, label): decode, resize to `image_size` cropping to its aspect ratio (as
+    keras.utils.image_dataset_from_directory does). The files were vetted by inspect_images; its count
+    stays known (Keras sizes epochs by it)."""
+    import keras
+    import tensorflow as tf
+
+    def load(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        image = keras.preprocessing.image.smart_resize(image, image_size)
+        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return tf.ensure_shape(image, (*image_size, channels)), label
+
+    data = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], np.asarray(labels, dtype=np.int64)))
+    return data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def load_folder(path, image_size: tuple[int, int] | None = None, color_mode: str | None = None,
                 test_split: float = 0.2, seed: int = 0, max_side: int = 64) -> Dataset:
     """Class folders (or a .zip of them): the training split is streamed; the held-out split (test and
-    validation) is read into memory. Images are resized to the most common size (at most max_side)."""
-    import keras
-    import tensorflow as tf
+    validation) is read into memory. Images are resized to the most common size (at most max_side).
 
+    Every image is vetted first (inspect_images): unusable ones are skipped and counted in `notes`; the
+    dataset is refused (DatasetError naming them) when a class keeps fewer than 2 images. A refused .zip
+    leaves nothing in the cache."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path} does not exist")
     folder = unpack_zip(path) if path.is_file() else path
+    try:
+        return _load_classes(path, folder, image_size, color_mode, test_split, seed, max_side)
+    except DatasetError:
+        if path.is_file() and folder.parent == cache_dir() / "datasets":
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)  # a refused zip leaves nothing behind
+            discard_upload(path)
+        raise
+
+
+def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_side) -> Dataset:
     root, classes = find_class_root(folder)
-    files, size, color = inspect_images(root, classes, max_side)
-    image_size, color_mode = image_size or size, color_mode or color
-    if len(files) < 2 * len(classes):
-        raise DatasetError(f"{root} has only {len(files)} images for {len(classes)} classes; "
-                           "add at least two per class")
-    train, test = keras.utils.image_dataset_from_directory(
-        root, labels="inferred", label_mode="int", class_names=classes, color_mode=color_mode, batch_size=None,
-        image_size=image_size, shuffle=True, seed=seed, validation_split=test_split, subset="both",
-        crop_to_aspect_ratio=True, verbose=False)
-    count = int(train.cardinality())
+    found = inspect_images(root, classes, max_side)
+    counts = np.bincount(found.labels, minlength=len(classes))
+    if counts.min() < 2:
+        thin = [f"{classes[i]!r} ({counts[i]})" for i in np.flatnonzero(counts < 2)]
+        skipped = f"; skipped as unusable: {_skipped_text(found.skipped)}" if found.skipped else ""
+        raise DatasetError(f"every class needs at least 2 usable images; {', '.join(thin)} has fewer{skipped}")
+    image_size, color_mode = tuple(image_size or found.size), color_mode or found.color
+    channels = 1 if color_mode == "grayscale" else 3
+    # Split the vetted files once, reproducibly: the last test_split of a seeded shuffle is held out.
+    order = np.random.RandomState(seed).permutation(len(found.files))
+    n_test = max(1, int(test_split * len(order)))
+    files, labels = np.array([str(p) for p in found.files]), np.asarray(found.labels)
+    train_idx, test_idx = order[:-n_test], order[-n_test:]
+    import tensorflow as tf
 
-    def to_uint8(image, label):
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
-
-    train, test = train.map(to_uint8), test.map(to_uint8)
-    pairs = list(test.as_numpy_iterator())
+    try:
+        pairs = list(_decode_pipeline(files[test_idx], labels[test_idx], image_size, channels).as_numpy_iterator())
+    except tf.errors.OpError as exc:
+        raise DatasetError(f"TensorFlow could not decode an image that passed the checks ({exc.message[:120]}); "
+                           "re-save the images as PNG or JPEG") from None
     x_test = np.stack([p[0] for p in pairs]).astype(np.uint8)
     y_test = np.array([p[1] for p in pairs], dtype=np.int64)
-    channels = 1 if color_mode == "grayscale" else 3
-    return Dataset(f"{FOLDER}{folder_label(root.name)}", classes, (*image_size, channels), None, None, x_test, y_test,
-                   str(path), train, count)
+    train = _decode_pipeline(files[train_idx], labels[train_idx], image_size, channels)
+    notes = ()
+    if found.skipped:
+        total = len(found.files) + len(found.skipped)
+        notes = (f"skipped {len(found.skipped):,} of {total:,} image files that cannot be used: "
+                 f"{_skipped_text(found.skipped)}",)
+    label = upload_label(path) or folder_label(root.name if root != folder or path.is_dir() else path.name)
+    source = str(path)
+    touch(path)
+    if folder != path:
+        touch(folder)
+    return Dataset(f"{FOLDER}{safe_text_label(label, 'class folders')}", classes, (*image_size, channels), None,
+                   None, x_test, y_test, source, train, len(train_idx), notes, tuple(found.skipped))
 
 
 # ---------------------------------------------------------------------------

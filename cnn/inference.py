@@ -50,12 +50,88 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     return out[0] if single else out
 
 
-def predict_images(model, images, input_shape, class_names, invert="auto", recipe=None) -> list[dict]:
+def has_softmax_head(model) -> bool:
+    """Whether the model ends in Dense(softmax), so logits = penultimate features @ W + b can be recovered."""
+    head = model.layers[-1]
+    return type(head).__name__ == "Dense" and getattr(head.activation, "__name__", "") == "softmax"
+
+
+_FEATURES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _features_fn(model, names: tuple[str, ...], spatial_mean: bool):
+    """A tf.function: images → (each named layer's output flattened to (N, D) — or, with `spatial_mean`,
+    feature maps averaged to (N, channels) —, penultimate (N, D), logits (N, classes))."""
+    cache = _FEATURES.setdefault(model, {})
+    if (names, spatial_mean) in cache:
+        return cache[names, spatial_mean]
+    import keras
+    import tensorflow as tf
+
+    head = model.layers[-1]
+    softmax = has_softmax_head(model)
+    # The head's input is the penultimate feature vector (after dropout, which is the identity here).
+    outputs = [model.get_layer(n).output for n in names] + [head.input if softmax else model.output]
+    multi = keras.Model(model.inputs[0], outputs)  # shares the weights: no copy
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def run(x):
+        outs = multi(x, training=False)
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]  # one output comes back bare
+        flat = [tf.reduce_mean(o, axis=(1, 2)) if spatial_mean and len(o.shape) == 4 else
+                tf.reshape(o, [tf.shape(o)[0], -1]) for o in outs]
+        if softmax:
+            logits = tf.matmul(outs[-1], head.kernel) + head.bias
+        else:  # no softmax head to undo: log-probabilities are logits up to a constant per image
+            logits = tf.math.log(outs[-1] + 1e-12)
+        return flat[:-1], flat[-1], logits
+
+    cache[names, spatial_mean] = run
+    return run
+
+
+def penultimate_layer(model) -> str:
+    """The name of the layer whose output feeds the classifier head (the features the OOD score uses)."""
+    return model.layers[-2].name
+
+
+def features_and_logits(model, x, layers=(), spatial_mean: bool = False,
+                        batch_size: int = 1000) -> tuple[dict, np.ndarray, np.ndarray]:
+    """({layer name: (N, D) flattened output} for `layers`, penultimate features (N, D), logits (N, classes))
+    for a batch (or (D,), (classes,) … for one image), in batched compiled passes. With `spatial_mean`, layers
+    with feature maps give each channel's mean over the map instead: (N, channels).
+
+    Logits are the scores before softmax: penultimate @ W + b of the Dense(softmax) head (log-probabilities
+    for a model without one)."""
+    batch, single = as_batch(model, x)
+    names = tuple(layers)
+    fn = _features_fn(model, names, bool(spatial_mean))
+    parts = [fn(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)]
+    if not parts:  # an empty batch still has the right widths
+        parts = [fn(np.zeros((1, *batch.shape[1:]), np.float32))]
+        take = slice(0, 0)
+    else:
+        take = slice(None)
+    named = {n: np.concatenate([p[0][j].numpy() for p in parts])[take] for j, n in enumerate(names)}
+    penultimate = np.concatenate([p[1].numpy() for p in parts])[take]
+    logits = np.concatenate([p[2].numpy() for p in parts])[take]
+    if single:
+        return {n: v[0] for n, v in named.items()}, penultimate[0], logits[0]
+    return named, penultimate, logits
+
+
+def predict_images(model, images, input_shape, class_names, invert="auto", recipe=None,
+                   calibration=None) -> list[dict]:
     """Top class and all probabilities for each (name, image) pair, in order, in one batched pass.
 
     `image` is anything prepare_image accepts (path, bytes, PIL image, array). A file that cannot be read
     gets a row with its `error` message and no prediction, so one bad file never hides the others.
+    With a cnn.calibration.Calibration the probabilities are calibrated and each row also has
+    raw_probabilities, raw_confidence, temperature, ood_score, ood_threshold and unusual (score > threshold);
+    without one those are the raw softmax / None, and `calibrated` says which.
     """
+    from cnn.calibration import score_batch
     from cnn.errors import CnnError
     from cnn.preprocess import prepare_image
 
@@ -67,11 +143,18 @@ def predict_images(model, images, input_shape, class_names, invert="auto", recip
         except CnnError as exc:
             rows.append({"file": name, "error": str(exc)})
     if prepared:
-        probabilities = predict_proba(model, np.stack([x for _, x in prepared]))
-        for (i, _), probs in zip(prepared, probabilities):
+        scored = score_batch(model, calibration, np.stack([x for _, x in prepared]))
+        for j, (i, _) in enumerate(prepared):
+            probs, raw = scored.probabilities[j], scored.raw_probabilities[j]
             top = int(probs.argmax())
             rows[i].update(prediction=str(class_names[top]), class_index=top, confidence=float(probs[top]),
-                           probabilities={str(n): float(p) for n, p in zip(class_names, probs)})
+                           probabilities={str(n): float(p) for n, p in zip(class_names, probs)},
+                           calibrated=calibration is not None, temperature=float(scored.temperature),
+                           raw_confidence=float(raw[top]),
+                           raw_probabilities={str(n): float(p) for n, p in zip(class_names, raw)},
+                           ood_score=None if scored.scores is None else float(scored.scores[j]),
+                           ood_threshold=scored.threshold,
+                           unusual=None if scored.flagged is None else bool(scored.flagged[j]))
     return rows
 
 

@@ -6,6 +6,7 @@ A kind's class owns everything about it:
 - its docstring, whose first line Configure shows;
 - its Keras name prefix (conv → conv1, conv2, ...);
 - the input it needs (image-shaped or flat) and its shape/parameter/MAC arithmetic, written out;
+- its receptive-field arithmetic: how much of the input image one of its output values sees;
 - its Keras layer (class name + keyword arguments), used by both build_model and export_script;
 - how to read itself back from a Keras layer (`from_keras`), and whether it carries weights;
 - its colour in the architecture diagram.
@@ -64,6 +65,31 @@ def _window(index: int, where: str, what: str, shape, size: int, stride: int, pa
     if w != h:
         text += f" × {output_size_formula(w, size, stride, padding)}"
     return out_h, out_w, text
+
+
+# ---------------------------------------------------------------------------
+# Receptive fields (shared by cnn.features and the pages): what one output value sees of the input image
+# ---------------------------------------------------------------------------
+
+class Field(NamedTuple):
+    """Along one axis of the input image (kernels and pools are square, so one axis at a time suffices):
+    the input pixels one output value of a layer depends on."""
+
+    size: int  # input pixels one output value sees, padding included (the image itself is `size` at most)
+    jump: int  # input pixels between neighbouring output values: the product of the strides so far
+    offset: int  # input coordinate where output 0's field begins (< 0 when 'same' padding added zeros before)
+    positions: int  # output values along this axis (the map's side; a flat layer keeps its map's count)
+
+    def window(self, kernel: int, stride: int, padding: str) -> "Field":
+        """After a kernel×kernel window moved by `stride`: each output value sees `kernel` neighbouring
+        fields, `jump` apart; 'same' padding shifts the first window back by the zeros added before."""
+        before = same_padding(self.positions, kernel, stride)[0] if padding == "same" else 0
+        return Field(self.size + (kernel - 1) * self.jump, self.jump * stride, self.offset - before * self.jump,
+                     output_size(self.positions, kernel, stride, padding))
+
+    def whole(self) -> "Field":
+        """After a layer that mixes every position (global pooling, a dense layer): one window over all."""
+        return self.window(self.positions, 1, "valid")
 
 
 # ---------------------------------------------------------------------------
@@ -129,6 +155,12 @@ class LayerKind:
         `index` (1-based) and `where` ('layer 3 Conv2D') name the layer in error messages."""
         raise NotImplementedError
 
+    def field(self, before: Field) -> Field:
+        """Its receptive field along one input axis, from the field of its input (`before`). The default
+        is for kinds that work value by value (batch norm, dropout, flatten): each output value sees what
+        its one input value saw."""
+        return before
+
     def keras_layer(self, seed: int) -> tuple[str, dict]:
         """(Keras class name, keyword arguments) of the layer it builds; `seed` for random layers."""
         return type(self).__name__, {}
@@ -165,6 +197,9 @@ class Conv2D(LayerKind):
         return Output((out_h, out_w, f), params, out_h * out_w * f * k ** 2 * cin,
                       f"{text}; params {k}·{k}·{cin}·{f}+{f} = {params:,}")
 
+    def field(self, before):
+        return before.window(self.kernel, self.stride, self.padding)
+
     def keras_layer(self, seed):
         return "Conv2D", {"filters": self.filters, "kernel_size": self.kernel, "strides": self.stride,
                           "padding": self.padding, "activation": self.activation}
@@ -197,6 +232,9 @@ class _Pool2D(LayerKind):
     def output(self, shape, index, where):
         out_h, out_w, text = _window(index, where, "pool", shape, self.pool, pool_stride(self), self.padding)
         return Output((out_h, out_w, shape[2]), arithmetic=text)  # channels unchanged, no weights
+
+    def field(self, before):
+        return before.window(self.pool, pool_stride(self), self.padding)
 
     def keras_layer(self, seed):
         return type(self).__name__, {"pool_size": self.pool, "strides": pool_stride(self), "padding": self.padding}
@@ -285,6 +323,9 @@ class _GlobalPool2D(LayerKind):
     def output(self, shape, index, where):
         return Output((shape[2],), arithmetic=f"one {self.reduction} per channel = {shape[2]}")
 
+    def field(self, before):
+        return before.whole()  # each value pools its map's every position
+
     @classmethod
     def from_keras(cls, layer):
         return cls() if _is(layer, cls) and not layer.keepdims else None  # keepdims=True stays H×W×C-shaped
@@ -318,6 +359,9 @@ class Dense(LayerKind):
         params = shape[0] * self.units + self.units
         return Output((self.units,), params, shape[0] * self.units,
                       f"params {shape[0]:,}·{self.units}+{self.units} = {params:,}")
+
+    def field(self, before):
+        return before.whole()  # a weight for every input value: every position of the flattened map
 
     def keras_layer(self, seed):
         return "Dense", {"units": self.units, "activation": self.activation}

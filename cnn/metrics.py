@@ -1,4 +1,6 @@
-"""Evaluation on a test split: accuracy, loss, confusion matrix, per-class metrics, per-image losses."""
+"""Evaluation on a test split: accuracy, loss, confusion matrix, per-class metrics, per-image losses; with a
+calibration (cnn.calibration), calibrated and raw probabilities, the reliability diagram and ECE before and
+after the temperature, and each test image's out-of-distribution score."""
 from __future__ import annotations
 
 import time
@@ -20,8 +22,56 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
 class Evaluation:
     class_names: list[str]
     y_true: np.ndarray  # (N,) true labels
-    probabilities: np.ndarray  # (N, k) softmax outputs
+    probabilities: np.ndarray  # (N, k) calibrated softmax(logits / T); the raw softmax when uncalibrated
     seconds: float  # wall time of the forward passes
+    raw_probabilities: np.ndarray | None = None  # (N, k) the output layer's own softmax (None: uncalibrated)
+    temperature: float = 1.0  # the calibration's temperature (1.0: uncalibrated)
+    ood_scores: np.ndarray | None = None  # (N,) each image's OOD score (None: uncalibrated)
+    ood_threshold: float | None = None  # scores above it are flagged (None: uncalibrated)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.raw_probabilities is not None
+
+    @property
+    def raw(self) -> np.ndarray:
+        """The output layer's own softmax (the same as `probabilities` when uncalibrated)."""
+        return self.probabilities if self.raw_probabilities is None else self.raw_probabilities
+
+    @cached_property
+    def raw_losses(self) -> np.ndarray:
+        """Per-image cross-entropy of the raw softmax."""
+        p = self.raw[np.arange(len(self.y_true)), self.y_true]
+        return -np.log(np.clip(p, 1e-7, 1.0))
+
+    @property
+    def raw_loss(self) -> float:
+        return float(self.raw_losses.mean()) if len(self.y_true) else float("nan")
+
+    def reliability(self, calibrated: bool = True):
+        """cnn.calibration.Reliability of the calibrated (or raw) probabilities: the reliability diagram."""
+        from cnn.calibration import reliability
+
+        return reliability(self.probabilities if calibrated else self.raw, self.y_true)
+
+    @cached_property
+    def ece_before(self) -> float:
+        """Expected calibration error of the raw softmax."""
+        return self.reliability(calibrated=False).ece
+
+    @cached_property
+    def ece_after(self) -> float:
+        """Expected calibration error after temperature scaling (= ece_before when uncalibrated)."""
+        return self.reliability(calibrated=True).ece
+
+    @property
+    def flagged(self) -> np.ndarray | None:
+        """(N,) bool: images whose OOD score is above the threshold (None: uncalibrated)."""
+        return None if self.ood_scores is None else self.ood_scores > self.ood_threshold
+
+    @property
+    def flagged_share(self) -> float | None:
+        return None if self.ood_scores is None or not len(self.ood_scores) else float(self.flagged.mean())
 
     @cached_property
     def y_pred(self) -> np.ndarray:
@@ -75,15 +125,27 @@ class Evaluation:
                  "f1": float(f[i]), "support": int(s[i])} for i in range(k)]
 
     def to_csv(self) -> str:
-        """One row per image: index, true, predicted, confidence, then every class's probability."""
+        """One row per image: index, true, predicted, confidence, then every class's probability (calibrated
+        when the model is); calibrated models add raw_confidence, every raw_p_<class>, ood_score and unusual."""
         import csv
         import io
 
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["index", "true", "predicted", "confidence", *[f"p_{c}" for c in self.class_names]])
+        header = ["index", "true", "predicted", "confidence", *[f"p_{c}" for c in self.class_names]]
+        if self.calibrated:
+            header += ["raw_confidence", *[f"raw_p_{c}" for c in self.class_names]]
+        if self.ood_scores is not None:
+            header += ["ood_score", "unusual"]
+        writer.writerow(header)
         for i, (t, p, c, probs) in enumerate(zip(self.y_true, self.y_pred, self.confidence, self.probabilities)):
-            writer.writerow([i, self.class_names[t], self.class_names[p], f"{c:.6f}", *[f"{v:.6f}" for v in probs]])
+            row = [i, self.class_names[t], self.class_names[p], f"{c:.6f}", *[f"{v:.6f}" for v in probs]]
+            if self.calibrated:
+                raw = self.raw_probabilities[i]
+                row += [f"{raw.max():.6f}", *[f"{v:.6f}" for v in raw]]
+            if self.ood_scores is not None:
+                row += [f"{self.ood_scores[i]:.4f}", "yes" if self.ood_scores[i] > self.ood_threshold else "no"]
+            writer.writerow(row)
         return out.getvalue()
 
     def summary(self) -> dict:
@@ -91,12 +153,29 @@ class Evaluation:
         return {"test_accuracy": self.accuracy, "test_loss": self.loss, "num_test": int(len(self.y_true)),
                 "class_names": [str(c) for c in self.class_names],
                 "confusion_matrix": self.confusion.tolist(), "per_class": self.per_class(),
-                "eval_seconds": round(self.seconds, 3)}
+                "eval_seconds": round(self.seconds, 3), **self.calibration_summary()}
+
+    def calibration_summary(self) -> dict:
+        """JSON-ready calibration numbers: {'calibrated': False} for an uncalibrated model."""
+        if not self.calibrated:
+            return {"calibrated": False}
+        return {"calibrated": True, "temperature": self.temperature, "test_loss_raw": self.raw_loss,
+                "ece_before": self.ece_before, "ece_after": self.ece_after, "ood_threshold": self.ood_threshold,
+                "ood_flagged_share": self.flagged_share}
 
 
-def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None) -> Evaluation:
-    """Batched forward passes over (x, y); on_progress(done, total) after each batch."""
+def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None,
+             calibration=None) -> Evaluation:
+    """Batched forward passes over (x, y); on_progress(done, total) after each batch. With a
+    cnn.calibration.Calibration: calibrated and raw probabilities and every image's OOD score."""
     start = time.monotonic()
+    if calibration is not None:
+        from cnn.calibration import score_batch
+
+        scored = score_batch(model, calibration, x, batch_size=batch_size, on_progress=on_progress)
+        return Evaluation(list(class_names), np.asarray(y, dtype=np.int64), scored.probabilities,
+                          time.monotonic() - start, scored.raw_probabilities, scored.temperature, scored.scores,
+                          scored.threshold)
     parts = []
     for i in range(0, len(x), batch_size):
         parts.append(predict_proba(model, x[i:i + batch_size], batch_size=batch_size))
@@ -151,7 +230,11 @@ class EvaluationCache:
 
     @staticmethod
     def key(info, dataset_name: str, split: str = "test") -> tuple:
-        return info.name, info.mtime, dataset_name, split
+        # calibration.json's time too: a refit calibration changes the probabilities and scores.
+        from cnn.calibration import calibration_path
+
+        path = calibration_path(info)
+        return info.name, info.mtime, path.stat().st_mtime if path.is_file() else None, dataset_name, split
 
     def get(self, key):
         with self._lock:

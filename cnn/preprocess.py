@@ -25,6 +25,8 @@ __all__ = [
     "Step",
     "preprocess_steps",
     "prepare_image",
+    "prepare",
+    "optional_steps",
     "default_recipe",
     "is_blank",
     "transform_image",
@@ -93,12 +95,27 @@ def preprocess_steps(source, input_shape, invert="auto", recipe: str | None = No
 
 def prepare_image(image, input_shape, invert="auto", recipe: str | None = None, disabled=()) -> np.ndarray:
     """The model input: uint8 of exactly input_shape (no batch axis). Raises EmptyImageError for blank images."""
+    return prepare(image, input_shape, invert, recipe, disabled)[1]
+
+
+def prepare(image, input_shape, invert="auto", recipe: str | None = None, disabled=()) -> tuple[list[Step], np.ndarray]:
+    """(every step's image for the inspector, the model input) from ONE run of the recipe. Raises
+    EmptyImageError for blank images, carrying the steps (`.steps`) so the inspector can still show them."""
     steps, blank = _run(image, input_shape, invert, recipe, disabled)
     final = steps[-1].image
     # A blank source, or one whose ink all fell below the noise floor, must never be predicted.
     if blank or np.ptp(final) == 0:
-        raise EmptyImageError(EMPTY_MESSAGE)
-    return final.reshape(tuple(input_shape)).copy()
+        error = EmptyImageError(EMPTY_MESSAGE)
+        error.steps = steps
+        raise error
+    return steps, final.reshape(tuple(input_shape)).copy()
+
+
+def optional_steps(recipe: str) -> tuple[str, ...]:
+    """The steps of `recipe` that the inspector may switch off, in order."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    return _OPTIONAL[recipe]
 
 
 def _run(source, input_shape, invert, recipe, disabled) -> tuple[list[Step], bool]:

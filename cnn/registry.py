@@ -5,11 +5,14 @@
     models/<name>/history.json   per-epoch curves
     models/<name>/metrics.json   test accuracy/loss, confusion matrix, dataset, created, versions
 
-Saving writes a hidden temporary folder and renames it into place, so a crash never leaves a
-half-written model. Listing reads only the JSON files: no TensorFlow needed.
+Saving writes a hidden temporary folder and renames it onto a name no folder has (exclusive: of two saves of
+one name exactly one gets it, the other keeps its model under a free name), so a crash never leaves a
+half-written model. Listing reads only the JSON files, through the one schema of cnn.metadata: no
+TensorFlow needed, and a damaged or hostile folder is listed as damaged, never breaks the listing.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -20,12 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cnn.data import PROJECT_ROOT
-from cnn.errors import RegistryError
+from cnn.data import PROJECT_ROOT, UNKNOWN
+from cnn.errors import DatasetError, RegistryError
 
 FILES = ("model.keras", "spec.json", "history.json", "metrics.json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_MODEL = "mnist-default"
+MAX_JSON_BYTES = {"spec.json": 2_000_000, "metrics.json": 20_000_000, "history.json": 50_000_000,
+                  "calibration.json": 20_000_000}
 
 
 def models_dir() -> Path:
@@ -35,17 +40,34 @@ def models_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the registry knows about a saved model without loading it."""
+    """What the registry knows about a saved model without loading it. `spec` and `metrics` passed the
+    schema (cnn.metadata): every value has the type and range it should, so the accessors are safe."""
 
     name: str
     path: Path
-    spec: dict  # spec.json
-    metrics: dict  # metrics.json
+    spec: dict  # spec.json as ModelSpec.to_dict writes it; {} when it is unreadable (then usable is False)
+    metrics: dict  # metrics.json, only the keys and values that fit the schema
     mtime: float  # of model.keras: a cache key that changes when the file does
+    problems: tuple[str, ...] = ()  # what was wrong with its files: dropped metadata, unreadable files
+    usable: bool = True  # False when spec.json is unreadable: it can be listed and deleted, not loaded
+
+    @property
+    def damaged(self) -> bool:
+        """Whether any of its files had something the schema refused (see `problems`)."""
+        return bool(self.problems)
 
     @property
     def dataset(self) -> str:
-        return self.metrics.get("dataset", "?")
+        """A catalogue name, 'folder:<label>' or 'unknown' (never a path)."""
+        return self.metrics.get("dataset", UNKNOWN)
+
+    @property
+    def dataset_source(self) -> str | None:
+        """Where this server read the model's class folders from; None for catalogue datasets and for
+        imported models (an upload's idea of a server path is never used)."""
+        if "imported_from" in self.metrics:
+            return None
+        return self.metrics.get("dataset_source")
 
     @property
     def preset(self) -> str:
@@ -56,8 +78,12 @@ class ModelInfo:
         return tuple(self.spec.get("input_shape", ()))
 
     @property
+    def num_classes(self) -> int:
+        return int(self.spec.get("num_classes", 0))
+
+    @property
     def class_names(self) -> list[str]:
-        return list(self.metrics.get("class_names") or range(self.spec.get("num_classes", 0)))
+        return list(self.metrics.get("class_names") or [str(i) for i in range(self.num_classes)])
 
     @property
     def test_accuracy(self) -> float | None:
@@ -65,18 +91,28 @@ class ModelInfo:
 
     @property
     def params(self) -> int:
-        return int(self.metrics.get("params", 0))
+        return self.metrics.get("params", 0)
 
     @property
     def epochs(self) -> int:
-        return int(self.metrics.get("epochs", 0))
+        return self.metrics.get("epochs", 0)
 
     @property
     def created(self) -> str:
         return self.metrics.get("created", "")
 
+    @property
+    def import_notes(self) -> list[str]:
+        """What was dropped from the uploaded file's metadata when it was imported (for the Models page)."""
+        return list(self.metrics.get("import_notes", []))
+
     def history(self) -> dict:
-        return _read_json(self.path / "history.json")
+        """Per-epoch curves (and per-batch under 'batches'); {} when history.json is missing or unreadable.
+        Only curves that are lists of numbers are kept."""
+        from cnn.metadata import clean_history
+
+        raw, problem = _read_json(self.path / "history.json")
+        return clean_history(raw)[0] if problem is None else {}
 
 
 def check_name(name: str) -> str:
@@ -87,37 +123,113 @@ def check_name(name: str) -> str:
     return name
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path):
+    """(the parsed JSON, None) or (None, why it cannot be read). Never raises: files may be hostile."""
+    limit = MAX_JSON_BYTES.get(path.name, 20_000_000)
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"cannot read {path}: {exc}") from None
+        size = path.stat().st_size
+        if size > limit:
+            return None, f"{path.name} is {size / 1e6:,.1f} MB; the limit is {limit / 1e6:g} MB"
+        return json.loads(path.read_bytes()), None
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except OSError as exc:
+        return None, f"{path.name} cannot be read ({exc.strerror or exc})"
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, huge integers
+        return None, f"{path.name} is not valid JSON ({str(exc)[:80]})"
+
+
+def read_metadata(folder: Path) -> tuple[dict | None, dict, list[str]]:
+    """(spec or None when unusable, metrics, problems) of a model folder, through the schema."""
+    from cnn.metadata import clean_metrics, clean_spec
+
+    problems = []
+    raw_spec, problem = _read_json(folder / "spec.json")
+    spec = None
+    if problem:
+        problems.append(problem)
+    else:
+        spec, notes = clean_spec(raw_spec)
+        problems += notes
+    raw_metrics, problem = _read_json(folder / "metrics.json")
+    metrics = {}
+    if problem:
+        problems.append(problem)
+    else:
+        metrics, notes = clean_metrics(raw_metrics)
+        problems += notes
+    from cnn.data import is_folder
+    from cnn.metadata import Invalid, folder_source
+
+    if "imported_from" in metrics and "dataset_source" in metrics:  # kept by versions before the schema
+        problems.append("metrics.json: dataset_source dropped (an uploaded model's data location is never used)")
+        del metrics["dataset_source"]
+    if is_folder(metrics.get("dataset")) and "dataset_source" in metrics:
+        try:
+            folder_source(metrics["dataset_source"])
+        except Invalid as exc:
+            problems.append(f"metrics.json: dataset_source dropped ({exc})")
+            del metrics["dataset_source"]
+    if spec is not None and "class_names" in metrics and len(metrics["class_names"]) != spec["num_classes"]:
+        problems.append(f"metrics.json: class_names dropped ({len(metrics['class_names'])} names for a model with "
+                        f"{spec['num_classes']} classes)")
+        del metrics["class_names"]
+        for key in ("confusion_matrix", "per_class"):
+            if key in metrics and len(metrics[key]) != spec["num_classes"]:
+                metrics.pop(key)
+    return spec, metrics, problems
 
 
 def model_info(name: str) -> ModelInfo:
+    """What the registry knows about `name`. RegistryError when there is no such model (or no model.keras in
+    its folder); damaged metadata never raises: it is in `problems`, and `usable` says whether it loads."""
     folder = models_dir() / check_name(name)
-    missing = [f for f in FILES if not (folder / f).is_file()]
     if not folder.is_dir():
         known = ", ".join(i.name for i in list_models()) or "none yet"
         raise RegistryError(f"no saved model named {name!r} in {models_dir()} (saved models: {known})")
-    if missing:
-        raise RegistryError(f"model {name!r} is incomplete: missing {', '.join(missing)}")
-    return ModelInfo(name, folder, _read_json(folder / "spec.json"), _read_json(folder / "metrics.json"),
-                     (folder / "model.keras").stat().st_mtime)
+    try:
+        mtime = (folder / "model.keras").stat().st_mtime
+    except OSError:
+        missing = [f for f in FILES if not (folder / f).is_file()]
+        raise RegistryError(f"model {name!r} is incomplete: missing {', '.join(missing)}") from None
+    spec, metrics, problems = read_metadata(folder)
+    return ModelInfo(name, folder, spec or {}, metrics, mtime, tuple(problems), spec is not None)
 
 
 def list_models() -> list[ModelInfo]:
-    """Every complete saved model, newest first (hidden temporary folders are skipped)."""
+    """Every saved model (a folder with a model.keras), newest first; damaged ones are listed with their
+    `problems` (sorted last: no date) and hidden temporary folders are skipped. Never raises for what is in
+    a folder."""
     root = models_dir()
     infos = []
-    if root.is_dir():
-        for folder in root.iterdir():
-            if folder.is_dir() and NAME_RE.match(folder.name) and all((folder / f).is_file() for f in FILES):
-                try:
-                    infos.append(model_info(folder.name))
-                except RegistryError:
-                    continue  # unreadable JSON: not offered, never crashes a listing
+    try:
+        folders = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        folders = []
+    for folder in folders:
+        if NAME_RE.match(folder.name) and folder.is_dir() and (folder / "model.keras").is_file():
+            try:
+                infos.append(model_info(folder.name))
+            except (RegistryError, OSError):
+                continue  # removed or renamed meanwhile
     return sorted(infos, key=lambda i: (i.created, i.name), reverse=True)
+
+
+def dataset_to_load(info: ModelInfo) -> str:
+    """What to pass to cnn.data.load_dataset for the images `info` was trained on: a catalogue name, or the
+    class folders this server read. DatasetError (for the page to show) when they are not available here."""
+    from cnn.data import dataset_title, is_folder
+
+    if is_folder(info.dataset):
+        if info.dataset_source:
+            return info.dataset_source
+        why = "a model imported from a file never brings its images" if "imported_from" in info.metrics else \
+            "its metadata does not say where they were"
+        raise DatasetError(f"model {info.name!r} was trained on {dataset_title(info.dataset)}, which are not "
+                           f"available here ({why}); choose a dataset with the same image size instead")
+    if info.dataset == "unknown":
+        raise DatasetError(f"model {info.name!r} does not say which dataset it was trained on; choose one")
+    return info.dataset
 
 
 def unique_name(base: str, reserved=()) -> str:
@@ -144,17 +256,24 @@ EXTRA_FILES = ("calibration.json", "film.npz")
 
 
 def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: bool = False,
-               extra_files: dict[str, bytes] | None = None) -> ModelInfo:
-    """Write the four files (and any `extra_files`, named in EXTRA_FILES) into a temporary folder, then rename
-    it to models/<name> (atomic)."""
+               extra_files: dict[str, bytes] | None = None, if_taken: str = "error") -> ModelInfo:
+    """Write the four files (and any `extra_files`, named in EXTRA_FILES) into a temporary folder, then
+    rename it onto models/<name> — atomic and exclusive: the rename never replaces a model.
+
+    A name taken before saving starts is refused (RegistryError) with `if_taken="error"`, or saved under the
+    next free name with `if_taken="rename"`; `overwrite=True` replaces it. A name another save takes while
+    this one writes is never replaced: this model is kept under the next free name. Either way the returned
+    ModelInfo's `name` says where the model is — compare it with `name` to tell the user.
+    """
     import keras
     import tensorflow as tf
 
     check_name(name)
+    if if_taken not in ("error", "rename"):
+        raise ValueError(f"if_taken must be 'error' or 'rename', not {if_taken!r}")
     root = models_dir()
     root.mkdir(parents=True, exist_ok=True)
-    target = root / name
-    if target.exists() and not overwrite:
+    if (root / name).exists() and not overwrite and if_taken == "error":
         raise RegistryError(f"a model named {name!r} already exists; choose another name or delete it first")
     metrics = {
         **metrics,
@@ -163,7 +282,8 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
         "tensorflow_version": tf.__version__,
         "params": int(model.count_params()),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root))
+    # The pid in the name lets start-up clean-up (cnn.housekeeping) tell an orphan from a save in progress.
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-{os.getpid()}-", dir=root))
     try:
         _strip_optimizer(model).save(tmp / "model.keras")
         (tmp / "spec.json").write_text(spec.to_json() if hasattr(spec, "to_json") else json.dumps(spec, indent=2))
@@ -173,34 +293,105 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
             if file not in EXTRA_FILES:
                 raise RegistryError(f"unexpected model file {file!r} (allowed: {', '.join(EXTRA_FILES)})")
             (tmp / file).write_bytes(data)
-        if target.exists():
-            trash = root / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-            os.replace(target, trash)
-            os.replace(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        saved = _move_into_place(tmp, name, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return model_info(name)
+    return model_info(saved)
+
+
+def _rename_exclusive(source: Path, target: Path) -> bool:
+    """Rename the folder `source` to `target` unless `target` exists (then False). On POSIX, rename onto an
+    existing non-empty folder fails (ENOTEMPTY/EEXIST) instead of replacing it, and every saved model folder
+    holds files: of two renames onto one new name exactly one succeeds."""
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            return False
+        raise
+    return True
+
+
+def _move_into_place(tmp: Path, name: str, overwrite: bool) -> str:
+    """Rename the finished temporary folder onto `name` (first moving the model there aside if `overwrite`),
+    or onto the next free name if another save holds it. The name it got."""
+    root = models_dir()
+    trash = None
+    if overwrite and (root / name).exists():
+        trash = root / f".trash-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(root / name, trash)  # the old model disappears from listings at once
+        except FileNotFoundError:
+            trash = None  # deleted meanwhile
+    try:
+        candidate = name
+        for _ in range(1000):
+            if _rename_exclusive(tmp, root / candidate):
+                return candidate
+            candidate = unique_name(name)  # another save took it: the next free name
+        raise RegistryError(f"could not find a free name for {name!r} after 1,000 tries")
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+
+def write_extra_file(name: str, file: str, data: bytes) -> Path:
+    """Add or replace one of EXTRA_FILES in an existing model's folder, atomically (a temporary file in the
+    same folder renamed over it): the model file and the other files are untouched."""
+    if file not in EXTRA_FILES:
+        raise RegistryError(f"unexpected model file {file!r} (allowed: {', '.join(EXTRA_FILES)})")
+    info = model_info(name)
+    handle, tmp = tempfile.mkstemp(prefix=f".tmp-{file}-", dir=info.path)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; model files are as readable as any other
+        os.replace(tmp, info.path / file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return info.path / file
 
 
 def load_model(name: str):
-    """The saved keras.Model, loaded with safe_mode=True (no arbitrary code, e.g. Lambda layers)."""
+    """The saved keras.Model, loaded with safe_mode=True (no arbitrary code, e.g. Lambda layers), after its
+    metadata and its model.keras (sizes, zip bombs) are checked: a tampered folder gets a RegistryError."""
     import keras
 
+    from cnn.archive import ArchiveError, check_keras_archive
+
     info = model_info(name)
+    if not info.usable:
+        raise RegistryError(f"cannot load model {name!r}: it is damaged ({info.problems[0]}); delete it, or train "
+                            "or upload it again")
+    path = info.path / "model.keras"
     try:
-        return keras.saving.load_model(info.path / "model.keras", compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 — Keras raises ValueError/TypeError/OSError variously
+        size = path.stat().st_size
+        if size > MAX_UPLOAD_BYTES * 3:
+            raise RegistryError(f"cannot load model {name!r}: model.keras is {size / 1e6:,.0f} MB, far larger than "
+                                "any model CNN Studio saves")
+        check_keras_archive(path.read_bytes())
+    except ArchiveError as exc:
         raise RegistryError(f"cannot load model {name!r}: {exc}") from None
+    except OSError as exc:
+        raise RegistryError(f"cannot load model {name!r}: cannot read model.keras ({exc.strerror or exc})") from None
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 — Keras raises ValueError/TypeError/OSError variously
+        raise RegistryError(f"cannot load model {name!r}: {_keras_reason(exc)}") from None
 
 
 def delete_model(name: str) -> None:
+    """Remove a model (damaged ones too)."""
     info = model_info(name)
-    trash = info.path.parent / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-    os.replace(info.path, trash)  # disappears from listings at once, even if removal is slow
+    trash = info.path.parent / f".trash-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(info.path, trash)  # disappears from listings at once, even if removal is slow
+    except FileNotFoundError:
+        raise RegistryError(f"model {name!r} was deleted meanwhile") from None
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -208,9 +399,8 @@ def rename_model(old: str, new: str) -> ModelInfo:
     model_info(old)
     check_name(new)
     target = models_dir() / new
-    if target.exists():
+    if target.exists() or not _rename_exclusive(models_dir() / old, target):
         raise RegistryError(f"a model named {new!r} already exists; choose another name")
-    os.replace(models_dir() / old, target)
     return model_info(new)
 
 
@@ -241,7 +431,78 @@ def _guess_dataset(shape: tuple, classes: int) -> str:
         info = CATALOG[dataset]
         if tuple(info.input_shape) == tuple(shape) and len(info.class_names) == classes:
             return dataset
-    return "unknown"
+    return UNKNOWN
+
+
+def safe_label(filename, limit: int = 100) -> str:
+    """A client-supplied file name made safe to show and store as text (never used as a path): its last
+    path component, control characters removed, at most `limit` characters."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "", str(filename)).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return (text[: limit - 1] + "…" if len(text) > limit else text) or "upload"
+
+
+def _read_member(archive, member, limit: int) -> bytes:
+    """An entry's bytes, at most `limit` of them (zipfile stops at the size the directory declares, and
+    check_zip has bounded that)."""
+    if member.file_size > limit:
+        raise RegistryError(f"{member.filename} is {member.file_size / 1e6:,.1f} MB; the limit is {limit / 1e6:g} MB")
+    with archive.open(member) as stream:
+        return stream.read(limit + 1)[:limit]
+
+
+def read_bundle(data: bytes, label: str) -> tuple[bytes, dict, list[str]]:
+    """(the .keras bytes, the bundle's parsed spec/history/metrics JSON, notes on files dropped) of an upload
+    that is a .keras file or a .zip bundle. Every zip — the bundle and the model.keras inside it — is
+    checked from its directory (count, sizes, ratios) before anything is unpacked; RegistryError if unsafe."""
+    import io
+    import zipfile
+
+    from cnn.archive import ArchiveError, KERAS_MAX_BYTES, check_keras_archive, check_zip
+
+    if not data.startswith(b"PK\x03\x04"):
+        raise RegistryError(f"{label} is not a Keras model: expected a .keras file or a .zip bundle")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise RegistryError(f"{label} is truncated or damaged: it starts like a .keras/.zip file but its zip "
+                            "directory is missing or broken — download or save it again") from None
+    extras, notes = {}, []
+    try:
+        with archive:
+            names = {m.filename.rsplit("/", 1)[-1] for m in archive.infolist()}
+            if "config.json" in names and "model.keras" not in names:
+                keras_bytes = data  # a bare .keras file: checked as one below
+            elif "model.keras" in names:
+                members = {m.filename.rsplit("/", 1)[-1]: m
+                           for m in check_zip(archive, max_files=50, max_bytes=KERAS_MAX_BYTES + 4 * 20_000_000)}
+                keras_bytes = _read_member(archive, members["model.keras"], KERAS_MAX_BYTES)
+                if "calibration.json" in members:  # raw bytes: checked against the model once it is built
+                    try:
+                        extras["calibration.json"] = _read_member(archive, members["calibration.json"],
+                                                                  MAX_JSON_BYTES["calibration.json"])
+                    except RegistryError as exc:
+                        notes.append(f"calibration.json dropped ({exc})")
+                for extra in ("spec.json", "history.json", "metrics.json"):
+                    if extra not in members:
+                        continue
+                    try:
+                        extras[extra] = json.loads(_read_member(archive, members[extra], MAX_JSON_BYTES[extra]))
+                    except RegistryError as exc:
+                        notes.append(f"{extra} dropped ({exc})")
+                    except (ValueError, RecursionError):  # not JSON, not UTF-8, absurd numbers or nesting
+                        notes.append(f"{extra} dropped (not valid JSON)")
+            else:
+                raise RegistryError(f"{label} is not a Keras model: no config.json or model.keras inside")
+    except ArchiveError as exc:
+        raise RegistryError(f"{label}: {exc}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # CRC errors, truncated entries, zlib
+        raise RegistryError(f"{label} is damaged ({str(exc)[:80]}) — download or save it again") from None
+    try:
+        check_keras_archive(keras_bytes)
+    except ArchiveError as exc:
+        inner = "" if keras_bytes is data else "the model.keras inside it: "
+        raise RegistryError(f"{label}: {inner}{exc}") from None
+    return keras_bytes, extras, notes
 
 
 def import_model(data: bytes, filename: str, name: str | None = None, allowed_shapes=(),
@@ -249,76 +510,109 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
     """Accept an uploaded .keras file or a .zip bundle (as `bundle_bytes` makes) into the registry.
 
     Refused with RegistryError — and nothing written — when the file is too large, not a Keras model,
-    contains code (Lambda layers), uses layers CNN Studio cannot rebuild, or takes an input shape that no
-    dataset fits (catalogue shapes plus `allowed_shapes`).
+    truncated, unsafe (zip bombs at either level), contains code (Lambda layers), uses layers CNN Studio
+    cannot rebuild, or takes an input shape that no dataset fits (catalogue shapes plus `allowed_shapes`).
+    The bundle's metadata goes through the schema (cnn.metadata): what fails it is dropped, and the notes
+    saying so are kept in the model's metrics (`ModelInfo.import_notes`) for the page to show. A dataset
+    is kept only as a catalogue name; a path the upload names is never used.
     """
-    import io
-    import zipfile
-
-    from cnn.archive import ArchiveError, check_zip
     from cnn.data import CATALOG
     from cnn.errors import SpecError
+    from cnn.metadata import clean_history, clean_metrics
     from cnn.spec import ModelSpec, TrainConfig
+    from cnn.text import limit_text
 
+    label = safe_label(filename)
     if len(data) > max_bytes:
-        raise RegistryError(f"{filename} is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
-    if not zipfile.is_zipfile(io.BytesIO(data)):
-        raise RegistryError(f"{filename} is not a Keras model: expected a .keras file or a .zip bundle")
-    extras: dict = {}
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        try:
-            members = {m.filename.rsplit("/", 1)[-1]: m for m in check_zip(zf, max_files=50, max_bytes=4 * max_bytes)}
-        except ArchiveError as exc:
-            raise RegistryError(f"{filename}: {exc}") from None
-        if "config.json" in members and "model.keras" not in members:
-            keras_bytes = data  # a bare .keras file
-        elif "model.keras" in members:
-            keras_bytes = zf.read(members["model.keras"])
-            for extra in ("spec.json", "history.json", "metrics.json"):
-                if extra in members:
-                    try:
-                        extras[extra] = json.loads(zf.read(members[extra]))
-                    except (json.JSONDecodeError, UnicodeDecodeError):
-                        raise RegistryError(f"{filename}: {extra} is not valid JSON") from None
-        else:
-            raise RegistryError(f"{filename} is not a Keras model: no config.json or model.keras inside")
-    model = _load_upload(keras_bytes, filename)
+        raise RegistryError(f"{label} is {limit_text(len(data), max_bytes)}")
+    if name is not None:
+        check_name(name)
+    keras_bytes, extras, notes = read_bundle(data, label)
+    model = _load_upload(keras_bytes, label)
     shape = tuple(model.inputs[0].shape[1:])
     allowed = {tuple(i.input_shape) for i in CATALOG.values()} | {tuple(s) for s in allowed_shapes}
     if shape not in allowed:
-        raise RegistryError(f"{filename} takes {'×'.join(map(str, shape))} images, which no dataset here fits "
+        raise RegistryError(f"{label} takes {'×'.join(map(str, shape))} images, which no dataset here fits "
                             f"(datasets: {', '.join('×'.join(map(str, s)) for s in sorted(allowed))})")
-    train = None
-    if isinstance(extras.get("spec.json"), dict):
+    # Training settings and preset from its spec.json, if they pass the spec's own checks.
+    train, preset = None, None
+    if "spec.json" in extras:
         try:
-            train = ModelSpec.from_dict(extras["spec.json"]).train
-        except SpecError:
-            train = None
+            theirs = ModelSpec.from_dict(extras["spec.json"])
+            train, preset = theirs.train, theirs.preset
+        except SpecError as exc:
+            notes.append(f"spec.json: training settings and preset dropped ({exc})")
     from cnn.builder import rebuild
 
     try:
         ours, spec = rebuild(model, train or TrainConfig())
     except SpecError as exc:
-        raise RegistryError(f"{filename}: {exc}") from None
-    if isinstance(extras.get("spec.json"), dict) and extras["spec.json"].get("preset"):
-        spec.preset = str(extras["spec.json"]["preset"])
-    metrics = extras.get("metrics.json") if isinstance(extras.get("metrics.json"), dict) else {}
-    classes = metrics.get("class_names")
-    dataset = metrics.get("dataset") or _guess_dataset(shape, spec.num_classes)
-    if not (isinstance(classes, list) and len(classes) == spec.num_classes):
-        classes = list(CATALOG[dataset].class_names) if dataset in CATALOG else [str(i) for i in range(spec.num_classes)]
-    keep = {k: metrics[k] for k in ("test_accuracy", "test_loss", "num_test", "confusion_matrix", "per_class",
-                                    "epochs", "num_train", "train_seconds", "dataset_source", "created")
-            if k in metrics}
-    history = extras.get("history.json") if isinstance(extras.get("history.json"), dict) else {}
-    base = name or filename.rsplit(".", 1)[0]
-    target = check_name(name) if name else unique_name(base)
-    return save_model(target, ours, spec, history,
-                      {**keep, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": filename})
+        raise RegistryError(f"{label}: {exc}") from None
+    if preset:
+        spec.preset = preset
+    # Metrics and history through the one schema; what fails is dropped with a note.
+    metrics, dropped = clean_metrics(extras.get("metrics.json", {}), imported=True)
+    notes += dropped
+    history, dropped = clean_history(extras.get("history.json", {}))
+    notes += dropped
+    k = spec.num_classes
+    for key in ("class_names", "confusion_matrix", "per_class"):
+        if key in metrics and len(metrics[key]) != k:
+            notes.append(f"metrics.json: {key} dropped (it has {len(metrics[key])} entries; the model has {k} "
+                         "classes)")
+            del metrics[key]
+    dataset = metrics.get("dataset") or _guess_dataset(shape, k)
+    if dataset in CATALOG and (tuple(CATALOG[dataset].input_shape) != shape or len(CATALOG[dataset].class_names) != k):
+        notes.append(f"metrics.json: dataset {dataset!r} dropped (the model takes {'×'.join(map(str, shape))} "
+                     f"images and has {k} classes)")
+        dataset = _guess_dataset(shape, k)
+    classes = metrics.get("class_names") or (list(CATALOG[dataset].class_names) if dataset in CATALOG
+                                             else [str(i) for i in range(k)])
+    if len(notes) > 50:
+        notes = notes[:49] + [f"… and {len(notes) - 49} more"]
+    metrics = {**metrics, "dataset": dataset, "class_names": [str(c) for c in classes], "imported_from": label,
+               "import_notes": [note[:400] for note in notes]}
+    extra_files, note = _checked_calibration(extras.get("calibration.json"), ours)
+    if note:
+        metrics["calibration_note"] = note
+    target = name or unique_name(label.rsplit(".", 1)[0])
+    return save_model(target, ours, spec, history, metrics, if_taken="error" if name else "rename",
+                      extra_files=extra_files)
 
 
-def _load_upload(keras_bytes: bytes, filename: str):
-    """Load .keras bytes with safe_mode=True from a private temporary file."""
+def _checked_calibration(data: bytes | None, model) -> tuple[dict | None, str]:
+    """A bundle's calibration.json kept only when it reads as a calibration and fits the model:
+    ({'calibration.json': data} or None, a note saying why it was left out, or '')."""
+    from cnn.calibration import Calibration, CalibrationError
+
+    if data is None:
+        return None, ""
+    try:
+        Calibration.from_json(data).check_model(model)
+    except (CalibrationError, RecursionError) as exc:
+        return None, f"the bundle's calibration.json was left out ({exc}); the model is uncalibrated"
+    return {"calibration.json": data}, ""
+
+
+def _keras_reason(exc: Exception) -> str:
+    """Why Keras could not load a file, in one line that names the part at fault (a custom class's name
+    comes last in Keras's long message, so it is looked for, not cut off)."""
+    text = str(exc)
+    custom = re.search(r"Could not locate (class|function) '([^']{1,100})'", text)
+    if custom:
+        return (f"it uses a custom {custom.group(1)} {custom.group(2)!r} that is not part of Keras; CNN Studio "
+                "only loads models made of standard Keras layers")
+    if "Lambda" in text or "safe_mode" in text or "arbitrary code" in text:
+        return ("it contains code (a Lambda layer or a custom object); CNN Studio only loads models made of "
+                "standard layers")
+    if re.search(r"truncated|unable to (open|read|synchronously)|bad ?zip|CRC|EOF|signature", text, re.IGNORECASE):
+        return f"the file is truncated or damaged ({type(exc).__name__}) — download or save it again"
+    first = next((line for line in text.splitlines() if line.strip()), "no details")
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _load_upload(keras_bytes: bytes, label: str):
+    """Load checked .keras bytes with safe_mode=True from a private temporary file."""
     import keras
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -327,9 +621,8 @@ def _load_upload(keras_bytes: bytes, filename: str):
         try:
             return keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # noqa: BLE001 — Keras raises many kinds for bad files
-            text = str(exc)
-            if "Lambda" in text or "safe_mode" in text or "arbitrary code" in text:
-                raise RegistryError(f"{filename} contains code (a Lambda layer or a custom object); CNN Studio "
+            reason = _keras_reason(exc)
+            if reason.startswith("it contains code"):
+                raise RegistryError(f"{label} contains code (a Lambda layer or a custom object); CNN Studio "
                                     "only loads models made of standard layers") from None
-            raise RegistryError(f"{filename} could not be loaded as a Keras model ({type(exc).__name__}: "
-                                f"{text.splitlines()[0][:200] if text else 'no details'})") from None
+            raise RegistryError(f"{label} could not be loaded as a Keras model: {reason}") from None

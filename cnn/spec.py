@@ -21,6 +21,8 @@ from cnn.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling2D,  #
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
 MAX_PARAMS = 20_000_000  # a bigger model does not belong in a teaching app on a laptop
+MAX_LAYERS = 100  # hidden layers in one spec
+MAX_SPEC_BYTES = 1_000_000  # a spec file's size (a 100-layer spec is ~15 kB)
 
 
 # ---------------------------------------------------------------------------
@@ -99,32 +101,57 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
-        """Read a spec written by `to_dict`; unknown layer types or keys give a SpecError naming them."""
+        """Read a spec written by `to_dict`; anything else (unknown layer types or keys, wrong types, values
+        that are not finite numbers) gives a SpecError naming it. Ranges are checked later by `validate`."""
         if not isinstance(data, dict):
-            raise SpecError(f"a spec must be a JSON object, got {type(data).__name__}")
+            raise SpecError(f"a spec must be a JSON object, got {_kind(data)}")
         _check_keys(data, {f.name for f in fields(cls)}, "spec")
-        try:
-            input_shape = tuple(int(v) for v in data.get("input_shape", (28, 28, 1)))
-            num_classes = int(data.get("num_classes", 10))
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"spec: input_shape must be 3 integers and num_classes an integer ({exc})") from None
-        if not isinstance(data.get("layers", []), list):
-            raise SpecError("spec: 'layers' must be a list")
-        layers = [_layer_from_dict(i, item) for i, item in enumerate(data.get("layers", []), start=1)]
-        train = dict(data.get("train", {}))
+        shape = data.get("input_shape", [28, 28, 1])
+        if not isinstance(shape, (list, tuple)) or len(shape) != 3:
+            raise SpecError(f"spec: input_shape must be 3 whole numbers [height, width, channels], got "
+                            f"{_short(shape)}", layer=0)
+        input_shape = tuple(_whole(v, "spec: input_shape") for v in shape)
+        num_classes = _whole(data.get("num_classes", 10), "spec: num_classes")
+        layers = data.get("layers", [])
+        if not isinstance(layers, list):
+            raise SpecError(f"spec: 'layers' must be a list, got {_kind(layers)}")
+        if len(layers) > MAX_LAYERS:
+            raise SpecError(f"spec: {len(layers)} layers; the limit is {MAX_LAYERS}")
+        layers = [_layer_from_dict(i, item) for i, item in enumerate(layers, start=1)]
+        train = data.get("train", {})
         _check_keys(train, {f.name for f in fields(TrainConfig)}, "train")
-        augmentation = train.pop("augmentation", {})
+        augmentation = train.get("augmentation", {})
         _check_keys(augmentation, {f.name for f in fields(Augmentation)}, "train.augmentation")
         config = TrainConfig(**_coerce(TrainConfig, train, "train"),
                              augmentation=Augmentation(**_coerce(Augmentation, augmentation, "train.augmentation")))
-        return cls(input_shape, num_classes, layers, config, str(data.get("preset", "custom")))
+        name = data.get("preset", "custom")
+        if not isinstance(name, str) or len(name) > 64:
+            raise SpecError(f"spec: preset must be a name of at most 64 characters, got {_short(name)}")
+        return cls(input_shape, num_classes, layers, config, name)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str | bytes) -> "ModelSpec":
+        """Read a spec from JSON text, or from the bytes of a file (UTF-8, a byte-order mark allowed)."""
+        if isinstance(text, (bytes, bytearray)):
+            if len(text) > MAX_SPEC_BYTES:
+                raise SpecError(f"the spec is {len(text) / 1e6:.1f} MB; the limit is {MAX_SPEC_BYTES / 1e6:g} MB")
+            try:
+                text = bytes(text).decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise SpecError(f"not a JSON text file: byte 0x{exc.object[exc.start]:02x} at position {exc.start} "
+                                "is not UTF-8 — save the spec as UTF-8 JSON (as Configure exports it)") from None
+        if not isinstance(text, str):
+            raise SpecError(f"a spec must be JSON text, got {_kind(text)}")
+        if len(text) > MAX_SPEC_BYTES:
+            raise SpecError(f"the spec is {len(text) / 1e6:.1f} MB; the limit is {MAX_SPEC_BYTES / 1e6:g} MB")
         try:
-            data = json.loads(text)
+            data = json.loads(text.removeprefix("\ufeff"))
         except json.JSONDecodeError as exc:
             raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        except RecursionError:
+            raise SpecError("not a spec: the JSON is nested too deeply") from None
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            raise SpecError(f"not valid JSON: {_short(str(exc), 80)}") from None
         return cls.from_dict(data)
 
     def copy(self) -> "ModelSpec":
@@ -137,40 +164,79 @@ class ModelSpec:
         return spec
 
 
+def _kind(value) -> str:
+    """What a JSON value is, for messages: 'a list', 'a string', 'null', ..."""
+    return {dict: "an object", list: "a list", tuple: "a list", str: "a string", bool: "true/false",
+            type(None): "null", int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _short(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (hostile values can be huge)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 30:
+        return f"a {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'many'}-digit number"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _whole(value, where: str) -> int:
+    """A JSON number that is a whole number (32 or 32.0) as int; SpecError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{where} must be a whole number, got {_short(value)}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise SpecError(f"{where} must be a whole number, got {_short(value)}")
+    if abs(value) > 2 ** 53:
+        raise SpecError(f"{where} must be a whole number, got {_short(value)} (far too large)")
+    return int(value)
+
+
+def _number(value, where: str) -> float:
+    """A JSON number as float (not-finite values are left to validate's ranges); SpecError for non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{where} must be a number, got {_short(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise SpecError(f"{where} must be a number, got {_short(value)} (far too large)") from None
+
+
 def _check_keys(data: dict, allowed: set[str], where: str) -> None:
     if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    unknown = sorted(set(data) - allowed - {"type"})
+        raise SpecError(f"{where}: expected a JSON object, got {_kind(data)}")
+    unknown = sorted(_short(k, 30) if not isinstance(k, str) else k[:30] for k in set(data) - allowed - {"type"})
     if unknown:
-        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''} "
+                        f"(allowed: {', '.join(sorted(allowed))})")
 
 
 def _coerce(cls, values: dict, where: str) -> dict:
-    """Cast JSON values to the dataclass field types (JSON has no int/float distinction)."""
+    """Cast JSON values to the dataclass field types (JSON has no int/float distinction); SpecError for a
+    value of the wrong type."""
     out = {}
     for f in fields(cls):
         if f.name not in values or f.name == "augmentation":
             continue
-        value = values[f.name]
-        kind = type(f.default)
-        try:
-            if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
-                raise ValueError("not a whole number")
-            out[f.name] = kind(value) if kind is not int else int(float(value))
-        except (TypeError, ValueError):
-            raise SpecError(f"{where}: {f.name} must be {kind.__name__}, got {value!r}") from None
+        value, kind = values[f.name], type(f.default)
+        if kind is int:
+            out[f.name] = _whole(value, f"{where}: {f.name}")
+        elif kind is float:
+            out[f.name] = _number(value, f"{where}: {f.name}")
+        elif not isinstance(value, kind):
+            raise SpecError(f"{where}: {f.name} must be {kind.__name__}, got {_short(value)}")
+        else:
+            out[f.name] = value
     return out
 
 
 def _layer_from_dict(index: int, item) -> object:
     if not isinstance(item, dict) or "type" not in item:
-        raise SpecError(f"layer {index}: expected an object with a 'type' key, got {item!r}", layer=index)
-    cls = LAYER_TYPES.get(item["type"])
+        raise SpecError(f"layer {index}: expected an object with a 'type' key, got {_short(item)}", layer=index)
+    kind = item["type"]
+    cls = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise SpecError(f"layer {index}: unknown type {item['type']!r} (expected one of {', '.join(LAYER_TYPES)})",
+        raise SpecError(f"layer {index}: unknown type {_short(kind, 40)} (expected one of {', '.join(LAYER_TYPES)})",
                         layer=index)
-    _check_keys(item, {f.name for f in fields(cls)}, f"layer {index} {item['type']}")
-    return cls(**_coerce(cls, item, f"layer {index} {item['type']}"))
+    _check_keys(item, {f.name for f in fields(cls)}, f"layer {index} {kind}")
+    return cls(**_coerce(cls, item, f"layer {index} {kind}"))
 
 
 # ---------------------------------------------------------------------------
@@ -210,12 +276,11 @@ class Analysis:
         return sum(info.macs for info in self.layers)
 
     def memory_bytes(self, batch_size: int, optimizer: str = "adam") -> int:
-        """Rough training memory: float32 weights, gradients and optimizer slots, plus activations
-        kept for the backward pass (x2 for their gradients) for one batch."""
-        slots = {"adam": 2, "adamw": 2, "rmsprop": 1, "sgd": 1}.get(optimizer, 2)
-        weights = self.params * 4 * (2 + slots)
-        acts = sum(info.activations for info in self.layers) * 4 * 2 * batch_size
-        return weights + acts
+        """Training memory of the model alone at `batch_size` (cnn.memory.estimate: the one estimate; with a
+        dataset's images use cnn.memory.estimate_for)."""
+        from cnn.memory import estimate
+
+        return estimate(self, batch_size, optimizer).total
 
 
 def layer_names(spec: ModelSpec) -> list[str]:
@@ -232,21 +297,28 @@ def layer_names(spec: ModelSpec) -> list[str]:
 def _check_fields(index: int, obj, where: str) -> None:
     for f in fields(obj):
         value, meta = getattr(obj, f.name), f.metadata
-        if "choices" in meta and value not in meta["choices"]:
-            raise SpecError(f"{where}: {f.name} {value!r} is not one of {', '.join(meta['choices'])}", layer=index)
-        if "min" in meta and not (meta["min"] <= value <= meta["max"]):
-            raise SpecError(f"{where}: {f.name} {value} is outside {meta['min']}…{meta['max']} ({meta['help']})",
+        if "choices" in meta and (not isinstance(value, str) or value not in meta["choices"]):
+            raise SpecError(f"{where}: {f.name} {_short(value)} is not one of {', '.join(meta['choices'])}",
                             layer=index)
+        if "min" in meta and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not meta["min"] <= value <= meta["max"]):
+            raise SpecError(f"{where}: {f.name} {_short(value)} is outside {meta['min']}…{meta['max']} "
+                            f"({meta['help']})", layer=index)
 
 
 def validate(spec: ModelSpec) -> Analysis:
     """Compute every layer's output shape, parameters and MACs; raise SpecError for impossible specs."""
-    h, w, c = spec.input_shape
-    if len(spec.input_shape) != 3 or not (1 <= h <= 1024 and 1 <= w <= 1024) or c not in (1, 3):
-        raise SpecError(f"input shape {spec.input_shape} must be (height, width, channels) with sides 1…1024 "
-                        "and 1 (grayscale) or 3 (colour) channels", layer=0)
-    if not 2 <= spec.num_classes <= 1000:
-        raise SpecError(f"num_classes {spec.num_classes} must be between 2 and 1000", layer=0)
+    shape = tuple(spec.input_shape) if isinstance(spec.input_shape, (tuple, list)) else ()
+    whole = len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+    if not whole or not (1 <= shape[0] <= 1024 and 1 <= shape[1] <= 1024) or shape[2] not in (1, 3):
+        raise SpecError(f"input shape {_short(spec.input_shape)} must be (height, width, channels) with sides "
+                        "1…1024 and 1 (grayscale) or 3 (colour) channels", layer=0)
+    h, w, c = shape
+    if isinstance(spec.num_classes, bool) or not isinstance(spec.num_classes, int) or \
+            not 2 <= spec.num_classes <= 1000:
+        raise SpecError(f"num_classes {_short(spec.num_classes)} must be between 2 and 1000", layer=0)
+    if len(spec.layers) > MAX_LAYERS:
+        raise SpecError(f"the spec has {len(spec.layers)} layers; the limit is {MAX_LAYERS}", layer=0)
     _check_fields(0, spec.train, "train")
     _check_fields(0, spec.train.augmentation, "train.augmentation")
     if spec.train.optimizer not in OPTIMIZERS:

@@ -37,3 +37,21 @@ def date_text(iso: str) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc)
     return moment.strftime("%-d %b %Y, %H:%M") + (" UTC" if moment.tzinfo is not None else "")
+
+
+def megabytes(size: float, limit: float | None = None) -> str:
+    """A byte count in MB for messages, with as many decimals as it takes (up to 3) to tell it from `limit`:
+    '200.4 MB' next to a limit of 200 MB, never '200 MB; the limit is 200 MB'."""
+    value = size / 1e6
+    decimals = 0 if value >= 10 else 1
+    if limit is not None:
+        while decimals < 3 and f"{value:,.{decimals}f}" == f"{limit / 1e6:,.{decimals}f}":
+            decimals += 1
+        if f"{value:,.{decimals}f}" == f"{limit / 1e6:,.{decimals}f}" and size != limit:
+            return f"{int(size):,} bytes"
+    return f"{value:,.{decimals}f} MB"
+
+
+def limit_text(size: float, limit: float) -> str:
+    """'unpacks to 200.4 MB; the limit is 200 MB'-style pair: '200.4 MB; the limit is 200 MB'."""
+    return f"{megabytes(size, limit)}; the limit is {limit / 1e6:,g} MB"

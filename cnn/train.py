@@ -282,11 +282,7 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     as `model.fit` drives them. Under a multi-worker strategy every worker calls train() with the same
     arguments; TrainResult.chief says which one should save.
     """
-    import keras
-    import tensorflow as tf
-
-    from cnn.builder import build_model
-    from cnn.distribute import is_chief, is_multi_worker
+    from cnn.memory import check_memory
 
     config = config or spec.train
     spec = replace(spec, train=config)
@@ -295,6 +291,13 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         raise TrainingError(f"the model expects {spec.input_shape} images and {spec.num_classes} classes but "
                             f"{dataset.name} has {dataset.input_shape} and {dataset.num_classes}; "
                             "adapt the spec to the dataset first")
+    check_memory(spec, dataset)  # refuse before building anything: TrainingError with the numbers
+    import keras
+    import tensorflow as tf
+
+    from cnn.builder import build_model
+    from cnn.distribute import is_chief, is_multi_worker
+
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
@@ -331,6 +334,9 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                                   callback_list, stop)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
+    except tf.errors.InvalidArgumentError as exc:  # e.g. a streamed image TensorFlow cannot decode
+        raise TrainingError(f"training stopped: TensorFlow could not read the training data "
+                            f"({exc.message.splitlines()[0][:160]}); check the dataset's images") from None
     seconds = time.monotonic() - start
 
     history = {k: [float(v) for v in values] for k, values in logbook.history.items()}
@@ -347,43 +353,77 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
-                      on_eval_progress=None, overwrite: bool = False):
-    """Evaluate a TrainResult's model on the test split and save it: (Evaluation, ModelInfo)."""
+                      on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None, film=None):
+    """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
+    it on the test split and save it with its calibration.json and, when the run was filmed (`film`: its
+    cnn.features.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
+
+    A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why. A
+    trained model is never lost: if `name` is taken (before or while saving) it is saved under the next free
+    name — compare the ModelInfo's name with `name` (saved_as_message says it for people)."""
+    from cnn.calibration import FILE, calibrate_trained
     from cnn.data import dataset_slug
     from cnn.metrics import evaluate
     from cnn.registry import save_model, unique_name
 
+    calibration, why = calibrate_trained(result.model, spec, dataset, on_progress=on_calibration_progress)
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
-                          on_progress=on_eval_progress)
+                          on_progress=on_eval_progress, calibration=calibration)
     metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
                "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
                "train_seconds": round(result.seconds, 2), "status": result.status}
+    if calibration is None:
+        metrics["calibration_note"] = why
+    extra = {FILE: calibration.to_json().encode()} if calibration is not None else {}
+    if film is not None and len(film):
+        extra["film.npz"] = film.to_bytes()
     info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
-                      spec, result.history, metrics, overwrite=overwrite)
+                      spec, result.history, metrics, overwrite=overwrite, if_taken="rename", extra_files=extra)
     return evaluation, info
+
+
+def saved_as_message(requested: str | None, saved: str) -> str:
+    """'saved as 'x'', or why it is not the requested name: another save took it meanwhile."""
+    if requested and requested != saved:
+        return (f"the name {requested!r} was taken by another model while this one trained, so it was saved as "
+                f"{saved!r}")
+    return f"saved as {saved!r}"
 
 
 def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
                    strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
-                   keep=None, callbacks=()):
-    """Train, evaluate on the test split and save to the registry: (TrainResult, Evaluation, ModelInfo).
+                   keep=None, callbacks=(), on_calibration_progress=None, film=True):
+    """Train, calibrate, evaluate on the test split and save to the registry: (TrainResult, Evaluation,
+    ModelInfo). on_calibration_progress(done, total or None) reports the calibration's training images.
 
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None); nor is the run of a
     non-chief worker (result.chief is False: the chief saves). `keep(result)` is called as soon as training
     ends, before evaluation (so a caller holds the weights whatever follows).
+    `film`: True films training (cnn.features.FilmRecorder, saved as film.npz), False does not, or a
+    FilmRecorder of the caller's own (a TrainingJob's, to show the frames live).
     """
     from cnn.registry import check_name
 
     if name is not None:
         check_name(name)  # refuse a bad name before spending minutes training
+    film = film_recorder(dataset) if film is True else None if film is False else film
     result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy,
-                   progress_interval=progress_interval, callbacks=callbacks)
+                   progress_interval=progress_interval,
+                   callbacks=tuple(callbacks) if film is None else (*callbacks, film))
     if keep is not None:
         keep(result)
     if result.status == "failed" or not result.chief:
         return result, None, None
-    evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite)
+    evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite,
+                                         on_calibration_progress, film)
     return result, evaluation, info
+
+
+def film_recorder(dataset: Dataset):
+    """A FilmRecorder (cnn.features) watching the dataset's first test image."""
+    from cnn.features import FilmRecorder, film_probe
+
+    return FilmRecorder(*film_probe(dataset))
 
 
 # ---------------------------------------------------------------------------
@@ -402,6 +442,7 @@ class JobSnapshot:
     model_name: str | None  # the saved model's name, once saved
     started: float  # time.time() at start
     finished: float | None
+    film: object = None  # cnn.features.Film: the frames recorded so far (None without a film or before any)
 
     @property
     def running(self) -> bool:
@@ -412,9 +453,10 @@ class TrainingJob:
     """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
 
     def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25,
-                 callbacks=()):
+                 callbacks=(), film: bool = True):
         self.spec, self.dataset, self.name = spec, dataset, name
         self.progress_interval, self.callbacks = progress_interval, tuple(callbacks)
+        self.film = film_recorder(dataset) if film else None  # its frames show in snapshot().film
         self.result: TrainResult | None = None  # kept after failures too: the last good weights
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -431,10 +473,14 @@ class TrainingJob:
         # deadlock avoidance (seen here: pandas half-imported, Keras metrics lookups failing).
         import keras  # noqa: F401
         import pandas  # noqa: F401
+        import scipy.optimize  # noqa: F401
+        import scipy.special  # noqa: F401
+        import sklearn.covariance  # noqa: F401
         import sklearn.metrics  # noqa: F401
         import tensorflow  # noqa: F401
 
         import cnn.builder  # noqa: F401
+        import cnn.calibration  # noqa: F401
         import cnn.metrics  # noqa: F401
         import cnn.registry  # noqa: F401
 
@@ -451,7 +497,7 @@ class TrainingJob:
         with self._lock:
             return JobSnapshot(self._state, self._progress, {k: list(v) for k, v in self._curve.items()},
                                {k: list(v) for k, v in self._epochs.items()}, self._message, self._model_name,
-                               self._started, self._finished)
+                               self._started, self._finished, self.film.film() if self.film is not None else None)
 
     # -- the worker thread ----------------------------------------------------
     def _on_progress(self, p: Progress) -> None:
@@ -472,6 +518,11 @@ class TrainingJob:
         with self._lock:
             self._state, self._message = "evaluating", f"evaluating on the test split: {done:,}/{total:,} images"
 
+    def _on_calibrate(self, done: int, total: int | None) -> None:
+        with self._lock:
+            of = f"/{total:,}" if total else ""
+            self._state, self._message = "evaluating", f"calibrating: features of {done:,}{of} training images"
+
     def _finish(self, state: str, message: str, model_name: str | None = None) -> None:
         with self._lock:
             self._state, self._message, self._model_name = state, message, model_name
@@ -484,7 +535,8 @@ class TrainingJob:
             result, evaluation, info = train_and_save(
                 self.spec, self.dataset, self.name, on_progress=self._on_progress, stop=self._stop,
                 on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep,
-                callbacks=self.callbacks)
+                callbacks=self.callbacks, on_calibration_progress=self._on_calibrate,
+                film=False if self.film is None else self.film)
         except CnnError as exc:
             self._finish("failed", str(exc))
         except Exception as exc:  # noqa: BLE001 — the page must get a message, the log gets the traceback
@@ -497,7 +549,7 @@ class TrainingJob:
                 self._finish("failed", result.message)
             else:
                 self._finish(result.status, f"{result.message}; test accuracy {evaluation.accuracy:.2%} — "
-                                            f"saved as {info.name!r}", info.name)
+                                            f"{saved_as_message(self.name, info.name)}", info.name)
 
     def _keep(self, result: TrainResult) -> None:
         self.result = result
@@ -506,7 +558,8 @@ class TrainingJob:
         """After a failed run (e.g. NaN loss): evaluate and save the weights training kept. ModelInfo."""
         if self.result is None or self.snapshot().running:
             raise TrainingError("there are no kept weights to save: the job is running or ended before training")
-        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name)
+        # No progress callback: the job has ended and its state must stay 'failed'.
+        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name, film=self.film)
         with self._lock:
             self._model_name = info.name
             self._message += f" — the last good weights were saved as {info.name!r} " \

@@ -6,14 +6,14 @@ from dataclasses import fields
 
 import streamlit as st
 
-from cnn import state
+from app import chrome, resources, session
 from cnn.builder import export_script
 from cnn.data import CATALOG, cache_dir, where
 from cnn.errors import CnnError, SpecError
 from cnn.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
                       validate)
 
-state.page_setup()
+tab = chrome.page_setup()
 
 UPLOAD = "upload"
 FIELD_WIDTH = 130  # px per layer/training field: fields wrap onto more rows on narrow screens
@@ -23,31 +23,26 @@ div:has(> .st-key-cfg_editor) { flex: 3 1 520px !important; min-width: 0; }
 div:has(> .st-key-cfg_summary) { flex: 2 1 340px !important; min-width: 0; }
 </style>"""
 MAX_ZIP_BYTES = 100_000_000
-LAYER_IDS = "cfg_layer_ids"  # one stable id per layer: widget keys follow a layer when it moves
 
 
 # ---------------------------------------------------------------------------
 # State helpers (callbacks run before the script, so the page always renders the updated spec)
 # ---------------------------------------------------------------------------
 
-def spec() -> ModelSpec:
-    return st.session_state[state.SPEC]
-
-
 def set_spec(new: ModelSpec) -> None:
-    st.session_state[state.SPEC] = new
-    st.session_state[LAYER_IDS] = [uuid.uuid4().hex[:8] for _ in new.layers]
+    tab.spec = new
+    st.session_state[session.LAYER_IDS] = [uuid.uuid4().hex[:8] for _ in new.layers]
 
 
 def layer_ids() -> list[str]:
-    ids = st.session_state.get(LAYER_IDS)
-    if ids is None or len(ids) != len(spec().layers):
-        set_spec(spec())
-    return st.session_state[LAYER_IDS]
+    ids = st.session_state.get(session.LAYER_IDS)
+    if ids is None or len(ids) != len(tab.spec.layers):
+        set_spec(tab.spec)
+    return st.session_state[session.LAYER_IDS]
 
 
 def move_layer(index: int, offset: int) -> None:
-    s, ids = spec(), layer_ids()
+    s, ids = tab.spec, layer_ids()
     j = index + offset
     s.layers[index], s.layers[j] = s.layers[j], s.layers[index]
     ids[index], ids[j] = ids[j], ids[index]
@@ -55,13 +50,13 @@ def move_layer(index: int, offset: int) -> None:
 
 
 def remove_layer(index: int) -> None:
-    del spec().layers[index], layer_ids()[index]
-    spec().preset = "custom"
+    del tab.spec.layers[index], layer_ids()[index]
+    tab.spec.preset = "custom"
 
 
 def add_layer() -> None:
     kind, position = st.session_state["cfg_add_kind"], st.session_state["cfg_add_at"]
-    s, ids = spec(), layer_ids()
+    s, ids = tab.spec, layer_ids()
     at = len(s.layers) if position == 0 else position  # 0 = at the end, n = after layer n
     s.layers.insert(at, LAYER_TYPES[kind]())
     ids.insert(at, uuid.uuid4().hex[:8])
@@ -69,18 +64,18 @@ def add_layer() -> None:
 
 
 def load_preset() -> None:
-    set_spec(state.adapted_preset(st.session_state["cfg_preset"], st.session_state[state.DATASET]))
+    set_spec(resources.adapted_preset(st.session_state["cfg_preset"], tab.dataset))
 
 
 def choose_dataset(name: str) -> None:
     """Make `name` the dataset and fit the spec's input shape and classes to it."""
-    st.session_state[state.DATASET] = name
+    tab.dataset = name
     if name in CATALOG:
         shape, classes = CATALOG[name].input_shape, len(CATALOG[name].class_names)
     else:
-        data = state.load_dataset(name)
+        data = resources.dataset(name)
         shape, classes = data.input_shape, data.num_classes
-    st.session_state[state.SPEC] = spec().with_data(shape, classes)
+    tab.spec = tab.spec.with_data(shape, classes)
 
 
 def on_dataset_pick() -> None:
@@ -95,7 +90,7 @@ def on_dataset_pick() -> None:
 
 def dataset_ui() -> str:
     """The chosen dataset name (or class-folder path)."""
-    current = st.session_state[state.DATASET]
+    current = tab.dataset
     options = [*CATALOG, UPLOAD]
     st.session_state.setdefault("cfg_dataset", current if current in CATALOG else UPLOAD)
     picked = st.selectbox("Dataset", options, key="cfg_dataset", on_change=on_dataset_pick,
@@ -115,14 +110,14 @@ def dataset_ui() -> str:
                 if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(data)
-                if st.session_state[state.DATASET] != str(target):
+                if tab.dataset != str(target):
                     choose_dataset(str(target))
             except CnnError as exc:
                 st.error(f"{upload.name}: {exc}")
                 target.unlink(missing_ok=True)
-    current = st.session_state[state.DATASET]
+    current = tab.dataset
     if current not in CATALOG:
-        data = state.load_dataset(current)
+        data = resources.dataset(current)
         st.caption(f"{len(data.class_names)} classes ({', '.join(data.class_names[:8])}"
                    f"{'…' if len(data.class_names) > 8 else ''}); {data.num_train:,} training images streamed "
                    f"from disk, {data.num_test:,} held out; images resized to "
@@ -136,7 +131,7 @@ def preset_ui() -> None:
     names = list(PRESETS)
     with st.container(horizontal=True, vertical_alignment="bottom"):
         st.selectbox("Preset", names, key="cfg_preset", format_func=lambda n: f"{n} — {PRESET_NOTES[n]}",
-                     index=names.index(spec().preset) if spec().preset in names else 0, width="stretch")
+                     index=names.index(tab.spec.preset) if tab.spec.preset in names else 0, width="stretch")
         st.button("Load preset", key="cfg_load_preset", on_click=load_preset, icon=":material/restart_alt:",
                   help="Replace the layers and training settings with the preset's")
 
@@ -160,7 +155,7 @@ def field_ui(obj, f, key: str, label: str | None = None, width: int = FIELD_WIDT
 def layers_ui() -> tuple[list, dict]:
     """The editable layer list; returns the layers as the widgets now say, and an error slot per layer
     (filled once the edited spec is validated, so the message matches what is on screen)."""
-    layers, ids, out, slots = spec().layers, layer_ids(), [], {}
+    layers, ids, out, slots = tab.spec.layers, layer_ids(), [], {}
     if not layers:
         st.info("No hidden layers: the input goes straight to the output layer. Add layers below.")
     for i, (layer, uid) in enumerate(zip(layers, ids)):
@@ -215,16 +210,16 @@ def analysis_table(infos) -> list[dict]:
 
 def import_ui() -> None:
     upload = st.file_uploader("Import a spec (.json)", type=["json"], key="cfg_import")
-    if upload is None or st.session_state.get("_cfg_imported") == upload.file_id:
+    if upload is None or st.session_state.get(session.SPEC_IMPORTED) == upload.file_id:
         return
-    st.session_state["_cfg_imported"] = upload.file_id
+    st.session_state[session.SPEC_IMPORTED] = upload.file_id
     try:
         imported = ModelSpec.from_json(upload.getvalue().decode("utf-8", errors="replace"))
         validate(imported)
     except SpecError as exc:
         st.error(f"{upload.name}: {exc}")
         return
-    current = spec()
+    current = tab.spec
     if (tuple(imported.input_shape), imported.num_classes) != (tuple(current.input_shape), current.num_classes):
         st.warning(f"{upload.name} was made for {imported.input_shape} images and {imported.num_classes} classes; "
                    f"adapted to this dataset ({current.input_shape}, {current.num_classes} classes).")
@@ -237,7 +232,7 @@ def import_ui() -> None:
 # The page
 # ---------------------------------------------------------------------------
 
-st.title("Configure")
+chrome.title("Configure")
 st.html(LAYOUT_CSS)
 dataset = dataset_ui()
 preset_ui()
@@ -246,18 +241,17 @@ with st.container(horizontal=True, gap="large", key="cfg_layout"):
     editor, summary = st.container(key="cfg_editor"), st.container(key="cfg_summary")
 with editor:
     st.subheader("Layers")
-    st.caption(f"Input {' × '.join(map(str, spec().input_shape))} (uint8, rescaled to 0…1 inside the model) → "
+    st.caption(f"Input {' × '.join(map(str, tab.spec.input_shape))} (uint8, rescaled to 0…1 inside the model) → "
                "your layers → output Dense with softmax over "
-               f"{spec().num_classes} classes (added automatically).")
+               f"{tab.spec.num_classes} classes (added automatically).")
     new_layers, error_slots = layers_ui()
     st.subheader("Training")
-    new_config = train_config_ui(spec().train)
+    new_config = train_config_ui(tab.spec.train)
 
-edited = ModelSpec(spec().input_shape, spec().num_classes, new_layers, new_config, spec().preset)
+edited = ModelSpec(tab.spec.input_shape, tab.spec.num_classes, new_layers, new_config, tab.spec.preset)
 if edited.preset in PRESETS and edited.layers != preset(edited.preset).layers:
     edited.preset = "custom"
-st.session_state[state.SPEC] = edited
-state.remember_tab()  # a browser refresh keeps this edit
+tab.spec = edited  # a browser refresh keeps it: the tab is remembered
 try:
     analysis, error = validate(edited), None
 except SpecError as exc:
@@ -273,9 +267,9 @@ with summary:
     else:
         st.dataframe(analysis_table(analysis.layers), hide_index=True, width="stretch", key="cfg_table")
         cfg = edited.train
-        n_train = state.dataset_size(dataset)
+        n_train = resources.dataset_size(dataset)
         fit_images = int(n_train * (1 - cfg.validation_split))
-        speed = state.machine_speed()
+        speed = resources.machine_speed()
         from cnn.estimate import epoch_seconds
 
         seconds = epoch_seconds(analysis, fit_images, cfg.batch_size, speed)

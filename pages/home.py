@@ -1,13 +1,13 @@
 """Home: what CNN Studio does, a quick start, and the active model's card. No TensorFlow here."""
 import streamlit as st
 
-from cnn import state
+from app import chrome
 from cnn.data import dataset_title
 from cnn.text import accuracy_text, date_text
 
-state.page_setup()
+tab = chrome.page_setup()
 
-st.title("CNN Studio")
+chrome.title("CNN Studio")
 st.markdown(
     "Build a convolutional neural network, train it while you watch it learn, then draw a digit or upload "
     "a photo and see **how your own network sees it**: probabilities, activation maps, filters and Grad-CAM, "
@@ -27,7 +27,7 @@ with right:
     st.page_link("pages/models.py", label="3 · Compare, download or upload models", icon=":material/inventory_2:")
 
 st.subheader("Active model")
-info = state.active_model_info()
+info = chrome.active_model_info()
 if info is None:
     st.info("No saved model yet. Go to **Configure** and **Train** to make one — the embedded MNIST sample "
             "works offline.")

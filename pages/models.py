@@ -4,15 +4,16 @@ from datetime import datetime
 
 import streamlit as st
 
-from cnn import registry, state
-from cnn.data import CATALOG
+from app import chrome, resources, session
+from cnn import registry
+from cnn.calibration import calibrate_if_possible, calibration_summary
+from cnn.data import CATALOG, dataset_title
 from cnn.errors import CnnError
-from cnn.data import dataset_title
 from cnn.figures import compare_curves, history_curves
-from cnn.text import accuracy_text
 from cnn.spec import ModelSpec, SpecError, validate
+from cnn.text import accuracy_text
 
-state.page_setup()
+tab = chrome.page_setup()
 
 
 def created_at(info) -> datetime | None:
@@ -39,24 +40,43 @@ def upload_ui() -> None:
     """Upload a .keras model or a .zip bundle; refusals leave the registry untouched."""
     upload = st.file_uploader("Upload a model (.keras file, or a .zip downloaded from this page)",
                               type=["keras", "zip"], key="models_upload")
-    if upload is None or st.session_state.get("_models_uploaded") == upload.file_id:
+    if upload is None or st.session_state.get(session.MODELS_UPLOADED) == upload.file_id:
         return
-    st.session_state["_models_uploaded"] = upload.file_id
-    dataset = st.session_state.get(state.DATASET)
+    st.session_state[session.MODELS_UPLOADED] = upload.file_id
+    dataset = tab.dataset
     try:  # the Configure page's own class folders also count as a dataset the model may fit
-        extra = [] if dataset in CATALOG else [state.load_dataset(dataset).input_shape]
+        extra = [] if dataset in CATALOG else [resources.dataset(dataset).input_shape]
     except CnnError:
         extra = []
     with st.spinner(f"Checking {upload.name}…"):
         try:
             info = registry.import_model(upload.getvalue(), upload.name, allowed_shapes=extra)
         except CnnError as exc:
-            st.session_state["_models_message"] = ("error", f"Not imported: {exc}")
+            session.flash(f"Not imported: {exc}", "error")
         else:
-            state.set_active_model(info.name)
-            st.session_state["_models_message"] = ("success", f"Imported {upload.name} as {info.name!r} "
-                                                              "and made it the active model.")
+            chrome.set_active_model(info.name)
+            session.flash(f"Imported {upload.name} as {info.name!r} and made it the active model.", "success")
+            if not calibration_summary(info)["calibrated"]:  # arrived without one: fit it if its data is here
+                with st.spinner("Calibrating it on its dataset…"):
+                    found, reason = calibrate_if_possible(info.name, dataset_for(info))
+                session.flash("Calibrated it on its dataset." if found is not None else reason.capitalize() + ".",
+                              "info")
     st.rerun()
+
+
+def dataset_for(info):
+    """The dataset to calibrate `info` on, if it can be had here (else None: calibrate_if_possible says why)."""
+    try:
+        return resources.model_dataset(info)
+    except CnnError:
+        return None
+
+
+def calibrate(name: str) -> None:
+    """Callback: fit (or refit) the model's calibration on its dataset."""
+    found, reason = calibrate_if_possible(name, dataset_for(registry.model_info(name)))
+    session.flash(f"Calibrated {name!r}: temperature {found.temperature:.2f}." if found is not None else
+                  reason.capitalize() + ".", "success" if found is not None else "warning")
 
 
 def rename(old: str) -> None:
@@ -65,12 +85,12 @@ def rename(old: str) -> None:
     try:
         registry.rename_model(old, new)
     except CnnError as exc:
-        st.session_state["_models_message"] = ("error", str(exc))
+        session.flash(str(exc), "error")
         return
-    if st.session_state.get(state.ACTIVE_MODEL) == old:
-        state.set_active_model(new)
-    st.session_state["models_pick"] = new
-    st.session_state["_models_message"] = ("success", f"Renamed {old!r} to {new!r}.")
+    if tab.active_model == old:
+        chrome.set_active_model(new)
+    st.session_state[session.MODELS_PICK] = new
+    session.flash(f"Renamed {old!r} to {new!r}.", "success")
 
 
 def delete(name: str) -> None:
@@ -78,19 +98,19 @@ def delete(name: str) -> None:
     try:
         registry.delete_model(name)
     except CnnError as exc:  # e.g. already deleted from another tab
-        st.session_state["_models_message"] = ("error", str(exc))
+        session.flash(str(exc), "error")
         return
-    st.session_state.pop("models_pick", None)
-    st.session_state["_models_message"] = ("success", f"Deleted {name!r}.")
+    st.session_state.pop(session.MODELS_PICK, None)
+    session.flash(f"Deleted {name!r}.", "success")
 
 
 def manage_ui(info) -> None:
     """Set active, rename, download, delete (with confirmation) for one model."""
     cols = st.columns(4, vertical_alignment="bottom")
-    active = st.session_state.get(state.ACTIVE_MODEL) == info.name
+    active = tab.active_model == info.name
     cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
-                   on_click=state.set_active_model, args=(info.name,), width="stretch")
-    cols[1].download_button("Download .zip", registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
+                   on_click=chrome.set_active_model, args=(info.name,), width="stretch")
+    cols[1].download_button("Download .zip", lambda: registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
                             mime="application/zip", key="models_download", width="stretch", on_click="ignore")
     new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
     cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name.strip() == info.name,
@@ -124,6 +144,17 @@ def details_ui(info) -> None:
                        f"seed {cfg.seed}")
         except SpecError as exc:
             st.warning(f"Its spec.json cannot be read: {exc}")
+        summary = calibration_summary(info)
+        if summary["calibrated"]:
+            st.caption(f":material/tune: Calibrated: {summary['note']} (calibration error "
+                       f"{summary['ece_before']:.4f} → {summary['ece_after']:.4f} on its validation images).")
+        else:
+            st.caption(f":material/warning: {summary['note']}")
+        st.button("Recalibrate" if summary["calibrated"] else "Calibrate", key="models_calibrate", on_click=calibrate,
+                  args=(info.name,), help="Fit the temperature and the out-of-distribution statistics on the "
+                                          "model's own dataset (a few seconds)")
+        if m.get("calibration_note"):
+            st.caption(m["calibration_note"])
 
 
 def compare_ui(infos) -> None:
@@ -150,10 +181,7 @@ def compare_ui(infos) -> None:
     }.items()], hide_index=True, width="stretch", key="models_compare_table")
 
 
-st.title("Models")
-message = st.session_state.pop("_models_message", None)
-if message:
-    getattr(st, message[0])(message[1])
+chrome.title("Models")
 
 infos = registry.list_models()
 if not infos:
@@ -161,10 +189,10 @@ if not infos:
 else:
     st.dataframe(rows(infos), hide_index=True, width="stretch", key="models_table", column_config=TABLE_COLUMNS)
     names = [i.name for i in infos]
-    if st.session_state.get("models_pick") not in names:
-        st.session_state["models_pick"] = st.session_state.get(state.ACTIVE_MODEL) if \
-            st.session_state.get(state.ACTIVE_MODEL) in names else names[0]
-    picked = st.selectbox("Model", names, key="models_pick")
+    if st.session_state.get(session.MODELS_PICK) not in names:
+        st.session_state[session.MODELS_PICK] = tab.active_model if \
+            tab.active_model in names else names[0]
+    picked = st.selectbox("Model", names, key=session.MODELS_PICK)
     info = next(i for i in infos if i.name == picked)
     # Stateful tabs: a rename or delete reruns the page and keeps the open tab (and only it is drawn).
     details, manage, compare = st.tabs(["Details", "Manage", "Compare"], key="models_tabs", on_change="rerun")

@@ -3,17 +3,20 @@ activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every p
 import numpy as np
 import streamlit as st
 
-from cnn import lessons, state
+from app import chrome, resources, session
+from cnn import lessons
+from cnn.data import dataset_title
 from cnn.errors import CnnError, EmptyImageError, ImageError
-from cnn.figures import (LOW_CONFIDENCE, feature_maps, image_heatmap, kernels_grid, overlay, probabilities_bar,
-                         sweep_lines, vector_bars)
+from cnn.calibration import assess
+from cnn.figures import (LOW_CONFIDENCE, feature_maps, kernels_grid, ood_gauge, overlay, probabilities_bar,
+                         sweep_lines, temperature_bars, vector_bars)
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
 from cnn.imageio import ACCEPTED_FORMATS
-from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, prepare_image, preprocess_steps
+from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, optional_steps, prepare
 from cnn.text import probability_text
 
-state.page_setup()
+tab = chrome.page_setup()
 
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 
@@ -57,9 +60,12 @@ def upload_ui(model, info, invert, recipe):
     if len(files) > 1:
         rows = [{"file": r["file"], "prediction": r.get("prediction", "–"),
                  "confidence": probability_text(r["confidence"]) if r.get("confidence") is not None else "–",
-                 "note": r["error"] or ("low confidence" if r["confidence"] < LOW_CONFIDENCE else "")}
+                 "note": r["error"] or "; ".join(n for n, on in (
+                     ("unusual: unlike its training images", r.get("unusual")),
+                     ("low confidence", r["confidence"] < LOW_CONFIDENCE)) if on)}
                 for r in predict_images(model, [(f.name, f.getvalue()) for f in files], info.input_shape,
-                                        info.class_names, invert=invert, recipe=recipe)]
+                                        info.class_names, invert=invert, recipe=recipe,
+                                        calibration=resources.calibration(info)[0])]
         st.dataframe(rows, hide_index=True, width="stretch", key="predict_results")
     names = [f.name for f in files]
     picked = st.selectbox("Look inside", names, key="predict_upload_pick") if len(files) > 1 else names[0]
@@ -70,11 +76,11 @@ def upload_ui(model, info, invert, recipe):
 def sample_ui(info):
     """A random test image of the model's dataset (already a model input) and its true label."""
     try:
-        data = state.model_dataset(info)
+        data = resources.model_dataset(info)
     except CnnError as exc:
         st.warning(f"No samples: {exc}")
         return None, None
-    state.show_dataset_note(info, data)
+    chrome.show_dataset_note(info, data)
     if tuple(data.input_shape) != tuple(info.input_shape):
         st.warning(f"{info.dataset} images are {data.input_shape}, the model takes {info.input_shape}.")
         return None, None
@@ -85,7 +91,7 @@ def sample_ui(info):
         st.session_state[key] = int(np.random.default_rng().integers(data.num_test))
     index = st.session_state[key]
     label = int(data.y_test[index])
-    st.caption(f"Test image #{index} of {state.dataset_title(data.name)} — true label: "
+    st.caption(f"Test image #{index} of {dataset_title(data.name)} — true label: "
                f"**{data.class_names[label]}**")
     return data.x_test[index], label
 
@@ -94,25 +100,30 @@ def sample_ui(info):
 # Outputs
 # ---------------------------------------------------------------------------
 
-def inspector_ui(source, info, invert, recipe) -> tuple:
-    """Each preprocessing step's image, with switches for the optional ones; returns the disabled steps."""
-    st.caption("The same function prepares drawings, uploads and the CLI's files. Switch a step off to see "
-               "what it does to the prediction.")
-    steps = preprocess_steps(source, info.input_shape, invert=invert, recipe=recipe)
-    optional = [s.name for s in steps if s.name not in ("original", "grayscale", "rgb", "resize")]
-    cols = st.columns(max(len(optional), 1))
-    disabled = tuple(name for col, name in zip(cols, optional)
-                     if not col.toggle(name, value=True, key=f"predict_step_{name}"))
-    if disabled:
-        steps = preprocess_steps(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
-    cols = st.columns(len(steps))
-    for col, step in zip(cols, steps):
+def switches_ui(box, recipe: str) -> tuple:
+    """The inspector's switches for the recipe's optional steps; returns the steps switched off."""
+    box.caption("The same function prepares drawings, uploads and the CLI's files. Switch a step off to see "
+                "what it does to the prediction.")
+    optional = optional_steps(recipe)
+    cols = box.columns(max(len(optional), 1))
+    return tuple(name for col, name in zip(cols, optional)
+                 if not col.toggle(name, value=True, key=f"predict_step_{name}"))
+
+
+def steps_ui(box, steps) -> None:
+    """Each preprocessing step's image (sent as an image) and what it did."""
+    for col, step in zip(box.columns(len(steps)) if steps else [], steps):
         with col:
-            image = step.image if step.image.ndim == 2 else step.image.mean(axis=-1)
-            st.plotly_chart(image_heatmap(image, height=170), width="stretch", key=f"predict_stepfig_{step.name}",
-                            config={"displayModeBar": False})
+            st.image(sharp(step.image, 150), width="stretch")
             st.caption(f"**{step.name}**{' (off)' if not step.enabled else ''}: {step.note}")
-    return disabled
+
+
+def sharp(image, side: int = 224):
+    """A small uint8 image enlarged to about `side` pixels with square, sharp pixels (for st.image)."""
+    image = np.asarray(image)
+    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    scale = max(1, side // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
 def activations_ui(model, result) -> None:
@@ -132,6 +143,32 @@ def activations_ui(model, result) -> None:
                         key="predict_vector")
 
 
+def verdict_ui(verdict, calibration, uncalibrated: str | None, info) -> None:
+    """Beside the prediction: does the input look like the images the model was trained on?"""
+    thing = "digit" if info.dataset in ("mnist", "mnist-sample") else "image"
+    if verdict is None:
+        st.caption(f"No check of whether this looks like the model's training {thing}s: {uncalibrated}")
+        return
+    if verdict.flagged:
+        st.warning(f"**Doesn't look like a {thing} this model knows.** {verdict.message}")
+    else:
+        st.caption(f":material/check_circle: Looks like the {thing}s it was trained on.")
+    st.plotly_chart(ood_gauge(verdict.score, verdict.threshold, float(calibration.ood.quantiles[50])),
+                    width="stretch", key="predict_gauge", config={"displayModeBar": False})
+
+
+def filters_ui(model) -> None:
+    """The first conv layer's kernels, the weights the model learned."""
+    if not conv_layers(model):
+        st.info("This model has no convolution layer.")
+        return
+    first = conv_layers(model)[0]
+    kernels = conv_kernels(model, first)
+    st.plotly_chart(kernels_grid(kernels, f"{first}: {len(kernels)} kernels of {kernels.shape[1]}×{kernels.shape[2]}"
+                                          f"×{kernels.shape[3]} (red = positive weight, blue = negative)"),
+                    width="stretch", key="predict_filters")
+
+
 def cam_ui(model, info, x, result_class: int):
     """Grad-CAM class and layer pickers; returns (class_index or None, layer name)."""
     cols = st.columns(2)
@@ -145,10 +182,11 @@ def cam_ui(model, info, x, result_class: int):
     return (None if cls == predicted else cls), layer
 
 
-st.title("Predict")
-info, model = state.require_active_model()
+chrome.title("Predict")
+info, model = chrome.require_active_model()
 
-source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source")
+source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source",
+                                 required=True)
 settings = st.columns(2)
 invert = INVERT_CHOICES[settings[0].selectbox("Invert (ink must be bright on dark)", list(INVERT_CHOICES), key="predict_invert",
                                       help="auto: invert when the background is light (dark ink on paper)")]
@@ -157,89 +195,106 @@ recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_def
                                help="mnist: crop, fit 20×20, centre by mass · fit: crop and fill · resize: "
                                     "centre-crop and resize (colour)")
 
-true_label, x, source = None, None, None
 if source_kind != "Draw":  # the canvas is not shown: keep its strokes for when it is opened again
     st.session_state[DRAWING] = st.session_state.get(f"{DRAWING}_now")
-if source_kind == "Sample":
-    x, true_label = sample_ui(info)
-elif source_kind == "Upload":
-    source, name = upload_ui(model, info, invert, recipe)
-else:
-    source, name = draw_ui()
 
-if source is not None:
-    with st.expander("Preprocessing inspector", expanded=False):
-        try:
-            disabled = inspector_ui(source, info, invert, recipe)
-        except ImageError:
-            disabled = ()
-    try:
-        x = prepare_image(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
-    except EmptyImageError:
-        st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
-                "The image is blank: nothing to predict.")
-    except ImageError as exc:
-        st.error(str(exc))
-elif source_kind != "Sample":
-    st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
+VIEWS = ["Activation maps", "Filters", "Grad-CAM & saliency", "Robustness"]
 
-if x is None:
-    st.stop()
-st.session_state[state.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
 
-probe = explain(model, x)
-cam_class, cam_layer = None, None
-top = int(probe.probabilities.argmax())
-head, chart = st.columns([1, 2])
-with head:
-    st.plotly_chart(image_heatmap(x[..., 0] if x.shape[-1] == 1 else x.mean(axis=-1), "model input "
-                                  f"({'×'.join(map(str, x.shape))})", height=240), width="stretch",
-                    key="predict_input_fig", config={"displayModeBar": False})
-    st.caption(f"{lessons.ink_pixels(x)} ink pixels")
-    st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probe.probabilities[top])} confident",
-              delta_color="off")
-    if probe.probabilities[top] < LOW_CONFIDENCE:
-        st.warning(f"Low confidence: the model is unsure (top probability "
-                   f"{probability_text(probe.probabilities[top], 0)}). "
-                   "Is this like the images it was trained on?")
-    if true_label is not None:
-        (st.success if true_label == top else st.warning)(
-            f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
-with chart:
-    st.plotly_chart(probabilities_bar(probe.probabilities, info.class_names, true_label), width="stretch",
-                    key="predict_probs")
-
-maps_tab, filters_tab, cam_tab, sweep_tab = st.tabs(["Activation maps", "Filters", "Grad-CAM & saliency",
-                                                     "Robustness"])
-with maps_tab:
-    activations_ui(model, probe)
-with filters_tab:
-    if conv_layers(model):
-        first = conv_layers(model)[0]
-        kernels = conv_kernels(model, first)
-        st.plotly_chart(kernels_grid(kernels, f"{first}: {len(kernels)} kernels of "
-                                              f"{kernels.shape[1]}×{kernels.shape[2]}×{kernels.shape[3]} "
-                                              "(red = positive weight, blue = negative)"),
-                        width="stretch", key="predict_filters")
+@st.fragment
+def prediction() -> None:
+    """Input → prediction → the open view. A stroke, an upload or 'Next sample' reruns only this part; the
+    prediction is sent before the view is computed, and only the open view is computed at all."""
+    true_label, x, source = None, None, None
+    if source_kind == "Sample":
+        x, true_label = sample_ui(info)
+    elif source_kind == "Upload":
+        source, _ = upload_ui(model, info, invert, recipe)
     else:
-        st.info("This model has no convolution layer.")
-with cam_tab:
-    cam_class, cam_layer = cam_ui(model, info, x, top)
-    result = explain(model, x, cam_class, cam_layer)
-    name = info.class_names[result.class_index]
-    cols = st.columns(2)
-    cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"), width="stretch",
-                         key="predict_gradcam")
-    cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", colorscale="Hot", opacity=0.6),
-                         width="stretch", key="predict_saliency")
-    st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that layer's "
-               "resolution). Saliency: which input pixels change the score most.")
-with sweep_tab:
-    kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
-                    format_func=lambda k: SWEEPS[k][1])
-    values, probs = robustness(model, x, kind)
-    st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top), width="stretch",
-                    key="predict_sweep_fig")
-    stable = values[probs.argmax(axis=1) == top]
-    st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
-               + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else "."))
+        source, _ = draw_ui()
+
+    if source is not None:
+        inspector = st.expander("Preprocessing inspector", expanded=False)
+        disabled = switches_ui(inspector, recipe)
+        steps = []
+        try:  # the recipe runs once: its steps for the inspector, its last step for the model
+            steps, x = prepare(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
+        except EmptyImageError as exc:
+            steps = exc.steps
+            st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
+                    "The image is blank: nothing to predict.")
+        except ImageError as exc:
+            st.error(str(exc))
+        steps_ui(inspector, steps)
+    elif source_kind != "Sample":
+        st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
+    if x is None:
+        return
+    st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
+
+    # The prediction first: one compiled pass (probabilities, every layer's output, the default Grad-CAM), then
+    # the calibrated probabilities and the verdict from the same pass's activations.
+    probe = explain(model, x)
+    calibration, uncalibrated = resources.calibration(info)
+    judged = assess(model, calibration, x, probe.activations)
+    probabilities = judged.probabilities
+    top = int(probabilities.argmax())
+    ink = lessons.ink_pixels(x)
+    head, chart = st.columns([1, 2])
+    with head:
+        st.image(sharp(x), caption=f"model input ({'×'.join(map(str, x.shape))}) · {ink} ink pixels",
+                 width=224)
+        st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probabilities[top])} confident",
+                  delta_color="off")
+        verdict_ui(judged.verdict, calibration, uncalibrated, info)
+        if probabilities[top] < LOW_CONFIDENCE:
+            st.warning(f"Low confidence: the model is unsure (top probability "
+                       f"{probability_text(probabilities[top], 0)}).")
+        if true_label is not None:
+            (st.success if true_label == top else st.warning)(
+                f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
+    with chart:
+        st.plotly_chart(probabilities_bar(probabilities, info.class_names, true_label), width="stretch",
+                        key="predict_probs")
+        if calibration is not None:
+            with st.expander(f"Calibrated probabilities (temperature {judged.temperature:.2f}) and the raw softmax"):
+                st.plotly_chart(temperature_bars(info.class_names, judged.raw_probabilities, probabilities,
+                                                 judged.temperature), width="stretch", key="predict_raw")
+                st.caption("The model's raw softmax is over-sure; dividing its scores by the temperature fitted on "
+                           "held-out images makes \"90%\" right about 90% of the time. Both always add up to 1.")
+
+    # Then the open view only (the tabs remember which one is open; the others cost nothing).
+    tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="predict_view", on_change="rerun")))
+    computed_for = f"For the image predicted as **{info.class_names[top]}** ({ink} ink pixels)."
+    if tabs["Activation maps"].open:
+        with tabs["Activation maps"]:
+            activations_ui(model, probe)
+            st.caption(computed_for)
+    if tabs["Filters"].open:
+        with tabs["Filters"]:
+            filters_ui(model)
+    if tabs["Grad-CAM & saliency"].open:
+        with tabs["Grad-CAM & saliency"]:
+            cam_class, cam_layer = cam_ui(model, info, x, top)
+            result = explain(model, x, cam_class, cam_layer)
+            name = info.class_names[result.class_index]
+            cols = st.columns(2)
+            cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"),
+                                 width="stretch", key="predict_gradcam")
+            cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", opacity=0.6),
+                                 width="stretch", key="predict_saliency")
+            st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that "
+                       "layer's resolution). Saliency: which input pixels change the score most. " + computed_for)
+    if tabs["Robustness"].open:
+        with tabs["Robustness"]:
+            kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
+                            format_func=lambda k: SWEEPS[k][1])
+            values, probs = robustness(model, x, kind)
+            st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top),
+                            width="stretch", key="predict_sweep_fig")
+            stable = values[probs.argmax(axis=1) == top]
+            st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
+                       + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else ".") + " " + computed_for)
+
+
+prediction()

@@ -6,13 +6,14 @@ import math
 
 import streamlit as st
 
-from cnn import registry, state
-from cnn.data import apply_limit, dataset_slug
+from app import chrome, jobs, resources, session
+from cnn import registry
+from cnn.data import apply_limit, dataset_slug, dataset_title
 from cnn.errors import CnnError
 from cnn.figures import training_curves
 from cnn.spec import check
 
-state.page_setup()
+tab = chrome.page_setup()
 
 
 def fmt_seconds(seconds: float) -> str:
@@ -24,23 +25,23 @@ def fmt_seconds(seconds: float) -> str:
 
 def default_name() -> str:
     """A free registry name from the preset and the dataset, e.g. 'default-mnist-sample-2'."""
-    spec, dataset = st.session_state[state.SPEC], st.session_state[state.DATASET]
-    job = state.current_job()  # its model is not saved yet while it trains: its name is taken all the same
+    spec, dataset = tab.spec, tab.dataset
+    job = jobs.current_job()  # its model is not saved yet while it trains: its name is taken all the same
     return registry.unique_name(f"{spec.preset}-{dataset_slug(dataset)}", reserved={job.name} if job else ())
 
 
 def start_ui() -> None:
     """The start form; Start runs start() as a callback, before the page is drawn again."""
-    spec = st.session_state[state.SPEC]
-    dataset = st.session_state[state.DATASET]
+    spec = tab.spec
+    dataset = tab.dataset
     cfg = spec.train
-    st.markdown(f"**{spec.preset}** on **{state.dataset_title(dataset)}** · {len(spec.layers)} layers · "
+    st.markdown(f"**{spec.preset}** on **{dataset_title(dataset)}** · {len(spec.layers)} layers · "
                 f"{cfg.optimizer} lr {cfg.learning_rate:g} ({cfg.lr_schedule}) · batch {cfg.batch_size} · "
                 f"{cfg.epochs} epoch(s) · validation {cfg.validation_split:.0%} — change these on **Configure**.")
     cols = st.columns([2, 2, 1], vertical_alignment="bottom")
-    if "train_name" not in st.session_state:  # a free name, proposed again after every start
-        st.session_state["train_name"] = default_name()
-    cols[0].text_input("Save as", key="train_name", help="Name in the model registry")
+    if session.TRAIN_NAME not in st.session_state:  # a free name, proposed again after every start
+        st.session_state[session.TRAIN_NAME] = default_name()
+    cols[0].text_input("Save as", key=session.TRAIN_NAME, help="Name in the model registry")
     cols[1].number_input("Use at most this many training images (0 = all)", min_value=0, value=0, step=500,
                          key="train_limit", help="A small number gives a quick first look")
     cols[2].button("Start training", key="train_start", type="primary", width="stretch", on_click=start)
@@ -48,27 +49,27 @@ def start_ui() -> None:
 
 def start() -> None:
     """Callback of Start: check, then start the job; problems are kept for the page to show."""
-    name, limit = st.session_state["train_name"].strip(), int(st.session_state["train_limit"])
+    name, limit = st.session_state[session.TRAIN_NAME].strip(), int(st.session_state["train_limit"])
     problem = start_problem(name)
     if problem is None:
         try:
-            data = state.load_dataset(st.session_state[state.DATASET])
+            data = resources.dataset(tab.dataset)
             if limit:
                 data = apply_limit(data, (limit, data.num_test))
-            state.start_job(st.session_state[state.SPEC], data, name)
+            jobs.start_job(tab.spec, data, name)
         except CnnError as exc:
             problem = str(exc)
         else:
-            del st.session_state["train_name"]  # the next run gets a fresh free name
+            del st.session_state[session.TRAIN_NAME]  # the next run gets a fresh free name
     if problem is not None:
-        st.session_state["_train_message"] = problem
+        session.flash(problem, "error")
 
 
 def start_problem(name: str) -> str | None:
     """Why a run named `name` cannot start now, or None."""
-    if state.job_running():
-        return state.JOB_RUNNING.capitalize() + "."
-    problem = check(st.session_state[state.SPEC])
+    if jobs.job_running():
+        return jobs.JOB_RUNNING.capitalize() + "."
+    problem = check(tab.spec)
     if problem:
         return f"The model on Configure cannot be built: {problem}"
     try:
@@ -85,9 +86,9 @@ def save_last_good(job) -> None:
     try:
         info = job.save_last_good(registry.unique_name(f"{job.name or 'model'}-last-good"))
     except CnnError as exc:
-        st.session_state["_train_message"] = str(exc)
+        session.flash(str(exc), "error")
     else:
-        state.set_active_model(info.name)
+        chrome.set_active_model(info.name)
 
 
 def show(snap, job) -> None:
@@ -122,10 +123,8 @@ def show(snap, job) -> None:
     st.plotly_chart(training_curves(snap.curve, snap.epochs), width="stretch", key="train_curves")
 
 
-st.title("Train")
-if "_train_message" in st.session_state:
-    st.error(st.session_state.pop("_train_message"))
-job = state.current_job()
+chrome.title("Train")
+job = jobs.current_job()
 snap = job.snapshot() if job is not None else None
 running = snap is not None and snap.running
 
@@ -150,9 +149,9 @@ if job is not None:
         st.button("Save the last good weights anyway", key="train_save_failed", on_click=save_last_good,
                   args=(job,), help="The weights from before the failure, evaluated on the test split")
     if snap is not None and snap.state == "stopped" and snap.model_name and \
-            st.session_state.get(state.ACTIVE_MODEL) != snap.model_name:
+            tab.active_model != snap.model_name:
         st.button(f"Use {snap.model_name} as the active model", key="train_use_stopped",
-                  on_click=state.set_active_model, args=(snap.model_name,),
+                  on_click=chrome.set_active_model, args=(snap.model_name,),
                   help="A stopped run is saved but not made active: the active model stays as it was")
     if snap is not None and not snap.running and snap.model_name:
         st.page_link("pages/predict.py", label=f"Try {snap.model_name} on your own drawing", icon=":material/draw:")

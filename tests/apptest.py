@@ -3,14 +3,17 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from cnn import state
+from app import jobs, session
 from tests.conftest import ROOT
 
 
-def open_app(page: str | None = None, **session) -> AppTest:
-    """The whole app (entry script + navigation) run once, then switched to pages/<page>.py."""
+def open_app(page: str | None = None, tab: session.Tab | None = None, **state) -> AppTest:
+    """The whole app (entry script + navigation) run once, then switched to pages/<page>.py; `tab` and `state`
+    are put in the session first."""
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
-    for key, value in session.items():
+    if tab is not None:
+        at.session_state[session.TAB] = tab
+    for key, value in state.items():
         at.session_state[key] = value
     at.run()
     if page:
@@ -43,9 +46,14 @@ def finished(at: AppTest) -> bool:
 
 def session_job(at: AppTest):
     """The TrainingJob of the AppTest's session (the jobs table is shared in-process)."""
-    return state._jobs().get(at.session_state[state.SESSION_ID])
+    return jobs.job_for(at.session_state[session.SESSION_ID])
 
 
 def sidebar_model(at: AppTest) -> str | None:
     """The value of the sidebar's active-model picker."""
-    return at.sidebar.selectbox(key=state.SIDEBAR_MODEL).value
+    return at.sidebar.selectbox(key=session.SIDEBAR_MODEL).value
+
+
+def tab_of(at: AppTest) -> session.Tab:
+    """The AppTest session's Tab (dataset, spec, active model)."""
+    return at.session_state[session.TAB]

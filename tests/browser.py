@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -192,9 +194,17 @@ def expect_error(page, pattern: str):
 
 
 @pytest.fixture
-def page(chromium, app_server):
+def page(chromium, app_server, request):
     tab = new_page(chromium)
     yield tab
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # keep what the page looked like, for whoever reads the failure
+        shot = Path(os.environ.get("CNN_TEST_SHOTS", "/tmp")) / f"{request.node.name}.png"
+        try:
+            tab.screenshot(path=str(shot), full_page=True)
+            print(f"screenshot of the failed page: {shot}")
+        except Exception:  # noqa: BLE001 — the failure itself matters more than its picture
+            pass
     try:
         tab.wait_for_timeout(300)  # let the last reports arrive
         check_page(tab)
@@ -256,8 +266,15 @@ def combobox(page, label: str, within=None):
 
 def open_options(page, label: str, within=None) -> None:
     """Open the option list of the selectbox labelled `label` (with its arrow button, as a person does)."""
-    combobox(page, label, within).click()
-    page.get_by_role("option").first.wait_for()
+    options = page.get_by_role("option").first
+    for attempt in range(3):  # a rerun that lands just after the click redraws the box and closes its list
+        combobox(page, label, within).click()
+        try:
+            options.wait_for(timeout=3000)
+            return
+        except PlaywrightTimeout:
+            wait_idle(page)
+    options.wait_for()
 
 
 def pick_nth(page, label: str, n: int, within=None) -> str:
@@ -315,12 +332,24 @@ def nudge_slider(page, label: str, presses: int = 1, key: str = "ArrowRight") ->
     wait_idle(page)
 
 
-def metric(page, label: str) -> str:
-    """The value of the st.metric labelled `label`."""
+def metric_value(page, label: str):
+    """The value element of the st.metric labelled `label` (for expect(...).to_have_text)."""
     box = page.locator('[data-testid="stMetric"]').filter(
         has=page.locator('[data-testid="stMetricLabel"]', has_text=label)).first
-    box.wait_for()
-    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+    return box.locator('[data-testid="stMetricValue"]')
+
+
+def metric(page, label: str) -> str:
+    """The value of the st.metric labelled `label`, once the page has stopped running."""
+    value = metric_value(page, label)
+    value.wait_for()
+    wait_idle(page)
+    return value.inner_text().strip()
+
+
+def expect_metric(page, label: str, text: str, timeout: float = 30_000) -> None:
+    """Wait until the st.metric labelled `label` shows `text` (a rerun may still be on its way)."""
+    expect(metric_value(page, label)).to_have_text(text, timeout=timeout)
 
 
 # Words split across two lines in any widget label, and metric values cut short with an ellipsis.

@@ -78,5 +78,13 @@ def default_model_dir() -> Path:
     return path
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach each phase's report to the test item (the browser `page` fixture screenshots failed tests)."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
 # Browser-test fixtures (app_server, chromium, page) live with their harness.
 from tests.browser import app_server, chromium, page  # noqa: E402,F401

@@ -8,9 +8,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnn import registry as reg
-from cnn import state
+from app import session
+from app.session import Tab
 from cnn.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig, preset
-from tests.apptest import finished, open_app, session_job, sidebar_model, texts, wait_for
+from tests.apptest import finished, open_app, session_job, sidebar_model, tab_of, texts, wait_for
 from tests.conftest import ROOT
 
 PAGES = ["home", "configure", "train", "predict", "evaluate", "learn", "models"]
@@ -50,12 +51,12 @@ def test_sidebar_picker_lists_the_registry_on_every_run(saved_model, trained):
     registry_save(result, spec, data, "another")
     at = open_app("models")
     for _ in range(2):  # the sidebar is drawn on every run, on every page
-        picker = at.sidebar.selectbox(key=state.SIDEBAR_MODEL)
+        picker = at.sidebar.selectbox(key=session.SIDEBAR_MODEL)
         assert sorted(picker.options) == ["another", "small"]
         assert any("Dataset:" in c.value for c in at.sidebar.caption)
         at.run()
     picker.set_value("another").run()
-    assert at.session_state[state.ACTIVE_MODEL] == "another"
+    assert tab_of(at).active_model == "another"
     at.switch_page("pages/home.py").run()
     assert {m.label: m.value for m in at.metric}["Model"] == "another"  # kept across pages
 
@@ -68,6 +69,7 @@ def test_home_shows_the_active_model_card(saved_model):
 
 
 def test_home_does_not_import_tensorflow(saved_model):
+    import os
     import subprocess
     import sys
 
@@ -76,7 +78,9 @@ def test_home_does_not_import_tensorflow(saved_model):
     code = ("import sys; from streamlit.testing.v1 import AppTest;"
             f"at = AppTest.from_file({str(ROOT / 'streamlit_app.py')!r}); at.run();"
             "assert not at.exception; print('tensorflow' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # The background warm-up (app/warmup.py) imports TensorFlow on purpose; Home's own run must not.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CNN_WARMUP": "0"})
     assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]
 
 
@@ -102,7 +106,7 @@ def test_choose_a_preset_shows_its_shapes_and_params(registry):
     assert [r["output shape"] for r in rows][3] == "10 × 10 × 16"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Parameters"] == "61,706" and metrics["Time per epoch (est.)"].endswith("s")
-    assert at.session_state[state.SPEC].preset == "lenet5"
+    assert tab_of(at).spec.preset == "lenet5"
 
 
 def test_impossible_edit_shows_the_inline_error(registry):
@@ -126,23 +130,23 @@ def test_add_move_remove_layers(registry):
     at.selectbox(key="cfg_add_kind").set_value("BatchNormalization")
     at.selectbox(key="cfg_add_at").set_value(1)
     at.button(key="cfg_add").click().run()
-    assert [type(l).__name__ for l in at.session_state[state.SPEC].layers][:3] == ["Conv2D", "BatchNormalization",
+    assert [type(l).__name__ for l in tab_of(at).spec.layers][:3] == ["Conv2D", "BatchNormalization",
                                                                                   "MaxPooling2D"]
-    assert at.session_state[state.SPEC].preset == "custom"
+    assert tab_of(at).spec.preset == "custom"
     bn = at.session_state["cfg_layer_ids"][1]
     at.button(key=f"L{bn}_down").click().run()
-    assert [type(l).__name__ for l in at.session_state[state.SPEC].layers][:3] == ["Conv2D", "MaxPooling2D",
+    assert [type(l).__name__ for l in tab_of(at).spec.layers][:3] == ["Conv2D", "MaxPooling2D",
                                                                                   "BatchNormalization"]
     at.button(key=f"L{bn}_remove").click().run()
-    assert len(at.session_state[state.SPEC].layers) == 6
+    assert len(tab_of(at).spec.layers) == 6
     assert "bn1" not in [r["layer"] for r in table(at)]
 
 
 def test_dataset_change_adapts_the_input(registry):
     at = open_app("configure")
     at.selectbox(key="cfg_dataset").set_value("cifar10").run()
-    assert at.session_state[state.DATASET] == "cifar10"
-    assert tuple(at.session_state[state.SPEC].input_shape) == (32, 32, 3)
+    assert tab_of(at).dataset == "cifar10"
+    assert tuple(tab_of(at).spec.input_shape) == (32, 32, 3)
     assert table(at)[0]["output shape"] == "32 × 32 × 3"
 
 
@@ -151,7 +155,7 @@ def test_training_settings_are_edited(registry):
     at.number_input(key="cfg_epochs").set_value(7)
     at.selectbox(key="cfg_optimizer").set_value("sgd")
     at.number_input(key="cfg_aug_rotation").set_value(10.0).run()
-    cfg = at.session_state[state.SPEC].train
+    cfg = tab_of(at).spec.train
     assert (cfg.epochs, cfg.optimizer, cfg.augmentation.rotation) == (7, "sgd", 10.0)
 
 
@@ -160,7 +164,7 @@ def test_import_spec_json_and_reject_bad_json(registry):
     spec = preset("lenet5")
     at.file_uploader(key="cfg_import").set_value(
         [("mine.json", spec.to_json().encode(), "application/json")]).run()
-    assert [type(l).__name__ for l in at.session_state[state.SPEC].layers] == [type(l).__name__ for l in spec.layers]
+    assert [type(l).__name__ for l in tab_of(at).spec.layers] == [type(l).__name__ for l in spec.layers]
     at.file_uploader(key="cfg_import").set_value(
         [("bad.json", b'{"layers": [{"type": "Conv3D"}]}', "application/json")]).run()
     assert any("bad.json: layer 1: unknown type 'Conv3D'" in e for e in texts(at, "error"))
@@ -183,7 +187,7 @@ def tiny_spec(epochs=1):
 
 
 def test_train_one_epoch_saves_and_activates(registry):
-    at = open_app("train", **{state.SPEC: tiny_spec(), state.DATASET: "mnist-sample"})
+    at = open_app("train", tab=Tab(spec=tiny_spec(), dataset="mnist-sample"))
     at.text_input(key="train_name").set_value("first-run")
     at.number_input(key="train_limit").set_value(300)
     at.button(key="train_start").click().run()
@@ -192,14 +196,14 @@ def test_train_one_epoch_saves_and_activates(registry):
     info = reg.model_info("first-run")
     assert info.metrics["num_train"] == 300 and info.epochs == 1
     at.run()  # the rerun the live fragment asks for when it sees the job end
-    assert sidebar_model(at) == "first-run" and at.session_state[state.ACTIVE_MODEL] == "first-run"
+    assert sidebar_model(at) == "first-run" and tab_of(at).active_model == "first-run"
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [trace["name"] for trace in figure["data"]]
     assert "train loss" in names and "validation accuracy" in names
 
 
 def test_second_start_says_a_job_is_running_and_stop_keeps_weights(registry):
-    at = open_app("train", **{state.SPEC: tiny_spec(epochs=50), state.DATASET: "mnist-sample"})
+    at = open_app("train", tab=Tab(spec=tiny_spec(epochs=50), dataset="mnist-sample"))
     at.text_input(key="train_name").set_value("long-run")
     at.number_input(key="train_limit").set_value(2000)
     at.button(key="train_start").click().run()
@@ -221,14 +225,14 @@ def test_second_start_says_a_job_is_running_and_stop_keeps_weights(registry):
 
 def test_start_with_an_impossible_spec_is_refused(registry):
     bad = ModelSpec(layers=[Conv2D(4, 15), MaxPooling2D(8), Conv2D(4, 5), Flatten()])
-    at = open_app("train", **{state.SPEC: bad})
+    at = open_app("train", tab=Tab(spec=bad))
     at.button(key="train_start").click().run()
     assert any("cannot be built" in e for e in texts(at, "error"))
     assert session_job(at) is None
 
 
 def test_duplicate_name_is_refused(saved_model):
-    at = open_app("train", **{state.SPEC: tiny_spec()})
+    at = open_app("train", tab=Tab(spec=tiny_spec()))
     at.text_input(key="train_name").set_value("small")
     at.button(key="train_start").click().run()
     assert any("already exists" in e for e in texts(at, "error"))
@@ -256,8 +260,7 @@ def test_models_table_details_and_compare(saved_model, trained):
     assert not at.get("multiselect")  # only the open tab (Details) is drawn
     at.session_state["models_tabs"] = "Compare"  # what clicking the Compare tab does
     at.run()
-    assert at.multiselect(key="models_compare").value == ["second", "small"] or len(
-        at.multiselect(key="models_compare").value) == 2
+    assert sorted(at.multiselect(key="models_compare").value) == ["second", "small"]  # the two newest
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any(len(c["data"]) == 2 for c in charts)  # two models on one compare chart
 
@@ -265,14 +268,15 @@ def test_models_table_details_and_compare(saved_model, trained):
 def test_set_active_rename_delete(saved_model, trained):
     result, spec, data = trained
     registry_save(result, spec, data, "second")
-    at = open_app("models", models_tabs="Manage")
+    # 'small' active whichever is newer (both may be saved within one second or not).
+    at = open_app("models", tab=Tab(active_model="small"), models_tabs="Manage")
     at.selectbox(key="models_pick").set_value("second").run()
     at.button(key="models_set_active").click().run()
-    assert at.session_state[state.ACTIVE_MODEL] == "second"
+    assert tab_of(at).active_model == "second"
     at.text_input(key="models_rename_second").set_value("renamed").run()
     at.button(key="models_rename").click().run()
     assert {i.name for i in reg.list_models()} == {"small", "renamed"}
-    assert at.session_state[state.ACTIVE_MODEL] == "renamed"
+    assert tab_of(at).active_model == "renamed"
     assert at.button(key="models_delete").disabled  # not confirmed: cannot delete
     assert {i.name for i in reg.list_models()} == {"small", "renamed"}
     at.checkbox(key="models_confirm_renamed").check().run()
@@ -353,7 +357,7 @@ def test_upload_with_code_or_wrong_shape_is_refused(saved_model, tmp_path):
 
 
 def test_page_reruns_leave_keras_state_alone(saved_model, monkeypatch):
-    """Streamlit's own after-run cleanup would call keras.backend.clear_session() (cnn.state disables it)."""
+    """Streamlit's own after-run cleanup would call keras.backend.clear_session() (app/hooks.py disables it)."""
     import keras
 
     calls = []
@@ -368,7 +372,7 @@ def test_a_failed_run_says_why_and_can_keep_its_last_good_weights(registry):
 
     diverging = ModelSpec(layers=[Conv2D(8, 3, activation="linear"), Flatten(), Dense(256, "linear"),
                                   Dense(256, "linear")], train=TrainConfig(optimizer="sgd", learning_rate=1.0, epochs=2))
-    at = open_app("train", **{state.SPEC: diverging, state.DATASET: "mnist-sample"})
+    at = open_app("train", tab=Tab(spec=diverging, dataset="mnist-sample"))
     at.text_input(key="train_name").set_value("diverges")
     at.number_input(key="train_limit").set_value(1000)
     at.button(key="train_start").click().run()
@@ -376,7 +380,7 @@ def test_a_failed_run_says_why_and_can_keep_its_last_good_weights(registry):
     assert not (reg.models_dir() / "diverges").exists()  # a failed run is not saved by itself
     at.button(key="train_save_failed").click().run()
     saved = [i.name for i in reg.list_models()]
-    assert saved == ["diverges-last-good"] and at.session_state[state.ACTIVE_MODEL] == "diverges-last-good"
+    assert saved == ["diverges-last-good"] and tab_of(at).active_model == "diverges-last-good"
     assert any("last good weights were saved" in e for e in texts(at, "error"))
 
 
@@ -385,8 +389,8 @@ def test_a_browser_refresh_keeps_the_tabs_dataset_spec_and_model(registry):
     at.selectbox(key="cfg_preset").set_value("keras-mnist-convnet")
     at.button(key="cfg_load_preset").click().run()
     at.number_input(key=layer_key(at, 0, "filters")).set_value(12).run()  # an edit made in the page body
-    sid = at.session_state[state.SESSION_ID]
-    kept = at.session_state[state.SPEC]
+    sid = at.session_state[session.SESSION_ID]
+    kept = tab_of(at).spec
 
     # A refresh: a new session whose URL carries the tab's id.
     fresh = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
@@ -395,10 +399,10 @@ def test_a_browser_refresh_keeps_the_tabs_dataset_spec_and_model(registry):
     fresh.switch_page("pages/configure.py")
     fresh.run()
     assert not fresh.exception
-    restored = fresh.session_state[state.SPEC]
+    restored = tab_of(fresh).spec
     assert restored == kept and restored.layers[0].filters == 12 and restored is not kept
     assert table(fresh)[1]["output shape"] == "26 × 26 × 12"
 
     # Another tab starts from the defaults.
     other = open_app("configure")
-    assert other.session_state[state.SPEC].preset == "default"
+    assert tab_of(other).spec.preset == "default"

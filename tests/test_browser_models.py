@@ -46,7 +46,9 @@ def test_download_upload_rename_delete(page, app_server, tmp_path):
     # Delete it, after confirming.
     page.get_by_text("Delete this model").click()
     page.get_by_text("Yes, delete 'my-copy' and its files").click()
+    expect(page.get_by_role("checkbox", name="Yes, delete 'my-copy' and its files")).to_be_checked()
     wait_idle(page)
+    expect(page.get_by_role("button", name="Delete", exact=True)).to_be_enabled()
     click(page, "Delete")
     page.get_by_text("Deleted 'my-copy'.").wait_for()
     assert not (app_server.models_dir / "my-copy").exists()

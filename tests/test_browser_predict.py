@@ -1,27 +1,23 @@
 """In real Chromium, Predict as a person uses it: draw, upload, sample, switch inputs and come back to the
 drawing, open every view, pick Grad-CAM's class and layer, switch preprocessing steps off; then Learn follows
 the same drawing. The `page` fixture fails a test on any exception or error box."""
-import io
 import re
 
 import numpy as np
 from PIL import Image
+from playwright.sync_api import expect
 
-from tests.browser import choose, combobox, draw, go, metric, nav, open_tab, select, wait_idle
+from tests.browser import choose, combobox, draw, expect_metric, go, nav, open_tab, select, wait_idle
 
 ONE = [[(0.5, 0.15), (0.5, 0.85)]]  # a vertical stroke
 SEVEN = [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]
-
-
-def prediction(page) -> str:
-    return metric(page, "Prediction")
 
 
 def test_draw_switch_inputs_and_come_back_to_the_drawing(page, app_server, tmp_path):
     go(page, app_server, "predict")
     page.get_by_text("Draw something on the canvas").wait_for()
     draw(page, SEVEN)
-    assert prediction(page) == "7"
+    expect_metric(page, "Prediction", "7")
     confidence = page.locator('[data-testid="stMetric"]').filter(has_text="Prediction").inner_text()
     assert "100.0%" not in confidence and "confident" in confidence
 
@@ -41,19 +37,21 @@ def test_draw_switch_inputs_and_come_back_to_the_drawing(page, app_server, tmp_p
     Image.fromarray(paper).save(path)
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
     wait_idle(page)
-    assert prediction(page) == "1"
+    expect_metric(page, "Prediction", "1")
 
     # Back to Draw: the seven is still on the canvas and still predicted.
     choose(page, "Draw")
-    assert prediction(page) == "7"
+    expect_metric(page, "Prediction", "7")
+    ink = page.get_by_text(re.compile(r"model input .* ink pixels")).inner_text()
     draw(page, [[(0.3, 0.55), (0.6, 0.55)]])  # a bar across keeps it a seven and proves the canvas is live
-    assert prediction(page) == "7"
+    expect(page.get_by_text(re.compile(r"model input .* ink pixels"))).not_to_have_text(ink)
+    expect_metric(page, "Prediction", "7")
 
 
 def test_every_view_and_its_pickers(page, app_server):
     go(page, app_server, "predict")
     draw(page, SEVEN)
-    assert prediction(page) == "7"
+    expect_metric(page, "Prediction", "7")
 
     # The preprocessing inspector: switching the centring off changes the model input.
     page.get_by_text("Preprocessing inspector").click()
@@ -82,8 +80,8 @@ def test_every_view_and_its_pickers(page, app_server):
 def test_learn_follows_the_drawing(page, app_server):
     go(page, app_server, "predict")
     draw(page, ONE)
-    assert prediction(page) == "1"
-    ink = int(re.search(r"(\d+) ink pixels", page.get_by_text(re.compile(r"\d+ ink pixels")).inner_text()).group(1))
+    expect_metric(page, "Prediction", "1")
+    ink = int(re.search(r"(\d+) ink pixels", page.get_by_text(re.compile(r"model input .* ink pixels")).inner_text()).group(1))
     assert ink > 20
     nav(page, "Learn")
     page.get_by_text("your image from Predict").first.wait_for(timeout=60_000)

@@ -152,15 +152,16 @@ def test_grayscale_folder_inside_a_zip_with_a_wrapper_folder(tmp_path):
 
 def test_folder_needs_two_classes(tmp_path):
     make_class_folders(tmp_path / "one", classes=("only",))
-    with pytest.raises(DatasetError, match="at least two sub-folders"):
+    with pytest.raises(DatasetError, match=r"found 1 class folder \('only', 6 images\) and needs at least 2"):
         load_dataset(str(tmp_path / "one"))
 
 
-def test_folder_with_a_broken_image_names_it(tmp_path):
+def test_folder_with_a_broken_image_skips_and_names_it(tmp_path):
     root = make_class_folders(tmp_path / "x", classes=("a", "b"))
     (root / "a" / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="a/broken.png"):
-        load_dataset(str(root))
+    ds = load_dataset(str(root))
+    assert ds.num_train + ds.num_test == 12 and [path for path, _ in ds.skipped] == ["a/broken.png"]
+    assert ds.notes[0].startswith("skipped 1 of 13 image files that cannot be used: a/broken.png (")
 
 
 def zip_bytes(entries: dict) -> io.BytesIO:

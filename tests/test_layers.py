@@ -173,8 +173,7 @@ def test_an_outside_keras_model_with_global_max_pooling_is_rebuilt():
 
 
 def test_configure_adds_global_max_pooling(registry):
-    from cnn import state
-    from tests.apptest import open_app
+    from tests.apptest import open_app, tab_of
 
     at = open_app("configure")
     at.selectbox(key="cfg_preset").set_value("keras-mnist-convnet")
@@ -187,7 +186,7 @@ def test_configure_adds_global_max_pooling(registry):
     assert not at.error
     rows = {r["layer"]: r for r in at.dataframe[0].value.to_dict("records")}
     assert rows["gmp1"]["type"] == "GlobalMaxPooling2D" and rows["gmp1"]["output shape"] == "64"
-    assert at.session_state[state.SPEC].to_dict()["layers"][4] == {"type": "GlobalMaxPooling2D"}
+    assert tab_of(at).spec.to_dict()["layers"][4] == {"type": "GlobalMaxPooling2D"}
 
 
 def test_learn_walks_a_model_with_global_max_pooling(registry):

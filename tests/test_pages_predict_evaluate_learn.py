@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cnn import registry as reg
-from cnn import state
+from app import resources, session
+from app.session import Tab
 from tests.apptest import open_app, texts
 
 
@@ -48,7 +49,7 @@ def test_predict_upload_one_file(model_on_sample):
     probs = bars["data"][0]["y"]
     assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-3
     assert prediction.value == str(int(np.argmax(probs)))
-    stored = at.session_state[state.PREDICT_INPUT]
+    stored = at.session_state[session.PREDICT_INPUT]
     assert stored["x"].shape == (28, 28, 1) and stored["model"] == "small"
     # The upload was dark ink on light paper: auto-invert made the background black.
     assert stored["x"][0, 0, 0] == 0 and stored["x"].max() > 200
@@ -74,7 +75,7 @@ def test_predict_sample_shows_the_true_label_and_next(model_on_sample):
     true = next(c.value for c in at.caption if "true label" in c.value).split("**")[1]
     predicted = at.metric[0].value
     # the verdict agrees with the shown prediction (a small model may be wrong: then it must say so)
-    verdicts = texts(at, "success") + texts(at, "error")
+    verdicts = [t for t in texts(at, "success") + texts(at, "warning") if t.startswith("True label")]  # wrong: a warning
     assert verdicts == [f"True label {true}: {'right' if predicted == true else 'wrong'}"]
     assert (texts(at, "success") != []) == (predicted == true)
     for _ in range(3):  # a different random image (3 tries: a repeat is possible but unlikely)
@@ -89,10 +90,17 @@ def test_predict_views_change_with_their_controls(model_on_sample):
     at.segmented_control(key="predict_source").set_value("Sample").run()
     at.selectbox(key="predict_layer").set_value("conv2").run()
     grid = next(c for c in charts(at) if "conv2: 16 feature maps" in str(c["layout"].get("title", "")))
-    assert sum(1 for t in grid["data"] if t["type"] == "heatmap") == 16
+    # One picture for all 16 maps (sent as an image, not 16 heatmaps), each labelled.
+    assert [t["type"] for t in grid["data"] if t["type"] != "scatter"] == ["image"]
+    assert [a["text"] for a in grid["layout"]["annotations"]] == [f"#{i}" for i in range(16)]
+    assert not any("Grad-CAM" in str(c["layout"].get("title", "")) for c in charts(at))  # closed views cost nothing
+    at.session_state["predict_view"] = "Grad-CAM & saliency"  # what clicking the tab does
+    at.run()
     at.selectbox(key="predict_cam_class").set_value(3).run()
     titles = [str(c["layout"].get("title", "")) for c in charts(at)]
     assert any("Grad-CAM for '3' at conv2" in t for t in titles)
+    at.session_state["predict_view"] = "Robustness"
+    at.run()
     at.radio(key="predict_sweep").set_value("scale").run()
     sweep = next(c for c in charts(at) if c["layout"].get("xaxis", {}).get("title", {}).get("text") == "scale (×)")
     assert len(sweep["data"]) == 10
@@ -133,6 +141,9 @@ def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
     from cnn.data import load_dataset
 
     expected = filter_report(reg.load_model("small"), load_dataset("mnist-sample").x_test[:2000])
+    assert not [m for m in texts(at, "markdown") if "filters dead" in m]  # a closed tab is not computed
+    at.session_state["eval_tabs"] = "Dead filters"  # what clicking the tab does
+    at.run()
     shown = [m for m in texts(at, "markdown") if "filters dead" in m]
     assert shown == [f"**{r['layer']}** ({r['activation']}): {r['dead']} of {r['filters']} filters dead "
                      f"({r['dead_share']:.0%})" for r in expected] and shown
@@ -212,7 +223,7 @@ def test_learn_controls_change_the_numbers(model_on_sample):
 def test_learn_uses_the_image_from_predict(model_on_sample):
     drawn = np.zeros((28, 28, 1), np.uint8)
     drawn[5:20, 12:15] = 255  # a "1" of 45 ink pixels
-    at = open_app("learn", **{state.PREDICT_INPUT: {"x": drawn, "model": "small", "label": None}})
+    at = open_app("learn", **{session.PREDICT_INPUT: {"x": drawn, "model": "small", "label": None}})
     text = learn_markdown(at)
     assert "**45 ink pixels**" in text
     assert any("your image from **Predict**" in c.value for c in at.caption)
@@ -246,10 +257,10 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
         raise OSError("no network")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
-    monkeypatch.setattr(state, "_stand_in_reasons", {})  # this process's memory of failed loads, reset after
-    state.load_dataset.clear()  # an earlier test may have cached the full set
+    monkeypatch.setattr(resources, "_stand_in_reasons", {})  # this process's memory of failed loads, reset after
+    resources.dataset.clear()  # an earlier test may have cached the full set
     try:
-        at = open_app("evaluate", **{state.ACTIVE_MODEL: "mnist-default"})
+        at = open_app("evaluate", tab=Tab(active_model="mnist-default"))
         note = next(s for s in texts(at, "info") if "is not on this server" in s)
         assert "MNIST sample (embedded, offline)" in note and "2,000 test images" in note
         assert "mnist-sample" not in note and "Error" not in note  # plain words; the details are folded away
@@ -265,4 +276,4 @@ def test_offline_without_full_mnist_the_default_model_uses_the_embedded_sample(r
         assert any("of MNIST sample (embedded, offline) — true label" in c.value for c in at.caption)
         assert len(attempts) == 1  # one failed download, not one per rerun
     finally:
-        state.load_dataset.clear()
+        resources.dataset.clear()

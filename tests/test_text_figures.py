@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cnn.figures import SIGNED, UNSIGNED, channels_row, kernels_grid, feature_maps, maps_row, value_style, \
-    values_heatmap
+from cnn.figures import (SIGNED, UNSIGNED, channels_row, colorize, feature_maps, kernels_grid, maps_row, tile,
+                         value_style, values_heatmap)
 from cnn.text import accuracy_text, date_text, probability_text
 
 
@@ -39,19 +39,36 @@ def test_non_negative_values_get_a_sequential_scale_from_zero():
     assert value_style(np.array([0.0, 3.0]), signed=True)["colorscale"] == SIGNED
 
 
+def bar(fig):
+    """The colour bar of a picture figure: the marker of its one scatter trace."""
+    return next(t.marker for t in fig.data if t.type == "scatter")
+
+
 def test_every_figure_speaks_the_same_language():
     after_relu = np.abs(np.random.default_rng(0).normal(size=(6, 6, 4)))
     with_negatives = after_relu - 0.5
-    relu_scales = {t.zmin for t in feature_maps(after_relu, "maps").data}
-    assert relu_scales == {0.0}
-    signed_maps = feature_maps(with_negatives, "maps").data
-    assert all(t.zmin == -t.zmax for t in signed_maps)
-    kernels = kernels_grid(np.random.default_rng(1).normal(size=(4, 3, 3, 1)), "kernels").data
-    assert all(t.zmin == -t.zmax < 0 for t in kernels) and kernels[0].showscale
+    relu = bar(feature_maps(after_relu, "maps"))
+    assert relu.cmin == 0.0 and relu.colorscale == bar(feature_maps(after_relu, "again")).colorscale
+    signed = bar(feature_maps(with_negatives, "maps"))
+    assert signed.cmin == -signed.cmax < 0
+    assert signed.colorbar.ticktext[0].endswith("negative")
+    kernels = bar(kernels_grid(np.random.default_rng(1).normal(size=(4, 3, 3, 1)), "kernels"))
+    assert kernels.cmin == -kernels.cmax < 0 and kernels.colorbar.title.text == "weight"
     row = maps_row({"before": with_negatives[..., 0], "after": after_relu[..., 0]}, kind=["signed", "unsigned"]).data
     assert row[0].zmin == -row[0].zmax and row[1].zmin == 0.0
     pixels = values_heatmap(np.full((3, 3), 0.5), kind="pixels", pixel_max=1).data[0]
     assert (pixels.zmin, pixels.zmax) == (0, 1)
+
+
+def test_pictures_colour_values_by_the_scale():
+    style = value_style(np.array([-2.0, 2.0]))
+    rgb = colorize(np.array([[-2.0, 0.0, 2.0, np.nan]]), style)[0].astype(int)
+    assert rgb[0][2] > rgb[0][0]  # the most negative value is blue
+    assert rgb[2][0] > rgb[2][2]  # the most positive red
+    assert abs(int(rgb[1].max()) - int(rgb[1].min())) < 12 and rgb[1].min() > 230  # 0 is (almost) white
+    assert rgb[3].tolist() == [255, 255, 255]  # gaps between maps are white
+    mosaic, corners = tile(np.ones((5, 2, 3)), columns=2)
+    assert mosaic.shape == (3 * 3 - 1, 2 * 4 - 1) and corners[3] == (3, 4) and np.isnan(mosaic[2, 0])
 
 
 def test_colour_channels_share_one_scale_in_their_own_colour():

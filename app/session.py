@@ -1,0 +1,89 @@
+"""Every session-state key, the tab (what a browser refresh keeps) and the one flash-message helper.
+
+A browser tab's working state — dataset, the spec being edited, the active model — lives in one `Tab` object.
+The same object is kept in a server-wide memory under the tab's id, which the URL carries (`?sid=`), so a
+refresh finds it again: changing a field of the tab is all it takes for a refresh to keep it.
+"""
+from __future__ import annotations
+
+import copy
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from cnn.data import SAMPLE
+from cnn.spec import ModelSpec
+
+# ---------------------------------------------------------------------------
+# Keys: every page reads and writes session state through these names only
+# ---------------------------------------------------------------------------
+
+TAB = "tab"  # this browser tab's Tab
+SESSION_ID = "session_id"  # this tab's id, mirrored in the URL as ?sid=
+FLASH = "flash"  # messages for the next page drawn: [(kind, text)]
+PREDICT_INPUT = "predict_input"  # the last image Predict turned into a model input: {x, model, label}
+ACTIVATED = "activated"  # the finished job whose model was last made active (so it happens once)
+GOTO = "goto"  # a page asked for before st.navigation ever ran (see chrome.page_setup)
+SIDEBAR_MODEL = "sidebar_model"  # the sidebar's active-model picker
+# Widget keys a page reads or sets outside its own widgets
+MODELS_PICK = "models_pick"  # the model shown on Models
+MODELS_UPLOADED = "models_uploaded"  # file id of the last model upload handled on Models
+SPEC_IMPORTED = "cfg_imported"  # file id of the last spec upload handled on Configure
+LAYER_IDS = "cfg_layer_ids"  # Configure: one stable id per layer, so widget keys follow a layer when it moves
+TRAIN_NAME = "train_name"  # Train's "Save as" box
+
+
+@dataclass
+class Tab:
+    """What one browser tab is working on; a refresh keeps it."""
+
+    dataset: str = SAMPLE  # dataset name, or a class-folder path chosen on Configure
+    spec: ModelSpec | None = None  # the spec being edited on Configure (set by chrome on first use)
+    active_model: str | None = None  # the registry model Predict, Evaluate and Learn use
+    extra: dict = field(default_factory=dict)  # page-owned values that a refresh keeps too
+
+
+MAX_TABS = 1000  # remembered tabs (a few KB each); the least recently used are forgotten first
+
+
+@st.cache_resource
+def _tabs() -> OrderedDict:
+    """session id → Tab, shared across refreshes (not across server restarts)."""
+    return OrderedDict()
+
+
+def session_id() -> str:
+    """This tab's id: from the URL after a refresh, else new (128 random bits); always written back to the
+    URL so that a refresh finds it."""
+    sid = st.session_state.get(SESSION_ID) or st.query_params.get("sid") or secrets.token_hex(16)
+    st.session_state[SESSION_ID] = sid
+    if st.query_params.get("sid") != sid:
+        st.query_params["sid"] = sid
+    return sid
+
+
+def tab() -> Tab:
+    """This browser tab's Tab. A new session whose URL names a remembered tab (a refresh) continues with a
+    copy of it — a copy, so that a duplicated browser tab does not edit the same spec."""
+    if TAB not in st.session_state:
+        sid = session_id()
+        kept = _tabs().get(sid)
+        st.session_state[TAB] = copy.deepcopy(kept) if kept is not None else Tab()
+    memory, sid = _tabs(), session_id()
+    memory[sid] = st.session_state[TAB]
+    memory.move_to_end(sid)  # least recently used first
+    while len(memory) > MAX_TABS:
+        memory.popitem(last=False)
+    return st.session_state[TAB]
+
+
+def flash(text: str, kind: str = "info") -> None:
+    """Say `text` at the top of the next page drawn (kind: 'success', 'info', 'warning' or 'error')."""
+    st.session_state.setdefault(FLASH, []).append((kind, text))
+
+
+def take_flashes() -> list[tuple[str, str]]:
+    """The pending flash messages, removed."""
+    return st.session_state.pop(FLASH, [])

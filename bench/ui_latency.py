@@ -1,0 +1,282 @@
+"""How fast the app feels, measured in real Chromium against a real `streamlit run` (not a timed test).
+
+    python bench/ui_latency.py [--reference PATH] [--digits 10] [--json]
+
+For this checkout (and, with --reference, another checkout of the project measured the same way in the same
+run, e.g. `git worktree add /tmp/before <commit>`), on a fresh server with a copy of models/mnist-default:
+  1. first Predict visit after the server starts: open the app (Home), click Predict, until the canvas is
+     shown and the page is idle (and, separately, Predict as the very first request of a fresh server);
+  2. draw 10 digits on Predict: mouse-up → the new prediction shown, mouse-up → the open view (Activation
+     maps) updated, and the bytes the server sent for the stroke (websocket frames);
+  3. every page's open time when warm (a click in the sidebar → idle).
+Goals (issue "Feels instant"): prediction median ≤ 300 ms (max ≤ 600 ms), open view ≤ 1 s, every warm page
+≤ 1 s, first Predict visit ≤ 2 s. Host CPU steal is printed: on a shared VM, figures swing with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGES = ["Configure", "Train", "Predict", "Evaluate", "Learn", "Models", "Home"]
+
+
+def ellipse(cx, cy, rx, ry, start=0, end=360, n=24):
+    return [(cx + rx * math.sin(math.radians(a)), cy - ry * math.cos(math.radians(a)))
+            for a in [start + (end - start) * i / n for i in range(n + 1)]]
+
+
+# Polylines in 0…1 of the canvas, one list of strokes per digit.
+DIGITS = {
+    0: [ellipse(0.5, 0.5, 0.2, 0.32)],
+    1: [[(0.5, 0.15), (0.5, 0.85)]],
+    2: [ellipse(0.5, 0.33, 0.18, 0.16, -80, 110, 12) + [(0.3, 0.82), (0.72, 0.82)]],
+    3: [ellipse(0.48, 0.32, 0.18, 0.15, -70, 170, 12) + ellipse(0.48, 0.65, 0.2, 0.18, 10, 220, 12)],
+    4: [[(0.6, 0.15), (0.28, 0.6), (0.75, 0.6)], [(0.6, 0.35), (0.6, 0.88)]],
+    5: [[(0.7, 0.17), (0.35, 0.17), (0.33, 0.45)] + ellipse(0.48, 0.62, 0.2, 0.2, -60, 200, 12)],
+    6: [[(0.6, 0.12), (0.42, 0.35)] + ellipse(0.5, 0.65, 0.18, 0.2, -110, 250, 20)],
+    7: [[(0.27, 0.2), (0.75, 0.2), (0.45, 0.85)]],
+    8: [ellipse(0.5, 0.3, 0.15, 0.15, 180, 540, 16) + ellipse(0.5, 0.66, 0.19, 0.19, 0, 360, 18)],
+    9: [ellipse(0.5, 0.35, 0.18, 0.17, 90, 450, 16) + [(0.68, 0.4), (0.62, 0.86)]],
+}
+
+# In the page: the time of the last mouse-up, and a probe for "this element shows a new value".
+INSTALL = """() => {
+  window.__up = 0;
+  document.addEventListener('mouseup', () => { window.__up = performance.now(); }, true);
+}"""
+INK = r"""(previous) => {
+  // The model input's caption ("… 123 ink pixels") with a count other than `previous`, and a prediction.
+  const texts = [...document.querySelectorAll('[data-testid="stImageCaption"], [data-testid="stCaptionContainer"]')]
+      .map(e => e.textContent);
+  const ink = texts.map(t => t.match(/(\d+) ink pixels/)).find(m => m);
+  const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.textContent.includes('Prediction'));
+  if (!ink || ink[1] === previous || !metric) return false;
+  return {at: performance.now(), ink: ink[1], prediction: metric.querySelector('[data-testid="stMetricValue"]').textContent.trim()};
+}"""
+IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') && performance.now()"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def steal() -> float:
+    """Seconds of CPU the host has stolen from this VM so far (from /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class Server:
+    """`streamlit run` of a checkout on a free loopback port, with a throw-away registry."""
+
+    def __init__(self, root: Path):
+        self.root, self.work = root, Path(tempfile.mkdtemp(prefix="ui-bench-"))
+        shutil.copytree(root / "models" / "mnist-default", self.work / "models" / "mnist-default")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "CNN_MODELS_DIR": str(self.work / "models"), "CNN_CACHE_DIR": str(self.work / "cache"),
+               "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
+            cwd=root, env=env, stdout=(self.work / "log").open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        while time.monotonic() - self.started < 90:
+            try:
+                if urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read().strip() == b"ok":
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the server in {root} did not start: {(self.work / 'log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def idle(page, timeout: float = 120_000) -> None:
+    page.wait_for_timeout(250)
+    page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=timeout)
+
+
+def nav(page, title: str) -> float:
+    """Click a page in the sidebar; seconds until the page has run (the running icon gone)."""
+    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first
+    start = time.perf_counter()
+    link.click()
+    page.wait_for_timeout(150)  # the run starts a moment after the click
+    page.wait_for_function(IDLE, polling="raf", timeout=120_000)
+    return time.perf_counter() - start
+
+
+def first_visit(chromium, root: Path, direct: bool) -> float:
+    """Seconds for the first Predict visit of a fresh server (after opening Home, or as the first request)."""
+    server = Server(root)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1400})
+    try:
+        page = context.new_page()
+        if direct:
+            start = time.perf_counter()
+            page.goto(server.url + "/predict")
+        else:
+            page.goto(server.url)
+            page.get_by_text("Quick start").wait_for(timeout=120_000)
+            idle(page)
+            start = time.perf_counter()
+            page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Predict").first.click()
+        page.wait_for_selector("canvas", timeout=120_000)
+        idle(page)
+        return time.perf_counter() - start
+    finally:
+        context.close()
+        server.stop()
+
+
+def draw(page, strokes) -> None:
+    box = page.locator("canvas").last.bounding_box()
+    for stroke in strokes:
+        (x0, y0), rest = stroke[0], stroke[1:]
+        page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
+        page.mouse.down()
+        for x, y in rest:
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
+        if stroke is not strokes[-1]:
+            page.mouse.up()
+    # the caller releases the last stroke, so that mouse-up is the moment measured
+
+
+def strokes_session(chromium, root: Path, digits: int) -> dict:
+    """Draw `digits` digits on a warm Predict page; per stroke: prediction and view latencies, bytes."""
+    server = Server(root)
+    context = chromium.new_context(viewport={"width": 1400, "height": 1600})
+    received = []
+    try:
+        page = context.new_page()
+        page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(
+            (time.perf_counter(), len(payload) if payload is not None else 0))))
+        page.goto(server.url)
+        page.get_by_text("Quick start").wait_for(timeout=120_000)
+        idle(page)
+        warm = {}
+        for title in PAGES:  # every page once to warm it, then once more to measure it warm
+            nav(page, title)
+        for title in PAGES:
+            warm[title] = nav(page, title)
+        nav(page, "Predict")
+        page.wait_for_selector("canvas", timeout=120_000)
+        page.evaluate(INSTALL)
+        rows, previous = [], ""
+        for n in range(digits):
+            digit = n % 10
+            reset = page.get_by_role("button", name="Reset canvas & history")
+            if reset.count():
+                reset.first.click()
+                idle(page)
+            draw(page, DIGITS[digit])
+            before = len(received)
+            page.mouse.up()
+            shown = page.wait_for_function(INK, arg=previous, polling="raf", timeout=60_000).json_value()
+            done = page.wait_for_function(
+                f"() => {{ const t = [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+                f".map(e => e.textContent).find(t => t.includes('{shown['ink']} ink pixels)'));"
+                f" return (t || document.querySelectorAll('[data-testid=\"stTabs\"]').length) && "
+                f"!document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]') && performance.now(); }}",
+                polling="raf", timeout=60_000).json_value()
+            up = page.evaluate("() => window.__up")
+            page.wait_for_timeout(400)  # let the last frames of this stroke arrive
+            rows.append({"digit": digit, "predicted": shown["prediction"], "prediction_ms": shown["at"] - up,
+                         "view_ms": done - up, "bytes": sum(size for _, size in received[before:])})
+            previous = shown["ink"]
+        return {"warm_pages_s": warm, "strokes": rows}
+    finally:
+        context.close()
+        server.stop()
+
+
+def summarise(label: str, root: Path, chromium, digits: int) -> dict:
+    steal_start = steal()
+    result = {"label": label, "root": str(root),
+              "first_predict_after_home_s": first_visit(chromium, root, direct=False),
+              "first_predict_direct_s": first_visit(chromium, root, direct=True),
+              **strokes_session(chromium, root, digits)}
+    strokes = result["strokes"]
+    result["prediction_ms"] = {"median": statistics.median(r["prediction_ms"] for r in strokes),
+                               "max": max(r["prediction_ms"] for r in strokes)}
+    result["view_ms"] = {"median": statistics.median(r["view_ms"] for r in strokes),
+                         "max": max(r["view_ms"] for r in strokes)}
+    result["bytes_per_stroke"] = statistics.median(r["bytes"] for r in strokes)
+    result["right"] = sum(str(r["digit"]) == r["predicted"] for r in strokes)
+    result["cpu_steal_s"] = steal() - steal_start
+    return result
+
+
+def report(results: list[dict]) -> None:
+    ours = results[0]
+    reference = results[1] if len(results) > 1 else None
+
+    def line(name, key, fmt, goal, pick=lambda r, k: r[k]):
+        value = pick(ours, key)
+        text = f"{name:<40} {fmt.format(value):>12}   goal {goal}"
+        if reference is not None:
+            before = pick(reference, key)
+            text += f"   before {fmt.format(before):>10}   ratio {value / before:.2f}" if before else ""
+        print(text)
+
+    print(f"\nCNN Studio in Chromium — {ours['root']} (host CPU steal during the run: {ours['cpu_steal_s']:.1f} s)")
+    line("prediction shown, median (ms)", "prediction_ms", "{:.0f}", "≤ 300", lambda r, k: r[k]["median"])
+    line("prediction shown, max (ms)", "prediction_ms", "{:.0f}", "≤ 600", lambda r, k: r[k]["max"])
+    line("open view updated, median (ms)", "view_ms", "{:.0f}", "≤ 1000", lambda r, k: r[k]["median"])
+    line("open view updated, max (ms)", "view_ms", "{:.0f}", "≤ 1000", lambda r, k: r[k]["max"])
+    line("bytes sent per stroke (median)", "bytes_per_stroke", "{:,.0f}", "small")
+    line("first Predict visit, from Home (s)", "first_predict_after_home_s", "{:.2f}", "≤ 2")
+    line("first Predict visit, first request (s)", "first_predict_direct_s", "{:.2f}", "(for reference)")
+    for title in PAGES:
+        line(f"warm page open: {title} (s)", "warm_pages_s", "{:.2f}", "≤ 1", lambda r, k, t=title: r[k][t])
+    print(f"digits recognised: {ours['right']} of {len(ours['strokes'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", type=Path, help="another checkout of the project, measured the same way")
+    parser.add_argument("--digits", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        results = [summarise("this checkout", ROOT, chromium, args.digits)]
+        if args.reference:
+            results.append(summarise("reference", args.reference.resolve(), chromium, args.digits))
+        chromium.close()
+    if args.json:
+        print(json.dumps(results, indent=2))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Saving is exclusive and crash-safe: two processes (or threads) saving one name — exactly one gets it, the
+other's model is kept under a free name or refused before writing, never lost; kill -9 during a save leaves
+no half-written model listed, and start-up clean-up removes its temporaries."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from cnn import registry as reg
+from tests.conftest import ROOT
+
+SAVER = r"""
+import json, sys, time
+from cnn.builder import build_model
+from cnn.errors import RegistryError
+from cnn.registry import save_model
+from cnn.spec import Conv2D, Flatten, ModelSpec
+
+filters, rounds, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+spec = ModelSpec(layers=[Conv2D(filters, 3), Flatten()])
+model = build_model(spec)
+print("ready", flush=True)
+if mode == "forever":  # save one model after another until killed
+    i = 0
+    while True:
+        save_model(f"k-{i}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken="rename")
+        i += 1
+start, interval = map(float, sys.stdin.readline().split())
+for r in range(rounds):
+    time.sleep(max(0.0, start + r * interval - time.time()))
+    if_taken = "rename" if r % 2 == 0 else "error"
+    try:
+        info = save_model(f"race-{r}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken=if_taken)
+        print(json.dumps({"round": r, "name": info.name, "params": info.params}), flush=True)
+    except RegistryError as exc:
+        print(json.dumps({"round": r, "refused": str(exc)}), flush=True)
+"""
+
+
+def start_saver(registry, *args):
+    env = {**os.environ, "CNN_MODELS_DIR": str(registry), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-c", SAVER, *map(str, args)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    return proc
+
+
+def test_two_processes_saving_one_name_exactly_one_gets_it(registry):
+    rounds = 8
+    savers = {2: start_saver(registry, 2, rounds, "race"), 3: start_saver(registry, 3, rounds, "race")}
+    start = time.time() + 1.0
+    for proc in savers.values():
+        proc.stdin.write(f"{start} 1.5\n")
+        proc.stdin.flush()
+    results = {}
+    for filters, proc in savers.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results[filters] = {r["round"]: r for r in map(json.loads, out.splitlines())}
+    params = {f: reg.model_info(next(r["name"] for r in results[f].values() if "name" in r)).params for f in (2, 3)}
+    outcomes = []
+    for r in range(rounds):
+        got = {f: results[f][r] for f in (2, 3)}
+        winners = [f for f in got if got[f].get("name") == f"race-{r}"]
+        assert len(winners) == 1, got  # exactly one takes the name
+        loser = got[5 - winners[0]]
+        if "name" in loser:  # kept under a free name, intact
+            assert loser["name"] == f"race-{r}-2" and reg.model_info(loser["name"]).params == params[5 - winners[0]]
+            outcomes.append("renamed")
+        else:  # refused before writing anything ("error" rounds when the name was already taken)
+            assert r % 2 == 1 and "already exists" in loser["refused"]
+            outcomes.append("refused")
+        assert reg.model_info(f"race-{r}").params == params[winners[0]]
+    print(f"\n{rounds} rounds: the name went to exactly one saver each time; the other was {outcomes}")
+    assert sorted(p.name for p in registry.iterdir() if p.name.startswith(".")) == []
+
+
+def test_two_threads_saving_one_name(registry, small_spec):
+    from cnn.builder import build_model
+
+    models = [build_model(small_spec) for _ in range(4)]
+    barrier, names = threading.Barrier(len(models)), [None] * len(models)
+
+    def save(i):
+        barrier.wait()
+        names[i] = reg.save_model("same", models[i], small_spec, {}, {"epochs": i}, if_taken="rename").name
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(len(models))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(names) == ["same", "same-2", "same-3", "same-4"]
+    assert sorted(reg.model_info(n).epochs for n in names) == [0, 1, 2, 3]  # four models, none replaced
+
+
+def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
+    from cnn.housekeeping import clean_up_at_start
+
+    rng, left_behind = random.Random(0), 0
+    for _ in range(3):
+        proc = start_saver(registry, 2, 0, "forever")
+        time.sleep(rng.uniform(0.3, 1.5))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close(), proc.stderr.close(), proc.stdin.close()
+        temporaries = [p for p in registry.iterdir() if p.name.startswith(".tmp-")]
+        left_behind += len(temporaries)
+        for info in reg.list_models():  # every listed model is whole
+            assert info.usable and not info.damaged, info.problems
+            assert all((info.path / f).is_file() for f in reg.FILES)
+        removed = clean_up_at_start()
+        assert sorted(removed) == sorted(temporaries)
+        assert not [p for p in registry.iterdir() if p.name.startswith(".")]
+    assert left_behind >= 1  # the kills did land inside saves
+    assert reg.load_model(reg.list_models()[-1].name) is not None
+
+
+def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained):
+    from cnn.train import evaluate_and_save, saved_as_message
+
+    result, spec, data = trained
+    reg.save_model("mine", result.model, spec, {}, {"epochs": 1})  # another run took the name meanwhile
+    _, info = evaluate_and_save(result, spec, data, name="mine")
+    assert info.name == "mine-2" and reg.model_info("mine").epochs == 1
+    assert saved_as_message("mine", info.name) == ("the name 'mine' was taken by another model while this one "
+                                                   "trained, so it was saved as 'mine-2'")
+    assert saved_as_message("mine", "mine") == "saved as 'mine'"

@@ -564,6 +564,10 @@ def distance_bars(class_names, distances, typical: dict) -> go.Figure:
     fig.update_layout(xaxis={"type": "category", "title": "class centre"},
                       yaxis={"title": "distance in feature space", "rangemode": "tozero"}, height=300,
                       margin={"l": 50, "r": 10, "t": 20, "b": 40})
+    return fig
+
+
+# ---------------------------------------------------------------------------
 # What the network learned (cnn.features): filter grids, top patches, the embedding map, the training film
 # ---------------------------------------------------------------------------
 

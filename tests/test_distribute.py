@@ -71,6 +71,9 @@ def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, r
     assert "status=completed chief=True saved=distributed batches=16" in results[0][1]  # 2 epochs × 8 steps
     assert "status=completed chief=False saved=None batches=16" in results[1][1]
     assert [i.name for i in list_models()] == ["distributed"]  # one model, from the chief
+    saved = list_models()[0].path
+    # The film callback (weights each epoch) ran under the strategy; calibration ran on the chief.
+    assert (saved / "film.npz").is_file() and (saved / "calibration.json").is_file()
 
     # Both workers end with identical weights…
     w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))

@@ -1,4 +1,4 @@
-"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,calibrate,export-script}.
+"""The command line: python -m cnn {presets,datasets,models,train,evaluate,predict,calibrate,export-script,export}.
 
 Bad arguments or files print one line naming the problem and exit with status 2 (1 for failed training).
 """
@@ -146,10 +146,21 @@ def cmd_train(args):
         fail(f"unknown preset {args.preset!r}; choose one of {', '.join(PRESETS)}")
     else:
         spec = preset(args.preset)
+    strategy_kind = args.strategy or ("multi-worker" if args.workers else "one")
+    if (args.workers is None) != (args.worker_index is None):
+        fail("--workers and --worker-index go together: the same --workers list on every worker, and each "
+             "worker's own --worker-index (0 is the chief, which saves)")
+    if args.workers is not None and strategy_kind != "multi-worker":
+        fail(f"--workers is for --strategy multi-worker, not {strategy_kind!r}")
     tf_ready()
+    from cnn.distribute import make_strategy, parse_workers, set_tf_config, worker_position
     from cnn.data import load_dataset
     from cnn.train import saved_as_message, train_and_save
 
+    if args.workers is not None:
+        set_tf_config(parse_workers(args.workers), args.worker_index)
+    strategy = make_strategy(strategy_kind)  # before TensorFlow runs anything else (multi-worker needs that)
+    index, workers = worker_position(strategy)
     dataset = load_dataset(args.dataset, limit=args.limit)
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -166,11 +177,15 @@ def cmd_train(args):
 
     validate(spec)  # out-of-range flags get the spec's own message before any training
     need = check_memory(spec, dataset)  # and a run that cannot fit in memory is refused now, not killed later
+    where = f" as worker {index} of {workers}" if workers > 1 else ""
     print(f"training {spec.preset} on {dataset.name} ({dataset.num_train:,} train / {dataset.num_test:,} test "
-          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s); memory needed {need.text()}",
+          f"images, from {dataset.source}) for {spec.train.epochs} epoch(s){where}; memory needed {need.text()}",
           file=sys.stderr)
     result, evaluation, info = train_and_save(spec, dataset, name=args.name, on_progress=ProgressBar(),
-                                              film=not args.no_film)
+                                              strategy=strategy, film=not args.no_film)
+    if not result.chief and result.status != "failed":
+        print(f"worker {index} of {workers}: {result.message}; the chief (worker 0) evaluates and saves the model")
+        return
     if info is None:
         fail(result.message, code=1)
     print(f"{result.message}; test accuracy {evaluation.accuracy:.4f}, loss {evaluation.loss:.4f} on "
@@ -318,7 +333,29 @@ def cmd_export_script(args):
         print(script, end="")
 
 
+def cmd_export(args):
+    from cnn.export import available_formats
+    from cnn.registry import model_info
+
+    reason = available_formats()[args.format]
+    if reason:
+        fail(f"{args.format} export is not available here: {reason}")
+    model_info(args.name)  # fails fast, before TensorFlow loads
+    tf_ready()
+    from cnn.export import export_model
+
+    if args.output and not Path(args.output).parent.is_dir():
+        fail(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist")
+    report = export_model(args.name, args.format, args.output, limit=args.limit)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    if not report.passed:
+        fail(f"the {args.format} export does not meet its bar ({report.criterion}); the file was kept at "
+             f"{report.path} for inspection", code=1)
+
+
 def build_parser() -> Parser:
+    from cnn.distribute import STRATEGIES
+    from cnn.export import FORMATS
     from cnn.preprocess import INVERT_CHOICES
 
     parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
@@ -342,6 +379,12 @@ def build_parser() -> Parser:
     p.add_argument("--name", help="registry name (default: <preset>-<dataset>)")
     p.add_argument("--no-film", action="store_true",
                    help="do not film training (film.npz: kernels, probe activations, weight histograms per epoch)")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="one: this process (default); mirrored: every GPU here; multi-worker: one process per "
+                        "machine, the cluster read from TF_CONFIG or given by --workers")
+    p.add_argument("--workers", help="multi-worker cluster host:port,host:port,… (the same on every worker; "
+                                     "writes TF_CONFIG)")
+    p.add_argument("--worker-index", type=int, help="this worker's place in --workers (0 = the chief, which saves)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, loss and confusion matrix on a test split")
@@ -373,6 +416,17 @@ def build_parser() -> Parser:
     p.add_argument("name")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(run=cmd_export_script)
+
+    p = sub.add_parser("export", help="write a model for deployment (Keras, SavedModel, TFLite, int8 TFLite, ONNX) "
+                                      "and check it with its own runtime on test images")
+    p.add_argument("name")
+    p.add_argument("--format", required=True, choices=tuple(FORMATS),
+                   help="; ".join(f"{k}: {v[1]}" for k, v in FORMATS.items()))
+    p.add_argument("--output", "-o", help="where to write (default: ./NAME.keras, ./NAME.savedmodel/, ./NAME.tflite, "
+                                          "./NAME-int8.tflite, ./NAME.onnx)")
+    p.add_argument("--limit", type=positive, help="check on the first N test images (default: the whole test split)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=cmd_export)
     return parser
 
 

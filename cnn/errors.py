@@ -33,5 +33,9 @@ class TrainingError(CnnError):
     """Training that cannot start or cannot go on (e.g. data that does not fit the model)."""
 
 
+class ExportError(CnnError):
+    """An export that cannot be written or checked here (e.g. a format whose converter is not installed)."""
+
+
 class EmptyImageError(ImageError):
     """An image with nothing drawn on it: there is nothing to predict."""

@@ -335,16 +335,23 @@ def _crop_to_ink(gray: np.ndarray) -> tuple[np.ndarray, str]:
     mask = strength >= NOISE_FLOOR - 0.5
     if not mask.any():
         return gray, "no ink above the noise floor: kept the whole image"
-    (top, bottom, left, right), specks = _find_ink_box(strength * mask, mask)
+    (top, bottom, left, right), specks, edges = _find_ink_box(strength * mask, mask)
     cropped = gray[top:bottom, left:right]
     note = f"cropped to the ink's bounding box: {right - left}×{bottom - top} px at ({left}, {top})"
     if specks:
         note += f"; ignored {specks} isolated speck{'s' if specks > 1 else ''}"
+    if edges:
+        note += f"; ignored {edges} mark{'s' if edges > 1 else ''} along the picture's edge (paper edge, desk or shadow)"
     return cropped, note
 
 
-def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, int, int], int]:
-    """(top, bottom, left, right) of the main ink and how many isolated specks were left out."""
+EDGE_MARK_LENGTH = 0.25  # a mark covering this share of one side of the picture lies along its edge
+EDGE_MARK_SHARE = 0.02  # other ink outweighing this share of all ink makes marks along the edge ignorable
+
+
+def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, int, int], int, int]:
+    """(top, bottom, left, right) of the main ink, how many isolated specks and how many marks along the
+    picture's edge were left out."""
     height, width = mask.shape
     # Work on a ≤64-cell grid (block = k×k pixels): specks are judged per cell, and labelling stays cheap.
     block = max(1, math.ceil(max(height, width) / 64))
@@ -357,12 +364,31 @@ def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, i
     grown = ndimage.binary_dilation(grid, structure=_EIGHT_NEIGHBOURS)
     labels, count = ndimage.label(grown, structure=_EIGHT_NEIGHBOURS)
     weights = np.bincount(labels.ravel(), weights=grid_mass.ravel(), minlength=count + 1)[1:]
+    # Marks lying along the picture's edge (a camera frame's paper edge, desk or shadow) are not the drawing
+    # when real ink lies elsewhere; a stroke that merely reaches the edge is not such a mark.
+    at_edge = _along_edge(labels, grid, count)
+    edges = 0
+    if at_edge.any() and weights[~at_edge].max(initial=0) > EDGE_MARK_SHARE * weights.sum():
+        edges = int(np.count_nonzero(at_edge & (weights > 0)))
+        weights = np.where(at_edge, 0.0, weights)
     keep = _select_components(labels, count, weights)
     kept = np.isin(labels, keep + 1)
     full = np.repeat(np.repeat(kept, block, axis=0), block, axis=1)[:height, :width] & mask
     ys, xs = np.flatnonzero(full.any(axis=1)), np.flatnonzero(full.any(axis=0))
     specks = int(np.count_nonzero(weights > 0)) - len(keep)
-    return (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1), specks
+    return (int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1), specks, edges
+
+
+def _along_edge(labels: np.ndarray, grid: np.ndarray, count: int) -> np.ndarray:
+    """Which components lie along the picture's edge: their ink covers EDGE_MARK_LENGTH of one side, or
+    reaches two opposite sides (a line across the picture, e.g. a desk's edge once lighting is flattened)."""
+    sides = []
+    for side_labels, side_ink in ((labels[0], grid[0]), (labels[-1], grid[-1]), (labels[:, 0], grid[:, 0]),
+                                  (labels[:, -1], grid[:, -1])):
+        sides.append(np.bincount(side_labels[side_ink], minlength=count + 1)[1:] / len(side_labels))
+    top, bottom, left, right = sides
+    covers = np.max(sides, axis=0) >= EDGE_MARK_LENGTH
+    return covers | ((top > 0) & (bottom > 0)) | ((left > 0) & (right > 0))
 
 
 def _select_components(labels: np.ndarray, count: int, weights: np.ndarray) -> np.ndarray:

@@ -50,6 +50,7 @@ class TrainResult:
     status: str  # 'completed', 'stopped' (on request) or 'failed' (e.g. NaN loss)
     message: str  # one sentence for people
     seconds: float
+    chief: bool = True  # False on the non-chief workers of a multi-worker run: they do not save
 
 
 def make_optimizer(config: TrainConfig, total_steps: int):
@@ -101,6 +102,12 @@ def split_validation(x, y, share: float, seed: int):
     return (x[fit], y[fit]), (x[val], y[val])
 
 
+def current_learning_rate(optimizer) -> float:
+    """The optimizer's learning rate at its current step (under a strategy the value is a mirrored variable)."""
+    value = getattr(optimizer.learning_rate, "value", optimizer.learning_rate)
+    return float(value.numpy() if hasattr(value, "numpy") else value)
+
+
 def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: float):
     """A Keras callback that reports at most every `interval` s, stops on request and stops on NaN."""
     import keras
@@ -124,7 +131,7 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
             done = (self.epoch - 1) * batches + batch
             eta = elapsed / done * (epochs * batches - done) if done else math.nan
             metrics = {k: float(v) for k, v in (logs or {}).items()}
-            lr = float(self.model.optimizer.learning_rate)
+            lr = current_learning_rate(self.model.optimizer)
             report = Progress(self.epoch, epochs, batch, batches, metrics, lr, elapsed, eta, phase)
             if phase == "batch":
                 self.curve["step"].append(round(report.step, 4))
@@ -152,12 +159,117 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
         def on_epoch_end(self, epoch, logs=None):
             # Keras's History callback runs after this one, so these land in the history too.
             logs["seconds"] = round(time.monotonic() - self.epoch_start, 3)
-            logs["lr"] = float(self.model.optimizer.learning_rate)
+            logs["lr"] = current_learning_rate(self.model.optimizer)
             if self.failure is None:
                 self.good_weights = self.model.get_weights()
                 self.report(batches, logs, "epoch")
 
     return Reporter()
+
+
+def make_steps(model, strategy):
+    """(train_step, eval_step): compiled steps that run on every replica of `strategy` and return the
+    sums [loss, correct, images, stop requests] over all replicas (all workers), one all-reduce per step.
+
+    Keras 3's `fit` cannot run under MultiWorkerMirroredStrategy ("unsupported type … PerReplica",
+    keras-team/keras#20585), so every strategy, the default one included, trains through this step: the
+    per-image losses are summed and divided by the global batch size (`tf.nn.compute_average_loss`), so the
+    optimizer's all-reduced (summed) gradients are those of the mean loss over the whole global batch.
+    """
+    import keras
+    import tensorflow as tf
+
+    def replica_train(images, labels, global_size, stop_flag):
+        with tf.GradientTape() as tape:
+            probs = model(images, training=True)  # augmentation and dropout act here
+            per_image = keras.losses.sparse_categorical_crossentropy(labels, probs)
+            loss = tf.nn.compute_average_loss(per_image, global_batch_size=global_size)
+            if model.losses:  # weight penalties, once per global batch
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(loss, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return sums(per_image, probs, labels, stop_flag)
+
+    def replica_eval(images, labels):
+        probs = model(images, training=False)
+        per_image = keras.losses.sparse_categorical_crossentropy(labels, probs)
+        return sums(per_image, probs, labels, tf.constant(0.0))
+
+    def sums(per_image, probs, labels, stop_flag):
+        # [loss sum, correct, images, stop flag]: one small vector, reduced in one collective.
+        correct = tf.equal(tf.argmax(probs, axis=-1), tf.cast(labels, tf.int64))
+        return tf.stack([tf.reduce_sum(per_image), tf.reduce_sum(tf.cast(correct, tf.float32)),
+                         tf.cast(tf.shape(labels)[0], tf.float32), stop_flag])
+
+    @tf.function
+    def train_step(iterator, global_size, stop_flag):
+        # next() inside the graph, as Keras's own train_function does: no Python between batches.
+        images, labels = next(iterator)
+        out = strategy.run(replica_train, args=(images, labels, global_size, stop_flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(images, labels):
+        out = strategy.run(replica_eval, args=(images, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, out, axis=None)
+
+    return train_step, eval_step
+
+
+def distribute(strategy, data):
+    """`data` split across the strategy's replicas: every worker reads the same seeded pipeline and keeps its
+    slice of each global batch (auto-shard policy DATA), so the replicas together see exactly the batches a
+    single process would, in the same order."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(data.with_options(options))
+
+
+def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size: int, epochs: int,
+                callbacks, stop) -> bool:
+    """The training loop: `epochs` epochs of ceil(fit_count / batch_size) steps, driving `callbacks` (a
+    keras.callbacks.CallbackList) exactly as `model.fit` does. Returns whether it stopped before the end."""
+    import tensorflow as tf
+
+    from cnn.distribute import is_multi_worker
+
+    train_step, eval_step = make_steps(model, strategy)
+    batches = math.ceil(fit_count / batch_size)
+    iterator = iter(distribute(strategy, fit_data))  # one iterator for the whole run (see make_train_data)
+    val_batches = distribute(strategy, val_data) if val_data is not None else None
+    # Workers must take every decision to stop together: a request made on one of them (a callback setting
+    # model.stop_training, the stop event) rides on the next step's all-reduce and stops all after that step.
+    together = is_multi_worker(strategy)
+    model.stop_training, agreed = False, False
+    logs: dict = {}
+    callbacks.on_train_begin()
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        total = np.zeros(3)  # loss sum, correct, images of this epoch so far
+        for batch in range(batches):
+            callbacks.on_train_batch_begin(batch)
+            size = min(batch_size, fit_count - batch * batch_size)  # the last batch of an epoch is smaller
+            asked = float(bool(model.stop_training) or (stop is not None and stop.is_set())) if together else 0.0
+            out = train_step(iterator, tf.constant(size, tf.int64), tf.constant(asked)).numpy()
+            total += out[:3]
+            logs = {"loss": total[0] / total[2], "accuracy": total[1] / total[2]}
+            callbacks.on_train_batch_end(batch, logs)
+            # A non-finite loss is the same on every worker (it is reduced), so it stops all at once.
+            agreed = out[3] > 0 or not math.isfinite(logs["loss"]) or (model.stop_training and not together)
+            if agreed:
+                model.stop_training = True
+                break
+        logs = dict(logs)
+        if val_batches is not None:
+            sums = sum(eval_step(images, labels).numpy() for images, labels in val_batches)
+            logs.update(val_loss=sums[0] / sums[2], val_accuracy=sums[1] / sums[2])
+        callbacks.on_epoch_end(epoch, logs)
+        if agreed or (model.stop_training and not together):  # one process also stops on epoch-end requests
+            break
+    callbacks.on_train_end(logs)
+    return bool(agreed)
 
 
 def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, on_progress=None,
@@ -166,8 +278,10 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
 
     on_progress(Progress) is called at most every `progress_interval` seconds and at each epoch end;
     `stop` (anything with is_set(), e.g. threading.Event) ends training after the current batch and
-    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None); `callbacks` are
-    extra Keras callbacks (e.g. a benchmark's clock).
+    keeps the weights; `strategy` is a tf.distribute strategy (the default one if None; see
+    cnn.distribute.make_strategy); `callbacks` are extra Keras callbacks (e.g. a benchmark's clock), driven
+    as `model.fit` drives them. Under a multi-worker strategy every worker calls train() with the same
+    arguments; TrainResult.chief says which one should save.
     """
     from cnn.memory import check_memory
 
@@ -183,24 +297,23 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     import tensorflow as tf
 
     from cnn.builder import build_model
+    from cnn.distribute import is_chief, is_multi_worker
 
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
     if dataset.streamed:
-        fit_data = dataset.train_stream.shuffle(4096, seed=config.seed).batch(config.batch_size)
-        fit_data = fit_data.prefetch(tf.data.AUTOTUNE)
-        val_data = (dataset.x_test, dataset.y_test)
         fit_count = dataset.num_train
-        fit_args = {"shuffle": False}  # the stream shuffles itself
+        fit_data = dataset.train_stream.shuffle(4096, seed=config.seed).batch(config.batch_size)
+        fit_data = fit_data.repeat().prefetch(tf.data.AUTOTUNE)  # one pass = one epoch of fit_count images
+        val_data = make_eval_data(dataset.x_test, dataset.y_test)
     else:
         (x, y), val_data = split_validation(dataset.x_train, dataset.y_train, config.validation_split, config.seed)
         fit_count = len(y)
         if fit_count == 0:
             raise TrainingError(f"{dataset.name} has no training images left after the validation split")
-        fit_data, steps = make_train_data(x, y, config.batch_size, config.seed)
+        fit_data, _ = make_train_data(x, y, config.batch_size, config.seed)
         val_data = make_eval_data(*val_data) if val_data is not None else None
-        fit_args = {"steps_per_epoch": steps, "shuffle": False}  # the pipeline shuffles itself
     if fit_count == 0:
         raise TrainingError(f"{dataset.name} has no training images")
     batches = math.ceil(fit_count / config.batch_size)
@@ -210,11 +323,16 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
         model = build_model(spec)
         model.compile(optimizer=make_optimizer(config, batches * config.epochs),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        # Optimizer slots made now, under the strategy, not lazily inside the first distributed step.
+        model.optimizer.build(model.trainable_variables)
     reporter = _progress_callback(on_progress, stop, config.epochs, batches, progress_interval)
+    logbook = keras.callbacks.History()  # last, so it records what the others add to the epoch's logs
+    callback_list = keras.callbacks.CallbackList([reporter, *callbacks, logbook], model=model, verbose=0,
+                                                 epochs=config.epochs, steps=batches)
     start = time.monotonic()
     try:
-        fit = model.fit(fit_data, epochs=config.epochs, validation_data=val_data, verbose=0,
-                        callbacks=[reporter, *callbacks], **fit_args)
+        ended_early = _run_epochs(model, strategy, fit_data, val_data, fit_count, config.batch_size, config.epochs,
+                                  callback_list, stop)
     except tf.errors.ResourceExhaustedError:
         raise TrainingError("out of memory: use a smaller batch size or fewer filters/units") from None
     except tf.errors.InvalidArgumentError as exc:  # e.g. a streamed image TensorFlow cannot decode
@@ -222,16 +340,17 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                             f"({exc.message.splitlines()[0][:160]}); check the dataset's images") from None
     seconds = time.monotonic() - start
 
-    history = {k: [float(v) for v in values] for k, values in fit.history.items()}
+    history = {k: [float(v) for v in values] for k, values in logbook.history.items()}
     history["epoch"] = list(range(1, len(history.get("loss", [])) + 1))
     history["batches"] = reporter.curve
+    chief = is_chief(strategy)
     if reporter.failure:
-        return TrainResult(model, history, "failed", reporter.failure, seconds)
-    if reporter.stopped:
+        return TrainResult(model, history, "failed", reporter.failure, seconds, chief)
+    if reporter.stopped or (ended_early and is_multi_worker(strategy)):  # a worker whose peer was asked to stop
         return TrainResult(model, history, "stopped",
-                           f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds)
-    return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s", seconds)
-
+                           f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds, chief)
+    return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s",
+                       seconds, chief)
 
 
 def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
@@ -278,8 +397,9 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
     """Train, calibrate, evaluate on the test split and save to the registry: (TrainResult, Evaluation,
     ModelInfo). on_calibration_progress(done, total or None) reports the calibration's training images.
 
-    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None). `keep(result)` is
-    called as soon as training ends, before evaluation (so a caller holds the weights whatever follows).
+    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None); nor is the run of a
+    non-chief worker (result.chief is False: the chief saves). `keep(result)` is called as soon as training
+    ends, before evaluation (so a caller holds the weights whatever follows).
     `film`: True films training (cnn.features.FilmRecorder, saved as film.npz), False does not, or a
     FilmRecorder of the caller's own (a TrainingJob's, to show the frames live).
     """
@@ -293,7 +413,7 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
                    callbacks=tuple(callbacks) if film is None else (*callbacks, film))
     if keep is not None:
         keep(result)
-    if result.status == "failed":
+    if result.status == "failed" or not result.chief:
         return result, None, None
     evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite,
                                          on_calibration_progress, film)

@@ -111,6 +111,7 @@ class JobQueue:
             ticket = Ticket(owner, tab, spec, dataset, name, memory, seconds, queue=self)
             self._waiting.append(ticket)
             self._latest[(owner, tab)] = ticket
+            self._forget_old()
             self._dispatch()
             return ticket
 
@@ -118,6 +119,14 @@ class JobQueue:
         """The latest ticket of this workspace's tab (only ever looked up with both)."""
         with self._lock:
             return self._latest.get((owner, tab))
+
+    def _forget_old(self, keep_seconds: float = 3600) -> None:
+        """Forget tickets of tabs whose job ended more than an hour ago (their models are saved)."""
+        now = time.time()
+        for key, ticket in list(self._latest.items()):
+            snap = ticket.snapshot()
+            if not snap.running and (snap.finished or ticket.submitted) < now - keep_seconds:
+                del self._latest[key]
 
     def cancel(self, ticket: Ticket) -> None:
         with self._lock:

@@ -1,9 +1,14 @@
 """Cached loaders, shared by every visitor of this server process (read-only use only).
 
-Models are cached by name and model-file time, so a retrained or replaced model is loaded again; per-model
-results (evaluations, dead-filter reports, learning steps) likewise.
+Models are cached by folder and model-file time, so a retrained or replaced model is loaded again; per-model
+results (evaluations, dead-filter reports, learning steps) likewise. The big caches are bounded by the bytes
+they hold, not only by how many things they hold (settings below), so an idle server stays small.
 """
 from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
 
 import streamlit as st
 
@@ -12,25 +17,113 @@ from cnn.data import CATALOG, STAND_INS
 from cnn.errors import DatasetError
 from cnn.spec import ModelSpec, preset
 
+MB = 2 ** 20
 
-@st.cache_resource(max_entries=8, show_spinner="Loading model…")
-def _model(path: str, mtime: float, _info):
-    return registry.load_model(_info)
+
+def _megabytes(name: str, default: int) -> int:
+    try:
+        return int(float(os.environ.get(name, default)) * MB)
+    except ValueError:
+        return default * MB
+
+
+class SizedCache:
+    """Least-recently-used values whose total size (`sizeof`, in bytes) stays under `limit`; the newest value
+    is always kept. Thread-safe: one value is made once even when several visitors ask for it at once."""
+
+    def __init__(self, limit: int, sizeof):
+        self.limit, self.sizeof = limit, sizeof
+        self._items: OrderedDict = OrderedDict()  # key → (value, bytes)
+        self._lock = threading.Lock()
+        self._making: dict = {}  # key → the lock of whoever is making it
+
+    def get(self, key, make, spinner: str | None = None):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                if key in self._items:  # made by another visitor while this one waited
+                    return self._items[key][0]
+            if spinner:
+                with st.spinner(spinner):
+                    value = make()
+            else:
+                value = make()
+            self._put(key, value)
+            return value
+
+    def _put(self, key, value) -> None:
+        with self._lock:
+            self._items[key] = (value, int(self.sizeof(value)))
+            self._items.move_to_end(key)
+            self._making.pop(key, None)
+            while len(self._items) > 1 and self.nbytes > self.limit:
+                self._items.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(size for _, size in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def _model_bytes(keras_model) -> int:
+    # Weights, plus what Keras and TensorFlow keep per loaded model (graphs, traced functions): ~20 MB measured.
+    return sum(int(w.numpy().nbytes) for w in keras_model.weights) * 2 + 20 * MB
+
+
+def _dataset_bytes(data) -> int:
+    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    return sum(a.nbytes for a in arrays if a is not None)
+
+
+def _result_bytes(result) -> int:
+    import numpy as np
+
+    if isinstance(result, list):  # a dead-filter report
+        return sum(_result_bytes(r) for r in result) + 1000
+    if isinstance(result, dict):
+        return sum(v.nbytes for v in result.values() if isinstance(v, np.ndarray)) + 1000
+    return sum(v.nbytes for v in vars(result).values() if isinstance(v, np.ndarray)) + 1000
+
+
+@st.cache_resource
+def _caches() -> dict:
+    """The process's bounded caches (settings in MB: CNN_CACHE_MODELS_MB, CNN_CACHE_DATASETS_MB,
+    CNN_CACHE_RESULTS_MB)."""
+    return {"models": SizedCache(_megabytes("CNN_CACHE_MODELS_MB", 300), _model_bytes),
+            "datasets": SizedCache(_megabytes("CNN_CACHE_DATASETS_MB", 600), _dataset_bytes),
+            "results": SizedCache(_megabytes("CNN_CACHE_RESULTS_MB", 300), _result_bytes)}
 
 
 def model(name: str):
     """The keras.Model saved as `name` (in this visitor's registry), loaded again whenever its file changes.
     Cached by folder: two workspaces may each hold a model of one name."""
-    info = registry.model_info(name)
-    return _model(str(info.path), info.mtime, info)
+    return model_of(registry.model_info(name))
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading dataset…")
+def model_of(info: registry.ModelInfo):
+    """The keras.Model of a ModelInfo, cached by its folder and model-file time."""
+    return _caches()["models"].get((str(info.path), info.mtime), lambda: registry.load_model(info),
+                                   spinner=f"Loading model {info.name}…")
+
+
 def dataset(name: str):
-    """cnn.data.load_dataset(name), loaded once per process."""
+    """cnn.data.load_dataset(name), loaded once (while it stays in the cache)."""
     from cnn.data import load_dataset
 
-    return load_dataset(name)
+    return _caches()["datasets"].get(name, lambda: load_dataset(name), spinner="Loading the dataset…")
+
+
+dataset.clear = lambda: _caches()["datasets"].clear()  # as tests (and a maintainer) expect of a cache
 
 
 def dataset_size(name: str) -> int:
@@ -121,14 +214,7 @@ def learning_step(path: str, mtime: float, x, label: int, learning_rate: float |
             if tuple(data.input_shape) == tuple(x.shape) else None
     except CnnError:
         others = None
-    return step(_model(path, mtime, _info), x, label, learning_rate, layer_name, others)
-
-
-@st.cache_resource
-def _evaluations():
-    from cnn.metrics import EvaluationCache
-
-    return EvaluationCache(size=8)
+    return step(model_of(_info), x, label, learning_rate, layer_name, others)
 
 
 def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
@@ -136,14 +222,9 @@ def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
     from cnn.metrics import EvaluationCache, evaluate
 
     data = model_dataset(info)
-    key = EvaluationCache.key(info, data.name, split)
-    cached = _evaluations().get(key)
-    if cached is None:
-        x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
-        cached = evaluate(model(info.name), x, y, data.class_names, on_progress=on_progress,
-                          calibration=calibration(info)[0])
-        _evaluations().put(key, cached)
-    return cached
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return _caches()["results"].get(EvaluationCache.key(info, data.name, split), lambda: evaluate(
+        model_of(info), x, y, data.class_names, on_progress=on_progress, calibration=calibration(info)[0]))
 
 
 def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
@@ -151,9 +232,5 @@ def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
     from cnn.metrics import EvaluationCache, filter_report as report
 
     data = model_dataset(info)
-    key = EvaluationCache.key(info, data.name, f"filters:{images}")
-    cached = _evaluations().get(key)
-    if cached is None:
-        cached = report(model(info.name), data.x_test[:images])
-        _evaluations().put(key, cached)
-    return cached
+    return _caches()["results"].get(EvaluationCache.key(info, data.name, f"filters:{images}"),
+                                    lambda: report(model_of(info), data.x_test[:images]))

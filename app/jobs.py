@@ -10,6 +10,7 @@ only ever looks up its own (workspace, tab) — knowing another tab's id gives n
 """
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
@@ -44,6 +45,9 @@ class Ticket:
     memory: int  # bytes it needs (cnn.memory estimate)
     seconds: float | None  # estimated training time, for the queue's "starts in about …"
     submitted: float = field(default_factory=time.time)
+    # The submitter's context (e.g. their registry folder): a waiting job is started later from another
+    # visitor's job thread, and must still train and save as its own owner.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context, repr=False)
     job: object = None  # the TrainingJob once started
     cancelled: bool = False
     queue: "JobQueue | None" = field(default=None, repr=False)
@@ -178,7 +182,7 @@ class JobQueue:
                 if self._running and used + ticket.memory > self.budget:
                     break  # it waits for memory, and so do those behind it (first in, first out)
                 self._waiting.pop(0)
-                ticket.job = self._start_job(ticket, on_finish=self._dispatch)
+                ticket.job = ticket.context.run(self._start_job, ticket, on_finish=self._dispatch)
                 self._running.append(ticket)
 
 

@@ -105,3 +105,27 @@ def test_finishing_from_another_thread_starts_the_next():
             break
         threading.Event().wait(0.01)
     assert first.snapshot().state == "completed" and second.snapshot().state == "running"
+
+
+def test_a_waiting_job_starts_in_its_own_owners_context():
+    """A waiting job is started from the thread of the job that ended before it — another visitor's: it must
+    still run (and so save) in the context of whoever asked for it."""
+    import contextvars
+
+    owner = contextvars.ContextVar("owner", default=None)
+    seen = []
+
+    def start(ticket, on_finish):
+        seen.append(owner.get())
+        return FakeJob(ticket, on_finish)
+
+    q = JobQueue(1, 1000, start_job=start)
+    owner.set("alice")
+    first = q.submit("alice", "t", None, None, "a", 10)
+    owner.set("bob")
+    q.submit("bob", "t", None, None, "b", 10)
+    owner.set("someone else")
+    ender = threading.Thread(target=first.job.finish)  # ends in another thread: its context is not Bob's
+    ender.start()
+    ender.join()
+    assert seen == ["alice", "bob"]

@@ -49,6 +49,12 @@ class Ticket:
     # visitor's job thread, and must still train and save as its own owner.
     context: contextvars.Context = field(default_factory=contextvars.copy_context, repr=False)
     job: object = None  # the TrainingJob once started
+    dataset_name: str = ""  # what its page says of the data (the images themselves are let go once trained)
+    train_images: int = 0
+
+    def __post_init__(self):
+        if self.dataset is not None:
+            self.dataset_name, self.train_images = self.dataset.name, self.dataset.num_train
     cancelled: bool = False
     queue: "JobQueue | None" = field(default=None, repr=False)
 
@@ -189,7 +195,25 @@ class JobQueue:
 def _start_training(ticket: Ticket, on_finish):
     from cnn.train import TrainingJob
 
-    return TrainingJob(ticket.spec, ticket.dataset, ticket.name, on_finish=on_finish).start()
+    def finished():
+        ticket.dataset = None  # the finished job keeps what its page shows, not its training images
+        release_memory()
+        on_finish()
+
+    return TrainingJob(ticket.spec, ticket.dataset, ticket.name, on_finish=finished).start()
+
+
+def release_memory() -> None:
+    """Give memory a finished training freed back to the system: Python's garbage first, then the C
+    allocator's free lists (glibc malloc_trim) — else an idle server keeps the peak of its last training."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim this way
+        pass
 
 
 # ---------------------------------------------------------------------------

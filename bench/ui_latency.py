@@ -17,21 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ARGS, CHROMIUM, ROOT, Server, idle, steal  # noqa: E402
 PAGES = ["Configure", "Train", "Predict", "Evaluate", "Learn", "Models", "Home"]
 
 
@@ -69,58 +61,6 @@ INK = r"""(previous) => {
   return {at: performance.now(), ink: ink[1], prediction: metric.querySelector('[data-testid="stMetricValue"]').textContent.trim()};
 }"""
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') && performance.now()"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def steal() -> float:
-    """Seconds of CPU the host has stolen from this VM so far (from /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-class Server:
-    """`streamlit run` of a checkout on a free loopback port, with a throw-away registry."""
-
-    def __init__(self, root: Path):
-        self.root, self.work = root, Path(tempfile.mkdtemp(prefix="ui-bench-"))
-        shutil.copytree(root / "models" / "mnist-default", self.work / "models" / "mnist-default")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CNN_MODELS_DIR": str(self.work / "models"), "CNN_CACHE_DIR": str(self.work / "cache"),
-               "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"],
-            cwd=root, env=env, stdout=(self.work / "log").open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        while time.monotonic() - self.started < 90:
-            try:
-                if urllib.request.urlopen(self.url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"the server in {root} did not start: {(self.work / 'log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
-def idle(page, timeout: float = 120_000) -> None:
-    page.wait_for_timeout(250)
-    page.wait_for_selector('[data-testid="stStatusWidgetRunningIcon"]', state="detached", timeout=timeout)
 
 
 def nav(page, title: str) -> float:

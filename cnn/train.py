@@ -562,9 +562,9 @@ class TrainingJob:
             else:
                 self._finish(result.status, f"{result.message}; test accuracy {evaluation.accuracy:.2%} — "
                                             f"{saved_as_message(self.name, info.name)}", info.name)
-                # Saved: the trained model in memory is no longer needed (only a failed run's is, to save it
-                # on request) — a server keeps many finished jobs' snapshots, not their models.
-                self.result = None
+                # Saved: the trained model and the images in memory are no longer needed (only a failed run's
+                # are, to save it on request) — a server keeps finished jobs' snapshots, not their models.
+                self.result, self.dataset = None, None
 
     def _keep(self, result: TrainResult) -> None:
         self.result = result

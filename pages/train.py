@@ -96,8 +96,8 @@ def save_last_good(job) -> None:
 
 def show(snap, job) -> None:
     """Progress, metrics, curves and the stop button for one snapshot."""
-    st.markdown(f"**Job:** {job.name or 'unnamed'} · {len(job.spec.layers)} layers on {job.dataset.name} "
-                f"({job.dataset.num_train:,} training images)")
+    st.markdown(f"**Job:** {job.name or 'unnamed'} · {len(job.spec.layers)} layers on "
+                f"{dataset_title(job.dataset_name)} ({job.train_images:,} training images)")
     p = snap.progress
     if p is not None:
         label = (f"epoch {p.epoch}/{p.epochs} · batch {p.batch}/{p.batches} · elapsed {fmt_seconds(p.elapsed)}"

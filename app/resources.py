@@ -157,3 +157,110 @@ def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
         cached = report(model(info.name), data.x_test[:images])
         _evaluations().put(key, cached)
     return cached
+
+
+# ---------------------------------------------------------------------------
+# What the network learned (cnn.features): each result computed once per model file (path and time) and
+# dataset, shared by every visitor who looks at that file
+# ---------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _maximised(path: str, mtime: float, layer: str, _info):
+    from cnn.features import maximise
+
+    return maximise(_model(path, mtime, _info), layer)
+
+
+def maximised(info: registry.ModelInfo, layer: str):
+    """cnn.features.maximise for every filter of `layer` (or every class: 'output'), once per model file and
+    layer (about a second per layer on 2 cores)."""
+    return _maximised(str(info.path), info.mtime, layer, info)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _top_patches(path: str, mtime: float, dataset_name: str, _info, _data):
+    from cnn.features import top_patches as patches
+
+    return patches(_model(path, mtime, _info), _data.x_test)
+
+
+def top_patches(info: registry.ModelInfo, data) -> dict:
+    """cnn.features.top_patches over `data`'s test split (from model_dataset): conv layer → TopPatches, once per
+    model file and dataset (one batched pass, ~1 s for 10,000 images)."""
+    return _top_patches(str(info.path), info.mtime, data.name, info, data)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _hierarchy(path: str, mtime: float, dataset_name: str, _info, _data):
+    from cnn.features import hierarchy as walk
+    from cnn.inference import conv_layers
+
+    model = _model(path, mtime, _info)
+    names = conv_layers(model)
+    return walk(model, _data.x_test, _data.y_test, maximised={n: maximised(_info, n) for n in names},
+                patches=top_patches(_info, _data), classes=maximised(_info, "output"))
+
+
+def hierarchy(info: registry.ModelInfo, data):
+    """cnn.features.hierarchy on `data`'s test split, reusing the cached maximised images and top patches."""
+    return _hierarchy(str(info.path), info.mtime, data.name, info, data)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _embedding(path: str, mtime: float, dataset_name: str, _info, _data):
+    from cnn.features import embedding_map
+
+    return embedding_map(_model(path, mtime, _info), _data.x_test, _data.y_test, "pca")
+
+
+def embedding_pca(info: registry.ModelInfo, data):
+    """The PCA map of `data`'s test split as the model's penultimate layer sees it, once per model file."""
+    return _embedding(str(info.path), info.mtime, data.name, info, data)
+
+
+TSNE_POINTS = None  # t-SNE's sample size (None: cnn.features.TSNE_SIZE); tests make it small
+MAX_TSNE_JOBS = 8  # t-SNE runs and results remembered (the oldest is forgotten first)
+
+
+@st.cache_resource
+def _tsne_jobs() -> dict:
+    """(model path, time, dataset) → TsneJob, shared by every visitor: one t-SNE per model file."""
+    import collections
+    import threading
+
+    return {"jobs": collections.OrderedDict(), "lock": threading.Lock()}
+
+
+def tsne_job(info: registry.ModelInfo, data, start: bool = False):
+    """The t-SNE job of this model file and dataset (running, done, stopped or failed), or None if none was
+    started; `start` starts one when there is none or the last one was stopped or failed."""
+    from cnn.features import TsneJob
+
+    table = _tsne_jobs()
+    key = (str(info.path), info.mtime, data.name)
+    with table["lock"]:
+        jobs = table["jobs"]
+        job = jobs.get(key)
+        if start and (job is None or job.snapshot().state in ("stopped", "failed")):
+            job = TsneJob(_model(str(info.path), info.mtime, info), data.x_test, data.y_test, size=TSNE_POINTS).start()
+            jobs[key] = job
+        if job is not None:
+            jobs.move_to_end(key)
+        while len(jobs) > MAX_TSNE_JOBS:
+            _, old = jobs.popitem(last=False)
+            old.stop()
+        return job
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _film(path: str, mtime: float, film_mtime: float, _info):
+    from cnn.features import load_film
+
+    return load_film(_info)
+
+
+def film(info: registry.ModelInfo):
+    """The model's training film (cnn.features.Film), or None when it was trained without one; a RegistryError
+    when its film.npz is damaged. Read once per file."""
+    path = info.path / "film.npz"
+    return _film(str(info.path), info.mtime, path.stat().st_mtime if path.is_file() else 0.0, info)

@@ -1,0 +1,85 @@
+"""What a conv layer learned, in two views side by side — the input each filter wants most (activation
+maximisation) and the real test patches that excite it most — shared by "What it learned" and Learn's walk
+through the hierarchy. Every result comes from app/resources.py, computed once per model file."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app import resources
+from cnn.figures import filters_grid, patches_grid
+
+ROW = 8  # filters per row of the filter grid; the top patches are shown for one such row at a time
+NO_BAR = {"displayModeBar": False}
+
+
+def field_note(field) -> str:
+    """'Receptive field 14×14 px (25% of the 28×28 image), stride 2' — what one value of the layer sees."""
+    return field.text[0].upper() + field.text[1:]
+
+
+def row_label(row: int, filters: int) -> str:
+    last = min(filters, (row + 1) * ROW) - 1
+    return f"row {row + 1} · filters {row * ROW}–{last}"
+
+
+def clicked_filter(event) -> int | None:
+    """The filter index of a click on a filters_grid (its customdata), or None."""
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    if not points:
+        return None
+    custom = points[0].get("customdata")
+    custom = custom[0] if isinstance(custom, (list, tuple)) else custom
+    return int(custom) if custom is not None else None
+
+
+def computing(layer: str, filters: int) -> str:
+    """The spinner's words while a layer's filters are visualised."""
+    return (f"Finding the input each of {layer}'s {filters} filters responds to most (gradient ascent on the "
+            "image, a few seconds, once per model)…")
+
+
+@st.fragment
+def layer_pair(info, model, data, name: str, depth: int, total: int, field, key: str) -> None:
+    """One conv layer: its filters' favourite inputs (with the receptive field under them) beside the real
+    patches that excite one row of those filters most. A click on a filter, or the row picker, reruns only
+    this layer."""
+    st.subheader(f"{name} · conv layer {depth} of {total}")
+    with st.spinner(computing(name, int(model.get_layer(name).filters))):
+        maxed = resources.maximised(info, name)
+    filters = len(maxed.units)
+    left, right = st.columns(2, gap="medium")
+    with left:
+        event = st.plotly_chart(
+            filters_grid(maxed.images, maxed.values, title=f"What each of its {filters} filters looks for",
+                         note=field_note(field), columns=ROW, tile_px=64),
+            key=f"{key}_filters_{name}", on_select="rerun", selection_mode="points", config=NO_BAR)
+        st.caption("Each tile is the input image that excites one filter most, found by gradient ascent from grey "
+                   "noise. Hover a tile for its filter; click one to see the real patches that excite it.")
+    with right:
+        if data is None:
+            st.info("The real patches need the model's test images, which are not available here.")
+            return
+        with st.spinner(f"Finding the test-image patches that excite each filter most (one pass over "
+                        f"{len(data.x_test):,} images, once per model)…"):
+            patches = resources.top_patches(info, data)[name]
+        rows = (filters + ROW - 1) // ROW
+        picker = f"{key}_row_{name}"
+        clicked = clicked_filter(event)
+        last_click = f"{picker}_clicked"
+        if clicked is not None and clicked != st.session_state.get(last_click):
+            st.session_state[picker] = clicked // ROW  # a click on a filter shows its row
+        st.session_state[last_click] = clicked
+        row = 0
+        if rows > 1:
+            if st.session_state.get(picker) not in range(rows):
+                st.session_state[picker] = 0
+            row = st.segmented_control("Filters", list(range(rows)), key=picker, required=True,
+                                       format_func=lambda r: row_label(r, filters))
+        chosen = np.arange(row * ROW, min(filters, (row + 1) * ROW))
+        st.plotly_chart(
+            patches_grid(patches.patches[chosen], patches.values[chosen], patches.images[chosen],
+                         title=f"Real test patches that excite filters {chosen[0]}–{chosen[-1]} most",
+                         note=f"One row per filter, strongest first: the {field.size}×{field.size} px each value sees",
+                         tile_px=44, filters=chosen),
+            key=f"{key}_patches_{name}", config=NO_BAR)

@@ -1,0 +1,97 @@
+"""AppTest for "What it learned" (the filters of every conv layer beside their top real patches, the classes,
+the test-set map with its click and t-SNE) and Learn's walk through the hierarchy, on a copy of the committed
+default model."""
+import base64
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import resources, session
+from app.session import Tab
+from tests.apptest import open_app, texts, wait_for
+
+FILTERS, CLASSES, MAP = (":material/grid_view: Filters, layer by layer", ":material/category: The classes",
+                         ":material/scatter_plot: The test set as it sees it")
+
+
+@pytest.fixture
+def default_in_registry(registry, default_model_dir):
+    """The committed default model, copied into this test's registry (and active)."""
+    shutil.copytree(default_model_dir, registry / "mnist-default")
+    return "mnist-default"
+
+
+def charts(at) -> dict:
+    """Plotly charts on the page by key: their figure specs."""
+    return {c.proto.id.split("-", 2)[-1] if "$$ID" in c.proto.id else c.proto.id: json.loads(c.proto.spec)
+            for c in at.get("plotly_chart")}
+
+
+def chart(at, key: str) -> dict:
+    found = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(found) == 1, f"{key!r} not among {[c.proto.id for c in at.get('plotly_chart')]}"
+    return found[0]
+
+
+def chart_keys(at) -> list[str]:
+    return [c.proto.id for c in at.get("plotly_chart")]
+
+
+def png_size(figure: dict) -> tuple[int, int]:
+    """(width, height) of the one PNG a grid figure sends."""
+    source = next(t for t in figure["data"] if t["type"] == "image")["source"]
+    return Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).size
+
+
+def annotations(figure: dict) -> str:
+    return " ".join(a.get("text", "") for a in figure["layout"].get("annotations", []))
+
+
+def test_filters_of_every_conv_layer_beside_their_top_patches(default_in_registry):
+    at = open_app("learned")
+    assert at.title[0].value == "What it learned"
+    ids = chart_keys(at)
+    # One picture per layer for the filters and one for the patches, in depth order; nothing else is computed.
+    assert [i.rsplit("-", 1)[-1] for i in ids] == ["learned_filters_conv1", "learned_patches_conv1",
+                                                  "learned_filters_conv2", "learned_patches_conv2"]
+    for name, size, share, filters in (("conv1", 5, "3%", 16), ("conv2", 14, "25%", 32)):
+        grid = chart(at, f"learned_filters_{name}")
+        assert [t["type"] for t in grid["data"]] == ["image", "scatter"]  # one image; invisible hover markers
+        assert len(grid["data"][1]["customdata"]) == filters
+        assert f"Receptive field {size}×{size} px ({share} of the 28×28 image)" in annotations(grid)
+        patches = chart(at, f"learned_patches_{name}")
+        assert [t["type"] for t in patches["data"]] == ["image", "scatter"]
+        assert f"the {size}×{size} px each value sees" in annotations(patches)
+        # The first row of filters: 8 filters × 9 patches, numbered by their filter.
+        assert [c[0] for c in patches["data"][1]["customdata"]][::9] == list(range(8))
+    assert not at.exception and not at.error
+
+
+def test_a_click_on_a_filter_shows_its_rows_patches(default_in_registry):
+    at = open_app("learned")
+    picker = at.segmented_control(key="learned_row_conv2")
+    assert picker.value == 0 and len(picker.options) == 4
+    # What clicking filter 21 of conv2 does: its row (filters 16–23) is shown on the right.
+    at.session_state["learned_filters_conv2"] = {"selection": {"points": [{"customdata": 21}]}}
+    at.run()
+    assert at.segmented_control(key="learned_row_conv2").value == 2
+    rows = [c[0] for c in chart(at, "learned_patches_conv2")["data"][1]["customdata"]][::9]
+    assert rows == list(range(16, 24))
+    assert "filters 16–23" in chart(at, "learned_patches_conv2")["layout"]["title"]["text"]
+    # The picker still works by itself afterwards.
+    at.segmented_control(key="learned_row_conv2").set_value(3).run()
+    assert [c[0] for c in chart(at, "learned_patches_conv2")["data"][1]["customdata"]][::9] == list(range(24, 32))
+
+
+def test_the_classes_tab(default_in_registry):
+    at = open_app("learned", **{session.LEARNED_VIEW: CLASSES})
+    assert [i.rsplit("-", 1)[-1] for i in chart_keys(at)] == ["learned_classes"]
+    grid = chart(at, "learned_classes")
+    hovers = grid["data"][1]["hovertext"]
+    assert len(hovers) == 10 and hovers[3].startswith("class 3 — the model says ")
+    assert "100.0%" not in " ".join(hovers)
+    assert any("of 10" in m and "median probability" in m for m in texts(at, "markdown"))

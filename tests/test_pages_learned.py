@@ -41,6 +41,15 @@ def chart_keys(at) -> list[str]:
     return [c.proto.id for c in at.get("plotly_chart")]
 
 
+def array(value) -> np.ndarray:
+    """A figure's data array as sent: a list, or plotly's typed array {dtype, bdata, shape}."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
+    return np.asarray(value)
+
+
 def png_size(figure: dict) -> tuple[int, int]:
     """(width, height) of the one PNG a grid figure sends."""
     source = next(t for t in figure["data"] if t["type"] == "image")["source"]
@@ -95,3 +104,55 @@ def test_the_classes_tab(default_in_registry):
     assert len(hovers) == 10 and hovers[3].startswith("class 3 — the model says ")
     assert "100.0%" not in " ".join(hovers)
     assert any("of 10" in m and "median probability" in m for m in texts(at, "markdown"))
+
+
+def test_the_map_and_a_click_on_a_point_shows_that_image(default_in_registry):
+    from cnn.data import load_dataset
+
+    at = open_app("learned", **{session.LEARNED_VIEW: MAP})
+    figure = chart(at, "learned_map_pick_pca")
+    assert "principal axis" in figure["layout"]["xaxis"]["title"]["text"]
+    points = np.concatenate([array(t["customdata"]) for t in figure["data"]])
+    data = load_dataset("mnist")
+    assert len(points) == len(data.y_test)  # every test image, once
+    assert any("Click a point" in c for c in texts(at, "caption"))
+    # A misclassified point (drawn as ✕): what clicking it does.
+    wrong = next(t for t in figure["data"] if t["marker"]["symbol"] == "x")
+    index, label, predicted = (int(v) for v in array(wrong["customdata"])[0])
+    at.session_state["learned_map_pick_pca"] = {"selection": {"points": [{"customdata": [index, label, predicted]}]}}
+    at.run()
+    assert not at.exception
+    assert [c for image in at.image for c in image.captions] == [f"test image {index}"]
+    line = next(m for m in texts(at, "markdown") if m.startswith("True label"))
+    assert f"True label **{label}**" in line and f"predicted **{predicted}**" in line and "wrong" in line
+    # The probabilities shown are the model's on that very test image.
+    from cnn.inference import predict_proba
+    from cnn.registry import load_model
+
+    bars = array(chart(at, "learned_pick_probs")["data"][0]["y"])
+    np.testing.assert_allclose(bars, predict_proba(load_model("mnist-default"), data.x_test[index]), atol=1e-5)
+
+
+def test_tsne_runs_in_the_background_with_progress_and_stop(default_in_registry, monkeypatch):
+    monkeypatch.setattr(resources, "TSNE_POINTS", 300)
+    at = open_app("learned", **{session.LEARNED_VIEW: MAP})
+    at.segmented_control(key=session.LEARNED_MAP_METHOD).set_value("t-SNE (about half a minute)").run()
+    assert any("places 300 test images" in m for m in texts(at, "markdown"))
+    at.button(key="learned_tsne_start").click().run()
+    assert not at.exception
+    # Running: progress and Stop (or already done on a fast machine); then the map of 300 points.
+    wait_for(at, lambda a: any(c.proto.id.endswith("-learned_map_pick_tsne") for c in a.get("plotly_chart")),
+             timeout=240, every=1)
+    figure = chart(at, "learned_map_pick_tsne")
+    assert sum(len(array(t["customdata"])) for t in figure["data"]) == 300
+    assert figure["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
+
+
+def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, monkeypatch):
+    monkeypatch.setattr(resources, "TSNE_POINTS", 2000)  # long enough to be stopped
+    at = open_app("learned", **{session.LEARNED_VIEW: MAP, session.LEARNED_MAP_METHOD: "t-SNE (about half a minute)"})
+    at.button(key="learned_tsne_start").click().run()
+    assert at.button(key="learned_tsne_stop") is not None and at.get("progress")
+    at.button(key="learned_tsne_stop").click().run()
+    wait_for(at, lambda a: any("stopped" in t for t in texts(a, "info")), timeout=120, every=1)
+    assert at.button(key="learned_tsne_start") is not None

@@ -156,3 +156,26 @@ def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, mo
     at.button(key="learned_tsne_stop").click().run()
     wait_for(at, lambda a: any("stopped" in t for t in texts(a, "info")), timeout=120, every=1)
     assert at.button(key="learned_tsne_start") is not None
+
+
+def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_in_registry):
+    from cnn.data import load_dataset
+    from cnn.features import hierarchy
+    from cnn.registry import load_model
+
+    at = open_app("learn")
+    assert not at.exception and not at.error
+    ids = [i.rsplit("-", 1)[-1] for i in chart_keys(at)]
+    walk = [i for i in ids if i.startswith("learn_hier_")]
+    assert walk == ["learn_hier_filters_conv1", "learn_hier_patches_conv1", "learn_hier_filters_conv2",
+                    "learn_hier_patches_conv2"]
+    assert "Receptive field 14×14 px (25% of the 28×28 image)" in annotations(chart(at, "learn_hier_filters_conv2"))
+    assert {"learn_arch_model", "learn_arch_lenet"} <= set(ids)  # the architecture diagrams stay
+    # The checks are the engine's, on this model and its test split, each with its verdict.
+    data = load_dataset("mnist")
+    expected = hierarchy(load_model("mnist-default"), data.x_test, data.y_test).checks
+    lines = [m for m in texts(at, "markdown") if m.startswith((":green[", ":red[", ":gray["))]
+    assert len(lines) == len(expected) == 4
+    for line, check in zip(lines, expected):
+        mark = {True: ":green[", False: ":red[", None: ":gray["}[check.holds]
+        assert line.startswith(mark) and check.verdict in line and check.claim[1:] in line

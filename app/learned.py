@@ -83,3 +83,42 @@ def layer_pair(info, model, data, name: str, depth: int, total: int, field, key:
                          note=f"One row per filter, strongest first: the {field.size}×{field.size} px each value sees",
                          tile_px=44, filters=chosen),
             key=f"{key}_patches_{name}", config=NO_BAR)
+
+
+# ---------------------------------------------------------------------------
+# The film of training (Train while it runs, Models afterwards)
+# ---------------------------------------------------------------------------
+
+def frame_label(film, index: int) -> str:
+    epoch = int(film.epochs[index])
+    return "before training" if epoch == 0 else f"after epoch {epoch}"
+
+
+def film_player(film, key: str, live: bool = False, class_names=None) -> None:
+    """A slider over the film's frames (the last one at first) and that frame: the first conv layer's kernels,
+    its maps of the probe image and every weighted layer's weight histogram, on scales fixed for the whole film.
+    `live`: frames are still being added; the slider follows the newest unless moved back."""
+    from cnn.figures import film_frame
+
+    frames = len(film)
+    if frames < 2:
+        index = 0
+        st.caption("The first frame, before training: a frame is added at the end of every epoch.")
+    else:
+        seen = f"{key}_seen"  # frames there were when the slider was last drawn
+        value = st.session_state.get(key)
+        at_end = value == st.session_state.get(seen, frames) - 1
+        if value not in range(frames) or (live and at_end):
+            st.session_state[key] = frames - 1
+        st.session_state[seen] = frames
+        index = st.select_slider("Frame", options=list(range(frames)), key=key,
+                                 format_func=lambda i: frame_label(film, i),
+                                 help="Drag to replay training; every picture keeps one scale for the whole film")
+    st.plotly_chart(film_frame(film, index), key=f"{key}_figure", config=NO_BAR)
+    kernels = f"the {film.kernel_layer} kernels (red = positive weight, blue = negative)" if film.kernel_layer else \
+        "the kernels"
+    known = class_names is not None and 0 <= film.probe_label < len(class_names)
+    probe = f"test image (a {class_names[film.probe_label]})" if known else "test image"
+    st.caption(f"From the top: {kernels}; what they make of one {probe} (the same image in every frame); the "
+               "spread of every layer's weights. Training starts from random weights: watch the kernels turn into "
+               "stroke detectors and the weights spread out.")

@@ -1,18 +1,14 @@
 """AppTest for "What it learned" (the filters of every conv layer beside their top real patches, the classes,
 the test-set map with its click and t-SNE) and Learn's walk through the hierarchy, on a copy of the committed
 default model."""
-import base64
-import io
-import json
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from app import resources, session
-from app.session import Tab
 from tests.apptest import open_app, texts, wait_for
+from tests.plotly_specs import annotations, array, chart, png
 
 FILTERS, CLASSES, MAP = (":material/grid_view: Filters, layer by layer", ":material/category: The classes",
                          ":material/scatter_plot: The test set as it sees it")
@@ -25,39 +21,8 @@ def default_in_registry(registry, default_model_dir):
     return "mnist-default"
 
 
-def charts(at) -> dict:
-    """Plotly charts on the page by key: their figure specs."""
-    return {c.proto.id.split("-", 2)[-1] if "$$ID" in c.proto.id else c.proto.id: json.loads(c.proto.spec)
-            for c in at.get("plotly_chart")}
-
-
-def chart(at, key: str) -> dict:
-    found = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
-    assert len(found) == 1, f"{key!r} not among {[c.proto.id for c in at.get('plotly_chart')]}"
-    return found[0]
-
-
 def chart_keys(at) -> list[str]:
     return [c.proto.id for c in at.get("plotly_chart")]
-
-
-def array(value) -> np.ndarray:
-    """A figure's data array as sent: a list, or plotly's typed array {dtype, bdata, shape}."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        shape = value.get("shape")
-        return flat.reshape([int(n) for n in str(shape).split(",")]) if shape else flat
-    return np.asarray(value)
-
-
-def png_size(figure: dict) -> tuple[int, int]:
-    """(width, height) of the one PNG a grid figure sends."""
-    source = next(t for t in figure["data"] if t["type"] == "image")["source"]
-    return Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))).size
-
-
-def annotations(figure: dict) -> str:
-    return " ".join(a.get("text", "") for a in figure["layout"].get("annotations", []))
 
 
 def test_filters_of_every_conv_layer_beside_their_top_patches(default_in_registry):
@@ -77,6 +42,15 @@ def test_filters_of_every_conv_layer_beside_their_top_patches(default_in_registr
         assert f"the {size}×{size} px each value sees" in annotations(patches)
         # The first row of filters: 8 filters × 9 patches, numbered by their filter.
         assert [c[0] for c in patches["data"][1]["customdata"]][::9] == list(range(8))
+    # The picture is the engine's maximised images, tile by tile (upscaled 4×, 2 px apart).
+    from cnn.features import maximise
+    from cnn.registry import load_model
+
+    maxed = maximise(load_model("mnist-default"), "conv2")
+    pixels = png(chart(at, "learned_filters_conv2"))[::4, ::4, 0]
+    for i in (0, 1, 9):
+        top, left = (i // 8) * 30, (i % 8) * 30
+        np.testing.assert_array_equal(pixels[top:top + 28, left:left + 28], maxed.images[i, ..., 0])
     assert not at.exception and not at.error
 
 

@@ -19,8 +19,16 @@ def field_note(field) -> str:
 
 
 def row_label(row: int, filters: int) -> str:
-    last = min(filters, (row + 1) * ROW) - 1
-    return f"row {row + 1} · filters {row * ROW}–{last}"
+    """'8–15': the filters in row `row` of the grid."""
+    return f"{row * ROW}–{min(filters, (row + 1) * ROW) - 1}"
+
+
+def outline_row(fig, row: int, tile: int, filters: int, gap: int = 2) -> None:
+    """A red frame around row `row` of a filters_grid of `tile`-px tiles: the filters whose patches are shown."""
+    top, height = row * (tile + gap), tile
+    width = min(ROW, filters) * (tile + gap) - gap
+    fig.add_shape(type="rect", x0=-0.5, x1=width - 0.5, y0=top - 0.5, y1=top + height - 0.5,
+                  line={"color": "#d62728", "width": 3})
 
 
 def clicked_filter(event) -> int | None:
@@ -45,17 +53,30 @@ def layer_pair(info, model, data, name: str, depth: int, total: int, field, key:
     patches that excite one row of those filters most. A click on a filter, or the row picker, reruns only
     this layer."""
     st.subheader(f"{name} · conv layer {depth} of {total}")
+    st.caption(f"Each of its values sees **{field.size}×{field.size} px** of the image ({field.share:.0%} of it).")
     with st.spinner(computing(name, int(model.get_layer(name).filters))):
         maxed = resources.maximised(info, name)
     filters = len(maxed.units)
+    rows = (filters + ROW - 1) // ROW
+    grid, picker = f"{key}_filters_{name}", f"{key}_row_{name}"
+    # A click on a filter (the grid's selection, kept from the last run) shows its row's patches.
+    clicked, last_click = clicked_filter(st.session_state.get(grid)), f"{picker}_clicked"
+    if clicked is not None and clicked != st.session_state.get(last_click) and clicked < filters:
+        st.session_state[picker] = clicked // ROW
+    st.session_state[last_click] = clicked
+    if st.session_state.get(picker) not in range(rows):
+        st.session_state[picker] = 0
+    row = st.session_state[picker]
     left, right = st.columns(2, gap="medium")
     with left:
-        event = st.plotly_chart(
-            filters_grid(maxed.images, maxed.values, title=f"What each of its {filters} filters looks for",
-                         note=field_note(field), columns=ROW, tile_px=64),
-            key=f"{key}_filters_{name}", on_select="rerun", selection_mode="points", config=NO_BAR)
+        figure = filters_grid(maxed.images, maxed.values, title=f"What each of its {filters} filters looks for",
+                              note=field_note(field), columns=ROW, tile_px=64)
+        if data is not None:
+            outline_row(figure, row, maxed.images.shape[1], filters)
+        st.plotly_chart(figure, key=grid, on_select="rerun", selection_mode="points", config=NO_BAR)
         st.caption("Each tile is the input image that excites one filter most, found by gradient ascent from grey "
-                   "noise. Hover a tile for its filter; click one to see the real patches that excite it.")
+                   "noise. Hover a tile for its filter" + ("; click one to see the real patches that excite it "
+                                                          "(framed in red)." if data is not None else "."))
     with right:
         if data is None:
             st.info("The real patches need the model's test images, which are not available here.")
@@ -63,17 +84,7 @@ def layer_pair(info, model, data, name: str, depth: int, total: int, field, key:
         with st.spinner(f"Finding the test-image patches that excite each filter most (one pass over "
                         f"{len(data.x_test):,} images, once per model)…"):
             patches = resources.top_patches(info, data)[name]
-        rows = (filters + ROW - 1) // ROW
-        picker = f"{key}_row_{name}"
-        clicked = clicked_filter(event)
-        last_click = f"{picker}_clicked"
-        if clicked is not None and clicked != st.session_state.get(last_click):
-            st.session_state[picker] = clicked // ROW  # a click on a filter shows its row
-        st.session_state[last_click] = clicked
-        row = 0
         if rows > 1:
-            if st.session_state.get(picker) not in range(rows):
-                st.session_state[picker] = 0
             row = st.segmented_control("Filters", list(range(rows)), key=picker, required=True,
                                        format_func=lambda r: row_label(r, filters))
         chosen = np.arange(row * ROW, min(filters, (row + 1) * ROW))

@@ -14,8 +14,7 @@ from cnn.text import probability_text
 
 tab = chrome.page_setup()
 
-FILTERS, CLASSES, MAP = (":material/grid_view: Filters, layer by layer", ":material/category: The classes",
-                         ":material/scatter_plot: The test set as it sees it")
+FILTERS, CLASSES, MAP = ("Filters, layer by layer", "The classes", "The test set as it sees it")
 PCA, TSNE = "PCA (at once)", "t-SNE (about half a minute)"
 
 

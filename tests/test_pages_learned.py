@@ -10,8 +10,7 @@ from app import resources, session
 from tests.apptest import open_app, texts, wait_for
 from tests.plotly_specs import annotations, array, chart, png
 
-FILTERS, CLASSES, MAP = (":material/grid_view: Filters, layer by layer", ":material/category: The classes",
-                         ":material/scatter_plot: The test set as it sees it")
+FILTERS, CLASSES, MAP = ("Filters, layer by layer", "The classes", "The test set as it sees it")
 
 
 @pytest.fixture
@@ -62,6 +61,8 @@ def test_a_click_on_a_filter_shows_its_rows_patches(default_in_registry):
     at.session_state["learned_filters_conv2"] = {"selection": {"points": [{"customdata": 21}]}}
     at.run()
     assert at.segmented_control(key="learned_row_conv2").value == 2
+    frame = chart(at, "learned_filters_conv2")["layout"]["shapes"]
+    assert len(frame) == 1 and frame[0]["y0"] == 2 * 30 - 0.5  # the third row of tiles is framed
     rows = [c[0] for c in chart(at, "learned_patches_conv2")["data"][1]["customdata"]][::9]
     assert rows == list(range(16, 24))
     assert "filters 16–23" in chart(at, "learned_patches_conv2")["layout"]["title"]["text"]

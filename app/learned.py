@@ -31,14 +31,22 @@ def outline_row(fig, row: int, tile: int, filters: int, gap: int = 2) -> None:
                   line={"color": "#d62728", "width": 3})
 
 
+def clicked_values(event) -> list | None:
+    """The customdata of the first clicked point of a chart's selection, as a list, or None. (A point of a
+    trace whose customdata was sent as a typed array arrives as {"0": …, "1": …}.)"""
+    points = event.get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    custom = points[0].get("customdata") if points and isinstance(points[0], dict) else None
+    if custom is None:
+        return None
+    if isinstance(custom, dict):
+        return [custom[k] for k in sorted(custom, key=lambda k: int(k))]
+    return list(custom) if isinstance(custom, (list, tuple)) else [custom]
+
+
 def clicked_filter(event) -> int | None:
     """The filter index of a click on a filters_grid (its customdata), or None."""
-    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
-    if not points:
-        return None
-    custom = points[0].get("customdata")
-    custom = custom[0] if isinstance(custom, (list, tuple)) else custom
-    return int(custom) if custom is not None else None
+    values = clicked_values(event)
+    return int(values[0]) if values else None
 
 
 def computing(layer: str, filters: int) -> str:

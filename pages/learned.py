@@ -98,8 +98,7 @@ def enlarged(image, side: int = 196) -> np.ndarray:
 
 def picked_point(event) -> tuple[int, int, int] | None:
     """(test image index, true class, predicted class) of the clicked point, or None."""
-    points = event.get("selection", {}).get("points", []) if isinstance(event, dict) else []
-    custom = points[0].get("customdata") if points else None
+    custom = learned.clicked_values(event)
     if custom is None or len(custom) < 3:
         return None
     return int(custom[0]), int(custom[1]), int(custom[2])

@@ -106,6 +106,12 @@ def test_the_map_and_a_click_on_a_point_shows_that_image(default_in_registry):
 
     bars = array(chart(at, "learned_pick_probs")["data"][0]["y"])
     np.testing.assert_allclose(bars, predict_proba(load_model("mnist-default"), data.x_test[index]), atol=1e-5)
+    # A point of a trace sent as a typed array arrives from the browser as {"0": …, "1": …, "2": …}.
+    other = int(points[5, 0])
+    at.session_state["learned_map_pick_pca"] = {"selection": {"points": [
+        {"customdata": {"0": other, "1": int(points[5, 1]), "2": int(points[5, 2])}}]}}
+    at.run()
+    assert [c for image in at.image for c in image.captions] == [f"test image {other}"]
 
 
 def test_tsne_runs_in_the_background_with_progress_and_stop(default_in_registry, monkeypatch):

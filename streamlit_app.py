@@ -31,6 +31,7 @@ else:  # a session's script run
         st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
+        st.Page("pages/learned.py", title="What it learned", icon=":material/visibility:"),
         st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
     ]
 

@@ -86,13 +86,18 @@ def _dataset_bytes(data) -> int:
 
 
 def _result_bytes(result) -> int:
+    # The arrays a result holds, however nested (reports, dataclasses, dicts of them), plus a little per object.
     import numpy as np
 
-    if isinstance(result, list):  # a dead-filter report
-        return sum(_result_bytes(r) for r in result) + 1000
+    if isinstance(result, np.ndarray):
+        return result.nbytes
     if isinstance(result, dict):
-        return sum(v.nbytes for v in result.values() if isinstance(v, np.ndarray)) + 1000
-    return sum(v.nbytes for v in vars(result).values() if isinstance(v, np.ndarray)) + 1000
+        return sum(_result_bytes(v) for v in result.values()) + 200
+    if isinstance(result, (list, tuple)):
+        return sum(_result_bytes(v) for v in result) + 100
+    if hasattr(result, "__dict__") and not callable(result):
+        return sum(_result_bytes(v) for v in vars(result).values()) + 200
+    return 50
 
 
 @st.cache_resource
@@ -234,3 +239,94 @@ def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
     data = model_dataset(info)
     return _caches()["results"].get(EvaluationCache.key(info, data.name, f"filters:{images}"),
                                     lambda: report(model_of(info), data.x_test[:images]))
+
+
+# ---------------------------------------------------------------------------
+# What the network learned (cnn.features): each result computed once per model file (path and time) and
+# dataset, shared by every visitor who looks at that file
+# ---------------------------------------------------------------------------
+
+def _learned(kind: str, info: registry.ModelInfo, detail, make):
+    # One bounded cache for every result: (kind, model folder, model-file time, detail) → value.
+    return _caches()["results"].get((kind, str(info.path), info.mtime, detail), make)
+
+
+def maximised(info: registry.ModelInfo, layer: str):
+    """cnn.features.maximise for every filter of `layer` (or every class: 'output'), once per model file and
+    layer (about a second per layer on 2 cores)."""
+    from cnn.features import maximise
+
+    return _learned("maximised", info, layer, lambda: maximise(model_of(info), layer))
+
+
+def top_patches(info: registry.ModelInfo, data) -> dict:
+    """cnn.features.top_patches over `data`'s test split (from model_dataset): conv layer → TopPatches, once per
+    model file and dataset (one batched pass, ~1 s for 10,000 images)."""
+    from cnn.features import top_patches as patches
+
+    return _learned("patches", info, data.name, lambda: patches(model_of(info), data.x_test))
+
+
+def hierarchy(info: registry.ModelInfo, data):
+    """cnn.features.hierarchy on `data`'s test split, reusing the cached maximised images and top patches."""
+    from cnn.features import hierarchy as walk
+    from cnn.inference import conv_layers
+
+    def make():
+        keras_model = model_of(info)
+        names = conv_layers(keras_model)
+        return walk(keras_model, data.x_test, data.y_test, maximised={n: maximised(info, n) for n in names},
+                    patches=top_patches(info, data), classes=maximised(info, "output"))
+
+    return _learned("hierarchy", info, data.name, make)
+
+
+def embedding_pca(info: registry.ModelInfo, data):
+    """The PCA map of `data`'s test split as the model's penultimate layer sees it, once per model file."""
+    from cnn.features import embedding_map
+
+    return _learned("pca", info, data.name,
+                    lambda: embedding_map(model_of(info), data.x_test, data.y_test, "pca"))
+
+
+TSNE_POINTS = None  # t-SNE's sample size (None: cnn.features.TSNE_SIZE); tests make it small
+MAX_TSNE_JOBS = 8  # t-SNE runs and results remembered (the oldest is forgotten first)
+
+
+@st.cache_resource
+def _tsne_jobs() -> dict:
+    """(model path, time, dataset) → TsneJob, shared by every visitor: one t-SNE per model file."""
+    import collections
+    import threading
+
+    return {"jobs": collections.OrderedDict(), "lock": threading.Lock()}
+
+
+def tsne_job(info: registry.ModelInfo, data, start: bool = False):
+    """The t-SNE job of this model file and dataset (running, done, stopped or failed), or None if none was
+    started; `start` starts one when there is none or the last one was stopped or failed."""
+    from cnn.features import TsneJob
+
+    table = _tsne_jobs()
+    key = (str(info.path), info.mtime, data.name)
+    with table["lock"]:
+        jobs = table["jobs"]
+        job = jobs.get(key)
+        if start and (job is None or job.snapshot().state in ("stopped", "failed")):
+            job = TsneJob(model_of(info), data.x_test, data.y_test, size=TSNE_POINTS).start()
+            jobs[key] = job
+        if job is not None:
+            jobs.move_to_end(key)
+        while len(jobs) > MAX_TSNE_JOBS:
+            _, old = jobs.popitem(last=False)
+            old.stop()
+        return job
+
+
+def film(info: registry.ModelInfo):
+    """The model's training film (cnn.features.Film), or None when it was trained without one; a RegistryError
+    when its film.npz is damaged. Read once per file."""
+    from cnn.features import load_film
+
+    path = info.path / "film.npz"
+    return _learned("film", info, path.stat().st_mtime if path.is_file() else 0.0, lambda: load_film(info))

@@ -35,6 +35,14 @@ ZIP_HANDLED = "cfg_zip_handled"  # Configure: file id of the last class-folder .
 ZIP_PROBLEM = "cfg_zip_problem"  # Configure: (file id, why that .zip was refused)
 LAYER_IDS = "cfg_layer_ids"  # Configure: one stable id per layer, so widget keys follow a layer when it moves
 TRAIN_NAME = "train_name"  # Train's "Save as" box
+TRAIN_FILM_OPEN = "train_film_open"  # Train: the film's expander (drawn only while open)
+TRAIN_FILM_FRAME = "train_film_frame"  # Train: the film's frame slider (+ "_seen": frames when last drawn)
+LEARNED_VIEW = "learned_view"  # What it learned: the open tab (only it is computed)
+LEARNED_MAP_METHOD = "learned_map_method"  # What it learned: PCA or t-SNE
+LEARNED_MAP_PICK = "learned_map_pick"  # What it learned: the map's clicked point → test image shown
+MODELS_TABS = "models_tabs"  # Models: the open tab
+PREDICT_SOURCE = "predict_source"  # Predict: Draw, Upload, Camera or Sample
+PREDICT_CAMERA = "predict_camera"  # Predict: the camera widget
 
 
 @dataclass

@@ -102,11 +102,14 @@ def default_path(name: str, fmt: str, folder: Path | str = ".") -> Path:
 
 
 def cache_path(info, fmt: str) -> Path:
-    """Where the app keeps an export of a saved model: keyed by the model file's time, so a retrained model
-    is exported afresh."""
+    """Where the app keeps an export of a saved model: keyed by the model's folder (two workspaces may each hold
+    a model of one name) and its file's time, so a retrained model is exported afresh."""
+    import hashlib
+
     from cnn.data import cache_dir
 
-    return cache_dir() / "exports" / f"{info.name}-{int(info.mtime)}" / default_path(info.name, fmt).name
+    folder = hashlib.sha256(str(Path(info.path).resolve()).encode()).hexdigest()[:12]
+    return cache_dir() / "exports" / f"{info.name}-{int(info.mtime)}-{folder}" / default_path(info.name, fmt).name
 
 
 # ---------------------------------------------------------------------------

@@ -1058,8 +1058,10 @@ def _checks(views: list, class_likeness: np.ndarray, baseline: dict) -> list:
                 "So this model's favourite inputs do not become recognisable objects: it tells the classes apart by "
                 "patterns, not by whole-object templates.")
     if baseline["noise confidence"] > 0.9:
-        verdict += (f" (Its confidence is no guide to what looks like an object: it is "
-                    f"{baseline['noise confidence']:.0%} sure of some class on grey noise.)")
+        from cnn.text import probability_text
+
+        verdict += (f" (Its confidence is no guide to what looks like an object: on grey noise it is on average "
+                    f"{probability_text(baseline['noise confidence'])} sure of some class.)")
     checks.append(Check(
         "whole objects appear at the end",
         "how much the favourite images look like the average real image of some class (correlation), layer by "

@@ -647,15 +647,17 @@ def filters_grid(images, values=None, title: str | None = None, note: str | None
 
 
 def patches_grid(patches, values, images, title: str | None = None, note: str | None = None,
-                 tile_px: int = 48) -> go.Figure:
+                 tile_px: int = 48, filters=None) -> go.Figure:
     """Top patches: one row per filter, its k patches strongest first (uint8 (F, k, S, S, C)); hover names
-    the test image and the activation; customdata = [filter, test image index] for clicks."""
+    the test image and the activation; customdata = [filter, test image index] for clicks. `filters` numbers
+    the rows (0, 1, … by default; pass the filter indices when showing some of a layer's filters)."""
     patches = np.asarray(patches)
-    filters, k = patches.shape[:2]
-    hover = [f"filter {f}, #{j + 1}: test image {int(images[f, j])}, activation {float(values[f, j]):.3g}"
-             for f in range(filters) for j in range(k)]
-    custom = [[f, int(images[f, j])] for f in range(filters) for j in range(k)]
-    return _image_grid(patches.reshape(filters * k, *patches.shape[2:]), k, hover, custom, title, note, tile_px)
+    count, k = patches.shape[:2]
+    number = [int(f) for f in filters] if filters is not None else list(range(count))
+    hover = [f"filter {number[f]}, #{j + 1}: test image {int(images[f, j])}, activation {float(values[f, j]):.3g}"
+             for f in range(count) for j in range(k)]
+    custom = [[number[f], int(images[f, j])] for f in range(count) for j in range(k)]
+    return _image_grid(patches.reshape(count * k, *patches.shape[2:]), k, hover, custom, title, note, tile_px)
 
 
 def embedding_scatter(coords, labels, predictions, indices, class_names, confidence=None,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import chrome, resources, session
+from app import chrome, learned, resources, session
 from cnn import lessons, walkthrough
 from cnn.data import dataset_title
 from cnn.errors import CnnError
@@ -62,6 +62,47 @@ def kernel_ui(walk, cols):
         filters = model.get_layer(walk.first_conv).get_weights()[0].shape[-1]
         return choice, None, cols[3].slider(f"{walk.first_conv} filter", 0, filters - 1, 0, key="learn_filter")
     return choice, None, 0
+
+
+VERDICT = {True: ":green[:material/check_circle: holds here]", False: ":red[:material/cancel: not in this model]",
+           None: ":gray[:material/remove: cannot tell]"}
+
+
+def hierarchy_section(info, model) -> None:
+    """Section 9: the model's conv layers from the first to the last — what their filters look for beside the
+    real patches that excite them — then the lesson's "edges → parts → objects" checked against this model."""
+    st.markdown("The lessons say a CNN learns a **hierarchy** on its own: edges and strokes in the first layer, "
+                "larger parts in the middle, whole objects at the end. Here is what *this* model's conv layers "
+                "respond to, from the first to the last, and below, the lesson's words checked against it.")
+    names = conv_layers(model)
+    if not names:
+        st.info("This model has no conv layer, so it has no hierarchy of filters to walk.")
+        return
+    try:
+        data = resources.model_dataset(info)
+    except CnnError as exc:
+        st.info(f"The walk needs the model's test images, which are not available here: {exc}")
+        return
+    if tuple(data.input_shape) != tuple(info.input_shape):
+        st.info("The model's dataset no longer has the images it takes, so the walk is left out.")
+        return
+    with st.spinner(f"Walking {info.name}'s {len(names)} conv layer(s): the input each filter wants most, the real "
+                    f"patches that excite it, and the measures (a few seconds, once per model)…"):
+        try:
+            walked = resources.hierarchy(info, data)
+        except CnnError as exc:
+            st.info(f"This model's layers cannot be walked: {exc}")
+            return
+    for view in walked.layers:
+        learned.layer_pair(info, model, data, view.name, view.depth, len(walked.layers), view.field, key="learn_hier")
+    st.subheader("Edges → parts → objects, measured on this model")
+    for check in walked.checks:
+        st.markdown(f"{VERDICT[check.holds]} · **{check.claim[0].upper()}{check.claim[1:]}.** {check.verdict}")
+        if check.measure != "—":
+            st.caption(f"Measured: {check.measure}.")
+    st.caption("The lesson's words describe what CNNs tend to learn on large image sets; a small model on small "
+               "digits need not show all of it. See every filter and the test set as the model sees it on "
+               "**What it learned**.")
 
 
 chrome.title("Learn")
@@ -341,14 +382,9 @@ def learning_section() -> None:
 
 learning_section()
 
-# 8 ---------------------------------------------------------------------------------------------------------
+# 9 ---------------------------------------------------------------------------------------------------------
 st.header("9 · The hierarchy")
-st.markdown("Early layers respond to edges and strokes; later ones to larger parts, at lower resolution.")
-for name in conv_layers(model):
-    maps = walk.outputs[name]
-    st.plotly_chart(maps_row({f"{name} #{i}": maps[..., i] for i in range(min(6, maps.shape[-1]))}, height=190),
-                    width="stretch", key=f"learn_hier_{name}")
-    st.caption(f"{name}: {maps.shape[-1]} maps of {maps.shape[0]}×{maps.shape[1]}")
+hierarchy_section(info, model)
 try:
     st.plotly_chart(architecture_diagram(validate(ModelSpec.from_dict(info.spec)).layers, f"{info.name}"),
                     width="stretch", key="learn_arch_model")

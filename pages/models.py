@@ -4,11 +4,13 @@ from datetime import datetime
 
 import streamlit as st
 
-from app import chrome, resources, session, workspaces
+from app import chrome, learned, resources, session, workspaces
 from cnn import registry
 from cnn.calibration import calibrate_if_possible, calibration_summary
 from cnn.data import CATALOG, dataset_title
 from cnn.errors import CnnError
+from cnn.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, available_formats, cache_path, download_bytes, \
+    export_for_app, size_text
 from cnn.registry import safe_label
 from cnn.figures import compare_curves, history_curves
 from cnn.spec import ModelSpec, SpecError, validate
@@ -198,6 +200,89 @@ def details_ui(info) -> None:
             st.caption(m["calibration_note"])
 
 
+def film_ui(info) -> None:
+    """Replay the film recorded while the model trained."""
+    if not info.usable:
+        st.caption("This model cannot be loaded.")
+        return
+    try:
+        film = resources.film(info)
+    except CnnError as exc:
+        st.warning(f"Its film cannot be shown: {exc}")
+        return
+    if film is None:
+        st.info(f"{info.name} was trained without a film (films are recorded by Train and `python -m cnn train` "
+                "since this version; imported models and older ones have none). Train a model to watch one.")
+        return
+    learned.film_player(film, f"models_film_{info.name}", class_names=info.class_names)
+
+
+EXPORT_TITLES = {"keras": "Keras", "savedmodel": "TensorFlow SavedModel", "tflite": "TensorFlow Lite (float32)",
+                 "tflite-int8": "TensorFlow Lite (int8)", "onnx": "ONNX"}
+
+
+def made_export(info, fmt: str):
+    """The export of this model file in `fmt` if it was already made (its report is kept beside it), else None."""
+    path = cache_path(info, fmt)
+    if not (path.exists() and (path.parent / f"{path.name}.report.json").is_file()):
+        return None
+    try:
+        return export_for_app(info.name, fmt)  # reads the kept report; nothing is written
+    except CnnError:
+        return None
+
+
+def export_text(report) -> str:
+    """Size and agreement with Keras, in words."""
+    same = "all" if report.agreement == 1 else f"{report.agreement:.2%} of the"
+    text = (f"**{size_text(report.size)}** · checked on {report.images:,} test images of "
+            f"{dataset_title(report.dataset)}: same top class as Keras on {same} images, ")
+    if report.format == "tflite-int8":
+        return text + (f"accuracy {accuracy_text(report.export_accuracy)} vs Keras {accuracy_text(report.keras_accuracy)}"
+                       f" ({report.accuracy_drop * 100:+.2f} points lost; at most {MAX_INT8_DROP * 100:.1f} allowed).")
+    return text + (f"largest probability difference {report.max_diff:.1e} (at most {MAX_FLOAT_DIFF:.0e} allowed), "
+                   f"accuracy {accuracy_text(report.export_accuracy)} like Keras's "
+                   f"{accuracy_text(report.keras_accuracy)}.")
+
+
+def export_ui(info) -> None:
+    """Each deployment format: a button that writes and verifies it (once per model file), then its download
+    with its size and how well it agrees with the Keras model."""
+    if not info.usable:
+        st.caption("This model cannot be loaded, so it cannot be exported.")
+        return
+    st.markdown("Copies of this model for deployment. Each one is checked right after it is written: run by its "
+                "own runtime on the model's test images and compared with Keras. Every format takes images of "
+                "0…255 pixel values and returns class probabilities.")
+    for fmt, reason in available_formats().items():
+        with st.container(border=True):
+            st.markdown(f"**{EXPORT_TITLES.get(fmt, fmt)}** · {FORMATS[fmt][1]}")
+            if reason:
+                st.caption(f":material/block: {reason}")
+                continue
+            report = made_export(info, fmt)
+            if report is None and st.button(f"Make the {EXPORT_TITLES.get(fmt, fmt)} export", icon=":material/build:",
+                                            key=f"models_export_{fmt}"):
+                with st.spinner(f"Writing the {fmt} export and checking it on the test images (a few seconds)…"):
+                    try:
+                        report = export_for_app(info.name, fmt)
+                    except CnnError as exc:
+                        st.error(f"The {fmt} export failed: {exc}")
+                        continue
+            if report is None:
+                continue
+            name = report.path.name + (".zip" if report.path.is_dir() else "")
+            cols = st.columns([1, 3], vertical_alignment="center")
+            cols[0].download_button(f"Download {name}", lambda report=report: download_bytes(report)[1],
+                                    file_name=name, mime="application/zip" if name.endswith(".zip") else
+                                    "application/octet-stream", key=f"models_export_download_{fmt}",
+                                    icon=":material/download:", on_click="ignore", width="stretch")
+            cols[1].markdown(export_text(report))
+            if not report.passed:
+                st.warning(f"This export did not pass its check ({report.criterion}): use it with care, or use "
+                           "another format.")
+
+
 def compare_ui(infos) -> None:
     names = [i.name for i in infos]
     default = names[:2] if len(names) >= 2 else names
@@ -250,10 +335,17 @@ else:
     picked = st.selectbox("Model", names, key=session.MODELS_PICK)
     info = next(i for i in infos if i.name == picked)
     # Stateful tabs: a rename or delete reruns the page and keeps the open tab (and only it is drawn).
-    details, manage, compare = st.tabs(["Details", "Manage", "Compare"], key="models_tabs", on_change="rerun")
+    details, film, export, manage, compare = st.tabs(["Details", "Training film", "Export", "Manage", "Compare"],
+                                                     key=session.MODELS_TABS, on_change="rerun")
     if details.open:
         with details:
             details_ui(info)
+    if film.open:
+        with film:
+            film_ui(info)
+    if export.open:
+        with export:
+            export_ui(info)
     if manage.open:
         with manage:
             manage_ui(info)

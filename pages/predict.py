@@ -1,4 +1,4 @@
-"""Predict: draw, upload or pick a sample; see the probabilities and how the network sees the image —
+"""Predict: draw, upload, photograph with the camera or pick a sample; see the probabilities and how the network
 activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every preprocessing step."""
 import numpy as np
 import streamlit as st
@@ -71,6 +71,21 @@ def upload_ui(model, info, invert, recipe):
     picked = st.selectbox("Look inside", names, key="predict_upload_pick") if len(files) > 1 else names[0]
     chosen = files[names.index(picked)]
     return chosen.getvalue(), chosen.name
+
+
+def camera_ui():
+    """A photo from the device's camera (a JPEG, like an upload), or None before one is taken."""
+    left, right = st.columns([3, 2])
+    with right:
+        st.caption(":material/photo_camera: Write a digit large and dark on white paper and photograph it, filling "
+                   "about a third of the picture. The preprocessing finds the ink, crops and centres it, as for "
+                   "uploads (see the inspector below).")
+        st.caption(":material/lock: Your browser asks for permission to use the camera first; on a phone, allow it "
+                   "and pick the back camera if offered. The camera only works on a secure (https) page — as on "
+                   "Streamlit Community Cloud — or on this computer itself.")
+    with left:
+        photo = st.camera_input("Take a picture of a digit", key=session.PREDICT_CAMERA)
+    return (None, None) if photo is None else (photo.getvalue(), "camera")
 
 
 def sample_ui(info):
@@ -185,8 +200,8 @@ def cam_ui(model, info, x, result_class: int):
 chrome.title("Predict")
 info, model = chrome.require_active_model()
 
-source_kind = st.segmented_control("Input", ["Draw", "Upload", "Sample"], default="Draw", key="predict_source",
-                                 required=True)
+source_kind = st.segmented_control("Input", ["Draw", "Upload", "Camera", "Sample"], default="Draw",
+                                   key=session.PREDICT_SOURCE, required=True)
 settings = st.columns(2)
 invert = INVERT_CHOICES[settings[0].selectbox("Invert (ink must be bright on dark)", list(INVERT_CHOICES), key="predict_invert",
                                       help="auto: invert when the background is light (dark ink on paper)")]
@@ -210,6 +225,8 @@ def prediction() -> None:
         x, true_label = sample_ui(info)
     elif source_kind == "Upload":
         source, _ = upload_ui(model, info, invert, recipe)
+    elif source_kind == "Camera":
+        source, _ = camera_ui()
     else:
         source, _ = draw_ui()
 
@@ -222,12 +239,14 @@ def prediction() -> None:
         except EmptyImageError as exc:
             steps = exc.steps
             st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
-                    "The image is blank: nothing to predict.")
+                    "No digit found in the picture: write it darker and larger, and take it again." if
+                    source_kind == "Camera" else "The image is blank: nothing to predict.")
         except ImageError as exc:
             st.error(str(exc))
         steps_ui(inspector, steps)
     elif source_kind != "Sample":
-        st.info("Draw something on the canvas." if source_kind == "Draw" else "Upload one or more images.")
+        st.info({"Draw": "Draw something on the canvas.", "Camera": "Take a picture with the camera above."}.get(
+            source_kind, "Upload one or more images."))
     if x is None:
         return
     st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}

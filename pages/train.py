@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import chrome, jobs, resources, session, workspaces
+from app import chrome, jobs, learned, resources, session, workspaces
 from cnn import registry
 from cnn.data import apply_limit, dataset_slug, dataset_title
 from cnn.errors import CnnError
@@ -129,6 +129,14 @@ def show(snap, job) -> None:
     else:
         st.success(snap.message)
     st.plotly_chart(training_curves(snap.curve, snap.epochs), width="stretch", key="train_curves")
+    if snap.film is not None:
+        # Drawn only while open: the film changes once an epoch, the page every second.
+        box = st.expander("Film of training: the filters and weights, epoch by epoch", icon=":material/movie:",
+                          key=session.TRAIN_FILM_OPEN, on_change="rerun")
+        if box.open:
+            with box:
+                learned.film_player(snap.film, session.TRAIN_FILM_FRAME, live=snap.running,
+                                    class_names=job.dataset.class_names)
 
 
 chrome.title("Train")

@@ -1,0 +1,69 @@
+"""In real Chromium with a fake camera (a video of a digit written on paper, played as the webcam): Predict's
+Camera input takes a picture and the model reads the digit, through the same preprocessing as uploads."""
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.browser import (CHROMIUM, CHROMIUM_ARGS, WATCH_SCRIPT, WATCHES, Watch, check_page, choose, go,
+                           metric_value, need_chromium, wait_idle)
+from playwright.sync_api import expect
+
+
+@pytest.fixture(scope="module")
+def digit_video(tmp_path_factory):
+    """(a .y4m video of a camera-like photo of a written test digit, the digit's label)."""
+    from cnn.data import load_dataset
+    from tests.fake_camera import write_y4m
+    from tests.test_camera import camera_frame
+
+    data = load_dataset("mnist-sample", limit=(10, 30))
+    digit, label = data.x_test[7][..., 0], int(data.y_test[7])
+    frame = np.asarray(Image.open(io.BytesIO(camera_frame(digit, seed=3, quality=90))).convert("RGB"))
+    return write_y4m(tmp_path_factory.mktemp("camera") / "digit.y4m", [frame] * 5), label
+
+
+@pytest.fixture
+def camera_page(digit_video):
+    """A watched tab (see tests/browser.py) in a Chromium whose camera plays the video, camera allowed."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    video, _ = digit_video
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1200}, permissions=["camera"])
+        watch = Watch()
+        context.expose_function("__cnnFault", watch.report)
+        context.add_init_script(WATCH_SCRIPT)
+        tab = context.new_page()
+        tab.set_default_timeout(60_000)
+        WATCHES[tab] = watch
+        yield tab
+        tab.wait_for_timeout(300)
+        try:
+            check_page(tab)
+        finally:
+            browser.close()
+
+
+def test_a_photo_from_the_camera_is_predicted(camera_page, digit_video, app_server):
+    page = camera_page
+    _, label = digit_video
+    go(page, app_server, "predict")
+    choose(page, "Camera")
+    page.get_by_text("asks for permission to use the camera").wait_for()
+    camera = page.locator('[data-testid="stCameraInput"]')
+    camera.locator("video").wait_for(timeout=30_000)
+    # The fake camera is playing: its frames have the video's size.
+    page.wait_for_function("document.querySelector('[data-testid=stCameraInput] video').videoWidth === 640",
+                           timeout=30_000)
+    camera.get_by_role("button", name="Take Photo").click()
+    wait_idle(page)
+    expect(metric_value(page, "Prediction")).to_have_text(str(label), timeout=30_000)
+    # The inspector walks the same steps as for an upload, from the 640×480 photo.
+    page.get_by_text("Preprocessing inspector").click()
+    page.get_by_text(re.compile("640×480")).first.wait_for()

@@ -98,7 +98,7 @@ def sidebar(tab: session.Tab, names: list[str]) -> None:
             if info is not None:
                 acc = accuracy_text(info.test_accuracy) if info.test_accuracy is not None else "not evaluated"
                 st.caption(f"{dataset_title(info.dataset)} · {info.params:,} parameters · test accuracy {acc}")
-        st.caption(f"Dataset: **{dataset_title(tab.dataset)}**")
+        st.caption(f"Training data: **{dataset_title(tab.dataset)}** (chosen on Configure)")
         if jobs.job_running():
             st.caption(":material/hourglass_top: training in progress — see **Train**")
         account_ui()

@@ -51,10 +51,12 @@ class Ticket:
     job: object = None  # the TrainingJob once started
     dataset_name: str = ""  # what its page says of the data (the images themselves are let go once trained)
     train_images: int = 0
+    class_names: tuple = ()
 
     def __post_init__(self):
         if self.dataset is not None:
             self.dataset_name, self.train_images = self.dataset.name, self.dataset.num_train
+            self.class_names = tuple(self.dataset.class_names)
     cancelled: bool = False
     queue: "JobQueue | None" = field(default=None, repr=False)
 

@@ -150,7 +150,7 @@ def manage_ui(info) -> None:
 
 def delete_ui(info) -> None:
     """Delete, once the box is ticked."""
-    with st.expander("Delete this model"):
+    with st.expander("Delete this model", key=f"models_delete_open_{info.name}"):
         confirm = st.checkbox(f"Yes, delete {info.name!r} and its files", key=f"models_confirm_{info.name}")
         st.button("Delete", key="models_delete", type="primary", disabled=not confirm, on_click=delete,
                   args=(info.name,))

@@ -136,7 +136,7 @@ def show(snap, job) -> None:
         if box.open:
             with box:
                 learned.film_player(snap.film, session.TRAIN_FILM_FRAME, live=snap.running,
-                                    class_names=job.dataset.class_names)
+                                    class_names=job.class_names)
 
 
 chrome.title("Train")

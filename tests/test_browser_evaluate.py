@@ -17,7 +17,11 @@ def default_confusion(default_model_dir):
 
 
 def click_cell(page, true: int, pred: int, k: int = 10) -> None:
-    area = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first.bounding_box()
+    # The main area scrolls inside its own container (a gallery below may have scrolled it): bring the grid into
+    # view so that the click lands on the cell, as a person would scroll to it.
+    grid = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first
+    grid.scroll_into_view_if_needed()
+    area = grid.bounding_box()
     page.mouse.click(area["x"] + (pred + 0.5) * area["width"] / k, area["y"] + (true + 0.5) * area["height"] / k)
     wait_idle(page)
 

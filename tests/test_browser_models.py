@@ -1,5 +1,5 @@
 """In real Chromium, Models as a person uses it: download a model, upload it back, rename the copy (the
-Manage tab stays open), and delete it. (The table is drawn on a canvas: its formats are checked by AppTest.)"""
+Manage tab stays open), and delete it. The shipped model itself is read-only. (The table is drawn on a canvas: its formats are checked by AppTest.)"""
 import re
 import zipfile
 
@@ -20,9 +20,11 @@ def test_download_upload_rename_delete(page, app_server, tmp_path):
         page.get_by_role("button", name="Download .zip").click()
     bundle = tmp_path / download.value.suggested_filename
     download.value.save_as(bundle)
-    assert zipfile.ZipFile(bundle).namelist() == [f"mnist-default/{f}" for f in
-                                                  ("model.keras", "spec.json", "history.json", "metrics.json")]
-    expect(page.get_by_role("button", name="Rename")).to_be_visible()
+    assert zipfile.ZipFile(bundle).namelist() == [f"mnist-default/{f}" for f in (
+        "model.keras", "spec.json", "history.json", "metrics.json", "calibration.json", "film.npz")]
+    # The shipped model is read-only: no Rename, and the page says why.
+    expect(page.get_by_text("This model ships with CNN Studio, so it is read-only")).to_be_visible()
+    expect(page.get_by_role("button", name="Rename")).to_have_count(0)
 
     # Upload it back: imported under a free name and made the active model.
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bundle))

@@ -139,8 +139,11 @@ def test_the_cookie_is_set_once_on_a_page_load():
 
     def call(path, headers=()):
         sent.clear()
-        asyncio.run(middleware({"type": "http", "path": path, "headers": list(headers), "scheme": "https"}, None,
-                               collect))
+        # In a thread of its own: an earlier test's event loop (Playwright's) may still run in this one.
+        scope = {"type": "http", "path": path, "headers": list(headers), "scheme": "https"}
+        worker = threading.Thread(target=asyncio.run, args=(middleware(scope, None, collect),))
+        worker.start()
+        worker.join()
         return [v for k, v in sent[0]["headers"] if k == b"set-cookie"]
 
     cookie = call("/")

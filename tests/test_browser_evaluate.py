@@ -17,6 +17,9 @@ def default_confusion(default_model_dir):
 
 
 def click_cell(page, true: int, pred: int, k: int = 10) -> None:
+    # As a person does, click once the last click's images have finished drawing: a click while the page is
+    # still running can be lost (the chart is redrawn as the run ends, and the new selection with it).
+    wait_idle(page)
     # The main area scrolls inside its own container (a gallery below may have scrolled it): bring the grid into
     # view so that the click lands on the cell, as a person would scroll to it.
     grid = page.locator('[data-testid="stPlotlyChart"]').first.locator(".nsewdrag").first

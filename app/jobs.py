@@ -24,6 +24,9 @@ JOB_RUNNING = "a training job is already running in this session: stop it or wai
 
 def default_cap() -> int:
     """Concurrent trainings: CNN_MAX_JOBS if set, else one per two cores (a training uses two), at least 1."""
+    from app.workspaces import load_settings
+
+    load_settings()  # the setting may be in Streamlit's secrets
     value = os.environ.get("CNN_MAX_JOBS", "").strip()
     if value:
         try:

@@ -27,13 +27,23 @@ TOKEN = "workspace_token"  # session key: this session's own token when no cooki
 LAST_USED = ".last-used"  # a workspace folder's use stamp (its mtime), for idle expiry
 
 
+def load_settings() -> None:
+    """Read .streamlit/secrets.toml if there is one: Streamlit puts its root keys with string or number values into
+    the environment, so every CNN_* setting can be given either way (Community Cloud's Secrets box is the natural place there)."""
+    try:
+        "CNN_HOSTED" in st.secrets  # noqa: B015 — the lookup loads the file
+    except Exception:  # noqa: BLE001 — no secrets file is the normal local case
+        pass
+
+
 def hosted() -> bool:
     """Whether the app runs hosted for many visitors (CNN_HOSTED, from the environment or Streamlit secrets)."""
+    load_settings()
     value = os.environ.get("CNN_HOSTED")
-    if value is None:
+    if value is None:  # TOML booleans do not reach the environment
         try:
             value = st.secrets.get("CNN_HOSTED")
-        except Exception:  # noqa: BLE001 — no secrets file is the normal local case
+        except Exception:  # noqa: BLE001 — no secrets file
             value = None
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 

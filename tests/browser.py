@@ -229,7 +229,11 @@ def wait_idle(page, timeout: float = 60_000) -> None:
 
 
 def go(page, server: AppServer, path: str = "") -> None:
+    """Open a page by its address and wait until it has run. Until the entry script has run, Streamlit shows a
+    default list of the files in pages/ and no running icon yet: wait for the app's own navigation first."""
     page.goto(f"{server.url}/{path}")
+    page.locator('[data-testid="stSidebarNavLink"]').filter(
+        has_text="What it learned").first.wait_for(timeout=120_000)
     wait_idle(page)
 
 
@@ -300,11 +304,8 @@ def choose(page, option: str, within=None) -> None:
     """Click an option of a segmented control (a visible 'radio' button) or of an st.radio (its label)."""
     scope = within or page
     segment = scope.locator('[data-testid="stButtonGroup"]').get_by_role("radio", name=option, exact=True)
-    if segment.count():
-        segment.first.click()
-    else:
-        labels = scope.locator("label") if within is not None else page.locator('[data-testid="stRadio"] label')
-        labels.filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
+    labels = scope.locator("label") if within is not None else page.locator('[data-testid="stRadio"] label')
+    segment.or_(labels.filter(has_text=re.compile(f"^{re.escape(option)}$"))).first.click()
     wait_idle(page)
 
 

@@ -53,7 +53,7 @@ def test_sidebar_picker_lists_the_registry_on_every_run(saved_model, trained):
     for _ in range(2):  # the sidebar is drawn on every run, on every page
         picker = at.sidebar.selectbox(key=session.SIDEBAR_MODEL)
         assert sorted(picker.options) == ["another", "small"]
-        assert any("Dataset:" in c.value for c in at.sidebar.caption)
+        assert any("Training data:" in c.value for c in at.sidebar.caption)
         at.run()
     picker.set_value("another").run()
     assert tab_of(at).active_model == "another"

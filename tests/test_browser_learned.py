@@ -11,7 +11,7 @@ POINT_JS = """
 ([titlePart, symbol]) => {
   const charts = [...document.querySelectorAll('.js-plotly-plot')];
   const gd = charts.find(g => JSON.stringify((g.layout.xaxis || {}).title || '').includes(titlePart));
-  if (!gd) return null;
+  if (!gd || !gd._fullLayout) return null;
   gd.scrollIntoView({block: 'center'});
   const size = gd._fullLayout._size, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
   const box = gd.getBoundingClientRect();
@@ -35,6 +35,7 @@ TILE_JS = """
 ([titlePart, n]) => {
   const gd = [...document.querySelectorAll('.js-plotly-plot')]
     .find(g => JSON.stringify(g.layout.title || '').includes(titlePart));
+  if (!gd || !gd._fullLayout) return null;
   gd.scrollIntoView({block: 'center'});
   const size = gd._fullLayout._size, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
   const box = gd.getBoundingClientRect();
@@ -44,6 +45,15 @@ TILE_JS = """
 """
 
 
+def locate(page, script: str, args: list) -> dict | None:
+    """The script's answer once the chart it looks for has been drawn (Plotly draws after the text around it),
+    or None if it is drawn and the script still finds nothing."""
+    try:
+        return page.wait_for_function(script, arg=args, timeout=30_000).json_value()
+    except Exception:  # noqa: BLE001 — playwright's TimeoutError: asserted by the caller
+        return None
+
+
 def test_a_click_on_a_filter_and_on_a_point_of_the_map(page, app_server):
     go(page, app_server, "learned")
     page.get_by_text("conv2 · conv layer 2 of 2").wait_for(timeout=120_000)
@@ -51,7 +61,8 @@ def test_a_click_on_a_filter_and_on_a_point_of_the_map(page, app_server):
     wait_idle(page, 120_000)
 
     # Filter 21 of conv2 sits in the third row of its grid: clicking it shows filters 16–23's patches.
-    tile = page.evaluate(TILE_JS, ["32 filters looks for", 21])
+    tile = locate(page, TILE_JS, ["32 filters looks for", 21])
+    assert tile is not None, "the grid of conv2's filters was not drawn"
     page.mouse.click(tile["x"], tile["y"])
     wait_idle(page)
     picker = page.locator('[data-testid="stButtonGroup"]').filter(has_text="24–31")
@@ -61,7 +72,7 @@ def test_a_click_on_a_filter_and_on_a_point_of_the_map(page, app_server):
     # The map: a click on a misclassified point (✕) shows that very test image, its label and prediction.
     open_tab(page, "The test set as it sees it")
     page.get_by_text("Click a point to see its test image").wait_for(timeout=120_000)
-    point = page.evaluate(POINT_JS, ["principal axis", "x"])
+    point = locate(page, POINT_JS, ["principal axis", "x"])
     assert point is not None, "no misclassified point stands alone on the map"
     page.mouse.click(point["x"], point["y"])
     wait_idle(page)

@@ -6,6 +6,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,23 @@ def test_sized_cache_is_bounded_by_bytes_and_makes_each_value_once():
     assert made == ["a", "b", "c", "b"]
     cache.get("huge", make("huge", 5000))  # larger than the limit alone: kept (the newest always is)
     assert len(cache) == 1 and cache.nbytes == 5000
+
+
+def test_settings_can_come_from_streamlit_secrets(tmp_path):
+    """Community Cloud's Secrets box: `CNN_HOSTED = true` turns hosting on, and numeric settings reach the
+    environment that the rest of the app reads."""
+    import subprocess
+    import sys
+
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text("CNN_HOSTED = true\nCNN_MAX_JOBS = 3\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CNN_HOSTED", "CNN_MAX_JOBS")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    code = "from app import workspaces, jobs; print(workspaces.hosted(), jobs.default_cap())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split()[-2:] == ["True", "3"], out.stderr[-2000:]
+    (tmp_path / ".streamlit" / "secrets.toml").unlink()
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split()[-2:][0] == "False", out.stderr[-2000:]

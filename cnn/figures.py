@@ -154,21 +154,6 @@ def colorize(values, style: dict) -> np.ndarray:
     return colours
 
 
-def tile(maps, columns: int, gap: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """(N, H, W) maps laid out `columns` to a row with NaN gaps between them: (mosaic, top-left of each)."""
-    maps = np.asarray(maps, dtype=float)
-    count, height, width = maps.shape
-    cols = max(1, min(columns, count))
-    rows = math.ceil(count / cols)
-    mosaic = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap), np.nan)
-    corners = []
-    for i in range(count):
-        top, left = (i // cols) * (height + gap), (i % cols) * (width + gap)
-        mosaic[top:top + height, left:left + width] = maps[i]
-        corners.append((top, left))
-    return mosaic, corners
-
-
 def png_uri(rgb: np.ndarray, scale: int = 1) -> str:
     """A (H, W, 3) uint8 image as a PNG data URI (enlarged `scale` times with sharp pixels)."""
     import base64
@@ -212,10 +197,10 @@ def map_mosaic(maps, title: str, signed: bool | None = None, columns: int = 8, l
     """(N, H, W) maps as one labelled picture on ONE shared colour scale of the colour language."""
     maps = np.asarray(maps, dtype=float)
     style = value_style(maps, signed)
-    mosaic, corners = tile(maps, columns)
+    grid, corners = mosaic(maps, columns, gap=1)
     names = names if names is not None else [f"#{i}" for i in range(len(maps))]
     rows = math.ceil(len(maps) / max(1, min(columns, len(maps))))
-    return picture(colorize(mosaic, style), title, max(min_height, row_height * rows + 60),
+    return picture(colorize(grid, style), title, max(min_height, row_height * rows + 60),
                    [(top, left, name) for (top, left), name in zip(corners, names)], style, legend)
 
 
@@ -593,18 +578,6 @@ def mosaic(tiles, columns: int, gap: int = GAP, fill=np.nan) -> tuple[np.ndarray
     return out, origins
 
 
-def _png_uri(pixels) -> str:
-    """A uint8 (H, W, 3) array as a PNG data URI: one small image instead of thousands of numbers."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
 def _image_grid(tiles, columns: int, hover: list[str], customdata: list, title: str | None, note: str | None,
                 tile_px: int, scale: int = 4) -> go.Figure:
     """uint8 tiles (N, h, w, C) as ONE image (go.Image of a PNG mosaic, upscaled without smoothing) plus one
@@ -615,7 +588,7 @@ def _image_grid(tiles, columns: int, hover: list[str], customdata: list, title: 
     pixels, origins = mosaic(tiles, columns, fill=np.uint8(255))
     big = np.kron(pixels, np.ones((scale, scale, 1), np.uint8))  # crisp pixels at any zoom
     h, w = tiles.shape[1:3]
-    fig = go.Figure(go.Image(source=_png_uri(big), dx=1 / scale, dy=1 / scale, x0=-0.5 + 0.5 / scale,
+    fig = go.Figure(go.Image(source=png_uri(big), dx=1 / scale, dy=1 / scale, x0=-0.5 + 0.5 / scale,
                              y0=-0.5 + 0.5 / scale, hoverinfo="skip"))
     fig.add_trace(go.Scatter(x=[left + (w - 1) / 2 for _, left in origins], y=[top + (h - 1) / 2 for top, _ in origins],
                              mode="markers", marker={"size": max(8, tile_px), "symbol": "square", "opacity": 0.01,

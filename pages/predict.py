@@ -231,7 +231,9 @@ def prediction() -> None:
         source, _ = draw_ui()
 
     if source is not None:
-        inspector = st.expander("Preprocessing inspector", expanded=False)
+        # Its step images are drawn only while it is open: a stroke then sends the prediction sooner.
+        inspector = st.expander("Preprocessing inspector", expanded=False, key=session.PREDICT_INSPECTOR_OPEN,
+                                on_change="rerun")
         disabled = switches_ui(inspector, recipe)
         steps = []
         try:  # the recipe runs once: its steps for the inspector, its last step for the model
@@ -243,7 +245,8 @@ def prediction() -> None:
                     source_kind == "Camera" else "The image is blank: nothing to predict.")
         except ImageError as exc:
             st.error(str(exc))
-        steps_ui(inspector, steps)
+        if inspector.open:
+            steps_ui(inspector, steps)
     elif source_kind != "Sample":
         st.info({"Draw": "Draw something on the canvas.", "Camera": "Take a picture with the camera above."}.get(
             source_kind, "Upload one or more images."))

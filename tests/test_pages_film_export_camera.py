@@ -152,7 +152,11 @@ def test_a_camera_photo_of_a_written_digit_is_predicted(default_in_registry):
     assert next(m for m in at.metric if m.label == "Prediction").value == str(label)
     stored = at.session_state[session.PREDICT_INPUT]
     assert stored["x"].shape == (28, 28, 1) and stored["x"][0, 0, 0] == 0  # paper → black, as for uploads
-    # The inspector shows the same steps as for an upload, starting from the 640×480 photo.
+    # The inspector's step images are drawn only once it is opened; then the same steps as for an upload,
+    # starting from the 640×480 photo.
+    assert not any("640×480" in c for c in texts(at, "caption"))
+    at.session_state[session.PREDICT_INSPECTOR_OPEN] = True
+    at.run()
     assert any("640×480" in c for c in texts(at, "caption"))
 
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from cnn.figures import (SIGNED, UNSIGNED, channels_row, colorize, feature_maps, kernels_grid, maps_row, tile,
+from cnn.figures import (SIGNED, UNSIGNED, channels_row, colorize, feature_maps, kernels_grid, maps_row, mosaic,
                          value_style, values_heatmap)
 from cnn.text import accuracy_text, date_text, probability_text
 
@@ -67,8 +67,8 @@ def test_pictures_colour_values_by_the_scale():
     assert rgb[2][0] > rgb[2][2]  # the most positive red
     assert abs(int(rgb[1].max()) - int(rgb[1].min())) < 12 and rgb[1].min() > 230  # 0 is (almost) white
     assert rgb[3].tolist() == [255, 255, 255]  # gaps between maps are white
-    mosaic, corners = tile(np.ones((5, 2, 3)), columns=2)
-    assert mosaic.shape == (3 * 3 - 1, 2 * 4 - 1) and corners[3] == (3, 4) and np.isnan(mosaic[2, 0])
+    grid, corners = mosaic(np.ones((5, 2, 3)), columns=2, gap=1)
+    assert grid.shape == (3 * 3 - 1, 2 * 4 - 1) and corners[3] == (3, 4) and np.isnan(grid[2, 0])
 
 
 def test_colour_channels_share_one_scale_in_their_own_colour():

@@ -154,6 +154,13 @@ def colorize(values, style: dict) -> np.ndarray:
     return colours
 
 
+def square_grid(vector, count: int) -> np.ndarray:
+    """The first `count` values of a vector as a square grid, one cell per value, NaN (blank) after them."""
+    side = int(math.ceil(math.sqrt(count)))
+    values = np.asarray(vector, dtype=float).ravel()[:count]
+    return np.pad(values, (0, side * side - len(values)), constant_values=np.nan).reshape(side, side)
+
+
 def png_uri(rgb: np.ndarray, scale: int = 1) -> str:
     """A (H, W, 3) uint8 image as a PNG data URI (enlarged `scale` times with sharp pixels)."""
     import base64

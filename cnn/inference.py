@@ -344,6 +344,7 @@ class LearningStep:
     probabilities_after: np.ndarray
     step_norm: float  # ‖learning_rate·∂loss/∂w‖ over every trainable weight
     weight_norm: float  # ‖w‖ over every trainable weight before the step
+    weight_count: int  # how many trainable weights the step changed
     others_before: float | None  # accuracy on the held-out images before the step
     others_after: float | None  # … and after it
     trials: tuple  # RateTrial for every rate in LEARNING_RATES (and the chosen one)
@@ -352,6 +353,10 @@ class LearningStep:
     def kernel_change(self) -> float:
         """The largest change of any weight in the shown kernel."""
         return float(np.abs(self.kernel_after - self.kernel_before).max())
+
+    def filter_change(self, index: int) -> np.ndarray:
+        """−learning_rate·gradient for filter `index` of the shown kernel (its first input channel): (K, K)."""
+        return (self.kernel_after - self.kernel_before)[..., 0, index]
 
     @property
     def overshot(self) -> bool:
@@ -422,4 +427,4 @@ def learning_step(model, x, label: int, learning_rate: float | None = None, laye
                         grads[index], start[index] - rate * grads[index], probs_before.numpy()[0], probs_after,
                         float(rate * np.linalg.norm(flat)),
                         float(np.linalg.norm(np.concatenate([w.ravel() for w in start]))),
-                        others_before, others_after, table)
+                        sum(int(w.size) for w in start), others_before, others_after, table)

@@ -12,7 +12,8 @@ from cnn import lessons, walkthrough
 from cnn.data import dataset_title
 from cnn.errors import CnnError
 from cnn.calibration import softmax_lesson
-from cnn.figures import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, temperature_bars,
+from cnn.figures import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, square_grid,
+                         temperature_bars,
                          values_heatmap, vector_bars)
 from cnn.inference import LEARNING_RATES, conv_layers, runner_up
 from cnn.spec import ModelSpec, SpecError, preset, validate
@@ -296,15 +297,8 @@ def dropout_section() -> None:
     seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
     drop = walkthrough.dropout(model, walk, rate, int(seed))
     shown = min(64, drop.values.size)
-    side = int(np.ceil(np.sqrt(shown)))  # the first `shown` values as a square grid, one cell per value
-
-
-    def as_grid(vector):
-        return np.pad(vector[:shown].astype(float), (0, side * side - shown), constant_values=np.nan).reshape(side, side)
-
-
-    st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": as_grid(drop.values),
-                              "after dropout": as_grid(drop.dropped)}, height=260, shared=True), width="stretch",
+    st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": square_grid(drop.values, shown),
+                              "after dropout": square_grid(drop.dropped, shown)}, height=260, shared=True), width="stretch",
                     key="learn_dropout")
     off = int((~drop.kept).sum())
     st.markdown(f"While training, dropout zeroes a random **{off} of {drop.kept.size}** values ({off / drop.kept.size:.0%}, "
@@ -366,14 +360,14 @@ def learning_section() -> None:
                         width="stretch", key="learn_rates")
         st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
                                   "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
-                                  "change −lr·gradient": (step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx],
+                                  "change −lr·gradient": step_result.filter_change(f_idx),
                                   "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, kind="signed"),
                         width="stretch", key="learn_step")
         st.markdown(f"Size of the step: **‖lr·gradient‖ = {step_result.step_norm:.4g}** over all "
-                    f"{sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} weights (their own size ‖w‖ = "
+                    f"{step_result.weight_count:,} weights (their own size ‖w‖ = "
                     f"{step_result.weight_norm:.4g}, so the step is {step_result.step_norm / step_result.weight_norm:.2%} "
                     f"of it); in {first} filter {f_idx} the largest single change is "
-                    f"{np.abs(step_result.kernel_after - step_result.kernel_before)[..., 0, f_idx].max():.4g}.")
+                    f"{np.abs(step_result.filter_change(f_idx)).max():.4g}.")
         st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4g}. The step "
                    "moves every weight against its gradient (w ← w − lr·∂loss/∂w), which lowers the loss when the step "
                    "is small enough. Done on a private copy — the active model is unchanged.")

@@ -77,3 +77,11 @@ def test_colour_channels_share_one_scale_in_their_own_colour():
     panels = channels_row(triangle).data
     assert [(t.zmin, t.zmax) for t in panels] == [(0, 255)] * 3  # a red object is dark in green and blue
     assert [t.colorscale[-1][1] for t in panels] == ["#ff0000", "#00c000", "#0050ff"]
+
+
+def test_square_grid_keeps_the_values_in_order_and_blanks_the_rest():
+    from cnn.figures import square_grid
+
+    grid = square_grid(np.arange(10), 7)
+    assert grid.shape == (3, 3)
+    assert grid.ravel()[:7].tolist() == list(range(7)) and np.isnan(grid.ravel()[7:]).all()

@@ -113,10 +113,11 @@ def frame_label(film, index: int) -> str:
     return "before training" if epoch == 0 else f"after epoch {epoch}"
 
 
-def film_player(film, key: str, live: bool = False, class_names=None) -> None:
+def film_player(film, key: str, class_names=None) -> None:
     """A slider over the film's frames (the last one at first) and that frame: the first conv layer's kernels,
     its maps of the probe image and every weighted layer's weight histogram, on scales fixed for the whole film.
-    `live`: frames are still being added; the slider follows the newest unless moved back."""
+    While training adds frames (also the last ones, which may arrive as it ends), a slider left at the end follows
+    to the newest; one moved back stays where it was put."""
     from cnn.figures import film_frame
 
     frames = len(film)
@@ -127,7 +128,7 @@ def film_player(film, key: str, live: bool = False, class_names=None) -> None:
         seen = f"{key}_seen"  # frames there were when the slider was last drawn
         value = st.session_state.get(key)
         at_end = value == st.session_state.get(seen, frames) - 1
-        if value not in range(frames) or (live and at_end):
+        if value not in range(frames) or at_end:
             st.session_state[key] = frames - 1
         st.session_state[seen] = frames
         index = st.select_slider("Frame", options=list(range(frames)), key=key,

@@ -135,7 +135,7 @@ def show(snap, job) -> None:
                           key=session.TRAIN_FILM_OPEN, on_change="rerun")
         if box.open:
             with box:
-                learned.film_player(snap.film, session.TRAIN_FILM_FRAME, live=snap.running,
+                learned.film_player(snap.film, session.TRAIN_FILM_FRAME,
                                     class_names=job.class_names)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -49,7 +50,8 @@ DIGITS = {
 # In the page: the time of the last mouse-up, and a probe for "this element shows a new value".
 INSTALL = """() => {
   window.__up = 0;
-  document.addEventListener('mouseup', () => { window.__up = performance.now(); }, true);
+  // pointerup: a canvas that calls preventDefault() on pointerdown gets no compatibility mouseup
+  document.addEventListener('pointerup', () => { window.__up = performance.now(); }, true);
 }"""
 INK = r"""(previous) => {
   // The model input's caption ("… 123 ink pixels") with a count other than `previous`, and a prediction.
@@ -59,6 +61,11 @@ INK = r"""(previous) => {
   const metric = [...document.querySelectorAll('[data-testid="stMetric"]')].find(m => m.textContent.includes('Prediction'));
   if (!ink || ink[1] === previous || !metric) return false;
   return {at: performance.now(), ink: ink[1], prediction: metric.querySelector('[data-testid="stMetricValue"]').textContent.trim()};
+}"""
+SHOWN_INK = r"""() => {
+  const t = [...document.querySelectorAll('[data-testid="stImageCaption"], [data-testid="stCaptionContainer"]')]
+      .map(e => e.textContent).map(t => t.match(/(\d+) ink pixels/)).find(m => m);
+  return t ? t[1] : "";
 }"""
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') && performance.now()"""
 
@@ -134,11 +141,18 @@ def strokes_session(chromium, root: Path, digits: int) -> dict:
         rows, previous = [], ""
         for n in range(digits):
             digit = n % 10
-            reset = page.get_by_role("button", name="Reset canvas & history")
-            if reset.count():
+            # This checkout's canvas, or streamlit-drawable-canvas's in an older reference checkout.
+            reset = page.get_by_role("button", name=re.compile(r"^(Clear|Reset canvas & history)$"))
+            if reset.count() and reset.first.is_enabled():
                 reset.first.click()
                 idle(page)
             draw(page, DIGITS[digit])
+            # A canvas that sends every stroke has already shown a prediction for the digit's earlier strokes:
+            # let that settle, then time the last stroke from its mouse-up to a prediction of the whole digit.
+            if len(DIGITS[digit]) > 1:
+                page.wait_for_function(INK, arg=previous, polling="raf", timeout=60_000)
+                idle(page)
+                previous = page.evaluate(SHOWN_INK)
             before = len(received)
             page.mouse.up()
             shown = page.wait_for_function(INK, arg=previous, polling="raf", timeout=60_000).json_value()

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from app import chrome, resources, session
+from app.canvas import draw_canvas
 from cnn import lessons
 from cnn.data import dataset_title
 from cnn.errors import CnnError, EmptyImageError, ImageError
@@ -30,24 +31,20 @@ DRAWING = "predict_drawing"  # (strokes as fabric.js JSON, pixels) of the canvas
 
 def draw_ui():
     """The canvas's RGBA array, or None before anything is drawn."""
-    from streamlit_drawable_canvas import st_canvas
-
     left, right = st.columns([3, 2])
     with right:
         width = st.slider("Stroke width", 8, 40, 22, key="predict_stroke",
                           help="MNIST strokes are about 2–3 px thick at 28×28: on this 280 px canvas, ~20")
         st.caption("Draw one digit, large and centred or not — the preprocessing crops and centres it. "
-                   "Undo, redo and clear are in the canvas toolbar.")
+                   "Undo and Clear are under the canvas.")
     with left:
         # The canvas forgets its strokes when another input is shown: start it from the last drawing.
-        canvas = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=280,
-                           width=280, drawing_mode="freedraw", key="predict_canvas", return_image_data=True,
-                           initial_drawing=(st.session_state.get(DRAWING) or (None, None))[0])
-    data = canvas.image_data if canvas is not None else None
-    if data is not None:  # what is on the canvas now: kept for when Draw is opened again
-        st.session_state[f"{DRAWING}_now"] = (canvas.json_data, np.asarray(data))
-    elif st.session_state.get(DRAWING) is not None:  # reopened: the canvas shows the kept strokes, not yet sent
-        data = st.session_state[DRAWING][1]
+        kept = st.session_state.get(DRAWING) or (None, None)
+        strokes, data = draw_canvas("predict_canvas", width, strokes=kept[0])
+    if strokes is not None:  # what is on the canvas now (nothing after Clear): kept for when Draw is opened again
+        st.session_state[f"{DRAWING}_now"] = (strokes, data) if data is not None else None
+    else:  # reopened: the canvas shows the kept strokes, not yet sent
+        data = kept[1]
     return (None, "drawing") if data is None else (np.asarray(data), "drawing")
 
 

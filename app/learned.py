@@ -13,6 +13,26 @@ ROW = 8  # filters per row of the filter grid; the top patches are shown for one
 NO_BAR = {"displayModeBar": False}
 
 
+def test_data(info):
+    """The model's dataset for the views built from real test images, or None after saying why it is not here
+    (not available, or its images no longer have the model's input shape)."""
+    from app import chrome
+    from cnn.errors import CnnError
+
+    try:
+        data = resources.model_dataset(info)
+    except CnnError as exc:
+        st.info(f"The views built from real test images need the model's dataset, which is not available here: "
+                f"{exc}")
+        return None
+    if tuple(data.input_shape) != tuple(info.input_shape):
+        st.info(f"The model takes {'×'.join(map(str, info.input_shape))} images but its dataset now has "
+                f"{'×'.join(map(str, data.input_shape))}: the views built from real images are left out.")
+        return None
+    chrome.show_dataset_note(info, data)
+    return data
+
+
 def field_note(field) -> str:
     """'Receptive field 14×14 px (25% of the 28×28 image), stride 2' — what one value of the layer sees."""
     return field.text[0].upper() + field.text[1:]

@@ -79,13 +79,8 @@ def hierarchy_section(info, model) -> None:
     if not names:
         st.info("This model has no conv layer, so it has no hierarchy of filters to walk.")
         return
-    try:
-        data = resources.model_dataset(info)
-    except CnnError as exc:
-        st.info(f"The walk needs the model's test images, which are not available here: {exc}")
-        return
-    if tuple(data.input_shape) != tuple(info.input_shape):
-        st.info("The model's dataset no longer has the images it takes, so the walk is left out.")
+    data = learned.test_data(info)
+    if data is None:
         return
     with st.spinner(f"Walking {info.name}'s {len(names)} conv layer(s): the input each filter wants most, the real "
                     f"patches that excite it, and the measures (a few seconds, once per model)…"):

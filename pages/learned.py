@@ -18,22 +18,6 @@ FILTERS, CLASSES, MAP = ("Filters, layer by layer", "The classes", "The test set
 PCA, TSNE = "PCA (at once)", "t-SNE (about half a minute)"
 
 
-def test_data(info):
-    """The model's dataset for the views built from real images, or None (saying why) when it is not here."""
-    try:
-        data = resources.model_dataset(info)
-    except CnnError as exc:
-        st.info(f"The views built from real test images need the model's dataset, which is not available here: "
-                f"{exc}")
-        return None
-    if tuple(data.input_shape) != tuple(info.input_shape):
-        st.info(f"The model takes {'×'.join(map(str, info.input_shape))} images but its dataset now has "
-                f"{'×'.join(map(str, data.input_shape))}: the views built from real images are left out.")
-        return None
-    chrome.show_dataset_note(info, data)
-    return data
-
-
 # ---------------------------------------------------------------------------
 # Filters, layer by layer
 # ---------------------------------------------------------------------------
@@ -191,10 +175,10 @@ st.caption(f"Inside **{info.name}**: what its filters respond to, layer by layer
 views = st.tabs([FILTERS, CLASSES, MAP], key=session.LEARNED_VIEW, on_change="rerun")
 if views[0].open:
     with views[0]:
-        filters_view(info, model, test_data(info))
+        filters_view(info, model, learned.test_data(info))
 if views[1].open:
     with views[1]:
         classes_view(info, model)
 if views[2].open:
     with views[2]:
-        map_view(info, model, test_data(info))
+        map_view(info, model, learned.test_data(info))

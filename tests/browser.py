@@ -161,9 +161,10 @@ class Watch:
 WATCHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def new_page(chromium, width: int = 1400, height: int = 1000):
-    """A tab in its own browser context, watched for exceptions and error boxes."""
-    context = chromium.new_context(viewport={"width": width, "height": height})
+def new_page(chromium, width: int = 1400, height: int = 1000, permissions=()):
+    """A tab in its own browser context (granted `permissions`, e.g. ["camera"]), watched for exceptions and
+    error boxes."""
+    context = chromium.new_context(viewport={"width": width, "height": height}, permissions=list(permissions))
     watch = Watch()
     context.expose_function("__cnnFault", watch.report)
     context.add_init_script(WATCH_SCRIPT)

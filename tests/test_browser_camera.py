@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import (CHROMIUM, CHROMIUM_ARGS, WATCH_SCRIPT, WATCHES, Watch, check_page, choose, go,
-                           metric_value, need_chromium, wait_idle)
+from tests.browser import (CHROMIUM, CHROMIUM_ARGS, check_page, choose, go, metric_value, need_chromium,
+                           new_page, wait_idle)
 from playwright.sync_api import expect
 
 
@@ -35,13 +35,7 @@ def camera_page(digit_video):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1200}, permissions=["camera"])
-        watch = Watch()
-        context.expose_function("__cnnFault", watch.report)
-        context.add_init_script(WATCH_SCRIPT)
-        tab = context.new_page()
-        tab.set_default_timeout(60_000)
-        WATCHES[tab] = watch
+        tab = new_page(browser, 1400, 1200, permissions=["camera"])
         yield tab
         tab.wait_for_timeout(300)
         try:

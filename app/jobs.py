@@ -197,15 +197,31 @@ class JobQueue:
                 self._running.append(ticket)
 
 
+def in_process() -> bool:
+    """Whether trainings run in a worker process of their own (CNN_TRAINING_PROCESS; default: when hosted).
+    A worker gives all its memory back when it ends (a process keeps ~110 MB of TensorFlow's state after its
+    first training) and a crash in it cannot take the server down; it costs TensorFlow's import (2–7 s) per
+    training, which a single user on their own machine need not pay."""
+    from app.workspaces import hosted, load_settings
+
+    load_settings()
+    value = os.environ.get("CNN_TRAINING_PROCESS", "").strip().lower()
+    if value:
+        return value in ("1", "true", "yes", "on")
+    return hosted()
+
+
 def _start_training(ticket: Ticket, on_finish):
     from cnn.train import TrainingJob
+    from cnn.worker import ProcessTrainingJob
 
     def finished():
         ticket.dataset = None  # the finished job keeps what its page shows, not its training images
         release_memory()
         on_finish()
 
-    return TrainingJob(ticket.spec, ticket.dataset, ticket.name, on_finish=finished).start()
+    kind = ProcessTrainingJob if in_process() else TrainingJob
+    return kind(ticket.spec, ticket.dataset, ticket.name, on_finish=finished).start()
 
 
 def release_memory() -> None:

@@ -1,12 +1,14 @@
 """Many visitors on one hosted server (not a timed test): memory, makespan and waiting.
 
-    python bench/visitors.py [--visitors 1 4 8] [--json]
+    python bench/visitors.py [--visitors 1 4 8] [--training process|thread] [--json]
 
 For each N, a fresh `streamlit run` in hosted mode (CNN_HOSTED=1, the default cap on concurrent trainings)
 and N visitors in real Chromium, each in a browser context of their own: each opens Train, trains the
 default preset on the embedded MNIST sample (all of it), then draws a digit on Predict, then leaves. Reported:
 the server's peak RSS (polled every 0.2 s), the makespan, each visitor's wait in the queue, and the idle RSS
 after everyone left, against the same server's RSS after its first prediction (the "fresh server" figure).
+RSS is the server's and its children's (a training worker's) together. `--training thread` trains inside the
+server process instead of the hosted default, a worker process (CNN_TRAINING_PROCESS), for comparison.
 Goals (issue "Hosted for a whole class"): peak RSS < 2.2 GB at N = 8; idle within 20% of fresh.
 """
 from __future__ import annotations
@@ -63,8 +65,8 @@ def predict_once(page, server) -> None:
     page.locator('[data-testid="stMetric"]').filter(has_text="Prediction").wait_for(timeout=120_000)
 
 
-def run(chromium, n: int) -> dict:
-    server = Server(ROOT, CNN_HOSTED="1")
+def run(chromium, n: int, training: str) -> dict:
+    server = Server(ROOT, CNN_HOSTED="1", CNN_TRAINING_PROCESS="1" if training == "process" else "0")
     try:
         # The "fresh server" figure: its RSS once a first visitor has had a first prediction.
         first = chromium.new_context(viewport={"width": 1300, "height": 1200})
@@ -99,7 +101,7 @@ def run(chromium, n: int) -> dict:
             page.context.close()
         time.sleep(20)  # sessions close; finished jobs release their models
         idle_rss = server.rss()
-        return {"visitors": n, "peak_rss_gb": peak.stop() / GB, "fresh_rss_gb": fresh / GB, "idle_rss_gb": idle_rss / GB,
+        return {"visitors": n, "training": training, "peak_rss_gb": peak.stop() / GB, "fresh_rss_gb": fresh / GB, "idle_rss_gb": idle_rss / GB,
                 "idle_vs_fresh": idle_rss / fresh, "makespan_s": makespan,
                 "waits_s": [round(b, 1) if b is not None else None for b in began],
                 "trained_s": [round(d - b, 1) if d is not None and b is not None else None for b, d in zip(began, done)]}
@@ -110,16 +112,19 @@ def run(chromium, n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--visitors", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--training", choices=["process", "thread"], default="process",
+                        help="where trainings run: a worker process (the hosted default) or a server thread")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        results = [run(chromium, n) for n in args.visitors]
+        results = [run(chromium, n, args.training) for n in args.visitors]
         chromium.close()
     if args.json:
         print(json.dumps(results, indent=2))
+    print(f"trainings in a {args.training}")
     print(f"{'visitors':>8} {'peak RSS':>9} {'fresh':>7} {'idle':>7} {'idle/fresh':>10} {'makespan':>9}  waits (s)")
     for r in results:
         print(f"{r['visitors']:>8} {r['peak_rss_gb']:>7.2f}GB {r['fresh_rss_gb']:>5.2f}GB {r['idle_rss_gb']:>5.2f}GB "

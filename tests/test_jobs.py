@@ -129,3 +129,24 @@ def test_a_waiting_job_starts_in_its_own_owners_context():
     ender.start()
     ender.join()
     assert seen == ["alice", "bob"]
+
+
+def test_hosted_servers_train_in_a_worker_process_unless_told_otherwise(monkeypatch, small_data):
+    from app import jobs
+    from cnn.train import TrainingJob
+    from cnn.worker import ProcessTrainingJob
+
+    made = []
+    for kind in (TrainingJob, ProcessTrainingJob):  # made, not started
+        monkeypatch.setattr(kind, "start", lambda self: made.append(type(self)) or self)
+    monkeypatch.delenv("CNN_TRAINING_PROCESS", raising=False)
+    for hosted, setting, expected in [(True, None, ProcessTrainingJob), (False, None, TrainingJob),
+                                      (True, "0", TrainingJob), (False, "true", ProcessTrainingJob)]:
+        monkeypatch.setenv("CNN_HOSTED", "1" if hosted else "0")
+        if setting is None:
+            monkeypatch.delenv("CNN_TRAINING_PROCESS", raising=False)
+        else:
+            monkeypatch.setenv("CNN_TRAINING_PROCESS", setting)
+        q = JobQueue(1, 10**12)
+        q.submit("w", f"tab-{len(made)}", None, small_data, "m", 10)
+        assert made[-1] is expected, (hosted, setting)

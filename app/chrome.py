@@ -124,19 +124,39 @@ def title(text: str) -> None:
         getattr(st, kind)(message)
 
 
-def require_active_model():
-    """(ModelInfo, keras.Model) of the active model for a page that needs one; without one, or when its file
-    cannot be loaded, the page says so and stops here."""
+def require_active_info() -> registry.ModelInfo:
+    """The active model's ModelInfo for a page that needs one (its file is not loaded); without one, the page
+    says so and stops here."""
     info = active_model_info()
     if info is None:
         st.info("No active model: train one on **Train** or upload one on **Models**.")
         st.stop()
+    return info
+
+
+def require_active_model():
+    """(ModelInfo, keras.Model) of the active model for a page that needs one; without one, or when its file
+    cannot be loaded, the page says so and stops here."""
+    info = require_active_info()
+    return info, load_model(info)
+
+
+def load_model(info: registry.ModelInfo):
+    """The model of `info`, loaded once; when its file cannot be loaded the page says so and stops here."""
     warmup.wait()  # TensorFlow may be loading in the background: let it finish rather than race it
     try:
-        return info, resources.model(info.name)
+        return resources.model(info.name)
     except CnnError as exc:
         st.error(f"{exc}. Pick another model in the sidebar, or delete this one on **Models**.")
         st.stop()
+
+
+def model_when_ready(info: registry.ModelInfo):
+    """The model of `info`, or None while the server's start-up is still importing TensorFlow and loading the
+    default model (app/warmup.py): a page can show what needs no model meanwhile and look again shortly."""
+    if warmup.status()["running"]:
+        return None
+    return load_model(info)
 
 
 def dataset_note(info: registry.ModelInfo, data) -> tuple[str, str] | None:

@@ -3,7 +3,7 @@ activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every p
 import numpy as np
 import streamlit as st
 
-from app import chrome, resources, session
+from app import chrome, resources, session, warmup
 from app.canvas import draw_canvas
 from cnn import lessons
 from cnn.data import dataset_title
@@ -48,7 +48,7 @@ def draw_ui():
     return (None, "drawing") if data is None else (np.asarray(data), "drawing")
 
 
-def upload_ui(model, info, invert, recipe):
+def upload_ui(info, invert, recipe):
     """One chosen upload (bytes) and its name; a results table when several files are uploaded."""
     files = st.file_uploader("Images (png, jpg, webp, bmp, gif, tiff) — one or many", type=UPLOAD_TYPES,
                              accept_multiple_files=True, key="predict_upload")
@@ -60,7 +60,7 @@ def upload_ui(model, info, invert, recipe):
                  "note": r["error"] or "; ".join(n for n, on in (
                      ("unusual: unlike its training images", r.get("unusual")),
                      ("low confidence", r["confidence"] < LOW_CONFIDENCE)) if on)}
-                for r in predict_images(model, [(f.name, f.getvalue()) for f in files], info.input_shape,
+                for r in predict_images(chrome.load_model(info), [(f.name, f.getvalue()) for f in files], info.input_shape,
                                         info.class_names, invert=invert, recipe=recipe,
                                         calibration=resources.calibration(info)[0])]
         st.dataframe(rows, hide_index=True, width="stretch", key="predict_results")
@@ -195,7 +195,7 @@ def cam_ui(model, info, x, result_class: int):
 
 
 chrome.title("Predict")
-info, model = chrome.require_active_model()
+info = chrome.require_active_info()  # its model is loaded in the fragment: the canvas need not wait for it
 
 source_kind = st.segmented_control("Input", ["Draw", "Upload", "Camera", "Sample"], default="Draw",
                                    key=session.PREDICT_SOURCE, required=True)
@@ -211,21 +211,27 @@ if source_kind != "Draw":  # the canvas is not shown: keep its strokes for when 
     st.session_state[DRAWING] = st.session_state.get(f"{DRAWING}_now")
 
 VIEWS = ["Activation maps", "Filters", "Grad-CAM & saliency", "Robustness"]
+# Right after the server starts, TensorFlow may still be loading (app/warmup.py): the canvas is shown at once,
+# and the prediction part looks again every second until the model is ready.
+WARMING = warmup.status()["running"]
 
 
-@st.fragment
+@st.fragment(run_every=1.0 if WARMING else None)
 def prediction() -> None:
     """Input → prediction → the open view. A stroke, an upload or 'Next sample' reruns only this part; the
     prediction is sent before the view is computed, and only the open view is computed at all."""
+    if WARMING and not warmup.status()["running"]:
+        st.rerun()  # the model is ready: the page runs once more, without looking again every second
     true_label, x, source = None, None, None
     if source_kind == "Sample":
         x, true_label = sample_ui(info)
     elif source_kind == "Upload":
-        source, _ = upload_ui(model, info, invert, recipe)
+        source, _ = upload_ui(info, invert, recipe)
     elif source_kind == "Camera":
         source, _ = camera_ui()
     else:
         source, _ = draw_ui()
+    model = chrome.model_when_ready(info)  # None while the server's warm-up still loads TensorFlow
 
     if source is not None:
         # Its step images are drawn only while it is open: a stroke then sends the prediction sooner.
@@ -250,6 +256,10 @@ def prediction() -> None:
     if x is None:
         return
     st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
+    if model is None:
+        st.info(":material/hourglass_top: Loading TensorFlow and the model — once, after the server starts; the "
+                "prediction appears here in a few seconds.")
+        return
 
     # The prediction first: one compiled pass (probabilities, every layer's output, the default Grad-CAM), then
     # the calibrated probabilities and the verdict from the same pass's activations.

@@ -3,7 +3,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
-from app import jobs, session
+from app import jobs, session, warmup
 from tests.conftest import ROOT
 
 
@@ -16,6 +16,7 @@ def open_app(page: str | None = None, tab: session.Tab | None = None, **state) -
     for key, value in state.items():
         at.session_state[key] = value
     at.run()
+    warmup.wait()  # the entry script started the background warm-up: pages see a started server
     if page:
         at.switch_page(f"pages/{page}.py")
         at.run()

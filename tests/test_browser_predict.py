@@ -87,3 +87,33 @@ def test_learn_follows_the_drawing(page, app_server):
     page.get_by_text("your image from Predict").first.wait_for(timeout=60_000)
     page.get_by_text(f"{ink} ink pixels").first.wait_for()
     page.get_by_text("NumPy and Keras agree").first.wait_for()
+
+
+def test_first_visit_of_a_fresh_server_shows_the_canvas_at_once_then_predicts(chromium, tmp_path):
+    """A person opens the app the moment it has started and goes to Predict: the canvas is there while TensorFlow
+    still loads in the background, a digit drawn at once is predicted when the model is ready, and the page stops
+    looking again every second afterwards."""
+    from tests.browser import check_page, new_page, start_server
+
+    import time
+
+    server = start_server(tmp_path)
+    tab = new_page(chromium)
+    frames = []  # when the server sent something (a rerun sends at least its script-finished message)
+    tab.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(time.monotonic())))
+    try:
+        go(tab, server)
+        nav(tab, "Predict")
+        tab.locator("canvas").last.wait_for()
+        draw(tab, SEVEN)
+        expect_metric(tab, "Prediction", "7", timeout=120_000)
+        wait_idle(tab)
+        assert frames, "no websocket frames seen: the check below would prove nothing"
+        quiet_from = time.monotonic()
+        tab.wait_for_timeout(3000)
+        late = [t for t in frames if t > quiet_from]
+        assert not late, f"the page still reruns on its own: {len(late)} messages in 3 s"
+        check_page(tab)
+    finally:
+        tab.context.close()
+        server.stop()

@@ -85,6 +85,27 @@ def test_predict_sample_shows_the_true_label_and_next(model_on_sample):
     assert at.session_state["predict_sample_index"] != first
 
 
+def test_predict_opens_while_tensorflow_still_loads_and_predicts_once_ready(model_on_sample, monkeypatch):
+    """Right after a server starts, Predict shows its inputs at once and says the model is loading; it must not
+    load the model (nor import TensorFlow for it) meanwhile, and it predicts as soon as the warm-up is done."""
+    from app import warmup
+
+    at = open_app("predict")
+    at.segmented_control(key="predict_source").set_value("Sample").run()
+    resources._caches()["models"].clear()  # as on a fresh server: no model loaded yet
+    loads = []
+    with monkeypatch.context() as warming:
+        warming.setattr(warmup, "status", lambda: {"running": True, "seconds": None, "error": None})
+        warming.setattr(reg, "load_model", lambda *a, **k: loads.append(a))
+        at.run()
+    assert not at.exception
+    assert any("Loading TensorFlow and the model" in t for t in texts(at, "info"))
+    assert any("true label" in c.value for c in at.caption) and not at.metric and loads == []
+    at.run()  # the warm-up has finished
+    assert not at.exception and not any("Loading TensorFlow" in t for t in texts(at, "info"))
+    assert next(m for m in at.metric if m.label == "Prediction").value in list("0123456789")
+
+
 def test_predict_views_change_with_their_controls(model_on_sample):
     at = open_app("predict")
     at.segmented_control(key="predict_source").set_value("Sample").run()

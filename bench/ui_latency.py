@@ -70,14 +70,21 @@ SHOWN_INK = r"""() => {
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') && performance.now()"""
 
 
+HEADINGS = {"Home": "CNN Studio"}  # a page's title on the page, where it differs from its name in the menu
+ARRIVED = """(heading) => [...document.querySelectorAll('[data-testid="stMain"] h1')]
+    .some(h => h.textContent.trim() === heading)"""
+
+
 def nav(page, title: str) -> float:
-    """Click a page in the sidebar; seconds until the page has run (the running icon gone)."""
+    """Click a page in the sidebar; seconds until the page has run: its own title is on the page (the old page's
+    elements stay until the new run replaces them) and the running icon is gone."""
     link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first
     if not link.count():  # a page the reference checkout does not have
         return float("nan")
     start = time.perf_counter()
     link.click()
-    page.wait_for_timeout(150)  # the run starts a moment after the click
+    page.wait_for_function(ARRIVED, arg=HEADINGS.get(title, title), polling="raf", timeout=120_000)
+    page.wait_for_timeout(100)  # the running icon shows a moment after the run starts
     page.wait_for_function(IDLE, polling="raf", timeout=120_000)
     return time.perf_counter() - start
 

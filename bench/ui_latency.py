@@ -105,7 +105,10 @@ def first_visit(chromium, root: Path, direct: bool) -> float:
             start = time.perf_counter()
             page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Predict").first.click()
         page.wait_for_selector("canvas", timeout=120_000)
+        shown = time.perf_counter() - start
         idle(page)
+        print(f"  first Predict visit ({'first request' if direct else 'from Home'}): canvas shown after {shown:.2f} s, "
+              f"page idle after {time.perf_counter() - start:.2f} s", file=sys.stderr)
         return time.perf_counter() - start
     finally:
         context.close()

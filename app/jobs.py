@@ -202,13 +202,11 @@ def in_process() -> bool:
     A worker gives all its memory back when it ends (a process keeps ~110 MB of TensorFlow's state after its
     first training) and a crash in it cannot take the server down; it costs TensorFlow's import (2–7 s) per
     training, which a single user on their own machine need not pay."""
-    from app.workspaces import hosted, load_settings
+    from app.workspaces import hosted, load_settings, switched_on
 
     load_settings()
-    value = os.environ.get("CNN_TRAINING_PROCESS", "").strip().lower()
-    if value:
-        return value in ("1", "true", "yes", "on")
-    return hosted()
+    value = os.environ.get("CNN_TRAINING_PROCESS", "").strip()
+    return switched_on(value) if value else hosted()
 
 
 def _start_training(ticket: Ticket, on_finish):

@@ -45,6 +45,11 @@ def hosted() -> bool:
             value = st.secrets.get("CNN_HOSTED")
         except Exception:  # noqa: BLE001 — no secrets file
             value = None
+    return switched_on(value)
+
+
+def switched_on(value) -> bool:
+    """Whether a setting's value means on: 1, true, yes or on (any case); a TOML boolean true too."""
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 

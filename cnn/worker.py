@@ -98,13 +98,11 @@ def work(pipe, stop, spec, dataset, name, models_dir: str, progress_interval: fl
             def on_train_end(self, logs=None):
                 self._send()
 
-        kept = {}
         result, evaluation, info = train_and_save(
             spec, dataset, name, on_progress=lambda p: send(("progress", p)), stop=stop,
             on_eval_progress=lambda done, total: send(("eval", done, total)),
             on_calibration_progress=lambda done, total: send(("calibrate", done, total)),
-            progress_interval=progress_interval, keep=lambda r: kept.update(result=r),
-            callbacks=(FilmSender(),), film=False if recorder is None else recorder)
+            progress_interval=progress_interval, callbacks=(FilmSender(),), film=False if recorder is None else recorder)
         if info is None:  # failed (e.g. NaN loss): keep the last good weights for "save them anyway"
             path = Path(tempfile.gettempdir()) / f"cnn-kept-{uuid.uuid4().hex}.keras"
             result.model.save(path)
@@ -177,7 +175,8 @@ class ProcessTrainingJob(TrainingJob):
             self._finish("failed", f"the training process ended without a result (exit code {code}"
                                    f"{', killed: out of memory?' if code is not None and code < 0 else ''}); "
                                    "nothing was saved")
-        self.dataset = None if self._model_name else self.dataset
+        if self._model_name:  # saved: the images are no longer needed (a failed run keeps them to save its weights)
+            self.dataset = None
 
     def _handle(self, message) -> bool:
         """Apply one message from the child; True once it says the job is done."""

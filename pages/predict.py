@@ -60,8 +60,8 @@ def upload_ui(info, invert, recipe):
                  "note": r["error"] or "; ".join(n for n, on in (
                      ("unusual: unlike its training images", r.get("unusual")),
                      ("low confidence", r["confidence"] < LOW_CONFIDENCE)) if on)}
-                for r in predict_images(chrome.load_model(info), [(f.name, f.getvalue()) for f in files], info.input_shape,
-                                        info.class_names, invert=invert, recipe=recipe,
+                for r in predict_images(chrome.load_model(info), [(f.name, f.getvalue()) for f in files],
+                                        info.input_shape, info.class_names, invert=invert, recipe=recipe,
                                         calibration=resources.calibration(info)[0])]
         st.dataframe(rows, hide_index=True, width="stretch", key="predict_results")
     names = [f.name for f in files]

@@ -2,6 +2,7 @@
 drawing, open every view, pick Grad-CAM's class and layer, switch preprocessing steps off; then Learn follows
 the same drawing. The `page` fixture fails a test on any exception or error box."""
 import re
+import time
 
 import numpy as np
 from PIL import Image
@@ -94,8 +95,6 @@ def test_first_visit_of_a_fresh_server_shows_the_canvas_at_once_then_predicts(ch
     still loads in the background, a digit drawn at once is predicted when the model is ready, and the page stops
     looking again every second afterwards."""
     from tests.browser import check_page, new_page, start_server
-
-    import time
 
     server = start_server(tmp_path)
     tab = new_page(chromium)

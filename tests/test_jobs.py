@@ -132,7 +132,6 @@ def test_a_waiting_job_starts_in_its_own_owners_context():
 
 
 def test_hosted_servers_train_in_a_worker_process_unless_told_otherwise(monkeypatch, small_data):
-    from app import jobs
     from cnn.train import TrainingJob
     from cnn.worker import ProcessTrainingJob
 

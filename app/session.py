@@ -101,3 +101,34 @@ def flash(text: str, kind: str = "info") -> None:
 def take_flashes() -> list[tuple[str, str]]:
     """The pending flash messages, removed."""
     return st.session_state.pop(FLASH, [])
+
+
+class Kept:
+    """A page's widget values that outlive their widgets. Streamlit forgets a widget's value as soon as a run does
+    not draw it (a chapter of Learn that is not shown, another page); a widget drawn through `widget` gets the
+    value it last had back when it is drawn again, and the rest of the page can read it meanwhile (`get`). The
+    values live in the Tab (a refresh keeps them) and are forgotten when `owner` changes (e.g. another model:
+    other filters, other classes)."""
+
+    def __init__(self, name: str, owner=None):
+        box = tab().extra.get(name)
+        if not isinstance(box, dict) or box.get("owner") != owner:
+            box = tab().extra[name] = {"owner": owner, "values": {}}
+        self.values = box["values"]
+
+    def widget(self, draw, *args, key: str, valid=None, **kwargs):
+        """draw(*args, key=key, **kwargs) — st.slider, st.selectbox, … — starting from the value it had when last
+        drawn, if `valid` (when given) still accepts it: a range that depends on other settings may have changed."""
+        if key not in st.session_state and key in self.values and (valid is None or valid(self.values[key])):
+            st.session_state[key] = self.values[key]
+        value = draw(*args, key=key, **kwargs)
+        self.values[key] = st.session_state[key] if key in st.session_state else value
+        return value
+
+    def get(self, key: str, default=None):
+        """Widget `key`'s value now, or as it was when last drawn, or `default`."""
+        return st.session_state[key] if key in st.session_state else self.values.get(key, default)
+
+    def put(self, key: str, value) -> None:
+        """Keep a value that is not a widget's (e.g. a table's edited result)."""
+        self.values[key] = value

@@ -1,7 +1,11 @@
-"""Learn: how a CNN works, computed live on the user's own image with the active model's weights.
+"""Learn: how a CNN works, computed live on the user's own image with the active model's weights, in nine
+chapters shown one at a time (the chapter picker at the top, Previous / Next at the bottom).
 
 Every number comes from cnn.walkthrough (plain NumPy on the model's weights) or the model itself, and where
-both exist the page shows that they agree. This page only reads its controls and draws.
+both exist the page shows that they agree. This page only reads its controls and draws. One chapter at a time
+keeps every step light in the browser: the whole walk at once was some twenty charts to draw and to take down.
+A chapter's controls keep their values while other chapters are shown (session.Kept): ReLU and pooling go on
+from the convolution set in chapter 2, the learning step shows the filter picked there.
 """
 import numpy as np
 import pandas as pd
@@ -13,13 +17,20 @@ from cnn.data import dataset_title
 from cnn.errors import CnnError
 from cnn.calibration import softmax_lesson
 from cnn.figures import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, square_grid,
-                         temperature_bars,
-                         values_heatmap, vector_bars)
+                         temperature_bars, values_heatmap, vector_bars)
 from cnn.inference import LEARNING_RATES, conv_layers, runner_up
 from cnn.spec import ModelSpec, SpecError, preset, validate
 from cnn.text import probability_text
 
 tab = chrome.page_setup()
+
+CHAPTERS = ["1 · Pixels and channels", "2 · Convolution", "3 · ReLU", "4 · Pooling", "5 · Flatten, dense, softmax",
+            "6 · Why “99.9%” is not certainty", "7 · Dropout", "8 · Learning: one gradient-descent step",
+            "9 · The hierarchy"]
+SHORT = ["1 Pixels", "2 Convolution", "3 ReLU", "4 Pooling", "5 Dense & softmax", "6 Certainty", "7 Dropout",
+         "8 Learning", "9 Hierarchy"]  # the chapter picker's labels
+CHAPTER = "learn_chapter"  # the chapter picker (kept when you leave Learn and come back)
+SCROLL = "learn_scroll"  # Previous / Next was clicked: the next run scrolls to the top of the chapter
 
 
 def source_image(info):
@@ -35,7 +46,8 @@ def source_image(info):
 def position_ui(shape, label: str, key: str) -> tuple[int, int]:
     """A (row, column) in a map of `shape`: a slider per axis, 0 when the axis is one cell long."""
     cols = st.columns(2)
-    return tuple(col.slider(f"{label} {axis}", 0, n - 1, n // 2, key=f"{key}_{axis[:3]}") if n > 1 else 0
+    return tuple(kept.widget(col.slider, f"{label} {axis}", 0, n - 1, n // 2, key=f"{key}_{axis[:3]}",
+                             valid=lambda v, n=n: 0 <= v < n) if n > 1 else 0
                  for col, n, axis in zip(cols, shape, ("row", "column")))
 
 
@@ -47,34 +59,332 @@ def agree(label: str, difference: float) -> None:
         st.error(f"{label}: NumPy and Keras DISAGREE, max |difference| = {difference:.1e}")
 
 
-def kernel_ui(walk, cols):
-    """(kernel name, custom (K, K) array or None, filter index) from the convolution controls."""
-    options = [*lessons.KERNELS, "custom"] + (["model filter"] if walk.first_conv else [])
-    choice = cols[0].selectbox("Kernel", options, index=len(options) - 1 if walk.first_conv else 0,
-                               key="learn_kernel")
+# ---------------------------------------------------------------------------
+# Chapter 2's settings, which chapters 3, 4 and 8 go on from
+# ---------------------------------------------------------------------------
+
+def kernel_options() -> list[str]:
+    return [*lessons.KERNELS, "custom"] + (["model filter"] if walk.first_conv else [])
+
+
+def kernel_ui(cols) -> None:
+    """The kernel controls: a named kernel, a custom one (an editable table) or one of the model's filters."""
+    options = kernel_options()
+    choice = kept.widget(cols[0].selectbox, "Kernel", options, index=len(options) - 1 if walk.first_conv else 0,
+                         key="learn_kernel")
     if choice == "custom":
-        size = cols[3].radio("Size", [3, 5], horizontal=True, key="learn_custom_size")
-        start = np.zeros((size, size))
-        start[size // 2, size // 2] = 1.0  # identity: edit it
-        edited = st.data_editor(pd.DataFrame(start, columns=[str(i) for i in range(size)]),
-                                key=f"learn_custom_{size}", width="content")
-        return choice, edited.to_numpy(dtype=float), 0
-    if choice == "model filter":
+        size = kept.widget(cols[3].radio, "Size", [3, 5], horizontal=True, key="learn_custom_size")
+        table = f"learn_custom_{size}"
+        if table not in st.session_state:  # drawn (again): start from the kernel as it was last edited
+            kept.put(f"{table}_start", custom_kernel(size))
+        edited = st.data_editor(pd.DataFrame(kept.values[f"{table}_start"], columns=[str(i) for i in range(size)]),
+                                key=table, width="content")
+        kept.put(f"{table}_kernel", edited.to_numpy(dtype=float))
+    elif choice == "model filter":
         filters = model.get_layer(walk.first_conv).get_weights()[0].shape[-1]
-        return choice, None, cols[3].slider(f"{walk.first_conv} filter", 0, filters - 1, 0, key="learn_filter")
-    return choice, None, 0
+        kept.widget(cols[3].slider, f"{walk.first_conv} filter", 0, filters - 1, 0, key="learn_filter")
+
+
+def custom_kernel(size: int) -> np.ndarray:
+    """The custom kernel as last edited; at first the identity (1 in the centre), to edit."""
+    start = np.zeros((size, size))
+    start[size // 2, size // 2] = 1.0
+    return kept.get(f"learn_custom_{size}_kernel", start)
+
+
+def convolved():
+    """(chapter 2's convolution with its current or kept settings, a few words naming them), or (None, why)."""
+    options = kernel_options()
+    choice = kept.get("learn_kernel", options[-1] if walk.first_conv else options[0])
+    stride, padding = kept.get("learn_stride", 1), kept.get("learn_padding", "valid")
+    filter_index = kept.get("learn_filter", 0) if choice == "model filter" else 0
+    kernel = custom_kernel(kept.get("learn_custom_size", 3)) if choice == "custom" else choice
+    named = f"filter {filter_index} of {walk.first_conv}" if choice == "model filter" else f"the {choice} kernel"
+    try:
+        conv = walkthrough.convolution(model, walk, kernel, stride, padding, filter_index)
+    except ValueError as exc:
+        return None, str(exc)
+    return conv, f"{named}, stride {stride}, padding '{padding}'"
+
+
+def from_chapter_2(settings: str) -> None:
+    st.caption(f"Going on from chapter 2's convolution: {settings} (change them in **2 · Convolution**).")
+
+
+# ---------------------------------------------------------------------------
+# The chapters
+# ---------------------------------------------------------------------------
+
+def pixels_chapter() -> None:
+    px = walkthrough.pixels(x)
+    H, W, C = px.shape
+    st.markdown(f"To the network an image is a grid of numbers: **{H} × {W} pixels × {C} "
+                f"channel{'s' if C > 1 else ''}**, each 0 (black) … 255 (white). This one has **{px.ink} ink pixels** "
+                f"(pixels where a channel is above 0); min {px.minimum}, max {px.maximum}, mean {px.mean:.1f}. Zoom in "
+                "to read the values.")
+    if C == 1:
+        st.plotly_chart(values_heatmap(x[..., 0], kind="pixels", fmt=".0f", height=560), width="stretch",
+                        key="learn_pixels")
+        st.caption("Grayscale = one channel. The model divides every value by 255 first (its Rescaling layer).")
+    else:
+        st.plotly_chart(channels_row(x), width="stretch", key="learn_pixels")
+        st.caption("Colour = three channels, each its own grid of 0 … 255, drawn here on one scale in its own "
+                   "colour: a red object is bright in the red panel and dark in the others. A conv kernel has one "
+                   "slice per channel.")
+
+
+def convolution_chapter() -> None:
+    cols = st.columns(4)
+    kernel_ui(cols)
+    kept.widget(cols[1].selectbox, "Stride", [1, 2, 3], key="learn_stride")
+    kept.widget(cols[2].radio, "Padding", ["valid", "same"], horizontal=True, key="learn_padding")
+    conv, settings = convolved()
+    if conv is None:
+        st.error(settings)
+        return
+    row, col = position_ui(conv.feature.shape, "Output", "learn")
+    at = conv.at(row, col)
+    if conv.slices is not None and x.shape[-1] > 1:
+        st.caption("Colour: the kernel has one K×K slice per channel; shown for the red channel, the value sums all "
+                   "three.")
+    left, right = st.columns(2)
+    left.plotly_chart(values_heatmap(conv.source if conv.source.ndim == 2 else conv.source.mean(axis=-1),
+                                     "input ÷ 255, the patch outlined", (at.top, at.left, conv.size, conv.size),
+                                     kind="pixels", pixel_max=1, show_text=False, height=360), width="stretch",
+                      key="learn_conv_input")
+    right.plotly_chart(values_heatmap(conv.feature, f"feature map {conv.feature.shape[0]}×{conv.feature.shape[1]}, "
+                                      f"output ({row}, {col}) outlined", (row, col, 1, 1), kind="signed",
+                                      legend="value", show_text=False, height=360), width="stretch",
+                       key="learn_conv_output")
+    cols = st.columns(3)
+    cols[0].plotly_chart(values_heatmap(at.window, "patch", kind="pixels", pixel_max=1, height=230), width="stretch",
+                         key="learn_patch")
+    cols[1].plotly_chart(values_heatmap(conv.kernel, "kernel", kind="signed", height=230), width="stretch",
+                         key="learn_kernel_fig")
+    cols[2].plotly_chart(values_heatmap(at.products, "patch ⊙ kernel", kind="signed", height=230),
+                         width="stretch", key="learn_products")
+    bias_text = f" + bias {conv.bias:.4f} = **{at.value:.4f}**" if conv.filter_index is not None else ""
+    st.markdown(f"Sum of the {conv.size * conv.size} products = **{at.value - conv.bias:.4f}**{bias_text} — the value "
+                f"at output ({row}, {col}).")
+    st.markdown(f"Output size ⌊(W − K + 2P)/S⌋ + 1 with your numbers: height {conv.formulas[0]}, width "
+                f"{conv.formulas[1]}.")
+    st.markdown("**Many filters, many features**: each kernel finds something different in the same image. "
+                "Signed maps use the diverging scale (blue negative, white 0, red positive); maps that cannot go "
+                "below 0 (the blur) use the sequential one.")
+    st.plotly_chart(maps_row(walkthrough.classic_maps(walk, conv.stride, conv.padding)), width="stretch",
+                    key="learn_many")
+    if conv.keras_difference is not None:
+        agree(f"{conv.layer}, filter {conv.filter_index}, after {conv.activation}", conv.keras_difference)
+    elif conv.layer_setup is not None:
+        st.caption(f"Set stride {conv.layer_setup[0]} and padding '{conv.layer_setup[1]}' (the layer's own) to "
+                   f"compare with Keras's {conv.layer}.")
+
+
+def relu_chapter() -> None:
+    conv, settings = convolved()
+    if conv is None:
+        st.error(f"{settings} Change the convolution in **2 · Convolution**.")
+        return
+    from_chapter_2(settings)
+    activated = walkthrough.relu(conv.feature)
+    st.plotly_chart(maps_row({"before ReLU (signed)": activated.before, "after ReLU = max(0, x) (never below 0)":
+                              activated.after}, kind=["signed", "unsigned"], height=300), width="stretch",
+                    key="learn_relu")
+    st.markdown(f"ReLU keeps positive values and sets negatives to 0: **{activated.zeroed} of {activated.before.size} "
+                f"values zeroed** ({activated.share:.0%}).")
+
+
+def pooling_chapter() -> None:
+    conv, settings = convolved()
+    if conv is None:
+        st.error(f"{settings} Change the convolution in **2 · Convolution**.")
+        return
+    from_chapter_2(settings + ", then ReLU")
+    cols = st.columns(4)
+    mode = kept.widget(cols[0].radio, "Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
+    pool_size = kept.widget(cols[1].selectbox, "Pool size", [2, 3], key="learn_pool")
+    pool_stride = kept.widget(cols[2].selectbox, "Stride", [None, 1, 2, 3], key="learn_pool_stride",
+                              format_func=lambda s: "= pool size" if s is None else str(s))
+    pool_padding = kept.widget(cols[3].radio, "Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
+    try:
+        pool = walkthrough.pooling(walkthrough.relu(conv.feature).after, mode, pool_size, pool_stride, pool_padding)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    ph, pw = pool.pooled.shape
+    prow, pcol = position_ui(pool.pooled.shape, "Pooled", "learn_pool")
+    window = pool.at(prow, pcol)
+    left, mid, right = st.columns([2, 1, 2])
+    left.plotly_chart(values_heatmap(pool.source, "ReLU map, the window outlined",
+                                     (window.top, window.left, pool.size, pool.size), show_text=False, kind="unsigned",
+                                     height=330), width="stretch", key="learn_pool_input")
+    mid.plotly_chart(values_heatmap(window.window, "window", kind="unsigned", height=200), width="stretch",
+                     key="learn_window")
+    mid.markdown(f"{'max' if mode == 'max' else 'mean'} = **{window.value:.4f}**")
+    right.plotly_chart(values_heatmap(pool.pooled, f"pooled {ph}×{pw}", (prow, pcol, 1, 1), show_text=False,
+                                      kind="unsigned", height=330), width="stretch", key="learn_pooled")
+    side = pool.source.shape[0]
+    st.markdown(f"{side}×{pool.source.shape[1]} = {pool.source.size} values → {ph}×{pw} = {pool.pooled.size}: "
+                f"**{pool.fewer:.0%} fewer**. Shape arithmetic for this {side}×{pool.source.shape[1]} map pooled "
+                f"{pool.size}×{pool.size} with stride {pool.stride}: 'valid' {pool.formulas[0]}, 'same' "
+                f"{pool.formulas[1]}.")
+
+
+def dense_chapter() -> None:
+    first_dense = walkthrough.dense_unit(model, walk, 0)
+    if first_dense is None:
+        st.info("This model has no layer that turns feature maps into a vector (Flatten or global pooling).")
+        return
+    unit = kept.widget(st.slider, f"{first_dense.layer} unit", 0, first_dense.units - 1, 0, key="learn_unit")
+    d = walkthrough.dense_unit(model, walk, unit)
+    st.markdown(f"**{d.flatten}** turns the last feature maps ({' × '.join(map(str, d.maps_shape))}) into one "
+                f"vector of **{d.vector_size:,}** numbers.")
+    st.plotly_chart(vector_bars(d.products, f"the 20 largest input × weight products for unit {unit}",
+                                labels=[str(i) for i in d.top]), width="stretch", key="learn_dense")
+    st.markdown(f"Unit {unit}: Σ inputᵢ·weightᵢ over {d.inputs:,} inputs = {d.weighted_sum:.4f}, "
+                f"+ bias {d.bias:.4f} = **{d.value:.4f}** before {d.activation}.")
+    if d.keras_difference is not None:
+        agree(f"{d.layer} unit {unit}", d.keras_difference)
+    sm = walkthrough.softmax(model, walk)
+    table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": sm.logits,
+                          "e^score": sm.exponentials, "probability": [probability_text(p) for p in sm.probabilities],
+                          "share": sm.probabilities})
+    st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
+                f"(scores shifted by their max for stability). They sum to **{sm.probabilities.sum():.6f}**.")
+    st.dataframe(table, hide_index=True, width="stretch", key="learn_softmax",
+                 column_config={"share": st.column_config.ProgressColumn(" ", format=" ", min_value=0, max_value=1)})
+    agree("softmax probabilities", sm.keras_difference)
+
+
+def certainty_chapter() -> None:
+    calibration, uncalibrated = resources.calibration(info)
+    lesson = softmax_lesson(model, calibration, x, info.class_names, walk.outputs)
+    top = lesson.top
+    st.markdown(f"Softmax divides every e^score by their total (here **{lesson.total:.4g}**), so the probabilities "
+                f"**always add up to 1** — for a digit, a scribble or a blank page alike (here "
+                f"{lesson.sums[0]:.6f}). It only compares the scores with each other: subtracting 10 from every score "
+                f"gives exactly the same probabilities (largest difference "
+                f"{float(abs(lesson.shifted_probabilities - lesson.probabilities).max()):.1e}). So a probability of "
+                f"{probability_text(lesson.probabilities[top])} for **{info.class_names[top]}** only says "
+                f"{info.class_names[top]} beats the other classes — not that the input looks like anything the model "
+                "has seen.")
+    if calibration is None:
+        st.info(f"This model has no calibration, so there is no check of whether an input looks like its training "
+                f"images: {uncalibrated}")
+        return
+    st.plotly_chart(temperature_bars(info.class_names, lesson.probabilities, lesson.calibrated, lesson.temperature),
+                    width="stretch", key="learn_temperature")
+    st.markdown(f"**Calibration** divides the scores by a temperature fitted on held-out images "
+                f"(T = {lesson.temperature:.2f}) so that confidence matches how often the model is right; it still "
+                "adds up to 1. To know whether the input makes sense, the model's **features** are compared with "
+                "those of its training images: below, the distance of this input's features to the centre of each "
+                "class, and (shaded) how far training images usually are from their own class's centre.")
+    st.plotly_chart(distance_bars(info.class_names, lesson.distances, lesson.typical_distance), width="stretch",
+                    key="learn_distances")
+    (st.warning if lesson.verdict.flagged else st.success)(lesson.verdict.message)
+    st.caption("Try it: on **Predict**, draw a scribble, a circle or a letter — softmax still reports a confident "
+               "class, while the score rises above the threshold.")
+
+
+def dropout_chapter() -> None:
+    cols = st.columns(2)
+    rate = kept.widget(cols[0].slider, "Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
+    seed = kept.widget(cols[1].number_input, "Random seed", 0, 10_000, 0, key="learn_dropout_seed")
+    drop = walkthrough.dropout(model, walk, rate, int(seed))
+    shown = min(64, drop.values.size)
+    st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": square_grid(drop.values, shown),
+                              "after dropout": square_grid(drop.dropped, shown)}, height=260, shared=True),
+                    width="stretch", key="learn_dropout")
+    off = int((~drop.kept).sum())
+    st.markdown(f"While training, dropout zeroes a random **{off} of {drop.kept.size}** values "
+                f"({off / drop.kept.size:.0%}, rate {rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = "
+                f"**{drop.scale:.2f}**. One mask moves the sum: {drop.values.sum():.2f} → **{drop.dropped.sum():.2f}** "
+                f"here. The scaling makes it right *on average*: over {len(drop.sums):,} random masks the sum averages "
+                f"**{drop.sums.mean():.2f}** (single masks range {drop.sums.min():.2f} … {drop.sums.max():.2f}), so the "
+                "next layer sees inputs of the same size in training and in prediction. At prediction time dropout "
+                "does nothing: the output is the input.")
+
+
+def learning_chapter() -> None:
+    first = walk.first_conv
+    if first is None:
+        st.info("This model has no convolution layer to show.")
+        return
+    probs_now = walk.outputs[walk.output]
+    cols = st.columns(2)
+    classes = list(range(len(info.class_names)))
+    # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
+    label = kept.widget(cols[0].selectbox, "Teach it that this image is", classes, index=runner_up(probs_now),
+                        format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
+                        key="learn_label")
+    suggested = resources.learning_step(str(info.path), info.mtime, x, label, None, first, info).learning_rate
+    lr = kept.widget(cols[1].select_slider, "Learning rate", list(LEARNING_RATES), value=suggested,
+                     key=f"learn_lr_{label}",
+                     help="Suggested: the largest rate whose step lowers this image's loss without costing the "
+                          "other test images accuracy")
+    step_result = resources.learning_step(str(info.path), info.mtime, x, label, lr, first, info)
+    # The filter picked in chapter 2 (kept while another chapter is shown).
+    f_idx = kept.get("learn_filter", 0) if kept.get("learn_kernel") == "model filter" else 0
+    cols = st.columns(4)
+    cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
+    cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
+                   f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
+    p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
+    cols[2].metric(f"p({info.class_names[label]})", probability_text(p_after),
+                   f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
+                   f"×{p_after / max(p_before, 1e-30):.3g}",
+                   help=f"before the step {p_before:.3g}, after it {p_after:.3g}")
+    if step_result.others_before is not None:
+        cols[3].metric("other test images right", f"{step_result.others_after:.1%}",
+                       f"{(step_result.others_after - step_result.others_before) * 100:+.1f} points")
+    if step_result.overshot:
+        st.warning(f"**The loss went up** ({step_result.loss_before:.4f} → {step_result.loss_after:.4f}): the step "
+                   f"overshot. The gradient only says which way is downhill *here*; a step of rate {lr:g} jumps so "
+                   "far that it lands higher on the other side of the valley. Smaller rates lower the loss — the "
+                   f"chart below shows which (suggested: {suggested:g}).")
+    elif step_result.others_before is not None and step_result.others_after < step_result.others_before - 0.01:
+        st.warning("This image's loss fell, but the model got **worse on other images**: a big step on one example "
+                   "drags every weight towards it. That is why training takes small steps on batches of many images.")
+    st.plotly_chart(rate_trials(step_result.trials, lr, step_result.loss_before, step_result.others_before),
+                    width="stretch", key="learn_rates")
+    st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
+                              "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
+                              "change −lr·gradient": step_result.filter_change(f_idx),
+                              "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, kind="signed"),
+                    width="stretch", key="learn_step")
+    st.markdown(f"Size of the step: **‖lr·gradient‖ = {step_result.step_norm:.4g}** over all "
+                f"{step_result.weight_count:,} weights (their own size ‖w‖ = "
+                f"{step_result.weight_norm:.4g}, so the step is {step_result.step_norm / step_result.weight_norm:.2%} "
+                f"of it); in {first} filter {f_idx} the largest single change is "
+                f"{np.abs(step_result.filter_change(f_idx)).max():.4g}.")
+    st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4g}. The step "
+               "moves every weight against its gradient (w ← w − lr·∂loss/∂w), which lowers the loss when the step "
+               "is small enough. Done on a private copy — the active model is unchanged.")
 
 
 VERDICT = {True: ":green[:material/check_circle: holds here]", False: ":red[:material/cancel: not in this model]",
            None: ":gray[:material/remove: cannot tell]"}
 
 
-def hierarchy_section(info, model) -> None:
-    """Section 9: the model's conv layers from the first to the last — what their filters look for beside the
-    real patches that excite them — then the lesson's "edges → parts → objects" checked against this model."""
+def hierarchy_chapter() -> None:
+    """The model's conv layers from the first to the last — what their filters look for beside the real patches
+    that excite them — then the lesson's "edges → parts → objects" checked against this model, and the
+    architecture beside LeNet-5's."""
     st.markdown("The lessons say a CNN learns a **hierarchy** on its own: edges and strokes in the first layer, "
                 "larger parts in the middle, whole objects at the end. Here is what *this* model's conv layers "
                 "respond to, from the first to the last, and below, the lesson's words checked against it.")
+    walk_layers()
+    try:
+        st.plotly_chart(architecture_diagram(validate(ModelSpec.from_dict(info.spec)).layers, f"{info.name}"),
+                        width="stretch", key="learn_arch_model")
+    except SpecError:
+        pass
+    lenet = validate(preset("lenet5"))
+    st.plotly_chart(architecture_diagram(lenet.layers, f"LeNet-5 (LeCun et al., 1998): {lenet.params:,} parameters"),
+                    width="stretch", key="learn_arch_lenet")
+
+
+def walk_layers() -> None:
     names = conv_layers(model)
     if not names:
         st.info("This model has no conv layer, so it has no hierarchy of filters to walk.")
@@ -101,6 +411,49 @@ def hierarchy_section(info, model) -> None:
                "**What it learned**.")
 
 
+BODIES = [pixels_chapter, convolution_chapter, relu_chapter, pooling_chapter, dense_chapter, certainty_chapter,
+          dropout_chapter, learning_chapter, hierarchy_chapter]
+
+
+@st.fragment
+def chapter(index: int) -> None:
+    """One chapter: its controls rerun only it."""
+    st.header(CHAPTERS[index])
+    BODIES[index]()
+
+
+def turn_to(index: int) -> None:
+    """Previous / Next: show chapter `index` from its start."""
+    st.session_state[CHAPTER] = index
+    st.session_state[SCROLL] = st.session_state.get(SCROLL, 0) + 1
+
+
+def scroll_up() -> None:
+    """After Previous / Next (clicked at the bottom of a chapter): back to the top, where the next chapter starts.
+    Always one element here, so that the layout does not jump; a script only in the run after a click."""
+    turned = st.session_state.get(SCROLL, 0)
+    if turned and st.session_state.get(f"{SCROLL}_done") != turned:
+        st.session_state[f"{SCROLL}_done"] = turned
+        # The page's own script (nothing from the user in it); Streamlit's main area scrolls in its own container.
+        st.html(f"<script>/* {turned} */ (document.querySelector('[data-testid=\"stMain\"]') || "
+                "document.scrollingElement).scrollTo({top: 0});</script>", unsafe_allow_javascript=True)
+    else:
+        st.html("<span></span>")
+
+
+def chapter_nav(index: int) -> None:
+    """Previous and Next under the chapter, and where it is in the walk."""
+    back, where, on = st.columns(3, vertical_alignment="center")
+    if index > 0:
+        back.button(CHAPTERS[index - 1], icon=":material/arrow_back:", key="learn_previous", on_click=turn_to,
+                    args=(index - 1,), help="The previous chapter")
+    where.container(horizontal_alignment="center").caption(f"Chapter {index + 1} of {len(CHAPTERS)}")
+    if index < len(CHAPTERS) - 1:
+        on.container(horizontal_alignment="right").button(
+            CHAPTERS[index + 1], icon=":material/arrow_forward:", key="learn_next", type="primary", on_click=turn_to,
+            args=(index + 1,), help="The next chapter")
+
+
 chrome.title("Learn")
 info, model = chrome.require_active_model()
 try:
@@ -109,276 +462,10 @@ except CnnError as exc:  # no dataset here and nothing drawn: the page has no im
     st.info(f"Draw something on **Predict** first ({exc}).")
     st.stop()
 walk = walkthrough.walk(model, x)
+kept = session.Kept("learn", owner=(info.name, info.mtime))  # chapter settings, forgotten with another model
 st.caption(f"Following {origin} through **{info.name}**.")
-
-# 1 ---------------------------------------------------------------------------------------------------------
-st.header("1 · Pixels and channels")
-px = walkthrough.pixels(x)
-H, W, C = px.shape
-st.markdown(f"To the network an image is a grid of numbers: **{H} × {W} pixels × {C} channel{'s' if C > 1 else ''}**, "
-            f"each 0 (black) … 255 (white). This one has **{px.ink} ink pixels** (pixels where a channel is above 0); "
-            f"min {px.minimum}, max {px.maximum}, mean {px.mean:.1f}. Zoom in to read the values.")
-if C == 1:
-    st.plotly_chart(values_heatmap(x[..., 0], kind="pixels", fmt=".0f", height=560), width="stretch",
-                    key="learn_pixels")
-    st.caption("Grayscale = one channel. The model divides every value by 255 first (its Rescaling layer).")
-else:
-    st.plotly_chart(channels_row(x), width="stretch", key="learn_pixels")
-    st.caption("Colour = three channels, each its own grid of 0 … 255, drawn here on one scale in its own "
-               "colour: a red object is bright in the red panel and dark in the others. A conv kernel has one "
-               "slice per channel.")
-
-@st.fragment
-def convolution_to_pooling() -> None:
-    """Sections 2–4 (each builds on the one before): a control here reruns only these sections."""
-    # 2 ---------------------------------------------------------------------------------------------------------
-    st.header("2 · Convolution")
-    cols = st.columns(4)
-    choice, custom, filter_index = kernel_ui(walk, cols)
-    stride = cols[1].selectbox("Stride", [1, 2, 3], key="learn_stride")
-    padding = cols[2].radio("Padding", ["valid", "same"], horizontal=True, key="learn_padding")
-    try:
-        conv = walkthrough.convolution(model, walk, custom if choice == "custom" else choice, stride, padding, filter_index)
-    except ValueError as exc:
-        st.error(str(exc))
-        return
-    row, col = position_ui(conv.feature.shape, "Output", "learn")
-    at = conv.at(row, col)
-    if conv.slices is not None and C > 1:
-        st.caption("Colour: the kernel has one K×K slice per channel; shown for the red channel, the value sums all three.")
-    left, right = st.columns(2)
-    left.plotly_chart(values_heatmap(conv.source if conv.source.ndim == 2 else conv.source.mean(axis=-1),
-                                     "input ÷ 255, the patch outlined", (at.top, at.left, conv.size, conv.size),
-                                     kind="pixels", pixel_max=1, show_text=False, height=360), width="stretch",
-                      key="learn_conv_input")
-    right.plotly_chart(values_heatmap(conv.feature, f"feature map {conv.feature.shape[0]}×{conv.feature.shape[1]}, "
-                                      f"output ({row}, {col}) outlined", (row, col, 1, 1), kind="signed", legend="value",
-                                      show_text=False, height=360), width="stretch", key="learn_conv_output")
-    cols = st.columns(3)
-    cols[0].plotly_chart(values_heatmap(at.window, "patch", kind="pixels", pixel_max=1, height=230), width="stretch",
-                         key="learn_patch")
-    cols[1].plotly_chart(values_heatmap(conv.kernel, "kernel", kind="signed", height=230), width="stretch",
-                         key="learn_kernel_fig")
-    cols[2].plotly_chart(values_heatmap(at.products, "patch ⊙ kernel", kind="signed", height=230),
-                         width="stretch", key="learn_products")
-    bias_text = f" + bias {conv.bias:.4f} = **{at.value:.4f}**" if conv.filter_index is not None else ""
-    st.markdown(f"Sum of the {conv.size * conv.size} products = **{at.value - conv.bias:.4f}**{bias_text} — the value at "
-                f"output ({row}, {col}).")
-    st.markdown(f"Output size ⌊(W − K + 2P)/S⌋ + 1 with your numbers: height {conv.formulas[0]}, width {conv.formulas[1]}.")
-    st.markdown("**Many filters, many features**: each kernel finds something different in the same image. "
-                "Signed maps use the diverging scale (blue negative, white 0, red positive); maps that cannot go "
-                "below 0 (the blur) use the sequential one.")
-    st.plotly_chart(maps_row(walkthrough.classic_maps(walk, stride, padding)), width="stretch", key="learn_many")
-    if conv.keras_difference is not None:
-        agree(f"{conv.layer}, filter {conv.filter_index}, after {conv.activation}", conv.keras_difference)
-    elif conv.layer_setup is not None:
-        st.caption(f"Set stride {conv.layer_setup[0]} and padding '{conv.layer_setup[1]}' (the layer's own) to compare "
-                   f"with Keras's {conv.layer}.")
-
-    # 3 ---------------------------------------------------------------------------------------------------------
-    st.header("3 · ReLU")
-    activated = walkthrough.relu(conv.feature)
-    st.plotly_chart(maps_row({"before ReLU (signed)": activated.before, "after ReLU = max(0, x) (never below 0)":
-                              activated.after}, kind=["signed", "unsigned"], height=300), width="stretch",
-                    key="learn_relu")
-    st.markdown(f"ReLU keeps positive values and sets negatives to 0: **{activated.zeroed} of {activated.before.size} "
-                f"values zeroed** ({activated.share:.0%}).")
-
-    # 4 ---------------------------------------------------------------------------------------------------------
-    st.header("4 · Pooling")
-    cols = st.columns(4)
-    mode = cols[0].radio("Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
-    pool_size = cols[1].selectbox("Pool size", [2, 3], key="learn_pool")
-    pool_stride = cols[2].selectbox("Stride", [None, 1, 2, 3], key="learn_pool_stride",
-                                    format_func=lambda s: "= pool size" if s is None else str(s))
-    pool_padding = cols[3].radio("Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
-    try:
-        pool = walkthrough.pooling(activated.after, mode, pool_size, pool_stride, pool_padding)
-    except ValueError as exc:
-        st.error(str(exc))
-        return
-    ph, pw = pool.pooled.shape
-    prow, pcol = position_ui(pool.pooled.shape, "Pooled", "learn_pool")
-    window = pool.at(prow, pcol)
-    left, mid, right = st.columns([2, 1, 2])
-    left.plotly_chart(values_heatmap(pool.source, "ReLU map, the window outlined", (window.top, window.left, pool.size,
-                                                                                    pool.size),
-                                     show_text=False, kind="unsigned", height=330), width="stretch",
-                      key="learn_pool_input")
-    mid.plotly_chart(values_heatmap(window.window, "window", kind="unsigned", height=200), width="stretch",
-                     key="learn_window")
-    mid.markdown(f"{'max' if mode == 'max' else 'mean'} = **{window.value:.4f}**")
-    right.plotly_chart(values_heatmap(pool.pooled, f"pooled {ph}×{pw}", (prow, pcol, 1, 1), show_text=False,
-                                      kind="unsigned", height=330), width="stretch", key="learn_pooled")
-    side = pool.source.shape[0]
-    st.markdown(f"{side}×{pool.source.shape[1]} = {pool.source.size} values → {ph}×{pw} = {pool.pooled.size}: "
-                f"**{pool.fewer:.0%} fewer**. Shape arithmetic for this {side}×{pool.source.shape[1]} map pooled "
-                f"{pool.size}×{pool.size} with stride {pool.stride}: 'valid' {pool.formulas[0]}, 'same' {pool.formulas[1]}.")
-
-
-
-convolution_to_pooling()
-
-@st.fragment
-def dense_and_softmax() -> None:
-    """Section 5: its slider reruns only this section."""
-    # 5 ---------------------------------------------------------------------------------------------------------
-    st.header("5 · Flatten, dense, softmax")
-    first_dense = walkthrough.dense_unit(model, walk, 0)
-    if first_dense is None:
-        st.info("This model has no layer that turns feature maps into a vector (Flatten or global pooling).")
-    else:
-        unit = st.slider(f"{first_dense.layer} unit", 0, first_dense.units - 1, 0, key="learn_unit")
-        d = walkthrough.dense_unit(model, walk, unit)
-        st.markdown(f"**{d.flatten}** turns the last feature maps ({' × '.join(map(str, d.maps_shape))}) into one "
-                    f"vector of **{d.vector_size:,}** numbers.")
-        st.plotly_chart(vector_bars(d.products, f"the 20 largest input × weight products for unit {unit}",
-                                    labels=[str(i) for i in d.top]), width="stretch", key="learn_dense")
-        st.markdown(f"Unit {unit}: Σ inputᵢ·weightᵢ over {d.inputs:,} inputs = {d.weighted_sum:.4f}, "
-                    f"+ bias {d.bias:.4f} = **{d.value:.4f}** before {d.activation}.")
-        if d.keras_difference is not None:
-            agree(f"{d.layer} unit {unit}", d.keras_difference)
-        sm = walkthrough.softmax(model, walk)
-        table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": sm.logits,
-                              "e^score": sm.exponentials, "probability": [probability_text(p) for p in sm.probabilities],
-                              "share": sm.probabilities})
-        st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
-                    f"(scores shifted by their max for stability). They sum to **{sm.probabilities.sum():.6f}**.")
-        st.dataframe(table, hide_index=True, width="stretch", key="learn_softmax",
-                     column_config={"share": st.column_config.ProgressColumn(" ", format=" ", min_value=0, max_value=1)})
-        agree("softmax probabilities", sm.keras_difference)
-
-
-
-dense_and_softmax()
-
-# 6 ---------------------------------------------------------------------------------------------------------
-st.header("6 · Why “99.9%” is not certainty")
-calibration, uncalibrated = resources.calibration(info)
-lesson = softmax_lesson(model, calibration, x, info.class_names, walk.outputs)
-top = lesson.top
-st.markdown(f"Softmax divides every e^score by their total (here **{lesson.total:.4g}**), so the probabilities "
-            f"**always add up to 1** — for a digit, a scribble or a blank page alike (here "
-            f"{lesson.sums[0]:.6f}). It only compares the scores with each other: subtracting 10 from every score "
-            f"gives exactly the same probabilities (largest difference "
-            f"{float(abs(lesson.shifted_probabilities - lesson.probabilities).max()):.1e}). So a probability of "
-            f"{probability_text(lesson.probabilities[top])} for **{info.class_names[top]}** only says "
-            f"{info.class_names[top]} beats the other classes — not that the input looks like anything the model "
-            "has seen.")
-if calibration is not None:
-    st.plotly_chart(temperature_bars(info.class_names, lesson.probabilities, lesson.calibrated, lesson.temperature),
-                    width="stretch", key="learn_temperature")
-    st.markdown(f"**Calibration** divides the scores by a temperature fitted on held-out images "
-                f"(T = {lesson.temperature:.2f}) so that confidence matches how often the model is right; it still "
-                "adds up to 1. To know whether the input makes sense, the model's **features** are compared with "
-                "those of its training images: below, the distance of this input's features to the centre of each "
-                "class, and (shaded) how far training images usually are from their own class's centre.")
-    st.plotly_chart(distance_bars(info.class_names, lesson.distances, lesson.typical_distance), width="stretch",
-                    key="learn_distances")
-    (st.warning if lesson.verdict.flagged else st.success)(lesson.verdict.message)
-    st.caption("Try it: on **Predict**, draw a scribble, a circle or a letter — softmax still reports a confident "
-               "class, while the score rises above the threshold.")
-else:
-    st.info(f"This model has no calibration, so there is no check of whether an input looks like its training "
-            f"images: {uncalibrated}")
-
-@st.fragment
-def dropout_section() -> None:
-    """Section 6: its controls rerun only this section."""
-    # 6 ---------------------------------------------------------------------------------------------------------
-    st.header("7 · Dropout")
-    cols = st.columns(2)
-    rate = cols[0].slider("Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
-    seed = cols[1].number_input("Random seed", 0, 10_000, 0, key="learn_dropout_seed")
-    drop = walkthrough.dropout(model, walk, rate, int(seed))
-    shown = min(64, drop.values.size)
-    st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": square_grid(drop.values, shown),
-                              "after dropout": square_grid(drop.dropped, shown)}, height=260, shared=True), width="stretch",
-                    key="learn_dropout")
-    off = int((~drop.kept).sum())
-    st.markdown(f"While training, dropout zeroes a random **{off} of {drop.kept.size}** values ({off / drop.kept.size:.0%}, "
-                f"rate {rate:.0%}) and multiplies the rest by 1/(1−{rate:.2f}) = **{drop.scale:.2f}**. One mask moves the "
-                f"sum: {drop.values.sum():.2f} → **{drop.dropped.sum():.2f}** here. The scaling makes it right *on "
-                f"average*: over {len(drop.sums):,} random masks the sum averages **{drop.sums.mean():.2f}** (single masks "
-                f"range {drop.sums.min():.2f} … {drop.sums.max():.2f}), so the next layer sees inputs of the same size in "
-                "training and in prediction. At prediction time dropout does nothing: the output is the input.")
-
-
-
-dropout_section()
-
-@st.fragment
-def learning_section() -> None:
-    """Section 7: its controls rerun only this section (it shows the filter picked in section 2)."""
-    # 7 ---------------------------------------------------------------------------------------------------------
-    st.header("8 · Learning: one gradient-descent step")
-    first = walk.first_conv
-    if first is None:
-        st.info("This model has no convolution layer to show.")
-    else:
-        probs_now = walk.outputs[walk.output]
-        cols = st.columns(2)
-        classes = list(range(len(info.class_names)))
-        # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
-        label = cols[0].selectbox("Teach it that this image is", classes, index=runner_up(probs_now),
-                                  format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
-                                  key="learn_label")
-        suggested = resources.learning_step(str(info.path), info.mtime, x, label, None, first, info).learning_rate
-        lr = cols[1].select_slider("Learning rate", list(LEARNING_RATES), value=suggested, key=f"learn_lr_{label}",
-                                   help="Suggested: the largest rate whose step lowers this image's loss without "
-                                        "costing the other test images accuracy")
-        step_result = resources.learning_step(str(info.path), info.mtime, x, label, lr, first, info)
-        # The filter picked in section 2 (its widget keeps its value in the session).
-        f_idx = st.session_state.get("learn_filter", 0) if st.session_state.get("learn_kernel") == "model filter" \
-            else 0
-        cols = st.columns(4)
-        cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
-        cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
-                       f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
-        p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
-        cols[2].metric(f"p({info.class_names[label]})", probability_text(p_after),
-                       f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
-                       f"×{p_after / max(p_before, 1e-30):.3g}",
-                       help=f"before the step {p_before:.3g}, after it {p_after:.3g}")
-        if step_result.others_before is not None:
-            cols[3].metric("other test images right", f"{step_result.others_after:.1%}",
-                           f"{(step_result.others_after - step_result.others_before) * 100:+.1f} points")
-        if step_result.overshot:
-            st.warning(f"**The loss went up** ({step_result.loss_before:.4f} → {step_result.loss_after:.4f}): the step "
-                       f"overshot. The gradient only says which way is downhill *here*; a step of rate {lr:g} jumps so "
-                       "far that it lands higher on the other side of the valley. Smaller rates lower the loss — the "
-                       f"chart below shows which (suggested: {suggested:g}).")
-        elif step_result.others_before is not None and step_result.others_after < step_result.others_before - 0.01:
-            st.warning("This image's loss fell, but the model got **worse on other images**: a big step on one example "
-                       "drags every weight towards it. That is why training takes small steps on batches of many images.")
-        st.plotly_chart(rate_trials(step_result.trials, lr, step_result.loss_before, step_result.others_before),
-                        width="stretch", key="learn_rates")
-        st.plotly_chart(maps_row({f"{first} filter {f_idx} before": step_result.kernel_before[..., 0, f_idx],
-                                  "gradient ∂loss/∂w": step_result.gradient[..., 0, f_idx],
-                                  "change −lr·gradient": step_result.filter_change(f_idx),
-                                  "after: w − lr·gradient": step_result.kernel_after[..., 0, f_idx]}, kind="signed"),
-                        width="stretch", key="learn_step")
-        st.markdown(f"Size of the step: **‖lr·gradient‖ = {step_result.step_norm:.4g}** over all "
-                    f"{step_result.weight_count:,} weights (their own size ‖w‖ = "
-                    f"{step_result.weight_norm:.4g}, so the step is {step_result.step_norm / step_result.weight_norm:.2%} "
-                    f"of it); in {first} filter {f_idx} the largest single change is "
-                    f"{np.abs(step_result.filter_change(f_idx)).max():.4g}.")
-        st.caption(f"Cross-entropy loss = −log p(label) = −log {step_result.probabilities_before[label]:.4g}. The step "
-                   "moves every weight against its gradient (w ← w − lr·∂loss/∂w), which lowers the loss when the step "
-                   "is small enough. Done on a private copy — the active model is unchanged.")
-
-
-
-learning_section()
-
-# 9 ---------------------------------------------------------------------------------------------------------
-st.header("9 · The hierarchy")
-hierarchy_section(info, model)
-try:
-    st.plotly_chart(architecture_diagram(validate(ModelSpec.from_dict(info.spec)).layers, f"{info.name}"),
-                    width="stretch", key="learn_arch_model")
-except SpecError:
-    pass
-lenet = validate(preset("lenet5"))
-st.plotly_chart(architecture_diagram(lenet.layers, f"LeNet-5 (LeCun et al., 1998): {lenet.params:,} parameters"),
-                width="stretch", key="learn_arch_lenet")
+shown = session.Kept("learn_chapter").widget(st.segmented_control, "Chapter", list(range(len(CHAPTERS))),
+                                             format_func=SHORT.__getitem__, default=0, required=True, key=CHAPTER)
+scroll_up()
+chapter(shown)
+chapter_nav(shown)

@@ -196,7 +196,7 @@ def test_learn_walks_a_model_with_global_max_pooling(registry):
     spec = gmp_spec()
     reg.save_model("gmp", build_model(spec), spec, {"epoch": [], "loss": [], "accuracy": []},
                    {"dataset": "mnist-sample", "class_names": [str(i) for i in range(10)], "epochs": 0})
-    at = open_app("learn")
+    at = open_app("learn", learn_chapter=4)  # 5 · Flatten, dense, softmax
     assert not texts(at, "error")
     assert any(s.startswith("**gmp1** turns the last feature maps (11 × 11 × 16) into one vector of **16**")
                for s in texts(at, "markdown"))

@@ -69,7 +69,8 @@ def test_learn_explains_why_softmax_is_not_certainty(default_model):
     from cnn.preprocess import prepare_image
 
     x = prepare_image(scribbled, (28, 28, 1))
-    at = open_app("learn", **{session.PREDICT_INPUT: {"x": x, "model": "mnist-default", "label": None}})
+    at = open_app("learn", learn_chapter=5,  # 6 · Why "99.9%" is not certainty
+                  **{session.PREDICT_INPUT: {"x": x, "model": "mnist-default", "label": None}})
     text = "\n".join(texts(at, "markdown"))
     assert "always add up to 1" in text and "(here 1.000000)" in text
     assert any("doesn't look like anything the model was trained on" in w for w in texts(at, "warning"))

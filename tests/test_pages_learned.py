@@ -144,7 +144,7 @@ def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_i
     from cnn.features import hierarchy
     from cnn.registry import load_model
 
-    at = open_app("learn")
+    at = open_app("learn", learn_chapter=8)  # 9 · The hierarchy
     assert not at.exception and not at.error
     ids = [i.rsplit("-", 1)[-1] for i in chart_keys(at)]
     walk = [i for i in ids if i.startswith("learn_hier_")]

@@ -183,18 +183,28 @@ def learn_markdown(at) -> str:
     return "\n".join(texts(at, "markdown"))
 
 
+def chapter(at, index: int):
+    """Turn Learn to chapter `index` (0-based) with its picker."""
+    at.segmented_control(key="learn_chapter").set_value(index).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [h.value for h in at.header][-1].startswith(f"{index + 1} · ")
+    return at
+
+
 def test_learn_walkthrough_agrees_with_keras(model_on_sample):
     at = open_app("learn")
-    assert not at.exception
-    successes = texts(at, "success")
+    assert [h.value for h in at.header] == ["1 · Pixels and channels"]  # one chapter at a time
+    assert [c.proto.id.rsplit("-", 1)[-1] for c in at.get("plotly_chart")] == ["learn_pixels"]
+    successes = texts(chapter(at, 1), "success")
     assert any("conv1, filter 0, after relu: NumPy and Keras agree" in s for s in successes)
+    successes = texts(chapter(at, 4), "success")
     assert any("softmax probabilities: NumPy and Keras agree" in s for s in successes)
     assert any("dense1 unit 0: NumPy and Keras agree" in s for s in successes)
     assert not texts(at, "error")
 
 
 def test_learn_controls_change_the_numbers(model_on_sample):
-    at = open_app("learn")
+    at = chapter(open_app("learn"), 1)
     before = learn_markdown(at)
     at.selectbox(key="learn_kernel").set_value("vertical edges").run()
     at.selectbox(key="learn_stride").set_value(2).run()
@@ -202,13 +212,22 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     assert "height ⌊(28−3+0)/2⌋+1 = 13" in text and text != before
     at.radio(key="learn_padding").set_value("same").run()
     assert "height ⌊(28−3+1)/2⌋+1 = 14" in learn_markdown(at)
-    zero_text = [t for t in texts(at, "markdown") if "values zeroed" in t][0]
     at.slider(key="learn_row").set_value(3).run()
     assert not at.exception
+    # ReLU and pooling go on from chapter 2's convolution, which keeps its settings meanwhile.
+    chapter(at, 2)
+    assert any("the vertical edges kernel, stride 2, padding 'same'" in c for c in texts(at, "caption"))
+    zero_text = [t for t in texts(at, "markdown") if "values zeroed" in t][0]
+    chapter(at, 3)
     at.radio(key="learn_pool_mode").set_value("avg")
     at.selectbox(key="learn_pool").set_value(3).run()
     assert "'valid' ⌊(14−3+0)/3⌋+1 = 4, 'same' ⌊(14−3+1)/3⌋+1 = 5" in learn_markdown(at)
+    chapter(at, 2)
     assert zero_text in learn_markdown(at)  # ReLU's count depends on the conv only
+    chapter(at, 1)  # back in chapter 2, every control as it was left
+    assert (at.selectbox(key="learn_kernel").value, at.selectbox(key="learn_stride").value,
+            at.radio(key="learn_padding").value, at.slider(key="learn_row").value) == ("vertical edges", 2, "same", 3)
+    chapter(at, 6)
     at.slider(key="learn_dropout_rate").set_value(0.8).run()
     dropout = [t for t in texts(at, "markdown") if "dropout zeroes" in t][0]
     assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
@@ -219,6 +238,7 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     x = data.x_test[0]  # the walkthrough's image when nothing was drawn on Predict
     others = (data.x_test[-300:], data.y_test[-300:])
     # At the defaults the lesson works: the runner-up class as the label, a rate at which the loss falls.
+    chapter(at, 7)
     label = runner_up(predict_proba(reg.load_model("small"), x))
     assert at.selectbox(key="learn_label").value == label
     suggested = learning_step(reg.load_model("small"), x, label, None, "conv1", others)
@@ -239,6 +259,27 @@ def test_learn_controls_change_the_numbers(model_on_sample):
         assert metrics["loss after"] == pytest.approx(expected.loss_after, abs=2e-4)
         # A step that raises the loss is called an overshoot, with the rate that would have worked.
         assert any("loss went up" in w for w in texts(at, "warning")) == expected.overshot
+
+
+def test_learn_previous_and_next_walk_every_chapter_and_keep_the_filter_picked(model_on_sample):
+    at = chapter(open_app("learn"), 1)
+    at.slider(key="learn_filter").set_value(3).run()
+    titles = [at.header[-1].value]
+    while any(b.key == "learn_next" for b in at.button):
+        at.button(key="learn_next").click().run()
+        assert not at.exception and not texts(at, "error")
+        titles.append(at.header[-1].value)
+    assert [t.split(" · ")[0] for t in titles] == [str(i) for i in range(2, 10)]
+    assert not any(b.key == "learn_next" for b in at.button)  # the last chapter has no Next
+    at.button(key="learn_previous").click().run()
+    assert at.header[-1].value == "8 · Learning: one gradient-descent step"
+    # The learning step shows the filter picked in chapter 2, six chapters ago.
+    assert any(c.proto.id.endswith("learn_step") and "conv1 filter 3 before" in c.proto.spec
+               for c in at.get("plotly_chart"))
+    # A new script run of the same tab (a refresh) opens Learn where it was left.
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/learn.py").run()
+    assert at.header[-1].value == "8 · Learning: one gradient-descent step"
 
 
 def test_learn_uses_the_image_from_predict(model_on_sample):

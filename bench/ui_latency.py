@@ -8,7 +8,8 @@ run, e.g. `git worktree add /tmp/before <commit>`), on a fresh server with a cop
      shown and the page is idle (and, separately, Predict as the very first request of a fresh server);
   2. draw 10 digits on Predict: mouse-up → the new prediction shown, mouse-up → the open view (Activation
      maps) updated, and the bytes the server sent for the stroke (websocket frames);
-  3. every page's open time when warm (a click in the sidebar → idle).
+  3. every page's open time when warm (a click in the sidebar → idle), each of Learn's chapters opened with Next,
+     and What it learned opened from Learn's heaviest chapter.
 Goals (issue "Feels instant"): prediction median ≤ 300 ms (max ≤ 600 ms), open view ≤ 1 s, every warm page
 ≤ 1 s, first Predict visit ≤ 2 s. Host CPU steal is printed: on a shared VM, figures swing with it.
 """
@@ -70,6 +71,9 @@ SHOWN_INK = r"""() => {
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidgetRunningIcon"]') && performance.now()"""
 
 
+CHAPTER_TITLES = ["1 · Pixels and channels", "2 · Convolution", "3 · ReLU", "4 · Pooling", "5 · Flatten, dense, softmax",
+                  "6 · Why “99.9%” is not certainty", "7 · Dropout", "8 · Learning: one gradient-descent step",
+                  "9 · The hierarchy"]  # Learn's chapters (pages/learn.py)
 HEADINGS = {"Home": "CNN Studio"}  # a page's title on the page, where it differs from its name in the menu
 ARRIVED = """(heading) => [...document.querySelectorAll('[data-testid="stMain"] h1')]
     .some(h => h.textContent.trim() === heading)"""
@@ -87,6 +91,38 @@ def nav(page, title: str) -> float:
     page.wait_for_timeout(100)  # the running icon shows a moment after the run starts
     page.wait_for_function(IDLE, polling="raf", timeout=120_000)
     return time.perf_counter() - start
+
+
+CHAPTER = """(title) => [...document.querySelectorAll('[data-testid="stMain"] h2')].some(h => h.textContent.trim() === title)"""
+
+
+def turn(page, click, title: str) -> float:
+    """Seconds from `click()` (Next, or the chapter picker) until Learn's chapter `title` has run."""
+    start = time.perf_counter()
+    click()
+    page.wait_for_function(CHAPTER, arg=title, polling="raf", timeout=120_000)
+    page.wait_for_timeout(100)
+    page.wait_for_function(IDLE, polling="raf", timeout=120_000)
+    return time.perf_counter() - start
+
+
+def learn_chapters(page) -> dict:
+    """On a warm Learn in chapters (a checkout without them has no Next: {}): each chapter opened with Next, and
+    What it learned opened from Learn's heaviest chapter (2 · Convolution, six charts)."""
+    picker = page.locator('[data-testid="stButtonGroup"]').get_by_role("radio")
+    if not page.get_by_role("button", name=CHAPTER_TITLES[1], exact=True).count():
+        return {}
+    times = {}
+    for measured in (False, True):  # the first pass computes what each chapter needs once (e.g. the hierarchy walk)
+        picker.first.click()
+        idle(page)
+        for heading in CHAPTER_TITLES[1:]:
+            seconds = turn(page, page.get_by_role("button", name=heading, exact=True).click, heading)
+            if measured:
+                times[heading] = seconds
+    picker.nth(1).click()
+    idle(page)
+    return {"next_s": times, "learned_after_convolution_s": nav(page, "What it learned")}
 
 
 def first_visit(chromium, root: Path, direct: bool) -> float:
@@ -145,6 +181,8 @@ def strokes_session(chromium, root: Path, digits: int) -> dict:
             nav(page, title)
         for title in PAGES:
             warm[title] = nav(page, title)
+        nav(page, "Learn")
+        chapters = learn_chapters(page)
         nav(page, "Predict")
         page.wait_for_selector("canvas", timeout=120_000)
         page.evaluate(INSTALL)
@@ -177,7 +215,7 @@ def strokes_session(chromium, root: Path, digits: int) -> dict:
             rows.append({"digit": digit, "predicted": shown["prediction"], "prediction_ms": shown["at"] - up,
                          "view_ms": done - up, "bytes": sum(size for _, size in received[before:])})
             previous = shown["ink"]
-        return {"warm_pages_s": warm, "strokes": rows}
+        return {"warm_pages_s": warm, "learn": chapters, "strokes": rows}
     finally:
         context.close()
         server.stop()
@@ -223,6 +261,11 @@ def report(results: list[dict]) -> None:
     line("first Predict visit, first request (s)", "first_predict_direct_s", "{:.2f}", "(for reference)")
     for title in PAGES:
         line(f"warm page open: {title} (s)", "warm_pages_s", "{:.2f}", "≤ 1", lambda r, k, t=title: r[k][t])
+    for heading, seconds in ours["learn"].get("next_s", {}).items():
+        print(f"{'Learn, Next to ' + heading[:26] + ' (s)':<40} {seconds:>12.2f}   goal ≤ 1")
+    if ours["learn"]:
+        print(f"{'What it learned from Learn chapter 2 (s)':<40} {ours['learn']['learned_after_convolution_s']:>12.2f}"
+              "   goal ≤ 1")
     print(f"digits recognised: {ours['right']} of {len(ours['strokes'])}")
 
 

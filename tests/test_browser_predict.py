@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser import choose, combobox, draw, expect_metric, go, nav, open_tab, select, wait_idle
+from tests.browser import choose, click, combobox, draw, expect_metric, go, nav, open_tab, select, wait_idle
 
 ONE = [[(0.5, 0.15), (0.5, 0.85)]]  # a vertical stroke
 SEVEN = [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]
@@ -87,6 +87,7 @@ def test_learn_follows_the_drawing(page, app_server):
     nav(page, "Learn")
     page.get_by_text("your image from Predict").first.wait_for(timeout=60_000)
     page.get_by_text(f"{ink} ink pixels").first.wait_for()
+    click(page, "2 · Convolution")  # Next: the drawing, convolved by the model's own first filter
     page.get_by_text("NumPy and Keras agree").first.wait_for()
 
 

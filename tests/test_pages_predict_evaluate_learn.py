@@ -282,6 +282,16 @@ def test_learn_previous_and_next_walk_every_chapter_and_keep_the_filter_picked(m
     assert at.header[-1].value == "8 · Learning: one gradient-descent step"
 
 
+def test_learn_a_kept_position_that_no_longer_fits_starts_again_in_the_middle(model_on_sample):
+    at = chapter(open_app("learn"), 3)  # 4 · Pooling of chapter 2's 26×26 map: 13×13
+    at.slider(key="learn_pool_row").set_value(12).run()
+    chapter(at, 1)
+    at.selectbox(key="learn_stride").set_value(3).run()  # now a 9×9 map, pooled 4×4
+    chapter(at, 3)
+    assert not at.exception and not texts(at, "error")
+    assert at.slider(key="learn_pool_row").value == 2 and at.slider(key="learn_pool_row").max == 3
+
+
 def test_learn_uses_the_image_from_predict(model_on_sample):
     drawn = np.zeros((28, 28, 1), np.uint8)
     drawn[5:20, 12:15] = 255  # a "1" of 45 ink pixels

@@ -350,17 +350,22 @@ def values_heatmap(values, title: str | None = None, highlight: tuple[int, int, 
 
 
 def maps_row(maps: dict, height: int = 230, kind="auto", shared: bool = False,
-             legend: str | None = None) -> go.Figure:
+             legend: str | None = None, fmt: str | None = None, pixel_max: float = 255) -> go.Figure:
     """Several 2-D maps side by side, titled by their keys, in the colour language of `kind` (one kind for
-    all, or a list with one per map) — each on its own range, or one range for all when `shared`."""
-    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.02)
+    all, or a list with one per map) — each on its own range, or one range for all when `shared`; with `fmt`
+    (small maps) each value written in its cell. One figure for all: the browser draws one chart, not several."""
+    fig = make_subplots(rows=1, cols=len(maps), subplot_titles=list(maps), horizontal_spacing=0.04 if fmt else 0.02)
     together = np.concatenate([np.asarray(m, float).ravel() for m in maps.values()])
     kinds = [kind] * len(maps) if isinstance(kind, str) else list(kind)
     for i, (m, k) in enumerate(zip(maps.values(), kinds)):
-        style = _style(together if shared else m, k, legend if i == 0 else None)
-        fig.add_trace(go.Heatmap(z=m, **style, hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"),
+        style = _style(together if shared else m, k, legend if i == 0 else None, pixel_max)
+        text = {} if fmt is None else {
+            "text": [["" if not np.isfinite(v) else format(v, fmt) for v in row] for row in np.asarray(m, float)],
+            "texttemplate": "%{text}", "textfont": {"size": 9}}
+        fig.add_trace(go.Heatmap(z=m, **style, **text, hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>"),
                       row=1, col=i + 1)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+        fig.update_yaxes(scaleanchor=f"x{i + 1 if i else ''}", row=1, col=i + 1)  # square cells in every panel
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False, constrain="domain")
     fig.update_annotations(font_size=10)
     fig.update_layout(height=height, margin={"l": 5, "r": 5, "t": 40, "b": 5})

@@ -156,13 +156,9 @@ def convolution_chapter() -> None:
                                       f"output ({row}, {col}) outlined", (row, col, 1, 1), kind="signed",
                                       legend="value", show_text=False, height=360), width="stretch",
                        key="learn_conv_output")
-    cols = st.columns(3)
-    cols[0].plotly_chart(values_heatmap(at.window, "patch", kind="pixels", pixel_max=1, height=230), width="stretch",
-                         key="learn_patch")
-    cols[1].plotly_chart(values_heatmap(conv.kernel, "kernel", kind="signed", height=230), width="stretch",
-                         key="learn_kernel_fig")
-    cols[2].plotly_chart(values_heatmap(at.products, "patch ⊙ kernel", kind="signed", height=230),
-                         width="stretch", key="learn_products")
+    st.plotly_chart(maps_row({"patch": at.window, "kernel": conv.kernel, "patch ⊙ kernel": at.products},
+                             kind=["pixels", "signed", "signed"], fmt=".2f", pixel_max=1, height=260),
+                    width="stretch", key="learn_products")
     bias_text = f" + bias {conv.bias:.4f} = **{at.value:.4f}**" if conv.filter_index is not None else ""
     st.markdown(f"Sum of the {conv.size * conv.size} products = **{at.value - conv.bias:.4f}**{bias_text} — the value "
                 f"at output ({row}, {col}).")

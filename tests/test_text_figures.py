@@ -58,6 +58,12 @@ def test_every_figure_speaks_the_same_language():
     assert row[0].zmin == -row[0].zmax and row[1].zmin == 0.0
     pixels = values_heatmap(np.full((3, 3), 0.5), kind="pixels", pixel_max=1).data[0]
     assert (pixels.zmin, pixels.zmax) == (0, 1)
+    # Small maps in one figure (Learn's patch, kernel and products): values written in, every panel square.
+    small = maps_row({"patch": np.full((3, 3), 0.5), "kernel": -np.eye(3)}, kind=["pixels", "signed"], fmt=".2f",
+                     pixel_max=1)
+    assert small.data[0].text[0] == ["0.50"] * 3 and small.data[1].text[1][1] == "-1.00"
+    assert (small.data[0].zmin, small.data[0].zmax) == (0, 1) and small.data[1].zmin == -small.data[1].zmax
+    assert (small.layout.yaxis.scaleanchor, small.layout.yaxis2.scaleanchor) == ("x", "x2")
 
 
 def test_pictures_colour_values_by_the_scale():

@@ -7,6 +7,8 @@ keeps every step light in the browser: the whole walk at once was some twenty ch
 A chapter's controls keep their values while other chapters are shown (session.Kept): ReLU and pooling go on
 from the convolution set in chapter 2, the learning step shows the filter picked there.
 """
+import time
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -107,8 +109,14 @@ def convolved():
     return conv, f"{named}, stride {stride}, padding '{padding}'"
 
 
-def from_chapter_2(settings: str) -> None:
-    st.caption(f"Going on from chapter 2's convolution: {settings} (change them in **2 · Convolution**).")
+def from_chapter_2(then: str = ""):
+    """Chapter 2's convolution for a chapter that goes on from it, named in a caption; None after saying why not."""
+    conv, settings = convolved()
+    if conv is None:
+        st.error(f"{settings} Change the convolution in **2 · Convolution**.")
+        return None
+    st.caption(f"Going on from chapter 2's convolution: {settings}{then} (change them in **2 · Convolution**).")
+    return conv
 
 
 # ---------------------------------------------------------------------------
@@ -177,11 +185,9 @@ def convolution_chapter() -> None:
 
 
 def relu_chapter() -> None:
-    conv, settings = convolved()
+    conv = from_chapter_2()
     if conv is None:
-        st.error(f"{settings} Change the convolution in **2 · Convolution**.")
         return
-    from_chapter_2(settings)
     activated = walkthrough.relu(conv.feature)
     st.plotly_chart(maps_row({"before ReLU (signed)": activated.before, "after ReLU = max(0, x) (never below 0)":
                               activated.after}, kind=["signed", "unsigned"], height=300), width="stretch",
@@ -191,11 +197,9 @@ def relu_chapter() -> None:
 
 
 def pooling_chapter() -> None:
-    conv, settings = convolved()
+    conv = from_chapter_2(", then ReLU")
     if conv is None:
-        st.error(f"{settings} Change the convolution in **2 · Convolution**.")
         return
-    from_chapter_2(settings + ", then ReLU")
     cols = st.columns(4)
     mode = kept.widget(cols[0].radio, "Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
     pool_size = kept.widget(cols[1].selectbox, "Pool size", [2, 3], key="learn_pool")
@@ -421,17 +425,16 @@ def chapter(index: int) -> None:
 def turn_to(index: int) -> None:
     """Previous / Next: show chapter `index` from its start."""
     st.session_state[CHAPTER] = index
-    st.session_state[SCROLL] = st.session_state.get(SCROLL, 0) + 1
+    st.session_state[SCROLL] = True
 
 
 def scroll_up() -> None:
     """After Previous / Next (clicked at the bottom of a chapter): back to the top, where the next chapter starts.
     Always one element here, so that the layout does not jump; a script only in the run after a click."""
-    turned = st.session_state.get(SCROLL, 0)
-    if turned and st.session_state.get(f"{SCROLL}_done") != turned:
-        st.session_state[f"{SCROLL}_done"] = turned
+    if st.session_state.pop(SCROLL, False):
         # The page's own script (nothing from the user in it); Streamlit's main area scrolls in its own container.
-        st.html(f"<script>/* {turned} */ (document.querySelector('[data-testid=\"stMain\"]') || "
+        # The time makes each one new to the browser, which runs a script only when it is inserted.
+        st.html(f"<script>/* {time.time_ns()} */ (document.querySelector('[data-testid=\"stMain\"]') || "
                 "document.scrollingElement).scrollTo({top: 0});</script>", unsafe_allow_javascript=True)
     else:
         st.html("<span></span>")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.errors import DatasetError
+from cnn.errors import CnnError, DatasetError
+from cnn.preprocess import default_recipe, prepare_image
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = PROJECT_ROOT / "data"
@@ -586,17 +587,25 @@ def _skipped_text(skipped: list, show: int = 3) -> str:
 
 
 def _decode_pipeline(paths, labels, image_size, channels):
-    """tf.data of (uint8 image, label): decode, resize to `image_size` cropping to its aspect ratio (as
-    keras.utils.image_dataset_from_directory does). The files were vetted by inspect_images; its count
+    """tf.data of (uint8 image, label), each image prepared by cnn.preprocess.prepare_image with the recipe
+    Predict uses for a model of this input (colour: centre-crop to the aspect ratio and resize, as
+    keras.utils.image_dataset_from_directory does; grayscale: the digit recipe), so that a model trains on what
+    Predict and the CLI will make of the same pictures. The files were vetted by inspect_images; its count
     stays known (Keras sizes epochs by it)."""
-    import keras
     import tensorflow as tf
 
+    shape = (*image_size, channels)
+    recipe = default_recipe(shape)
+
+    def prepare(path) -> np.ndarray:
+        try:
+            return prepare_image(Path(path.decode()), shape, recipe=recipe)
+        except CnnError:  # a blank picture (vetted files always decode): all black, as the resize would make it
+            return np.zeros(shape, np.uint8)
+
     def load(path, label):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-        image = keras.preprocessing.image.smart_resize(image, image_size)
-        image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-        return tf.ensure_shape(image, (*image_size, channels)), label
+        image = tf.numpy_function(prepare, [path], tf.uint8, stateful=False)
+        return tf.ensure_shape(image, shape), label
 
     data = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], np.asarray(labels, dtype=np.int64)))
     return data.map(load, num_parallel_calls=tf.data.AUTOTUNE)

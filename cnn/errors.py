@@ -39,3 +39,6 @@ class ExportError(CnnError):
 
 class EmptyImageError(ImageError):
     """An image with nothing drawn on it: there is nothing to predict."""
+
+    blank = True  # False: the picture has light and shade but no ink (the message says which)
+    steps = ()  # the preprocessing steps so far, for the inspector

@@ -29,23 +29,30 @@ __all__ = [
     "optional_steps",
     "default_recipe",
     "is_blank",
+    "fell_back",
+    "FALLBACK_NOTE",
     "transform_image",
 ]
 
 RECIPES = ("mnist", "fit", "resize")
 INVERT_CHOICES = {"auto": "auto", "yes": True, "no": False}  # what people pick → prepare_image(invert=...)
+NO_INK_NOTE = "no ink found: nothing stands out from the background"
+FALLBACK_NOTE = "fell back to a plain resize"  # how a step says the recipe found no ink and resized instead
+SHADE_MESSAGE = ("No ink found: the picture has light and shade but nothing darker than the paper around it — "
+                 "write the digit darker or larger, or take the picture closer.")
 EMPTY_MESSAGE = "Nothing to predict: the image is blank — draw something or choose another image."
 
 NOISE_FLOOR = 0.15 * 255  # ink fainter than this (after stretching) is treated as noise
 BLANK_THRESHOLD = 10.0  # a channel spanning fewer grey levels than this has no ink
 MIN_INK_CONTRAST = 24.0  # marks fainter than this above the background are not ink
+PHOTO_SIDE = 128  # pictures whose shorter side is smaller are crops or scans: their lighting is never flattened
 WORK_SIZE = 1024  # larger images are downsized first: the outputs are tiny anyway
 MNIST_BOX = 20 / 28  # MNIST digits fill a 20×20 box inside the 28×28 frame
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)  # 3×3 structure: diagonal neighbours touch
 
 # Which steps the inspector may switch off, per recipe.
 _OPTIONAL = {
-    "mnist": ("invert", "contrast", "crop", "scale", "centre"),
+    "mnist": ("invert", "contrast", "crop", "strokes", "scale", "centre"),
     "fit": ("invert", "crop", "scale", "centre"),
     "resize": ("invert", "crop"),
 }
@@ -105,10 +112,15 @@ def prepare(image, input_shape, invert="auto", recipe: str | None = None, disabl
     final = steps[-1].image
     # A blank source, or one whose ink all fell below the noise floor, must never be predicted.
     if blank or np.ptp(final) == 0:
-        error = EmptyImageError(EMPTY_MESSAGE)
-        error.steps = steps
+        error = EmptyImageError(EMPTY_MESSAGE if blank or not _only_shade(steps) else SHADE_MESSAGE)
+        error.steps, error.blank = steps, blank
         raise error
     return steps, final.reshape(tuple(input_shape)).copy()
+
+
+def fell_back(steps) -> bool:
+    """Whether the recipe found no ink in a picture that has some and used the plain resize instead."""
+    return any(step.note.startswith(FALLBACK_NOTE) for step in steps)
 
 
 def optional_steps(recipe: str) -> tuple[str, ...]:
@@ -136,13 +148,25 @@ def _run(source, input_shape, invert, recipe, disabled) -> tuple[list[Step], boo
     notes = [description, *notes] + (["blank: nothing drawn"] if blank else [])
     steps = [Step("original", _to_uint8(pixels), "; ".join(notes))]
     if recipe == "resize":
-        pixels = _run_resize(steps, pixels, (height, width), channels, invert, off)
+        _run_resize(steps, pixels, (height, width), channels, invert, off)
     else:
-        pixels = _run_digit(steps, pixels, (height, width), recipe, invert, off)
+        _run_digit(steps, pixels, (height, width), recipe, invert, off)
+        if not blank and np.ptp(steps[-1].image) == 0 and not _only_shade(steps):
+            # Visible ink, yet the recipe found none (ink too faint or too dense to stand out from the border):
+            # never call it blank — fall back to the plain resize and say so.
+            plain: list[Step] = []
+            _run_resize(plain, pixels, (height, width), 1, invert, frozenset())
+            steps.append(Step("resize", plain[-1].image, f"{FALLBACK_NOTE}: the {recipe} recipe found no ink, so "
+                                                         f"the whole picture was used; {plain[-1].note}"))
     # Grayscale recipes feeding a colour model: repeat the gray channel.
     if channels == 3 and steps[-1].image.ndim == 2:
         steps[-1] = replace(steps[-1], image=np.repeat(steps[-1].image[..., None], 3, axis=2))
     return steps, blank
+
+
+def _only_shade(steps) -> bool:
+    """Whether the contrast step found only light and shade (a photo of empty paper): no ink to fall back to."""
+    return any(step.name == "contrast" and step.note.endswith("light and shade, no ink") for step in steps)
 
 
 def _check_shape(input_shape) -> tuple[int, int, int]:
@@ -217,6 +241,9 @@ def _run_digit(steps, pixels, size, recipe, invert, off) -> np.ndarray:
         box = (height, width)
     # `crop`, `scale`, `centre`: (h, w) around the ink → fits `box` → exactly H×W, centred.
     gray = _apply(steps, "crop", off, gray, _crop_to_ink)
+    if recipe == "mnist":
+        # `strokes`: crisp edges and, when they are much bolder than a pen's, thinner strokes — as MNIST's are.
+        gray = _apply(steps, "strokes", off, gray, _normalise_strokes)
     gray = _apply(steps, "scale", off, gray, lambda g: _scale_into(g, box))
     gray = _apply(steps, "centre", off, gray, lambda g: _centre_in_frame(g, size, by_mass=recipe == "mnist"))
     # With crop/scale/centre off the image is not H×W yet: pad it if it fits, else resize it.
@@ -256,11 +283,16 @@ def _run_resize(steps, pixels, size, channels, invert, off) -> np.ndarray:
 # Steps: each takes float pixels and returns (pixels, note)
 # ---------------------------------------------------------------------------
 
-def _measure_border(gray: np.ndarray) -> float:
-    """Median of the outer ring (2% of the shorter side, at least 1 px): the background level."""
+def _border_ring(gray: np.ndarray) -> np.ndarray:
+    """The outer ring's pixels (2% of the shorter side, at least 1 px), flattened: where the background is."""
     ring = max(1, round(0.02 * min(gray.shape[:2])))
     edges = [gray[:ring], gray[-ring:], gray[:, :ring], gray[:, -ring:]]
-    return float(np.median(np.concatenate([edge.ravel() for edge in edges])))
+    return np.concatenate([edge.ravel() for edge in edges])
+
+
+def _measure_border(gray: np.ndarray) -> float:
+    """Median of the outer ring: the background level."""
+    return float(np.median(_border_ring(gray)))
 
 
 def _invert(pixels: np.ndarray, invert) -> tuple[np.ndarray, str]:
@@ -277,38 +309,47 @@ def _invert(pixels: np.ndarray, invert) -> tuple[np.ndarray, str]:
 
 def _stretch_contrast(gray: np.ndarray) -> tuple[np.ndarray, str]:
     """Flatten uneven lighting, map background → 0 and ink → 255, zero the faint noise."""
-    # Local background where lighting is uneven (shadows, grey paper); None when it is even (a canvas).
+    # Local background where lighting is uneven (shadows, grey paper); None when it is even (a canvas, a scan).
     background = _estimate_background(gray)
     lighting = 0.0 if background is None else float(np.ptp(background))
     if background is None:
-        background = np.float32(np.median(gray))
+        # Even lighting: the border is the background. Never the whole picture's median: when ink covers half
+        # the picture or more (a thick 0, a tight crop, a low-resolution digit) that median is ink.
+        background = np.float32(_measure_border(gray))
     # Divide out the lighting: ink in a shadow is as strong as ink in the light (canvas: bg 0 → unchanged).
     flat = (gray - background) * 255 / np.maximum(255 - background, 32)
-    level = float(np.median(flat))
+    # The background's level and robust noise (MAD → σ), read on the border as well, so that neither dense
+    # ink nor noise is mistaken for the other.
+    ring = _border_ring(flat)
+    level = float(np.median(ring))
     ink = np.clip(flat - level, 0, None)
-    # Robust noise of the background (MAD → σ), so noise is never mistaken for ink.
-    noise = 1.4826 * float(np.median(np.abs(flat - level)))
+    # One-sided (the ring's darker half): ink touching the border of a tight crop cannot inflate it.
+    noise = 1.4826 * float(np.median(level - ring[ring <= level]))
     candidates = ink[ink > max(6 * noise, 10.0)]
     # Ink level: 95th percentile of the ink pixels (≈ the image's 99.5th for a typical drawing, robust for tiny ones).
     top = float(np.percentile(candidates, 95)) if candidates.size >= max(4, 0.0002 * gray.size) else 0.0
     if top < MIN_INK_CONTRAST:
-        return np.zeros_like(gray), "no ink found: nothing stands out from the background"
+        if lighting:
+            return np.zeros_like(gray), f"{NO_INK_NOTE} once uneven lighting (varied by {lighting:.0f} levels) " \
+                                        "was flattened: light and shade, no ink"
+        return np.zeros_like(gray), NO_INK_NOTE
     gain = 255 / top
     stretched = np.clip(ink * gain, 0, 255)
     # Zero the faint noise: at least 15% of 255, more for noisy photos (capped at 40%).
     floor = min(max(NOISE_FLOOR, 4 * noise * gain), 0.4 * 255)
     stretched[stretched < floor] = 0
-    note = f"stretched: background → 0, ink level {top:.0f} → 255; zeroed values below {floor:.0f}"
-    if lighting:
-        note += f"; flattened uneven lighting (varied by {lighting:.0f} levels)"
+    where = f"flattened uneven lighting (varied by {lighting:.0f} levels)" if lighting else \
+        f"border median {float(background):.0f}"
+    note = f"stretched: background ({where}) → 0, ink level {top:.0f} → 255; zeroed values below {floor:.0f}"
     return stretched.astype(np.float32), note
 
 
 def _estimate_background(gray: np.ndarray) -> np.ndarray | None:
     """Smooth background (H, W) from local medians of a ≤32 px thumbnail, or None when lighting is even."""
     height, width = gray.shape
-    # Small images (MNIST-like uploads) are not photos: their strokes fill any local window.
-    if min(height, width) < 64:
+    # Small images (MNIST-like uploads, crops and scans of one digit) are not photos: their strokes fill any
+    # local window, and a local "background" there would be the ink.
+    if min(height, width) < PHOTO_SIDE:
         return None
     # A drawing's background is one exact value (photos always have noise): however dense the strokes, keep it.
     if np.mean(np.abs(gray - _measure_border(gray)) <= 1) >= 0.5:
@@ -366,9 +407,15 @@ def _find_ink_box(mass: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int, i
     weights = np.bincount(labels.ravel(), weights=grid_mass.ravel(), minlength=count + 1)[1:]
     # Marks lying along the picture's edge (a camera frame's paper edge, desk or shadow) are not the drawing
     # when real ink lies elsewhere; a stroke that merely reaches the edge is not such a mark.
+    # Only in a framed picture, though: when the rest of the ink reaches the edges too, the drawing fills the
+    # picture (a tight crop) and what lies along its edge is part of it.
     at_edge = _along_edge(labels, grid, count)
     edges = 0
-    if at_edge.any() and weights[~at_edge].max(initial=0) > EDGE_MARK_SHARE * weights.sum():
+    inner = np.where(at_edge, 0.0, weights)
+    main = np.flatnonzero(inner >= 0.2 * inner.max(initial=0)) + 1 if inner.any() else np.array([], int)
+    rim = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    framed = not np.isin(main, rim).any()
+    if framed and at_edge.any() and weights[~at_edge].max(initial=0) > EDGE_MARK_SHARE * weights.sum():
         edges = int(np.count_nonzero(at_edge & (weights > 0)))
         weights = np.where(at_edge, 0.0, weights)
     keep = _select_components(labels, count, weights)
@@ -422,6 +469,48 @@ def _select_components(labels: np.ndarray, count: int, weights: np.ndarray) -> n
                 top, bottom, left, right = min(top, t), max(bottom, b), min(left, l), max(right, r)
                 changed = True
     return np.array(sorted(keep), dtype=np.int64)
+
+
+STROKE_SIDE = 96  # strokes are normalised on the digit resampled to this longer side
+STROKE_EDGE = 0.15  # edges ramp from black to full ink over ±this share of the ink level around its half
+STROKE_BOLD = 0.16  # strokes wider than this share of the digit's longer side are thinned…
+STROKE_GOAL = 0.11  # …to about this share (MNIST's: 9–19%, median 13%, measured on its test digits)
+
+
+def _normalise_strokes(gray: np.ndarray) -> tuple[np.ndarray, str]:
+    """Crisp edges, and bold strokes thinned, so that a blurred, enlarged low-resolution digit or a marker's
+    thick one looks like MNIST's pen strokes (bench/real_inputs.py: fewer such real digits taken as unusual)."""
+    height, width = gray.shape
+    top = float(gray.max())
+    if top <= 0:
+        return gray, "no ink: kept as it is"
+    # Resample to a fixed size first, so edges and widths are judged alike on 20 px and 600 px digits.
+    work = _resize(gray, _fit_within(height, width, STROKE_SIDE))
+    ink = work >= 0.5 * top
+    stroke = _stroke_width(ink)
+    note = ""
+    if stroke > STROKE_BOLD:
+        # Erode by the excess (round footprint), unless that would leave too little of the digit.
+        steps = round((stroke - STROKE_GOAL) * max(work.shape) / 2)
+        thinner = work
+        for _ in range(steps):
+            thinner = ndimage.grey_erosion(thinner, footprint=_ROUND)
+        if np.count_nonzero(thinner >= 0.5 * top) > 0.2 * np.count_nonzero(ink):
+            work = thinner
+            note = f"; thinned by {steps} px: strokes were {stroke:.0%} of the digit's size (a pen's are ~13%)"
+    # A steep ramp around half the ink level: soft, blurred edges become an anti-aliased pen edge.
+    crisp = np.clip((work - 0.5 * top) / (2 * STROKE_EDGE * top) + 0.5, 0, 1) * 255
+    return crisp.astype(np.float32), f"edges sharpened at {crisp.shape[1]}×{crisp.shape[0]} px{note}"
+
+
+_ROUND = np.hypot(*np.mgrid[-1:2, -1:2]) <= 1.0  # 3×3 plus-shaped footprint: erosion by one pixel, roundly
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Mean stroke width as a share of the picture's longer side: 2 × area ÷ perimeter of the ink mask."""
+    area = np.count_nonzero(ink)
+    perimeter = np.count_nonzero(ink & ~ndimage.binary_erosion(ink))
+    return 2 * area / max(perimeter, 1) / max(ink.shape)
 
 
 def _scale_into(gray: np.ndarray, box: tuple[int, int]) -> tuple[np.ndarray, str]:

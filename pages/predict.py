@@ -14,7 +14,7 @@ from cnn.figures import (LOW_CONFIDENCE, feature_maps, kernels_grid, ood_gauge, 
 from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
 from cnn.imageio import ACCEPTED_FORMATS
-from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, optional_steps, prepare
+from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, fell_back, optional_steps, prepare
 from cnn.text import probability_text
 
 tab = chrome.page_setup()
@@ -245,9 +245,12 @@ def prediction() -> None:
             steps = exc.steps
             st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
                     "No digit found in the picture: write it darker and larger, and take it again." if
-                    source_kind == "Camera" else "The image is blank: nothing to predict.")
+                    source_kind == "Camera" else "The image is blank: nothing to predict." if exc.blank else str(exc))
         except ImageError as exc:
             st.error(str(exc))
+        if fell_back(steps):
+            st.caption(":material/info: The recipe found no ink standing out from the picture's border, so the "
+                       "whole picture was resized as it is (the preprocessing inspector shows each step).")
         if inspector.open:
             steps_ui(inspector, steps)
     elif source_kind != "Sample":

@@ -93,7 +93,7 @@ def test_a_camera_frame_walks_the_inspectors_steps(digits):
     """The Predict page shows the same preprocessing steps for a camera frame as for an upload."""
     images, _ = digits
     steps = preprocess_steps(camera_frame(images[0], seed=1), (28, 28, 1))
-    assert [s.name for s in steps] == ["original", "grayscale", "invert", "contrast", "crop", "scale", "centre"]
+    assert [s.name for s in steps] == ["original", "grayscale", "invert", "contrast", "crop", "strokes", "scale", "centre"]
     assert steps[0].image.shape == (480, 640, 3) and "640×480" in steps[0].note
     assert "inverted: background was light" in steps[2].note
     assert steps[-1].image.shape == (28, 28)

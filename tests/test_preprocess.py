@@ -416,7 +416,7 @@ def test_off_centre_canvas_stroke_is_cropped_scaled_and_centred():
 
 def test_mnist_step_names_notes_and_images():
     steps = preprocess_steps(draw_seven(), MNIST)
-    assert [s.name for s in steps] == ["original", "grayscale", "invert", "contrast", "crop", "scale", "centre"]
+    assert [s.name for s in steps] == ["original", "grayscale", "invert", "contrast", "crop", "strokes", "scale", "centre"]
     assert all(s.enabled for s in steps)
     assert steps[0].image.shape == (280, 280, 3) and "280×280 RGBA image" in steps[0].note
     for s in steps:
@@ -539,7 +539,7 @@ def test_switching_off_invert_or_contrast_changes_a_photo(name):
 
 
 def test_without_crop_scale_centre_the_whole_image_is_resized():
-    steps = preprocess_steps(draw_seven(), MNIST, disabled=("crop", "scale", "centre"))
+    steps = preprocess_steps(draw_seven(), MNIST, disabled=("crop", "strokes", "scale", "centre"))
     assert steps[-1].name == "resize" and "whole 280×280" in steps[-1].note
     result = steps[-1].image
     assert result.shape == (28, 28)

@@ -82,6 +82,14 @@ def default_model_dir() -> Path:
     return path
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that drives Chromium (its `chromium` fixture, also behind `page`) carries the `browser` marker, so
+    `-m "not browser"` is the fast loop."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Attach each phase's report to the test item (the browser `page` fixture screenshots failed tests)."""

@@ -117,3 +117,25 @@ def test_first_visit_of_a_fresh_server_shows_the_canvas_at_once_then_predicts(ch
     finally:
         tab.context.close()
         server.stop()
+
+
+def test_a_tight_cropped_real_digit_is_read(page, app_server, tmp_path):
+    """A teacher's upload: a real MNIST test digit cut out of a worksheet scan, cropped to its ink, dark on
+    grey paper, as a JPEG — read, never "blank", and the inspector shows its steps."""
+    from cnn.data import load_dataset
+    from tests import real_digits
+
+    data = load_dataset("mnist-sample", limit=(10, 50))
+    three = data.x_test[np.flatnonzero(data.y_test == 3)[1]][..., 0]  # the first the model misreads even raw
+    picture = real_digits.on_paper(lambda d, _: real_digits.crop_tight(d, 0))(three, np.random.default_rng(0))
+    path = tmp_path / "worksheet-3.jpg"
+    Image.fromarray(picture).resize((picture.shape[1] * 2, picture.shape[0] * 2)).save(path, quality=30)
+    go(page, app_server, "predict")
+    choose(page, "Upload")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    wait_idle(page)
+    expect_metric(page, "Prediction", "3")
+    assert page.get_by_text(re.compile("blank", re.I)).count() == 0
+    page.get_by_text("Preprocessing inspector").click()
+    page.get_by_text(re.compile(r"stretched: background \(border median")).first.wait_for()
+    page.get_by_text(re.compile(r"edges sharpened")).first.wait_for()

@@ -117,14 +117,17 @@ def switches_ui(box, recipe: str) -> tuple:
     box.caption("The same function prepares drawings, uploads and the CLI's files. Switch a step off to see "
                 "what it does to the prediction.")
     optional = optional_steps(recipe)
-    cols = box.columns(max(len(optional), 1))
+    # Rows of at most three switches: their names stay readable on a tablet.
+    cols = [col for start in range(0, len(optional), 3) for col in box.columns(3)]
     return tuple(name for col, name in zip(cols, optional)
                  if not col.toggle(name, value=True, key=f"predict_step_{name}"))
 
 
 def steps_ui(box, steps) -> None:
     """Each preprocessing step's image (sent as an image) and what it did."""
-    for col, step in zip(box.columns(len(steps)) if steps else [], steps):
+    # Rows of at most four steps: each note keeps a readable width on a tablet (a phone stacks them).
+    cols = [col for start in range(0, len(steps), 4) for col in box.columns(4)]
+    for col, step in zip(cols, steps):
         with col:
             st.image(sharp(step.image, 150), width="stretch")
             st.caption(f"**{step.name}**{' (off)' if not step.enabled else ''}: {step.note}")
@@ -275,7 +278,7 @@ def prediction() -> None:
     head, chart = st.columns([1, 2])
     with head:
         st.image(sharp(x), caption=f"model input ({'×'.join(map(str, x.shape))}) · {ink} ink pixels",
-                 width=224)
+                 width="stretch")  # never wider than its column (224 px cut it off on a tablet)
         st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probabilities[top])} confident",
                   delta_color="off")
         verdict_ui(judged.verdict, calibration, uncalibrated, info)

@@ -472,7 +472,8 @@ def _select_components(labels: np.ndarray, count: int, weights: np.ndarray) -> n
 
 
 STROKE_SIDE = 96  # strokes are normalised on the digit resampled to this longer side
-STROKE_EDGE = 0.15  # edges ramp from black to full ink over ±this share of the ink level around its half
+STROKE_LEVEL = 0.35  # a stroke's edge is where it reaches this share of the ink level (0.5 lost faint parts)
+STROKE_EDGE = 0.15  # edges ramp from black to full ink over ±this share of the ink level around that edge
 STROKE_BOLD = 0.18  # strokes wider than this share of the digit's longer side are thinned… (MNIST's 95th pct: 19%)
 STROKE_GOAL = 0.13  # …to about this share (MNIST's median, measured on its test digits; bench/real_inputs.py)
 
@@ -486,7 +487,7 @@ def _normalise_strokes(gray: np.ndarray) -> tuple[np.ndarray, str]:
         return gray, "no ink: kept as it is"
     # Resample to a fixed size first, so edges and widths are judged alike on 20 px and 600 px digits.
     work = _resize(gray, _fit_within(height, width, STROKE_SIDE))
-    ink = work >= 0.5 * top
+    ink = work >= STROKE_LEVEL * top
     stroke = _stroke_width(ink)
     note = ""
     if stroke > STROKE_BOLD:
@@ -495,11 +496,11 @@ def _normalise_strokes(gray: np.ndarray) -> tuple[np.ndarray, str]:
         thinner = work
         for _ in range(steps):
             thinner = ndimage.grey_erosion(thinner, footprint=_ROUND)
-        if np.count_nonzero(thinner >= 0.5 * top) > 0.2 * np.count_nonzero(ink):
+        if np.count_nonzero(thinner >= STROKE_LEVEL * top) > 0.2 * np.count_nonzero(ink):
             work = thinner
             note = f"; thinned by {steps} px: strokes were {stroke:.0%} of the digit's size (a pen's are ~13%)"
-    # A steep ramp around half the ink level: soft, blurred edges become an anti-aliased pen edge.
-    crisp = np.clip((work - 0.5 * top) / (2 * STROKE_EDGE * top) + 0.5, 0, 1) * 255
+    # A steep ramp around the edge level: soft, blurred edges become an anti-aliased pen edge.
+    crisp = np.clip((work - STROKE_LEVEL * top) / (2 * STROKE_EDGE * top) + 0.5, 0, 1) * 255
     return crisp.astype(np.float32), f"edges sharpened at {crisp.shape[1]}×{crisp.shape[0]} px{note}"
 
 

@@ -65,7 +65,7 @@ def test_evaluate_shows_calibration_and_unusual_inputs(default_model):
 
 
 def test_learn_explains_why_softmax_is_not_certainty(default_model):
-    scribbled = scribble(np.random.default_rng(6))  # scores 8.3 against a threshold of 3.3 on the default model
+    scribbled = scribble(np.random.default_rng(0))  # scores 6.9 against a threshold of 3.3 on the default model
     from cnn.preprocess import prepare_image
 
     x = prepare_image(scribbled, (28, 28, 1))

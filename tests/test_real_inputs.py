@@ -105,3 +105,27 @@ def test_the_inspector_shows_a_tight_crops_steps(digits):
     names = [s.name for s in steps]
     assert names == ["original", "grayscale", "invert", "contrast", "crop", "strokes", "scale", "centre"]
     assert all("no ink" not in s.note for s in steps) and np.ptp(steps[-1].image) > 0
+
+
+@pytest.mark.timeout(120)
+def test_class_folder_datasets_are_prepared_like_predict_prepares_them(digits, tmp_path):
+    """A dataset of tight-cropped digits on paper trains on what Predict will make of such pictures: inverted,
+    cropped, fitted into 20×20 and centred — not the plain resize that left the paper grey and the ink at the
+    edges."""
+    from cnn.data import load_folder
+    from cnn.preprocess import prepare_image
+
+    make = real_digits.on_paper(lambda d, _: real_digits.crop_tight(d, 0))
+    rng = np.random.default_rng(0)
+    for label in (0, 1):
+        (tmp_path / str(label)).mkdir()
+        for i in np.flatnonzero(digits[1] == label)[:4]:
+            Image.fromarray(make(digits[0][i], rng)).resize((28, 28)).save(tmp_path / str(label) / f"{i}.png")
+    data = load_folder(tmp_path, test_split=0.5, seed=0)
+    assert data.input_shape == (28, 28, 1) and len(data.x_test) == 4
+    x = data.x_test[..., 0]
+    border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]]).ravel()
+    assert border.max() == 0 and data.x_test.max() == 255  # black margin around bright ink, as MNIST
+    train = np.stack([x for x, _ in data.train_stream.as_numpy_iterator()])
+    first = sorted((tmp_path / "0").iterdir())[0]
+    assert any(np.array_equal(x, prepare_image(first, (28, 28, 1))) for x in np.concatenate([train, data.x_test]))

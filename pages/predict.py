@@ -2,9 +2,10 @@
 activation maps, filters, Grad-CAM, saliency, a robustness sweep — and every preprocessing step."""
 import numpy as np
 import streamlit as st
+from streamlit_drawable_canvas import st_canvas
 
 from app import chrome, resources, session, warmup
-from app.canvas import draw_canvas
+from app.drawing import rasterise, vet_drawing
 from cnn import lessons
 from cnn.data import dataset_title
 from cnn.errors import CnnError, EmptyImageError, ImageError
@@ -26,26 +27,36 @@ UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 # Inputs: each returns a source image (or None) and a label
 # ---------------------------------------------------------------------------
 
-DRAWING = "predict_drawing"  # (strokes as fabric.js JSON, pixels) of the canvas, restored when Draw is reopened
+DRAWING = "predict_drawing"  # the canvas's vetted fabric.js JSON, put back when Draw is opened again
+CANVAS = 280  # the canvas's side in pixels
 
 
 def draw_ui():
-    """The canvas's RGBA array, or None before anything is drawn."""
+    """The drawing as an RGBA array (rasterised from the strokes the canvas sent), or None before anything is
+    drawn."""
     left, right = st.columns([3, 2])
     with right:
         width = st.slider("Stroke width", 8, 40, 22, key="predict_stroke",
                           help="MNIST strokes are about 2–3 px thick at 28×28: on this 280 px canvas, ~20")
         st.caption("Draw one digit, large and centred or not — the preprocessing crops and centres it. "
-                   "Undo and Clear are under the canvas.")
+                   "Undo, redo and clear (the bin) are in the canvas's toolbar.")
     with left:
-        # The canvas forgets its strokes when another input is shown: start it from the last drawing.
-        kept = st.session_state.get(DRAWING) or (None, None)
-        strokes, data = draw_canvas("predict_canvas", width, strokes=kept[0])
-    if strokes is not None:  # what is on the canvas now (nothing after Clear): kept for when Draw is opened again
-        st.session_state[f"{DRAWING}_now"] = (strokes, data) if data is not None else None
-    else:  # reopened: the canvas shows the kept strokes, not yet sent
-        data = kept[1]
-    return (None, "drawing") if data is None else (np.asarray(data), "drawing")
+        # The canvas forgets its strokes when another input is shown: it starts from the last drawing.
+        kept = st.session_state.get(DRAWING)
+        canvas = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=CANVAS,
+                           width=CANVAS, drawing_mode="freedraw", key="predict_canvas", initial_drawing=kept)
+    sent = canvas.json_data if canvas is not None else None
+    if sent is None:  # nothing sent yet: the canvas shows the kept drawing
+        drawing = kept
+    else:
+        drawing = vet_drawing(sent, CANVAS)
+        if drawing is None:
+            st.warning("The canvas sent a drawing this page cannot read, so it was ignored: clear the canvas "
+                       "(the bin in its toolbar) and draw again.")
+    st.session_state[f"{DRAWING}_now"] = drawing  # what is on the canvas now, for when Draw is opened again
+    if not drawing or not drawing["objects"]:
+        return None, "drawing"
+    return rasterise(drawing, CANVAS), "drawing"
 
 
 def upload_ui(info, invert, recipe):

@@ -161,10 +161,11 @@ class Watch:
 WATCHES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def new_page(chromium, width: int = 1400, height: int = 1000, permissions=()):
-    """A tab in its own browser context (granted `permissions`, e.g. ["camera"]), watched for exceptions and
-    error boxes."""
-    context = chromium.new_context(viewport={"width": width, "height": height}, permissions=list(permissions))
+def new_page(chromium, width: int = 1400, height: int = 1000, permissions=(), **options):
+    """A tab in its own browser context (granted `permissions`, e.g. ["camera"]; `options` such as has_touch
+    for a phone), watched for exceptions and error boxes."""
+    context = chromium.new_context(viewport={"width": width, "height": height}, permissions=list(permissions),
+                                   **options)
     watch = Watch()
     context.expose_function("__cnnFault", watch.report)
     context.add_init_script(WATCH_SCRIPT)

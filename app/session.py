@@ -36,6 +36,7 @@ ZIP_PROBLEM = "cfg_zip_problem"  # Configure: (file id, why that .zip was refuse
 LAYER_IDS = "cfg_layer_ids"  # Configure: one stable id per layer, so widget keys follow a layer when it moves
 TRAIN_NAME = "train_name"  # Train's "Save as" box
 TRAIN_FILM_OPEN = "train_film_open"  # Train: the film's expander (drawn only while open)
+PREDICT_RAW_OPEN = "predict_raw_open"  # Predict: the calibrated-vs-raw softmax chart (drawn only while open)
 PREDICT_INSPECTOR_OPEN = "predict_inspector_open"  # Predict: the preprocessing inspector (its images drawn only while open)
 TRAIN_FILM_FRAME = "train_film_frame"  # Train: the film's frame slider (+ "_seen": frames when last drawn)
 LEARNED_VIEW = "learned_view"  # What it learned: the open tab (only it is computed)

@@ -102,11 +102,14 @@ LOW_CONFIDENCE = 0.6  # below this the page says the model is unsure
 def probabilities_bar(probabilities, class_names, true_index: int | None = None) -> go.Figure:
     """All class probabilities; the top class highlighted (and the true class outlined, if known)."""
     top = int(max(range(len(probabilities)), key=lambda i: probabilities[i]))
+    if not max(probabilities) > 0:  # no input yet: empty bars, no class highlighted
+        top = -1
     colours = ["#2ca02c" if i == top else "#9ecae1" for i in range(len(probabilities))]
     lines = [2 if i == true_index else 0 for i in range(len(probabilities))]
     fig = go.Figure(go.Bar(x=[str(c) for c in class_names], y=[float(p) for p in probabilities],
                            marker={"color": colours, "line": {"width": lines, "color": "#d62728"}},
-                           text=[probability_text(p) for p in probabilities], textposition="outside",
+                           text=[probability_text(p) if top >= 0 else "" for p in probabilities],
+                           textposition="outside",
                            hovertemplate="%{x}: %{text}<extra></extra>"))
     fig.update_layout(yaxis={"range": [0, 1.12], "tickformat": ".0%", "title": "probability"},
                       xaxis={"type": "category", "title": "class"}, height=300,
@@ -510,16 +513,17 @@ def ood_histogram(scores, threshold: float, marker: float | None = None, marker_
     return fig
 
 
-def ood_gauge(score: float, threshold: float, typical: float | None = None, height: int = 170) -> go.Figure:
+def ood_gauge(score: float | None, threshold: float, typical: float | None = None, height: int = 170) -> go.Figure:
     """A small gauge for one input: its score (the number) on a scale whose green part ends at the threshold
     and whose red part is 1.5 times as long (a larger score fills it); `typical` (e.g. the validation median)
-    is named in the title."""
-    low = min(-abs(threshold), float(score))
+    is named in the title. `score` None: the empty scale (no input yet)."""
+    low = min(-abs(threshold), threshold if score is None else float(score))
     high = threshold + 1.5 * (threshold - low)
     fig = go.Figure(go.Indicator(
-        mode="gauge+number", value=float(score), number={"valueformat": ".1f", "font": {"size": 26}},
+        mode="gauge+number", value=low if score is None else float(score),
+        number={"valueformat": ".1f", "font": {"size": 26, "color": "rgba(0,0,0,0)" if score is None else None}},
         gauge={"axis": {"range": [low, high], "tickformat": ".0f"},
-               "bar": {"color": UNUSUAL if score > threshold else FAMILIAR, "thickness": 0.3},
+               "bar": {"color": UNUSUAL if score is not None and score > threshold else FAMILIAR, "thickness": 0.3},
                "steps": [{"range": [low, threshold], "color": "#dff0d8"}, {"range": [threshold, high],
                                                                         "color": "#f8d7da"}],
                "threshold": {"line": {"color": "#333", "width": 3}, "thickness": 0.9, "value": float(threshold)}},

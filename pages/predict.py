@@ -169,9 +169,15 @@ def activations_ui(model, result) -> None:
                         key="predict_vector")
 
 
-def verdict_ui(verdict, calibration, uncalibrated: str | None, info) -> None:
-    """Beside the prediction: does the input look like the images the model was trained on?"""
+def verdict_ui(verdict, calibration, uncalibrated: str | None, info, blank: bool = False) -> None:
+    """Beside the prediction: does the input look like the images the model was trained on? (`blank`: no input
+    yet, an empty gauge.)"""
     thing = "digit" if info.dataset in ("mnist", "mnist-sample") else "image"
+    if blank and calibration is not None:
+        st.caption(f":material/help: Whether it looks like the {thing}s it was trained on shows here.")
+        st.plotly_chart(ood_gauge(None, calibration.ood.threshold, float(calibration.ood.quantiles[50])),
+                        width="stretch", key="predict_gauge", config=GAUGE)
+        return
     if verdict is None:
         st.caption(f"No check of whether this looks like the model's training {thing}s: {uncalibrated}")
         return
@@ -180,7 +186,7 @@ def verdict_ui(verdict, calibration, uncalibrated: str | None, info) -> None:
     else:
         st.caption(f":material/check_circle: Looks like the {thing}s it was trained on.")
     st.plotly_chart(ood_gauge(verdict.score, verdict.threshold, float(calibration.ood.quantiles[50])),
-                    width="stretch", key="predict_gauge", config={"displayModeBar": False})
+                    width="stretch", key="predict_gauge", config=GAUGE)
 
 
 def filters_ui(model) -> None:
@@ -224,6 +230,7 @@ recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_def
 if source_kind != "Draw":  # the canvas is not shown: keep its strokes for when it is opened again
     st.session_state[DRAWING] = st.session_state.get(f"{DRAWING}_now")
 
+GAUGE = {"staticPlot": True}  # nothing to hover or zoom: a static plot is quicker for the browser to redraw
 VIEWS = ["Activation maps", "Filters", "Grad-CAM & saliency", "Robustness"]
 # Right after the server starts, TensorFlow may still be loading (app/warmup.py): the canvas is shown at once,
 # and the prediction part looks again every second until the model is ready.
@@ -247,53 +254,73 @@ def prediction() -> None:
         source, _ = draw_ui()
     model = chrome.model_when_ready(info)  # None while the server's warm-up still loads TensorFlow
 
-    if source is not None:
+    # The page keeps one shape with or without an input (the inspector, the notes, the prediction, the views):
+    # the first stroke then updates what is shown instead of building it, and the browser has loaded every
+    # element's code while the visitor draws.
+    if source_kind != "Sample":
         # Its step images are drawn only while it is open: a stroke then sends the prediction sooner.
         inspector = st.expander("Preprocessing inspector", expanded=False, key=session.PREDICT_INSPECTOR_OPEN,
                                 on_change="rerun")
         disabled = switches_ui(inspector, recipe)
+    notes = st.container()  # what is wrong with the input, or how it was read
+    if source is not None:
         steps = []
         try:  # the recipe runs once: its steps for the inspector, its last step for the model
             steps, x = prepare(source, info.input_shape, invert=invert, recipe=recipe, disabled=disabled)
         except EmptyImageError as exc:
             steps = exc.steps
-            st.info("Draw something: the canvas is empty." if source_kind == "Draw" else
-                    "No digit found in the picture: write it darker and larger, and take it again." if
-                    source_kind == "Camera" else "The image is blank: nothing to predict." if exc.blank else str(exc))
+            notes.info("Draw something: the canvas is empty." if source_kind == "Draw" else
+                       "No digit found in the picture: write it darker and larger, and take it again." if
+                       source_kind == "Camera" else "The image is blank: nothing to predict." if exc.blank
+                       else str(exc))
         except ImageError as exc:
-            st.error(str(exc))
+            notes.error(str(exc))
         if fell_back(steps):
-            st.caption(":material/info: The recipe found no ink standing out from the picture's border, so the "
-                       "whole picture was resized as it is (the preprocessing inspector shows each step).")
+            notes.caption(":material/info: The recipe found no ink standing out from the picture's border, so "
+                          "the whole picture was resized as it is (the preprocessing inspector shows each step).")
         if inspector.open:
             steps_ui(inspector, steps)
     elif source_kind != "Sample":
-        st.info({"Draw": "Draw something on the canvas.", "Camera": "Take a picture with the camera above."}.get(
+        notes.info({"Draw": "Draw something on the canvas.", "Camera": "Take a picture with the camera above."}.get(
             source_kind, "Upload one or more images."))
-    if x is None:
+    if x is not None:
+        st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
+    elif source_kind == "Sample":
         return
-    st.session_state[session.PREDICT_INPUT] = {"x": np.asarray(x), "model": info.name, "label": true_label}
     if model is None:
-        st.info(":material/hourglass_top: Loading TensorFlow and the model — once, after the server starts; the "
-                "prediction appears here in a few seconds.")
+        if x is not None:
+            notes.info(":material/hourglass_top: Loading TensorFlow and the model — once, after the server starts; "
+                       "the prediction appears here in a few seconds.")
         return
+    result_ui(model, x, true_label)
 
+
+def result_ui(model, x, true_label) -> None:
+    """The prediction and the open view for the model input `x`; with no input (None), the same layout for an
+    empty input: no prediction, and the views of a blank image."""
+    blank = x is None
+    if blank:
+        x = np.zeros(info.input_shape, dtype=np.uint8)
     # The prediction first: one compiled pass (probabilities, every layer's output, the default Grad-CAM), then
     # the calibrated probabilities and the verdict from the same pass's activations.
     probe = explain(model, x)
     calibration, uncalibrated = resources.calibration(info)
     judged = assess(model, calibration, x, probe.activations)
-    probabilities = judged.probabilities
+    probabilities = np.zeros_like(judged.probabilities) if blank else judged.probabilities
     top = int(probabilities.argmax())
     ink = lessons.ink_pixels(x)
     head, chart = st.columns([1, 2])
     with head:
-        st.image(sharp(x), caption=f"model input ({'×'.join(map(str, x.shape))}) · {ink} ink pixels",
+        shape = "×".join(map(str, x.shape))
+        st.image(sharp(x), caption=f"model input ({shape}) · " + ("nothing yet" if blank else f"{ink} ink pixels"),
                  width="stretch")  # never wider than its column (224 px cut it off on a tablet)
-        st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probabilities[top])} confident",
-                  delta_color="off")
-        verdict_ui(judged.verdict, calibration, uncalibrated, info)
-        if probabilities[top] < LOW_CONFIDENCE:
+        if blank:
+            st.metric("Prediction", "—", "nothing to read yet", delta_color="off")
+        else:
+            st.metric("Prediction", str(info.class_names[top]), f"{probability_text(probabilities[top])} confident",
+                      delta_color="off")
+        verdict_ui(None if blank else judged.verdict, calibration, uncalibrated, info, blank)
+        if not blank and probabilities[top] < LOW_CONFIDENCE:
             st.warning(f"Low confidence: the model is unsure (top probability "
                        f"{probability_text(probabilities[top], 0)}).")
         if true_label is not None:
@@ -303,15 +330,22 @@ def prediction() -> None:
         st.plotly_chart(probabilities_bar(probabilities, info.class_names, true_label), width="stretch",
                         key="predict_probs")
         if calibration is not None:
-            with st.expander(f"Calibrated probabilities (temperature {judged.temperature:.2f}) and the raw softmax"):
-                st.plotly_chart(temperature_bars(info.class_names, judged.raw_probabilities, probabilities,
-                                                 judged.temperature), width="stretch", key="predict_raw")
-                st.caption("The model's raw softmax is over-sure; dividing its scores by the temperature fitted on "
-                           "held-out images makes \"90%\" right about 90% of the time. Both always add up to 1.")
+            raw = np.zeros_like(probabilities) if blank else judged.raw_probabilities
+            raw_box = st.expander(f"Calibrated probabilities (temperature {judged.temperature:.2f}) and the raw "
+                                  "softmax", key=session.PREDICT_RAW_OPEN, on_change="rerun")
+            if raw_box.open:  # drawn only while open: a stroke then costs the browser one chart less
+                with raw_box:
+                    st.plotly_chart(temperature_bars(info.class_names, raw, probabilities, judged.temperature),
+                                    width="stretch", key="predict_raw")
+                    st.caption("The model's raw softmax is over-sure; dividing its scores by the temperature fitted "
+                               "on held-out images makes \"90%\" right about 90% of the time. Both always add up "
+                               "to 1.")
 
     # Then the open view only (the tabs remember which one is open; the others cost nothing).
     tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="predict_view", on_change="rerun")))
-    computed_for = f"For the image predicted as **{info.class_names[top]}** ({ink} ink pixels)."
+    computed_for = ("For an empty input: each map shows only its layer's biases. Draw or pick an image to see what "
+                    "lights up." if blank else
+                    f"For the image predicted as **{info.class_names[top]}** ({ink} ink pixels).")
     if tabs["Activation maps"].open:
         with tabs["Activation maps"]:
             activations_ui(model, probe)
@@ -321,26 +355,41 @@ def prediction() -> None:
             filters_ui(model)
     if tabs["Grad-CAM & saliency"].open:
         with tabs["Grad-CAM & saliency"]:
-            cam_class, cam_layer = cam_ui(model, info, x, top)
-            result = explain(model, x, cam_class, cam_layer)
-            name = info.class_names[result.class_index]
-            cols = st.columns(2)
-            cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"),
-                                 width="stretch", key="predict_gradcam")
-            cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", opacity=0.6),
-                                 width="stretch", key="predict_saliency")
-            st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that "
-                       "layer's resolution). Saliency: which input pixels change the score most. " + computed_for)
+            if blank:
+                st.info("Draw or pick an image: Grad-CAM and saliency show where the model looked in it.")
+            else:
+                cam_ui_and_maps(model, x, top, computed_for)
     if tabs["Robustness"].open:
         with tabs["Robustness"]:
-            kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
-                            format_func=lambda k: SWEEPS[k][1])
-            values, probs = robustness(model, x, kind)
-            st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top),
-                            width="stretch", key="predict_sweep_fig")
-            stable = values[probs.argmax(axis=1) == top]
-            st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
-                       + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else ".") + " " + computed_for)
+            if blank:
+                st.info("Draw or pick an image: its prediction is then tried rotated, shifted, scaled and noisier.")
+            else:
+                robustness_ui(model, x, top, computed_for)
 
+
+def cam_ui_and_maps(model, x, top: int, computed_for: str) -> None:
+    """Grad-CAM and saliency for the picked class and layer, side by side."""
+    cam_class, cam_layer = cam_ui(model, info, x, top)
+    result = explain(model, x, cam_class, cam_layer)
+    name = info.class_names[result.class_index]
+    cols = st.columns(2)
+    cols[0].plotly_chart(overlay(x, result.grad_cam, f"Grad-CAM for '{name}' at {cam_layer}"),
+                         width="stretch", key="predict_gradcam")
+    cols[1].plotly_chart(overlay(x, result.saliency, f"Saliency for '{name}'", opacity=0.6),
+                         width="stretch", key="predict_saliency")
+    st.caption("Grad-CAM: where the chosen layer's features pushed the class score up (coarse: that "
+               "layer's resolution). Saliency: which input pixels change the score most. " + computed_for)
+
+
+def robustness_ui(model, x, top: int, computed_for: str) -> None:
+    """The class probabilities as the input is rotated, shifted, scaled or made noisier."""
+    kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
+                    format_func=lambda k: SWEEPS[k][1])
+    values, probs = robustness(model, x, kind)
+    st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top),
+                    width="stretch", key="predict_sweep_fig")
+    stable = values[probs.argmax(axis=1) == top]
+    st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
+               + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else ".") + " " + computed_for)
 
 prediction()

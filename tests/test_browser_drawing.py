@@ -3,7 +3,6 @@ then its toolbar's Undo and clear; and with a finger on a phone. The `page` fixt
 exception or error box."""
 import re
 
-from playwright.sync_api import expect
 
 from tests.browser import check_page, draw, expect_metric, go, new_page, wait_idle
 
@@ -28,7 +27,7 @@ def test_draw_undo_and_clear_with_the_mouse(page, app_server):
     # Clear (the bin): nothing to predict.
     page.get_by_role("button", name="Reset canvas & history").click()
     page.get_by_text("Draw something on the canvas").wait_for()
-    expect(page.locator('[data-testid="stMetric"]')).to_have_count(0)
+    expect_metric(page, "Prediction", "—")
 
 
 def touch_stroke(page, cdp, points) -> None:

@@ -131,7 +131,13 @@ def test_predict_draw_tab_without_a_drawing_says_draw(model_on_sample):
     at = open_app("predict")
     assert not at.exception
     assert any("Draw something" in s for s in texts(at, "info"))
-    assert not [m for m in at.metric if m.label == "Prediction"]
+    # The same layout as with a drawing, with nothing predicted: empty bars, the blank input's activation maps.
+    assert [m.value for m in at.metric if m.label == "Prediction"] == ["—"]
+    probabilities = next(c for c in charts(at) if c["layout"].get("yaxis", {}).get("title", {}).get("text") ==
+                         "probability")
+    assert probabilities["data"][0]["y"] == [0.0] * 10
+    assert set(probabilities["data"][0]["marker"]["color"]) == {"#9ecae1"}  # no class highlighted
+    assert any("only its layer's biases" in c for c in texts(at, "caption"))
 
 
 def test_predict_without_a_model(registry):

@@ -101,9 +101,8 @@ LOW_CONFIDENCE = 0.6  # below this the page says the model is unsure
 
 def probabilities_bar(probabilities, class_names, true_index: int | None = None) -> go.Figure:
     """All class probabilities; the top class highlighted (and the true class outlined, if known)."""
-    top = int(max(range(len(probabilities)), key=lambda i: probabilities[i]))
-    if not max(probabilities) > 0:  # no input yet: empty bars, no class highlighted
-        top = -1
+    # No input yet (all zero): empty bars, no class highlighted.
+    top = int(max(range(len(probabilities)), key=lambda i: probabilities[i])) if max(probabilities) > 0 else -1
     colours = ["#2ca02c" if i == top else "#9ecae1" for i in range(len(probabilities))]
     lines = [2 if i == true_index else 0 for i in range(len(probabilities))]
     fig = go.Figure(go.Bar(x=[str(c) for c in class_names], y=[float(p) for p in probabilities],

@@ -21,6 +21,7 @@ from cnn.text import probability_text
 tab = chrome.page_setup()
 
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
+GAUGE = {"staticPlot": True}  # nothing to hover or zoom: a static plot is quicker for the browser to redraw
 
 
 # ---------------------------------------------------------------------------
@@ -230,7 +231,6 @@ recipe = settings[1].selectbox("Recipe", RECIPES, index=RECIPES.index(recipe_def
 if source_kind != "Draw":  # the canvas is not shown: keep its strokes for when it is opened again
     st.session_state[DRAWING] = st.session_state.get(f"{DRAWING}_now")
 
-GAUGE = {"staticPlot": True}  # nothing to hover or zoom: a static plot is quicker for the browser to redraw
 VIEWS = ["Activation maps", "Filters", "Grad-CAM & saliency", "Robustness"]
 # Right after the server starts, TensorFlow may still be loading (app/warmup.py): the canvas is shown at once,
 # and the prediction part looks again every second until the model is ready.
@@ -292,10 +292,10 @@ def prediction() -> None:
             notes.info(":material/hourglass_top: Loading TensorFlow and the model — once, after the server starts; "
                        "the prediction appears here in a few seconds.")
         return
-    result_ui(model, x, true_label)
+    result_ui(info, model, x, true_label)
 
 
-def result_ui(model, x, true_label) -> None:
+def result_ui(info, model, x, true_label) -> None:
     """The prediction and the open view for the model input `x`; with no input (None), the same layout for an
     empty input: no prediction, and the views of a blank image."""
     blank = x is None
@@ -305,8 +305,8 @@ def result_ui(model, x, true_label) -> None:
     # the calibrated probabilities and the verdict from the same pass's activations.
     probe = explain(model, x)
     calibration, uncalibrated = resources.calibration(info)
-    judged = assess(model, calibration, x, probe.activations)
-    probabilities = np.zeros_like(judged.probabilities) if blank else judged.probabilities
+    judged = None if blank else assess(model, calibration, x, probe.activations)
+    probabilities = np.zeros(len(info.class_names)) if blank else judged.probabilities
     top = int(probabilities.argmax())
     ink = lessons.ink_pixels(x)
     head, chart = st.columns([1, 2])
@@ -330,12 +330,13 @@ def result_ui(model, x, true_label) -> None:
         st.plotly_chart(probabilities_bar(probabilities, info.class_names, true_label), width="stretch",
                         key="predict_probs")
         if calibration is not None:
-            raw = np.zeros_like(probabilities) if blank else judged.raw_probabilities
-            raw_box = st.expander(f"Calibrated probabilities (temperature {judged.temperature:.2f}) and the raw "
+            raw = probabilities if blank else judged.raw_probabilities
+            temperature = calibration.temperature if blank else judged.temperature
+            raw_box = st.expander(f"Calibrated probabilities (temperature {temperature:.2f}) and the raw "
                                   "softmax", key=session.PREDICT_RAW_OPEN, on_change="rerun")
             if raw_box.open:  # drawn only while open: a stroke then costs the browser one chart less
                 with raw_box:
-                    st.plotly_chart(temperature_bars(info.class_names, raw, probabilities, judged.temperature),
+                    st.plotly_chart(temperature_bars(info.class_names, raw, probabilities, temperature),
                                     width="stretch", key="predict_raw")
                     st.caption("The model's raw softmax is over-sure; dividing its scores by the temperature fitted "
                                "on held-out images makes \"90%\" right about 90% of the time. Both always add up "
@@ -358,16 +359,16 @@ def result_ui(model, x, true_label) -> None:
             if blank:
                 st.info("Draw or pick an image: Grad-CAM and saliency show where the model looked in it.")
             else:
-                cam_ui_and_maps(model, x, top, computed_for)
+                cam_ui_and_maps(info, model, x, top, computed_for)
     if tabs["Robustness"].open:
         with tabs["Robustness"]:
             if blank:
                 st.info("Draw or pick an image: its prediction is then tried rotated, shifted, scaled and noisier.")
             else:
-                robustness_ui(model, x, top, computed_for)
+                robustness_ui(info, model, x, top, computed_for)
 
 
-def cam_ui_and_maps(model, x, top: int, computed_for: str) -> None:
+def cam_ui_and_maps(info, model, x, top: int, computed_for: str) -> None:
     """Grad-CAM and saliency for the picked class and layer, side by side."""
     cam_class, cam_layer = cam_ui(model, info, x, top)
     result = explain(model, x, cam_class, cam_layer)
@@ -381,7 +382,7 @@ def cam_ui_and_maps(model, x, top: int, computed_for: str) -> None:
                "layer's resolution). Saliency: which input pixels change the score most. " + computed_for)
 
 
-def robustness_ui(model, x, top: int, computed_for: str) -> None:
+def robustness_ui(info, model, x, top: int, computed_for: str) -> None:
     """The class probabilities as the input is rotated, shifted, scaled or made noisier."""
     kind = st.radio("Change", list(SWEEPS), horizontal=True, key="predict_sweep",
                     format_func=lambda k: SWEEPS[k][1])
@@ -391,5 +392,6 @@ def robustness_ui(model, x, top: int, computed_for: str) -> None:
     stable = values[probs.argmax(axis=1) == top]
     st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
                + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else ".") + " " + computed_for)
+
 
 prediction()

@@ -45,6 +45,19 @@ def test_a_scribble_is_flagged_and_a_digit_is_not(default_model):
     assert any("Looks like the digits it was trained on" in c for c in texts(at, "caption"))
 
 
+def test_before_an_input_the_gauge_is_empty_and_the_raw_softmax_is_drawn_only_when_opened(default_model):
+    at = open_app("predict")
+    assert not at.exception
+    assert [m.value for m in at.metric if m.label == "Prediction"] == ["—"]
+    gauge = next(c for c in at.get("plotly_chart") if "indicator" in c.proto.spec)
+    assert '"rgba(0,0,0,0)"' in gauge.proto.spec  # no score shown
+    assert not any("softmax(logits" in c.proto.spec for c in at.get("plotly_chart"))
+    at.session_state[session.PREDICT_RAW_OPEN] = True
+    at.run()
+    assert not at.exception
+    assert any("softmax(logits" in c.proto.spec for c in at.get("plotly_chart"))
+
+
 def test_an_uncalibrated_model_says_so(registry, trained):
     result, spec, data = trained
     reg.save_model("raw", result.model, spec, result.history, {"dataset": "mnist-sample",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from app import jobs, resources, session, warmup, workspaces
-from cnn import registry
-from cnn.data import CATALOG, dataset_title, is_folder
-from cnn.errors import CnnError
-from cnn.text import accuracy_text
+from cnn.store import registry
+from cnn.data.datasets import CATALOG, dataset_title, is_folder
+from cnn.core.errors import CnnError
+from cnn.core.text import accuracy_text
 
 _process = {"entry_ran": False}  # whether streamlit_app.py has run in this server process
 

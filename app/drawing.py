@@ -148,8 +148,8 @@ def _bezier(nodes: np.ndarray, t: float) -> np.ndarray:
 def vet_png(data: bytes | None, side: int) -> np.ndarray | None:
     """A canvas PNG (`return_image_data=True`) as (side, side, 4) uint8, or None when it is missing or not
     what this canvas sends: checked from its header with the upload limits before it is decoded."""
-    from cnn.errors import ImageError
-    from cnn.imageio import load_image
+    from cnn.core.errors import ImageError
+    from cnn.data.imageio import load_image
 
     if not isinstance(data, bytes) or len(data) > MAX_PNG_BYTES or not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return None

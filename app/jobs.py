@@ -42,10 +42,10 @@ class Ticket:
 
     owner: str  # the workspace it belongs to
     tab: str  # the browser tab that asked for it
-    spec: object  # cnn.spec.ModelSpec
-    dataset: object  # cnn.data.Dataset
+    spec: object  # cnn.model.spec.ModelSpec
+    dataset: object  # cnn.data.datasets.Dataset
     name: str | None  # the registry name to save it as
-    memory: int  # bytes it needs (cnn.memory estimate)
+    memory: int  # bytes it needs (cnn.model.memory estimate)
     seconds: float | None  # estimated training time, for the queue's "starts in about …"
     submitted: float = field(default_factory=time.time)
     # The submitter's context (e.g. their registry folder): a waiting job is started later from another
@@ -69,7 +69,7 @@ class Ticket:
         return self.job.result if self.job is not None else None
 
     def snapshot(self):
-        from cnn.train import JobSnapshot
+        from cnn.run.train import JobSnapshot
 
         if self.job is not None:
             return self.job.snapshot()
@@ -113,7 +113,7 @@ class JobQueue:
                seconds: float | None = None) -> Ticket:
         """Queue a training (and start it at once if there is room). TrainingError if this tab already has one
         waiting or running, or if it could never fit the memory budget."""
-        from cnn.errors import TrainingError
+        from cnn.core.errors import TrainingError
 
         with self._lock:
             current = self._latest.get((owner, tab))
@@ -210,8 +210,8 @@ def in_process() -> bool:
 
 
 def _start_training(ticket: Ticket, on_finish):
-    from cnn.train import TrainingJob
-    from cnn.worker import ProcessTrainingJob
+    from cnn.run.train import TrainingJob
+    from cnn.run.worker import ProcessTrainingJob
 
     def finished():
         ticket.dataset = None  # the finished job keeps what its page shows, not its training images
@@ -242,7 +242,7 @@ def release_memory() -> None:
 @st.cache_resource
 def _queue() -> JobQueue:
     """The one queue of this server process."""
-    from cnn.memory import memory_budget
+    from cnn.model.memory import memory_budget
 
     return JobQueue(default_cap(), memory_budget())
 
@@ -268,7 +268,7 @@ def start_job(spec, dataset, name: str | None = None) -> Ticket:
     """Queue a training for this tab: TrainingError when this tab already has one, or when it cannot fit the
     memory budget (with the numbers)."""
     from app import resources, session, workspaces
-    from cnn.memory import check_memory
+    from cnn.model.memory import check_memory
 
     queue = _queue()
     need = check_memory(spec, dataset, budget=queue.budget)

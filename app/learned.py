@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import resources
-from cnn.figures import filters_grid, patches_grid
+from cnn.figures.charts import filters_grid, patches_grid
 
 ROW = 8  # filters per row of the filter grid; the top patches are shown for one such row at a time
 NO_BAR = {"displayModeBar": False}
@@ -17,7 +17,7 @@ def test_data(info):
     """The model's dataset for the views built from real test images, or None after saying why it is not here
     (not available, or its images no longer have the model's input shape)."""
     from app import chrome
-    from cnn.errors import CnnError
+    from cnn.core.errors import CnnError
 
     try:
         data = resources.model_dataset(info)
@@ -138,7 +138,7 @@ def film_player(film, key: str, class_names=None) -> None:
     its maps of the probe image and every weighted layer's weight histogram, on scales fixed for the whole film.
     While training adds frames (also the last ones, which may arrive as it ends), a slider left at the end follows
     to the newest; one moved back stays where it was put."""
-    from cnn.figures import film_frame
+    from cnn.figures.charts import film_frame
 
     frames = len(film)
     if frames < 2:

@@ -12,10 +12,10 @@ from collections import OrderedDict
 
 import streamlit as st
 
-from cnn import registry
-from cnn.data import CATALOG, STAND_INS
-from cnn.errors import DatasetError
-from cnn.spec import ModelSpec, preset
+from cnn.store import registry
+from cnn.data.datasets import CATALOG, STAND_INS
+from cnn.core.errors import DatasetError
+from cnn.model.spec import ModelSpec, preset
 
 MB = 2 ** 20
 
@@ -122,8 +122,8 @@ def model_of(info: registry.ModelInfo):
 
 
 def dataset(name: str):
-    """cnn.data.load_dataset(name), loaded once (while it stays in the cache)."""
-    from cnn.data import load_dataset
+    """cnn.data.datasets.load_dataset(name), loaded once (while it stays in the cache)."""
+    from cnn.data.datasets import load_dataset
 
     return _caches()["datasets"].get(name, lambda: load_dataset(name), spinner="Loading the dataset…")
 
@@ -147,17 +147,17 @@ def adapted_preset(name: str, dataset_name: str) -> ModelSpec:
 
 @st.cache_resource(show_spinner="Measuring this machine's training speed (once)…")
 def machine_speed():
-    """cnn.estimate.measure_speed(), once per process (a few seconds)."""
-    from cnn.estimate import measure_speed
+    """cnn.model.timing.measure_speed(), once per process (a few seconds)."""
+    from cnn.model.timing import measure_speed
 
     return measure_speed()
 
 
 def training_seconds(spec: ModelSpec, data) -> float | None:
     """Estimated seconds to train `spec` on `data` on this machine (for the queue's "starts in about …")."""
-    from cnn.errors import CnnError
-    from cnn.estimate import epoch_seconds
-    from cnn.spec import validate
+    from cnn.core.errors import CnnError
+    from cnn.model.timing import epoch_seconds
+    from cnn.model.spec import validate
 
     try:
         images = int(data.num_train * (1 - spec.train.validation_split))
@@ -191,9 +191,9 @@ def stand_in_reason(dataset_name: str) -> str | None:
 
 
 def calibration(info: registry.ModelInfo):
-    """(the model's cnn.calibration.Calibration or None, a note for people when it has none or it is damaged).
-    Loaded once per calibration file (cnn.calibration caches by the file's time)."""
-    from cnn.calibration import CalibrationError, calibration_summary, load_calibration
+    """(the model's cnn.analysis.calibration.Calibration or None, a note for people when it has none or it is damaged).
+    Loaded once per calibration file (cnn.analysis.calibration caches by the file's time)."""
+    from cnn.analysis.calibration import CalibrationError, calibration_summary, load_calibration
 
     try:
         found = load_calibration(info)
@@ -207,11 +207,11 @@ HELD_OUT = 300  # test images the Learn page's gradient step is checked against
 
 @st.cache_data(max_entries=64, show_spinner="Taking one gradient step at every learning rate…")
 def learning_step(path: str, mtime: float, x, label: int, learning_rate: float | None, layer_name: str, _info):
-    """cnn.inference.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
+    """cnn.analysis.inference.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
     and a forward pass per rate), checked against the last HELD_OUT test images of its dataset when it can be
     loaded; kept so that the Learn page's other controls do not redo it on every rerun."""
-    from cnn.errors import CnnError
-    from cnn.inference import learning_step as step
+    from cnn.core.errors import CnnError
+    from cnn.analysis.inference import learning_step as step
 
     try:
         data = model_dataset(_info)
@@ -224,7 +224,7 @@ def learning_step(path: str, mtime: float, x, label: int, learning_rate: float |
 
 def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
     """The model's evaluation on its dataset's test (or train) split, computed once per model file."""
-    from cnn.metrics import EvaluationCache, evaluate
+    from cnn.analysis.metrics import EvaluationCache, evaluate
 
     data = model_dataset(info)
     x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
@@ -233,8 +233,8 @@ def evaluation(info: registry.ModelInfo, split: str = "test", on_progress=None):
 
 
 def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
-    """cnn.metrics.filter_report on the first `images` test images, computed once per model file."""
-    from cnn.metrics import EvaluationCache, filter_report as report
+    """cnn.analysis.metrics.filter_report on the first `images` test images, computed once per model file."""
+    from cnn.analysis.metrics import EvaluationCache, filter_report as report
 
     data = model_dataset(info)
     return _caches()["results"].get(EvaluationCache.key(info, data.name, f"filters:{images}"),
@@ -242,7 +242,7 @@ def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------
-# What the network learned (cnn.features): each result computed once per model file (path and time) and
+# What the network learned (cnn.explain.features): each result computed once per model file (path and time) and
 # dataset, shared by every visitor who looks at that file
 # ---------------------------------------------------------------------------
 
@@ -252,25 +252,25 @@ def _learned(kind: str, info: registry.ModelInfo, detail, make):
 
 
 def maximised(info: registry.ModelInfo, layer: str):
-    """cnn.features.maximise for every filter of `layer` (or every class: 'output'), once per model file and
+    """cnn.explain.features.maximise for every filter of `layer` (or every class: 'output'), once per model file and
     layer (about a second per layer on 2 cores)."""
-    from cnn.features import maximise
+    from cnn.explain.features import maximise
 
     return _learned("maximised", info, layer, lambda: maximise(model_of(info), layer))
 
 
 def top_patches(info: registry.ModelInfo, data) -> dict:
-    """cnn.features.top_patches over `data`'s test split (from model_dataset): conv layer → TopPatches, once per
+    """cnn.explain.features.top_patches over `data`'s test split (from model_dataset): conv layer → TopPatches, once per
     model file and dataset (one batched pass, ~1 s for 10,000 images)."""
-    from cnn.features import top_patches as patches
+    from cnn.explain.features import top_patches as patches
 
     return _learned("patches", info, data.name, lambda: patches(model_of(info), data.x_test))
 
 
 def hierarchy(info: registry.ModelInfo, data):
-    """cnn.features.hierarchy on `data`'s test split, reusing the cached maximised images and top patches."""
-    from cnn.features import hierarchy as walk
-    from cnn.inference import conv_layers
+    """cnn.explain.features.hierarchy on `data`'s test split, reusing the cached maximised images and top patches."""
+    from cnn.explain.features import hierarchy as walk
+    from cnn.analysis.inference import conv_layers
 
     def make():
         keras_model = model_of(info)
@@ -283,13 +283,13 @@ def hierarchy(info: registry.ModelInfo, data):
 
 def embedding_pca(info: registry.ModelInfo, data):
     """The PCA map of `data`'s test split as the model's penultimate layer sees it, once per model file."""
-    from cnn.features import embedding_map
+    from cnn.explain.features import embedding_map
 
     return _learned("pca", info, data.name,
                     lambda: embedding_map(model_of(info), data.x_test, data.y_test, "pca"))
 
 
-TSNE_POINTS = None  # t-SNE's sample size (None: cnn.features.TSNE_SIZE); tests make it small
+TSNE_POINTS = None  # t-SNE's sample size (None: cnn.explain.features.TSNE_SIZE); tests make it small
 MAX_TSNE_JOBS = 8  # t-SNE runs and results remembered (the oldest is forgotten first)
 
 
@@ -305,7 +305,7 @@ def _tsne_jobs() -> dict:
 def tsne_job(info: registry.ModelInfo, data, start: bool = False):
     """The t-SNE job of this model file and dataset (running, done, stopped or failed), or None if none was
     started; `start` starts one when there is none or the last one was stopped or failed."""
-    from cnn.features import TsneJob
+    from cnn.explain.features import TsneJob
 
     table = _tsne_jobs()
     key = (str(info.path), info.mtime, data.name)
@@ -324,9 +324,9 @@ def tsne_job(info: registry.ModelInfo, data, start: bool = False):
 
 
 def film(info: registry.ModelInfo):
-    """The model's training film (cnn.features.Film), or None when it was trained without one; a RegistryError
+    """The model's training film (cnn.explain.features.Film), or None when it was trained without one; a RegistryError
     when its film.npz is damaged. Read once per file."""
-    from cnn.features import load_film
+    from cnn.explain.features import load_film
 
     path = info.path / "film.npz"
     return _learned("film", info, path.stat().st_mtime if path.is_file() else 0.0, lambda: load_film(info))

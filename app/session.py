@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from cnn.data import SAMPLE
-from cnn.spec import ModelSpec
+from cnn.data.datasets import SAMPLE
+from cnn.model.spec import ModelSpec
 
 # ---------------------------------------------------------------------------
 # Keys: every page reads and writes session state through these names only

@@ -33,7 +33,7 @@ def start() -> None:
 def _run() -> None:
     start_time = time.monotonic()
     try:
-        from cnn.housekeeping import clean_up_at_start
+        from cnn.store.housekeeping import clean_up_at_start
 
         removed = clean_up_at_start()  # temporaries a killed process left behind; the upload cache's size cap
         if removed:
@@ -43,14 +43,14 @@ def _run() -> None:
     try:
         import numpy as np
 
-        from cnn import registry
-        from cnn.quiet import import_tensorflow
+        from cnn.store import registry
+        from cnn.core.quiet import import_tensorflow
 
         import_tensorflow()
         import keras  # noqa: F401
 
         from app import resources
-        from cnn.inference import explain
+        from cnn.analysis.inference import explain
 
         info = registry.model_info(registry.DEFAULT_MODEL)
         model = resources.model(info.name)

@@ -55,7 +55,7 @@ def switched_on(value) -> bool:
 
 def workspaces_dir() -> Path:
     """Where hosted workspaces live: CNN_WORKSPACES_DIR, else beside the upload cache."""
-    from cnn.data import cache_dir
+    from cnn.data.datasets import cache_dir
 
     return Path(os.environ.get("CNN_WORKSPACES_DIR") or cache_dir() / "workspaces").expanduser()
 
@@ -119,7 +119,7 @@ def current() -> Workspace:
 def activate() -> Workspace:
     """This visitor's workspace, made the registry folder for the rest of this script run (pages call it in
     chrome.page_setup; callbacks, which run before the page, through chrome.in_workspace)."""
-    from cnn import registry
+    from cnn.store import registry
 
     workspace = current()
     registry.use_models_dir(workspace.root)

@@ -2,7 +2,7 @@
 
     CNN_DATA_DIR=../shared/datasets python bench/distributed.py [--limit 20000] [--epochs 4] [--rounds 2]
 
-1. The training loop's single-process speed: cnn.train.train() (a custom step under the default strategy —
+1. The training loop's single-process speed: cnn.run.train.train() (a custom step under the default strategy —
    the path every strategy takes) vs the fit path it replaced (model.fit with train()'s progress and NaN
    callback) and vs bare `model.fit`, on the same model, optimizer, data pipeline and batch size. Epoch
    times over epochs 2…E of interleaved rounds (the first epoch includes tracing): median, best, and median
@@ -69,7 +69,7 @@ def epoch_clock():
 
 
 def bench_spec(epochs: int, batch_size: int):
-    from cnn.spec import preset
+    from cnn.model.spec import preset
 
     spec = preset("default")
     spec.train.epochs, spec.train.batch_size, spec.train.validation_split = epochs, batch_size, 0.0
@@ -77,7 +77,7 @@ def bench_spec(epochs: int, batch_size: int):
 
 
 def load(limit: int):
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     name = "mnist" if os.environ.get("CNN_DATA_DIR") else "mnist-sample"
     return load_dataset(name, limit=(limit, 1000))
@@ -93,8 +93,8 @@ def fit_epochs(spec, data, with_reports: bool = False) -> list[float]:
     the NaN check and reports every 0.25 s)."""
     import keras
 
-    from cnn.builder import build_model
-    from cnn.train import _progress_callback, make_optimizer, make_train_data
+    from cnn.model.builder import build_model
+    from cnn.run.train import _progress_callback, make_optimizer, make_train_data
 
     keras.utils.set_random_seed(spec.train.seed)
     fit_data, steps = make_train_data(data.x_train, data.y_train, spec.train.batch_size, spec.train.seed)
@@ -109,8 +109,8 @@ def fit_epochs(spec, data, with_reports: bool = False) -> list[float]:
 
 
 def train_epochs(spec, data, strategy=None) -> list[float]:
-    """cnn.train.train() with progress reports, as the CLI runs it."""
-    from cnn.train import train
+    """cnn.run.train.train() with progress reports, as the CLI runs it."""
+    from cnn.run.train import train
 
     clock = epoch_clock()
     train(spec, data, on_progress=lambda p: None, callbacks=[clock], strategy=strategy)
@@ -118,7 +118,7 @@ def train_epochs(spec, data, strategy=None) -> list[float]:
 
 
 def single_process(args) -> None:
-    from cnn.quiet import import_tensorflow
+    from cnn.core.quiet import import_tensorflow
 
     tf = import_tensorflow()
     import keras
@@ -173,10 +173,10 @@ def free_ports(n: int) -> list[int]:
 
 def worker(args) -> None:
     """One worker process: train under MultiWorkerMirroredStrategy, print its epoch times as JSON."""
-    from cnn.quiet import import_tensorflow
+    from cnn.core.quiet import import_tensorflow
 
     import_tensorflow()
-    from cnn.distribute import make_strategy, parse_workers, set_tf_config
+    from cnn.run.distribute import make_strategy, parse_workers, set_tf_config
 
     set_tf_config(parse_workers(args.workers), args.worker_index)
     strategy = make_strategy("multi-worker")

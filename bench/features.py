@@ -1,4 +1,4 @@
-"""What the network learned (cnn.features): costs measured as ratios within one run.
+"""What the network learned (cnn.explain.features): costs measured as ratios within one run.
 
     python bench/features.py            # parts 1 and 2
     python bench/features.py --tsne     # also part 3 (several minutes)
@@ -6,13 +6,13 @@
 1. Activation maximisation of every filter of every conv layer of the committed default model (and of its
    10 classes): the whole layer in one compiled batched ascent vs one filter at a time through the same
    compiled function (traced once beforehand for both). Median of interleaved rounds. Lower = faster.
-2. The film of training: median epoch time of cnn.train.train() on the embedded sample (default preset)
+2. The film of training: median epoch time of cnn.run.train.train() on the embedded sample (default preset)
    with the FilmRecorder callback vs without, interleaved rounds in ABBA order; epochs with host CPU steal above 5% are
    left out as in bench/train_speed.py (steal printed per epoch). Throughput ratio target ≥ 0.95. Also the
    one-off costs: the frame before training and writing film.npz.
 3. (--tsne) t-SNE (scikit-learn) on 2,000 / 3,000 / 5,000 / 10,000 test points of the default model's
    penultimate features, and the share of its time spent before the iterations: the basis of
-   cnn.features.TSNE_SIZE and of its progress reports.
+   cnn.explain.features.TSNE_SIZE and of its progress reports.
 
 Timings on a shared machine are noisy: re-measure on a quiet one before quoting.
 """
@@ -35,12 +35,12 @@ from train_speed import CLEAN_STEAL, Clock, EpochClock, median_epoch  # noqa: E4
 
 import keras  # noqa: E402
 
-from cnn.data import load_dataset  # noqa: E402
-from cnn.features import (Ascent, FilmRecorder, film_probe, maximise, penultimate_features,  # noqa: E402
+from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.explain.features import (Ascent, FilmRecorder, film_probe, maximise, penultimate_features,  # noqa: E402
                           project_tsne, stratified_sample)
-from cnn.inference import conv_layers  # noqa: E402
-from cnn.spec import preset  # noqa: E402
-from cnn.train import train  # noqa: E402
+from cnn.analysis.inference import conv_layers  # noqa: E402
+from cnn.model.spec import preset  # noqa: E402
+from cnn.run.train import train  # noqa: E402
 
 
 def load_default_model():

@@ -39,15 +39,15 @@ def status(key: str) -> int:
 
 def probe(kind: str) -> dict:
     """Run one probe in this process: (outcome, RSS before, peak during, seconds)."""
-    from cnn import registry
-    from cnn.data import load_dataset, store_upload
-    from cnn.errors import CnnError
+    from cnn.store import registry
+    from cnn.data.datasets import load_dataset, store_upload
+    from cnn.core.errors import CnnError
     from tests import hostile
 
     tmp = Path(tempfile.mkdtemp(prefix="probe-"))
     os.environ["CNN_MODELS_DIR"], os.environ["CNN_CACHE_DIR"] = str(tmp / "models"), str(tmp / "cache")
     if kind in ("huge_png", "reference_dataset"):
-        from cnn.quiet import import_tensorflow
+        from cnn.core.quiet import import_tensorflow
 
         import_tensorflow()  # loading a dataset uses TensorFlow: count only what the probe adds
     payload = {
@@ -64,7 +64,7 @@ def probe(kind: str) -> dict:
 
         folder = tmp / "models" / "bomb"
         folder.mkdir(parents=True)
-        from cnn.spec import preset
+        from cnn.model.spec import preset
 
         for name, text in (("spec.json", preset("default").to_json()), ("metrics.json", "{}"), ("history.json", "{}")):
             (folder / name).write_text(text)

@@ -1,4 +1,4 @@
-"""Calibrate cnn.memory's training estimate against reality: train a few specs of different sizes (small
+"""Calibrate cnn.model.memory's training estimate against reality: train a few specs of different sizes (small
 batches, on the embedded mnist-sample) each in a fresh process, and compare the estimate with the peak RSS
 the run added to a process that has already imported TensorFlow.
 
@@ -57,15 +57,15 @@ def status(key: str) -> int:
 
 def one_run(layers, batch: int, images: int, test_images: int = 1000) -> dict:
     """In this process: train, evaluate and save one spec; estimate and measured bytes."""
-    from cnn.quiet import import_tensorflow
+    from cnn.core.quiet import import_tensorflow
 
     import_tensorflow()
     import keras  # noqa: F401
 
-    from cnn.data import load_dataset
-    from cnn.memory import estimate_for
-    from cnn.spec import ModelSpec, preset
-    from cnn.train import train_and_save
+    from cnn.data.datasets import load_dataset
+    from cnn.model.memory import estimate_for
+    from cnn.model.spec import ModelSpec, preset
+    from cnn.run.train import train_and_save
 
     before = status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS

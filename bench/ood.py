@@ -11,7 +11,7 @@ On models/mnist-default with its committed calibration.json:
      layer, and the sum the model uses), each with its own threshold at the 95th percentile of the model's
      validation images: AUROC against MNIST test digits and flag rates — why the sum.
 
-Every canvas goes through cnn.preprocess.prepare_image exactly as the Predict page sends a drawing. Canvases
+Every canvas goes through cnn.data.preprocess.prepare_image exactly as the Predict page sends a drawing. Canvases
 prepare_image refuses as blank are never predicted; they are counted as "refused" and left out of the shares.
 
     CNN_DATA_DIR=../shared/datasets python bench/ood.py [--per-family 150] [--seed 1]
@@ -28,17 +28,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnn.quiet import import_tensorflow  # noqa: E402
+from cnn.core.quiet import import_tensorflow  # noqa: E402
 
 import_tensorflow()
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from cnn import calibration as cal  # noqa: E402
-from cnn.data import load_dataset  # noqa: E402
-from cnn.registry import load_model, model_info  # noqa: E402
-from cnn.spec import ModelSpec  # noqa: E402
-from cnn.train import split_validation  # noqa: E402
+from cnn.analysis import calibration as cal  # noqa: E402
+from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.store.registry import load_model, model_info  # noqa: E402
+from cnn.model.spec import ModelSpec  # noqa: E402
+from cnn.run.train import split_validation  # noqa: E402
 from tests import ood_images as gen  # noqa: E402
 
 GOALS = {"non-digits flagged": (">=", 0.90), "MNIST test digits flagged": ("<=", 0.05),

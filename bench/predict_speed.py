@@ -4,7 +4,7 @@
 
 Measured in one run on the committed default model: the warm median latency of
     prepare_image (canvas RGBA → 28×28×1) + probabilities + every layer's activations + Grad-CAM
-(cnn.inference.explain: one compiled forward+backward pass) for a synthetic 280×280 canvas drawing, against
+(cnn.analysis.inference.explain: one compiled forward+backward pass) for a synthetic 280×280 canvas drawing, against
 the warm median of ONE plain `model.predict` call on an already prepared image. Target ≤ 0.25.
 """
 from __future__ import annotations
@@ -19,14 +19,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from cnn.quiet import import_tensorflow  # noqa: E402
+from cnn.core.quiet import import_tensorflow  # noqa: E402
 
 import_tensorflow()
 import keras  # noqa: E402
 
-from cnn.inference import explain  # noqa: E402
-from cnn.preprocess import prepare_image  # noqa: E402
-from cnn.registry import PROJECT_ROOT  # noqa: E402
+from cnn.analysis.inference import explain  # noqa: E402
+from cnn.data.preprocess import prepare_image  # noqa: E402
+from cnn.store.registry import PROJECT_ROOT  # noqa: E402
 
 REPEATS = 50
 

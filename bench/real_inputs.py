@@ -6,7 +6,7 @@ levels and enlarged again, dilated to thick ink — each as it is, on light grey
 UCI 8×8 digits that ship with scikit-learn (43 writers) and the families the tests already had (canvas
 drawings re-drawn from MNIST test digits, photos, camera frames). Each picture goes through three recipes with
 models/mnist-default:
-  recipe    cnn.preprocess.prepare_image as Predict, the CLI and class-folder datasets use it ("mnist");
+  recipe    cnn.data.preprocess.prepare_image as Predict, the CLI and class-folder datasets use it ("mnist");
   resize    a plain resize to 28×28 (grayscale, auto-invert by the border, resize: the "resize" recipe);
   textbook  the textbook MNIST recipe: auto-invert, crop to the ink, fit 20×20, centre by mass in 28×28.
 Printed per family: accuracy and share refused as blank for each, the recipe's lead over the resize, the
@@ -27,13 +27,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnn.quiet import import_tensorflow  # noqa: E402
+from cnn.core.quiet import import_tensorflow  # noqa: E402
 
 import_tensorflow()
 
-from cnn import calibration as cal  # noqa: E402
-from cnn.data import load_dataset  # noqa: E402
-from cnn.registry import load_model, model_info  # noqa: E402
+from cnn.analysis import calibration as cal  # noqa: E402
+from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.store.registry import load_model, model_info  # noqa: E402
 from tests import real_digits  # noqa: E402
 from tests.real_digits import read_all  # noqa: E402
 

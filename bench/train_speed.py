@@ -2,7 +2,7 @@
 
     CNN_DATA_DIR=../shared/datasets python bench/train_speed.py
 
-1. Time to 99.0% test accuracy: the `default` preset through cnn.train.train() vs the reference, the
+1. Time to 99.0% test accuracy: the `default` preset through cnn.run.train.train() vs the reference, the
    keras-io "Simple MNIST convnet" recipe as published (float32 inputs scaled to 0…1, Adam 1e-3,
    batch 128). Test accuracy is checked every quarter epoch with the clock paused. Target ≤ 0.5.
 2. Overhead of train() (progress reports every 0.25 s, stop checks, NaN checks) vs bare model.fit on the
@@ -13,7 +13,7 @@
 
 The reference is fed numpy arrays, so Keras makes a new tf.data iterator every epoch; with the accuracy
 checks' garbage around, that stalled some of its epochs by ~8 s (train() avoids it with one repeating
-pipeline, see cnn.train.make_train_data). So the reference's fit runs with automatic garbage collection
+pipeline, see cnn.run.train.make_train_data). So the reference's fit runs with automatic garbage collection
 paused: the ratio compares the recipes, not that artifact of the measurement.
 """
 from __future__ import annotations
@@ -34,16 +34,16 @@ os.environ["CNN_MODELS_DIR"] = tempfile.mkdtemp(prefix="bench-models-")  # Train
 
 import numpy as np  # noqa: E402
 
-from cnn.quiet import import_tensorflow  # noqa: E402
+from cnn.core.quiet import import_tensorflow  # noqa: E402
 
 tf = import_tensorflow()
 import keras  # noqa: E402
 
-from cnn.builder import build_model  # noqa: E402
-from cnn.data import load_dataset  # noqa: E402
-from cnn.inference import predict_proba  # noqa: E402
-from cnn.spec import preset  # noqa: E402
-from cnn.train import TrainingJob, make_optimizer, make_train_data, train  # noqa: E402
+from cnn.model.builder import build_model  # noqa: E402
+from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.analysis.inference import predict_proba  # noqa: E402
+from cnn.model.spec import preset  # noqa: E402
+from cnn.run.train import TrainingJob, make_optimizer, make_train_data, train  # noqa: E402
 
 TARGET = 0.99
 
@@ -180,7 +180,7 @@ def bare_epochs(spec, data) -> list[Clock]:
 
 
 def train_epochs(spec, data) -> list[Clock]:
-    """cnn.train.train() with its progress reports (the CLI's path)."""
+    """cnn.run.train.train() with its progress reports (the CLI's path)."""
     timer = EpochClock()
     train(spec, data, on_progress=lambda p: None, callbacks=[timer])
     return timer.epochs
@@ -232,7 +232,7 @@ def main():
               f"({ref.hit_cpu or float('nan'):.1f} CPU-s) to {TARGET:.1%}, CPU steal {ref.steal:.0%}"
               f"  trace (epoch, s, acc): {ref.trace}")
         ours = time_preset(args.preset, data)
-        print(f"preset {args.preset!r} via cnn.train: {ours.hit or float('nan'):.1f} s "
+        print(f"preset {args.preset!r} via cnn.run.train: {ours.hit or float('nan'):.1f} s "
               f"({ours.hit_cpu or float('nan'):.1f} CPU-s) to {TARGET:.1%}, CPU steal {ours.steal:.0%}"
               f"  trace: {ours.trace}")
         if ref.hit and ours.hit:

@@ -1,6 +1,6 @@
 """CNN Studio's engine: datasets, specs, building, training, the model registry and inference.
 
-Importing `cnn` is cheap (no TensorFlow): import the module you need, e.g. `from cnn.train import train`.
+Importing `cnn` is cheap (no TensorFlow): import the module you need, e.g. `from cnn.run.train import train`.
 """
 import os
 

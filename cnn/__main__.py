@@ -11,7 +11,7 @@ import time
 
 from pathlib import Path
 
-from cnn.errors import CnnError
+from cnn.core.errors import CnnError
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,7 +27,7 @@ def fail(message: str, code: int = 2):
 
 
 def tf_ready():
-    from cnn.quiet import import_tensorflow
+    from cnn.core.quiet import import_tensorflow
 
     import_tensorflow()
 
@@ -63,7 +63,7 @@ def table(rows: list[list], header: list[str]) -> str:
 # ---------------------------------------------------------------------------
 
 def cmd_presets(args):
-    from cnn.spec import PRESET_NOTES, PRESETS, preset, validate
+    from cnn.model.spec import PRESET_NOTES, PRESETS, preset, validate
 
     rows = []
     for name in PRESETS:
@@ -73,7 +73,7 @@ def cmd_presets(args):
 
 
 def cmd_datasets(args):
-    from cnn.data import list_datasets
+    from cnn.data.datasets import list_datasets
 
     rows = [[d["name"], "×".join(map(str, d["input_shape"])), d["classes"], d["source"]] for d in list_datasets()]
     print(table(rows, ["dataset", "input", "classes", "source"]))
@@ -81,15 +81,15 @@ def cmd_datasets(args):
 
 
 def cmd_models(args):
-    from cnn.registry import list_models, models_dir
-    from cnn.text import accuracy_text, date_text
+    from cnn.store.registry import list_models, models_dir
+    from cnn.core.text import accuracy_text, date_text
 
     infos = list_models()
     if not infos:
         print(f"no saved models in {models_dir()}; train one with: python -m cnn train --preset default "
               "--dataset mnist-sample")
         return
-    from cnn.calibration import calibration_summary
+    from cnn.analysis.calibration import calibration_summary
 
     def calibrated(info) -> str:
         summary = calibration_summary(info)
@@ -129,13 +129,13 @@ class ProgressBar:
 
 
 def cmd_train(args):
-    from cnn.registry import check_name, models_dir
+    from cnn.store.registry import check_name, models_dir
 
     if args.name:
         check_name(args.name)
         if (models_dir() / args.name).exists():
             fail(f"a model named {args.name!r} already exists in {models_dir()}; choose another --name")
-    from cnn.spec import PRESETS, ModelSpec, preset
+    from cnn.model.spec import PRESETS, ModelSpec, preset
 
     if args.spec:
         try:
@@ -153,9 +153,9 @@ def cmd_train(args):
     if args.workers is not None and strategy_kind != "multi-worker":
         fail(f"--workers is for --strategy multi-worker, not {strategy_kind!r}")
     tf_ready()
-    from cnn.distribute import make_strategy, parse_workers, set_tf_config, worker_position
-    from cnn.data import load_dataset
-    from cnn.train import saved_as_message, train_and_save
+    from cnn.run.distribute import make_strategy, parse_workers, set_tf_config, worker_position
+    from cnn.data.datasets import load_dataset
+    from cnn.run.train import saved_as_message, train_and_save
 
     if args.workers is not None:
         set_tf_config(parse_workers(args.workers), args.worker_index)
@@ -172,8 +172,8 @@ def cmd_train(args):
     for key in ("shift", "rotation", "zoom"):
         if getattr(args, key) is not None:
             setattr(spec.train.augmentation, key, getattr(args, key))
-    from cnn.memory import check_memory
-    from cnn.spec import validate
+    from cnn.model.memory import check_memory
+    from cnn.model.spec import validate
 
     validate(spec)  # out-of-range flags get the spec's own message before any training
     need = check_memory(spec, dataset)  # and a run that cannot fit in memory is refused now, not killed later
@@ -193,23 +193,23 @@ def cmd_train(args):
 
 
 def load_for_cli(name):
-    from cnn.registry import model_info
+    from cnn.store.registry import model_info
 
     info = model_info(name)  # fails fast, before TensorFlow loads
     if not info.usable:
         fail(f"model {name!r} is damaged: {info.problems[0]}; delete its folder, or train or upload it again")
     tf_ready()
-    from cnn.registry import load_model
+    from cnn.store.registry import load_model
 
     return info, load_model(name)
 
 
 def cmd_evaluate(args):
     info, model = load_for_cli(args.name)
-    from cnn.data import load_dataset
-    from cnn.metrics import evaluate
+    from cnn.data.datasets import load_dataset
+    from cnn.analysis.metrics import evaluate
 
-    from cnn.registry import dataset_to_load
+    from cnn.store.registry import dataset_to_load
 
     dataset = load_dataset(args.dataset or dataset_to_load(info), limit=args.limit)
     shape, classes = tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1])
@@ -219,7 +219,7 @@ def cmd_evaluate(args):
     if dataset.num_classes != classes:
         fail(f"model {info.name!r} predicts {classes} classes but {dataset.name} has {dataset.num_classes}; "
              "choose a dataset with the model's classes")
-    from cnn.calibration import load_calibration
+    from cnn.analysis.calibration import load_calibration
 
     calibration = load_calibration(info)
     if calibration is not None:
@@ -252,10 +252,10 @@ def cmd_predict(args):
     if missing:
         fail(f"no such file: {', '.join(missing)}")
     info, model = load_for_cli(args.name)
-    from cnn.calibration import load_calibration
-    from cnn.inference import predict_images
-    from cnn.preprocess import INVERT_CHOICES, default_recipe
-    from cnn.text import probability_text
+    from cnn.analysis.calibration import load_calibration
+    from cnn.analysis.inference import predict_images
+    from cnn.data.preprocess import INVERT_CHOICES, default_recipe
+    from cnn.core.text import probability_text
 
     calibration = load_calibration(info)
     if calibration is not None:
@@ -290,11 +290,11 @@ def cmd_predict(args):
 
 
 def cmd_calibrate(args):
-    from cnn.registry import model_info
+    from cnn.store.registry import model_info
 
     info = model_info(args.name)  # fails fast, before TensorFlow loads
     tf_ready()
-    from cnn.calibration import calibrate_model
+    from cnn.analysis.calibration import calibrate_model
 
     print(f"calibrating {info.name} …", file=sys.stderr)
     start = time.monotonic()
@@ -315,9 +315,9 @@ def share(text: str) -> float:
 
 
 def cmd_export_script(args):
-    from cnn.builder import export_script
-    from cnn.registry import model_info
-    from cnn.spec import ModelSpec
+    from cnn.model.builder import export_script
+    from cnn.store.registry import model_info
+    from cnn.model.spec import ModelSpec
 
     info = model_info(args.name)
     if not info.usable:
@@ -334,15 +334,15 @@ def cmd_export_script(args):
 
 
 def cmd_export(args):
-    from cnn.export import available_formats
-    from cnn.registry import model_info
+    from cnn.store.export import available_formats
+    from cnn.store.registry import model_info
 
     reason = available_formats()[args.format]
     if reason:
         fail(f"{args.format} export is not available here: {reason}")
     model_info(args.name)  # fails fast, before TensorFlow loads
     tf_ready()
-    from cnn.export import export_model
+    from cnn.store.export import export_model
 
     if args.output and not Path(args.output).parent.is_dir():
         fail(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist")
@@ -354,9 +354,9 @@ def cmd_export(args):
 
 
 def build_parser() -> Parser:
-    from cnn.distribute import STRATEGIES
-    from cnn.export import FORMATS
-    from cnn.preprocess import INVERT_CHOICES
+    from cnn.run.distribute import STRATEGIES
+    from cnn.store.export import FORMATS
+    from cnn.data.preprocess import INVERT_CHOICES
 
     parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -433,7 +433,7 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from cnn.housekeeping import clean_up_at_start
+        from cnn.store.housekeeping import clean_up_at_start
 
         clean_up_at_start()  # temporaries a killed run left behind; the cache's size cap
         args.run(args)

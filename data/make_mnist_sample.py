@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from cnn.data import EMBEDDED_DIR, SAMPLE, data_dir, stratified_first  # noqa: E402
+from cnn.data.datasets import EMBEDDED_DIR, SAMPLE, data_dir, stratified_first  # noqa: E402
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 1000, 200
 

@@ -6,12 +6,12 @@ from dataclasses import fields
 import streamlit as st
 
 from app import chrome, resources, session
-from cnn.builder import export_script
-from cnn.data import CATALOG, SAMPLE, store_upload, where
-from cnn.registry import safe_label
-from cnn.errors import CnnError, SpecError, TrainingError
-from cnn.memory import check_memory, estimate_for, memory_budget
-from cnn.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
+from cnn.model.builder import export_script
+from cnn.data.datasets import CATALOG, SAMPLE, store_upload, where
+from cnn.store.registry import safe_label
+from cnn.core.errors import CnnError, SpecError, TrainingError
+from cnn.model.memory import check_memory, estimate_for, memory_budget
+from cnn.model.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
                       validate)
 
 tab = chrome.page_setup()
@@ -284,7 +284,7 @@ with summary:
         n_train = resources.dataset_size(dataset)
         fit_images = int(n_train * (1 - cfg.validation_split))
         speed = resources.machine_speed()
-        from cnn.estimate import epoch_seconds
+        from cnn.model.timing import epoch_seconds
 
         seconds = epoch_seconds(analysis, fit_images, cfg.batch_size, speed)
         metrics = st.container(horizontal=True)

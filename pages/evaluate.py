@@ -3,12 +3,12 @@ import numpy as np
 import streamlit as st
 
 from app import chrome, resources
-from cnn.data import dataset_title
-from cnn.errors import CnnError
-from cnn.figures import (confusion_heatmap, ood_histogram, overlay, per_class_bars, probabilities_bar,
+from cnn.data.datasets import dataset_title
+from cnn.core.errors import CnnError
+from cnn.figures.charts import (confusion_heatmap, ood_histogram, overlay, per_class_bars, probabilities_bar,
                          reliability_diagram)
-from cnn.inference import explain
-from cnn.text import accuracy_text, probability_text
+from cnn.analysis.inference import explain
+from cnn.core.text import accuracy_text, probability_text
 
 tab = chrome.page_setup()
 

@@ -2,8 +2,8 @@
 import streamlit as st
 
 from app import chrome
-from cnn.data import dataset_title
-from cnn.text import accuracy_text, date_text
+from cnn.data.datasets import dataset_title
+from cnn.core.text import accuracy_text, date_text
 
 tab = chrome.page_setup()
 

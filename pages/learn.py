@@ -1,7 +1,7 @@
 """Learn: how a CNN works, computed live on the user's own image with the active model's weights, in nine
 chapters shown one at a time (the chapter picker at the top, Previous / Next at the bottom).
 
-Every number comes from cnn.walkthrough (plain NumPy on the model's weights) or the model itself, and where
+Every number comes from cnn.teach.walkthrough (plain NumPy on the model's weights) or the model itself, and where
 both exist the page shows that they agree. This page only reads its controls and draws. One chapter at a time
 keeps every step light in the browser: the whole walk at once was some twenty charts to draw and to take down.
 A chapter's controls keep their values while other chapters are shown (session.Kept): ReLU and pooling go on
@@ -14,15 +14,15 @@ import pandas as pd
 import streamlit as st
 
 from app import chrome, learned, resources, session
-from cnn import lessons, walkthrough
-from cnn.data import dataset_title
-from cnn.errors import CnnError
-from cnn.calibration import softmax_lesson
-from cnn.figures import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, square_grid,
+from cnn.teach import lessons, walkthrough
+from cnn.data.datasets import dataset_title
+from cnn.core.errors import CnnError
+from cnn.analysis.calibration import softmax_lesson
+from cnn.figures.charts import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, square_grid,
                          temperature_bars, values_heatmap, vector_bars)
-from cnn.inference import LEARNING_RATES, conv_layers, runner_up
-from cnn.spec import ModelSpec, SpecError, preset, validate
-from cnn.text import probability_text
+from cnn.analysis.inference import LEARNING_RATES, conv_layers, runner_up
+from cnn.model.spec import ModelSpec, SpecError, preset, validate
+from cnn.core.text import probability_text
 
 tab = chrome.page_setup()
 

@@ -6,11 +6,11 @@ import numpy as np
 import streamlit as st
 
 from app import chrome, learned, resources, session
-from cnn.errors import CnnError
-from cnn.features import TSNE_SIZE, model_fields
-from cnn.figures import embedding_scatter, filters_grid, probabilities_bar
-from cnn.inference import conv_layers, predict_proba
-from cnn.text import probability_text
+from cnn.core.errors import CnnError
+from cnn.explain.features import TSNE_SIZE, model_fields
+from cnn.figures.charts import embedding_scatter, filters_grid, probabilities_bar
+from cnn.analysis.inference import conv_layers, predict_proba
+from cnn.core.text import probability_text
 
 tab = chrome.page_setup()
 

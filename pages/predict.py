@@ -6,17 +6,17 @@ from streamlit_drawable_canvas import st_canvas
 
 from app import chrome, resources, session, warmup
 from app.drawing import rasterise, vet_drawing
-from cnn import lessons
-from cnn.data import dataset_title
-from cnn.errors import CnnError, EmptyImageError, ImageError
-from cnn.calibration import assess
-from cnn.figures import (LOW_CONFIDENCE, feature_maps, kernels_grid, ood_gauge, overlay, probabilities_bar,
+from cnn.teach import lessons
+from cnn.data.datasets import dataset_title
+from cnn.core.errors import CnnError, EmptyImageError, ImageError
+from cnn.analysis.calibration import assess
+from cnn.figures.charts import (LOW_CONFIDENCE, feature_maps, kernels_grid, ood_gauge, overlay, probabilities_bar,
                          sweep_lines, temperature_bars, vector_bars)
-from cnn.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
+from cnn.analysis.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
     robustness
-from cnn.imageio import ACCEPTED_FORMATS
-from cnn.preprocess import INVERT_CHOICES, RECIPES, default_recipe, fell_back, optional_steps, prepare
-from cnn.text import probability_text
+from cnn.data.imageio import ACCEPTED_FORMATS
+from cnn.data.preprocess import INVERT_CHOICES, RECIPES, default_recipe, fell_back, optional_steps, prepare
+from cnn.core.text import probability_text
 
 tab = chrome.page_setup()
 

@@ -7,11 +7,11 @@ import math
 import streamlit as st
 
 from app import chrome, jobs, learned, resources, session, workspaces
-from cnn import registry
-from cnn.data import apply_limit, dataset_slug, dataset_title
-from cnn.errors import CnnError
-from cnn.figures import training_curves
-from cnn.spec import check
+from cnn.store import registry
+from cnn.data.datasets import apply_limit, dataset_slug, dataset_title
+from cnn.core.errors import CnnError
+from cnn.figures.charts import training_curves
+from cnn.model.spec import check
 
 tab = chrome.page_setup()
 

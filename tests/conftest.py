@@ -51,7 +51,7 @@ def full_mnist() -> Path:
 @pytest.fixture(scope="session")
 def small_data():
     """2,000 train / 500 test images of the embedded sample, balanced by class."""
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     return load_dataset("mnist-sample", limit=(2000, 500))
 
@@ -59,7 +59,7 @@ def small_data():
 @pytest.fixture(scope="session")
 def small_spec():
     """A small, fast CNN for tests (2 epochs on small_data reach ~90%)."""
-    from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+    from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
 
     return ModelSpec(layers=[Conv2D(8, 3), MaxPooling2D(2), Conv2D(16, 3), MaxPooling2D(2), Flatten(), Dense(32)],
                      train=TrainConfig(epochs=2, batch_size=64, learning_rate=3e-3, validation_split=0.1),
@@ -69,7 +69,7 @@ def small_spec():
 @pytest.fixture(scope="session")
 def trained(small_spec, small_data):
     """(TrainResult, spec, dataset) of small_spec trained on small_data once per run."""
-    from cnn.train import train
+    from cnn.run.train import train
 
     return train(small_spec, small_data), small_spec, small_data
 

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def spec():
     """A small CNN without dropout or augmentation, so a step's result does not depend on how the global
     batch is split between workers."""
-    from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+    from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
 
     return ModelSpec(layers=[Conv2D(4, 3), MaxPooling2D(2), Flatten(), Dense(16)],
                      train=TrainConfig(epochs=2, batch_size=64, learning_rate=3e-3, validation_split=0.2, seed=3),
@@ -30,7 +30,7 @@ def spec():
 def data(folder=None):
     """600 training images → 480 after the validation split: 8 steps per epoch, the last one of 32 images;
     or a class folder, whose training split is streamed from disk."""
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     return load_dataset(folder) if folder else load_dataset("mnist-sample", limit=(600, 200))
 
@@ -48,11 +48,11 @@ def main(argv=None):
     parser.add_argument("--folder", help="train on this class folder instead of the embedded sample")
     args = parser.parse_args(argv)
 
-    from cnn.quiet import import_tensorflow
+    from cnn.core.quiet import import_tensorflow
 
     import_tensorflow()
-    from cnn.distribute import make_strategy, parse_workers, set_tf_config
-    from cnn.train import train_and_save
+    from cnn.run.distribute import make_strategy, parse_workers, set_tf_config
+    from cnn.run.train import train_and_save
 
     if args.workers:
         set_tf_config(parse_workers(args.workers), args.worker_index)

@@ -14,9 +14,9 @@ import math
 import random
 from collections import Counter
 
-from cnn.errors import CnnError
-from cnn.layers import LAYER_TYPES
-from cnn.spec import PRESETS, preset
+from cnn.core.errors import CnnError
+from cnn.model.layers import LAYER_TYPES
+from cnn.model.spec import PRESETS, preset
 
 HUGE = "__HUGE_INT__"  # replaced in the JSON text by a 5,000-digit integer (json.dumps cannot write one)
 
@@ -170,7 +170,7 @@ def generate(seed: int = 0, count: int = 1000):
 def exercise(kind: str, payload) -> str | None:
     """Run one payload through parsing, validation, costing, the JSON round trip and the memory estimate.
     The name of a non-project exception that escaped, or None."""
-    from cnn.spec import ModelSpec, check, validate
+    from cnn.model.spec import ModelSpec, check, validate
 
     try:
         spec = ModelSpec.from_dict(payload) if kind == "dict" else ModelSpec.from_json(payload)

@@ -420,8 +420,8 @@ def typed_digit(rng, digit: int) -> np.ndarray:
 def prepare_all(images, input_shape=(28, 28, 1)) -> tuple[np.ndarray, np.ndarray]:
     """Each canvas through `prepare_image` exactly as the Predict page sends a drawing: (inputs, kept), where
     `kept` marks the images prepare_image accepted (a blank one is refused before any prediction)."""
-    from cnn.errors import EmptyImageError
-    from cnn.preprocess import prepare_image
+    from cnn.core.errors import EmptyImageError
+    from cnn.data.preprocess import prepare_image
 
     out, kept = [], []
     for image in images:

@@ -155,7 +155,7 @@ class Read:
 def textbook(picture, size: int = 28, box: int = 20) -> np.ndarray:
     """The textbook MNIST recipe: grey, ink bright (inverted when the border is light), background level
     subtracted, cropped to the ink, fitted into box×box keeping the aspect ratio, centred by mass."""
-    from cnn.errors import EmptyImageError
+    from cnn.core.errors import EmptyImageError
 
     image = Image.open(io.BytesIO(picture)) if isinstance(picture, bytes) else Image.fromarray(picture)
     gray = np.asarray(image.convert("L"), dtype=np.float32)
@@ -179,9 +179,9 @@ def textbook(picture, size: int = 28, box: int = 20) -> np.ndarray:
 
 
 def read_all(pictures, recipe: str = "mnist", input_shape=(28, 28, 1)) -> Read:
-    """Every picture through `recipe` ("mnist", "fit", "resize" — cnn.preprocess — or "textbook")."""
-    from cnn.errors import EmptyImageError
-    from cnn.preprocess import fell_back, is_blank, prepare
+    """Every picture through `recipe` ("mnist", "fit", "resize" — cnn.data.preprocess — or "textbook")."""
+    from cnn.core.errors import EmptyImageError
+    from cnn.data.preprocess import fell_back, is_blank, prepare
 
     inputs, kept, backs, inked_blank = [], [], [], 0
     for picture in pictures:

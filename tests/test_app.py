@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnn import registry as reg
+from cnn.store import registry as reg
 from app import session
 from app.session import Tab
-from cnn.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig, preset
+from cnn.model.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig, preset
 from tests.apptest import finished, open_app, session_job, sidebar_model, tab_of, texts, wait_for
 from tests.conftest import ROOT
 
@@ -368,7 +368,7 @@ def test_page_reruns_leave_keras_state_alone(saved_model, monkeypatch):
 
 
 def test_a_failed_run_says_why_and_can_keep_its_last_good_weights(registry):
-    from cnn.spec import Dense
+    from cnn.model.spec import Dense
 
     diverging = ModelSpec(layers=[Conv2D(8, 3, activation="linear"), Flatten(), Dense(256, "linear"),
                                   Dense(256, "linear")], train=TrainConfig(optimizer="sgd", learning_rate=1.0, epochs=2))

@@ -8,8 +8,8 @@ from tests.browser import combobox, go, open_tab, pick_nth, wait_idle
 def default_confusion(default_model_dir):
     import keras
 
-    from cnn.data import load_dataset
-    from cnn.metrics import evaluate
+    from cnn.data.datasets import load_dataset
+    from cnn.analysis.metrics import evaluate
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
     data = load_dataset("mnist")

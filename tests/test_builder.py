@@ -1,8 +1,8 @@
 """The builder makes the model the spec describes; the exported script rebuilds the same model."""
 import pytest
 
-from cnn.builder import build_model, export_script
-from cnn.spec import PRESETS, BatchNormalization, Conv2D, Flatten, ModelSpec, preset, validate
+from cnn.model.builder import build_model, export_script
+from cnn.model.spec import PRESETS, BatchNormalization, Conv2D, Flatten, ModelSpec, preset, validate
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cnn import calibration as cal
-from cnn.calibration import CalibrationError
+from cnn.analysis import calibration as cal
+from cnn.analysis.calibration import CalibrationError
 from tests import ood_images as gen
 
 
@@ -120,7 +120,7 @@ def test_score_is_the_sum_of_its_parts_and_parts_match_numpy(fitted):
 
 
 def test_features_and_logits_agree_with_the_model(fitted):
-    from cnn.inference import activations, features_and_logits, predict_proba
+    from cnn.analysis.inference import activations, features_and_logits, predict_proba
 
     model, _, x_val, _ = fitted
     named, penultimate, logits = features_and_logits(model, x_val[:5], layers=("maxpool1",), spatial_mean=True)
@@ -183,8 +183,8 @@ def test_damaged_or_hostile_files_are_refused_with_a_reason(fitted, change, frag
 
 
 def test_a_calibration_for_another_model_is_refused(fitted, small_data):
-    from cnn.builder import build_model
-    from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec
+    from cnn.model.builder import build_model
+    from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec
 
     _, calibration, _, _ = fitted
     other = build_model(ModelSpec(layers=[Conv2D(4, 3), MaxPooling2D(2), Flatten(), Dense(16)]))
@@ -210,7 +210,7 @@ def test_assessment_and_lesson_of_one_input(fitted):
 
 
 def test_the_explain_pass_can_be_reused(fitted):
-    from cnn.inference import explain
+    from cnn.analysis.inference import explain
 
     model, calibration, x_val, _ = fitted
     probe = explain(model, x_val[1])
@@ -224,7 +224,7 @@ def test_the_explain_pass_can_be_reused(fitted):
 
 
 def test_evaluation_carries_raw_and_calibrated_probabilities(fitted, trained):
-    from cnn.metrics import evaluate
+    from cnn.analysis.metrics import evaluate
 
     model, calibration, _, _ = fitted
     data = trained[2]
@@ -244,7 +244,7 @@ def test_evaluation_carries_raw_and_calibrated_probabilities(fitted, trained):
 
 
 def test_predict_images_reports_the_verdict(fitted, trained):
-    from cnn.inference import predict_images
+    from cnn.analysis.inference import predict_images
 
     model, calibration, _, _ = fitted
     data = trained[2]
@@ -267,8 +267,8 @@ def test_predict_images_reports_the_verdict(fitted, trained):
 def test_training_saves_a_calibration_and_without_a_validation_split_says_why(registry, trained):
     from dataclasses import replace
 
-    from cnn.registry import model_info
-    from cnn.train import evaluate_and_save
+    from cnn.store.registry import model_info
+    from cnn.run.train import evaluate_and_save
 
     result, spec, data = trained
     evaluation, info = evaluate_and_save(result, spec, data, "calibrated")
@@ -284,9 +284,9 @@ def test_training_saves_a_calibration_and_without_a_validation_split_says_why(re
 
 
 def test_a_streamed_folder_dataset_is_calibrated_on_its_held_out_split(registry, tmp_path):
-    from cnn.data import load_dataset
-    from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
-    from cnn.train import train_and_save
+    from cnn.data.datasets import load_dataset
+    from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+    from cnn.run.train import train_and_save
     from tests.test_data import make_class_folders
 
     data = load_dataset(str(make_class_folders(tmp_path / "f", per_class=40)))
@@ -303,8 +303,8 @@ def test_a_streamed_folder_dataset_is_calibrated_on_its_held_out_split(registry,
 
 
 def test_calibrate_adds_the_file_and_leaves_the_model_untouched(registry, trained):
-    from cnn.registry import model_info, save_model, write_extra_file
-    from cnn.errors import RegistryError
+    from cnn.store.registry import model_info, save_model, write_extra_file
+    from cnn.core.errors import RegistryError
 
     result, spec, data = trained
     info = save_model("later", result.model, spec, result.history, {"dataset": "mnist-sample"})
@@ -324,7 +324,7 @@ def test_calibrate_adds_the_file_and_leaves_the_model_untouched(registry, traine
 
 
 def test_an_upload_is_calibrated_when_its_dataset_is_at_hand_else_marked(registry, trained):
-    from cnn.registry import model_info, save_model
+    from cnn.store.registry import model_info, save_model
 
     result, spec, data = trained
     save_model("upload", result.model, spec, result.history, {"dataset": "mnist-sample"})
@@ -337,8 +337,8 @@ def test_an_upload_is_calibrated_when_its_dataset_is_at_hand_else_marked(registr
 
 
 def test_calibrate_refuses_a_dataset_that_does_not_fit(registry, trained):
-    from cnn.data import Dataset
-    from cnn.registry import save_model
+    from cnn.data.datasets import Dataset
+    from cnn.store.registry import save_model
 
     result, spec, data = trained
     save_model("wrong", result.model, spec, result.history, {"dataset": "mnist-sample"})
@@ -352,7 +352,7 @@ def test_an_uploaded_bundle_keeps_only_a_valid_calibration(registry, trained, fi
     import io
     import zipfile
 
-    from cnn.registry import bundle_bytes, import_model, model_info, save_model
+    from cnn.store.registry import bundle_bytes, import_model, model_info, save_model
 
     result, spec, data = trained
     _, calibration, _, _ = fitted
@@ -383,7 +383,7 @@ def default(default_model_dir):
     """(model, calibration) of the committed models/mnist-default, read from its folder."""
     import keras
 
-    from cnn.registry import ModelInfo
+    from cnn.store.registry import ModelInfo
 
     info = ModelInfo("mnist-default", default_model_dir, {}, {}, 0.0)
     calibration = cal.load_calibration(info)
@@ -394,9 +394,9 @@ def default(default_model_dir):
 
 
 def test_default_model_flags_its_stated_share_of_its_validation_images(default, default_model_dir, full_mnist):
-    from cnn.data import load_dataset
-    from cnn.spec import ModelSpec
-    from cnn.train import split_validation
+    from cnn.data.datasets import load_dataset
+    from cnn.model.spec import ModelSpec
+    from cnn.run.train import split_validation
 
     model, calibration = default
     train = ModelSpec.from_json((default_model_dir / "spec.json").read_text()).train
@@ -407,7 +407,7 @@ def test_default_model_flags_its_stated_share_of_its_validation_images(default, 
 
 
 def test_default_model_flags_non_digits_but_not_digits(default):
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     model, calibration = default
     # Generated non-digits (30 of each NON_DIGITS family), through prepare_image like a canvas drawing.
@@ -430,7 +430,7 @@ def test_default_model_flags_non_digits_but_not_digits(default):
 
 
 def test_default_model_ece_after_the_temperature_is_small(default):
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     model, calibration = default
     sample = load_dataset("mnist-sample")
@@ -444,7 +444,7 @@ def test_default_model_ece_after_the_temperature_is_small(default):
 # ---------------------------------------------------------------------------
 
 def test_calibration_figures_show_what_they_say():
-    from cnn.figures import (FAMILIAR, UNUSUAL, distance_bars, ood_gauge, ood_histogram, reliability_diagram,
+    from cnn.figures.charts import (FAMILIAR, UNUSUAL, distance_bars, ood_gauge, ood_histogram, reliability_diagram,
                              temperature_bars)
 
     logits, labels = overconfident(n=1000, sharpen=2.0)

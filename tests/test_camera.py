@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from cnn.data import load_dataset
-from cnn.inference import predict_proba
-from cnn.preprocess import prepare_image, preprocess_steps
+from cnn.data.datasets import load_dataset
+from cnn.analysis.inference import predict_proba
+from cnn.data.preprocess import prepare_image, preprocess_steps
 
 PENS = {"blue ballpoint": (40, 60, 150), "black marker": (25, 25, 30), "pencil": (90, 90, 95)}
 

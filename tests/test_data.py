@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn.archive import ArchiveError, extract_zip
-from cnn.data import CATALOG, apply_limit, load_dataset, stratified_first
-from cnn.errors import DatasetError
+from cnn.data.archive import ArchiveError, extract_zip
+from cnn.data.datasets import CATALOG, apply_limit, load_dataset, stratified_first
+from cnn.core.errors import DatasetError
 
 
 def write_npz(folder, name, n_train=50, n_test=20, shape=(28, 28), classes=10, seed=0):
@@ -56,7 +56,7 @@ def test_embedded_sample_is_stratified_and_small():
     ds = load_dataset("mnist-sample")
     assert (ds.num_train, ds.num_test) == (10_000, 2_000)
     assert np.bincount(ds.y_train).tolist() == [1000] * 10 and np.bincount(ds.y_test).tolist() == [200] * 10
-    from cnn.data import EMBEDDED_DIR
+    from cnn.data.datasets import EMBEDDED_DIR
 
     assert (EMBEDDED_DIR / "mnist-sample.npz").stat().st_size < 3_000_000
 
@@ -209,7 +209,7 @@ def test_apply_limit_rejects_zero():
                                          ("/tmp/c/datasets/shapes-0123456789abcdef", "shapes"),
                                          ("/data/my digits", "my digits")])
 def test_class_folder_datasets_are_named_for_people(name, label):
-    from cnn.data import dataset_slug, dataset_title, folder_label
+    from cnn.data.datasets import dataset_slug, dataset_title, folder_label
 
     assert folder_label(name) == label
     assert dataset_title(name) == f"class folders: {label}"

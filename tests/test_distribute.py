@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnn.errors import TrainingError
+from cnn.core.errors import TrainingError
 from tests.conftest import ROOT
 
 WORKER_TIMEOUT = 300  # seconds for a whole two-worker run (about 30 s on 2 busy cores)
@@ -59,8 +59,8 @@ def run_workers(command, registry, n: int = 2, attempts: int = 2):
 
 
 def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, registry):
-    from cnn.registry import list_models, load_model
-    from cnn.train import train
+    from cnn.store.registry import list_models, load_model
+    from cnn.run.train import train
     from tests.distributed_worker import data, spec_for
 
     results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
@@ -115,7 +115,7 @@ def test_two_workers_share_a_streamed_class_folder(tmp_path, registry):
 
 
 def test_a_stop_asked_of_one_worker_stops_both_together(tmp_path, registry):
-    from cnn.registry import list_models
+    from cnn.store.registry import list_models
 
     results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
                                                 str(tmp_path / f"w{i}.npz"), "--workers", addresses,
@@ -133,7 +133,7 @@ def test_a_stop_asked_of_one_worker_stops_both_together(tmp_path, registry):
 
 
 def test_cli_two_workers_one_saved_model(registry):
-    from cnn.registry import list_models, model_info
+    from cnn.store.registry import list_models, model_info
 
     def command(addresses, i):
         return [sys.executable, "-m", "cnn", "train", "--preset", "keras-mnist-convnet", "--dataset", "mnist-sample",
@@ -154,8 +154,8 @@ def test_stop_and_nan_under_a_multi_worker_strategy(small_data):
     go through the all-reduce like a real cluster's."""
     import tensorflow as tf
 
-    from cnn.spec import Conv2D, Dense, Flatten, ModelSpec, TrainConfig
-    from cnn.train import train
+    from cnn.model.spec import Conv2D, Dense, Flatten, ModelSpec, TrainConfig
+    from cnn.run.train import train
 
     os.environ.pop("TF_CONFIG", None)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -179,8 +179,8 @@ def test_stop_and_nan_under_a_multi_worker_strategy(small_data):
 
 
 def test_mirrored_strategy_trains(small_spec, small_data):
-    from cnn.distribute import make_strategy
-    from cnn.train import train
+    from cnn.run.distribute import make_strategy
+    from cnn.run.train import train
 
     result = train(small_spec, small_data, strategy=make_strategy("mirrored"))
     assert result.status == "completed" and result.history["val_accuracy"][-1] > 0.6  # chance: 0.1
@@ -188,7 +188,7 @@ def test_mirrored_strategy_trains(small_spec, small_data):
 
 
 def test_worker_addresses_and_tf_config(monkeypatch):
-    from cnn.distribute import parse_workers, read_tf_config, set_tf_config, tf_config
+    from cnn.run.distribute import parse_workers, read_tf_config, set_tf_config, tf_config
 
     assert parse_workers(" localhost:1234, 10.0.0.2:80 ") == ["localhost:1234", "10.0.0.2:80"]
     for bad, words in (("localhost", "host:port"), ("a:0", "1…65535"), ("a:1,a:1", "twice"), (",", "at least")):
@@ -229,7 +229,7 @@ def test_keras_callbacks_are_driven_as_fit_drives_them(small_spec, small_data):
     stop training by setting model.stop_training."""
     import keras
 
-    from cnn.train import train
+    from cnn.run.train import train
 
     class Recorder(keras.callbacks.Callback):
         def __init__(self):

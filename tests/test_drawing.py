@@ -15,7 +15,7 @@ from PIL import Image
 
 from app.drawing import MAX_OBJECTS, MAX_POINTS, rasterise, vet_drawing, vet_png
 from app.session import Tab
-from cnn.preprocess import prepare_image
+from cnn.data.preprocess import prepare_image
 from tests.apptest import open_app, texts
 
 DATA = Path(__file__).parent / "data"

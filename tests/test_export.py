@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cnn.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, ExportError, export_model
+from cnn.store.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, ExportError, export_model
 
 FLOAT_FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 
@@ -24,8 +24,8 @@ def exports(tmp_path_factory, default_model_dir):
 
 def test_the_model_exported_has_training_only_layers(exports):
     """The committed model trains with augmentation: exports must leave those random ops out."""
-    from cnn.export import serving_model
-    from cnn.registry import load_model
+    from cnn.store.export import serving_model
+    from cnn.store.registry import load_model
 
     model = load_model("mnist-default")
     kinds = {type(layer).__name__ for layer in model.layers}
@@ -44,7 +44,7 @@ def test_float_formats_agree_with_keras(exports, fmt):
 
 
 def test_int8_tflite_is_integer_small_and_accurate(exports):
-    from cnn.export import tflite_interpreter
+    from cnn.store.export import tflite_interpreter
 
     float_report = export_model("mnist-default", "tflite", exports / "f.tflite", limit=200)
     report = export_model("mnist-default", "tflite-int8", exports / "q.tflite")  # the whole test split
@@ -68,15 +68,15 @@ def test_savedmodel_serves_images_by_name(exports):
 
 
 def test_a_failed_check_is_reported_not_hidden(exports, monkeypatch):
-    import cnn.export
+    import cnn.store.export
 
-    monkeypatch.setattr(cnn.export, "MAX_FLOAT_DIFF", 0.0)  # TFLite's float kernels differ by ~1e-6
+    monkeypatch.setattr(cnn.store.export, "MAX_FLOAT_DIFF", 0.0)  # TFLite's float kernels differ by ~1e-6
     report = export_model("mnist-default", "tflite", exports / "strict.tflite", limit=200)
     assert not report.passed and report.max_diff > 0 and "FAILED" in report.summary()
 
 
 def test_refusals_name_the_problem(exports, monkeypatch):
-    import cnn.export
+    import cnn.store.export
 
     with pytest.raises(ExportError, match="unknown export format 'zip'"):
         export_model("mnist-default", "zip", exports / "x")
@@ -85,15 +85,15 @@ def test_refusals_name_the_problem(exports, monkeypatch):
         export_model("mnist-default", "tflite", exports / "taken.tflite")
     with pytest.raises(ExportError, match="does not exist"):
         export_model("mnist-default", "tflite", exports / "no-such-folder" / "m.tflite")
-    monkeypatch.setattr(cnn.export, "onnx_unavailable", lambda: "ONNX export needs tf2onnx (test)")
+    monkeypatch.setattr(cnn.store.export, "onnx_unavailable", lambda: "ONNX export needs tf2onnx (test)")
     with pytest.raises(ExportError, match="needs tf2onnx"):
         export_model("mnist-default", "onnx", exports / "m2.onnx")
     assert not list(exports.glob(".export-*"))  # nothing half-written left behind
 
 
 def test_downloads_and_the_apps_cache(exports):
-    from cnn.export import cache_path, download_bytes, export_for_app
-    from cnn.registry import model_info
+    from cnn.store.export import cache_path, download_bytes, export_for_app
+    from cnn.store.registry import model_info
 
     report = export_for_app("mnist-default", "savedmodel", limit=100)
     assert report.path == cache_path(model_info("mnist-default"), "savedmodel") and report.passed
@@ -108,7 +108,7 @@ def test_downloads_and_the_apps_cache(exports):
 
 
 def test_cli_export(exports, capsys, monkeypatch):
-    import cnn.export
+    import cnn.store.export
     from cnn.__main__ import main
 
     assert main(["export", "mnist-default", "--format", "tflite", "-o", str(exports / "cli.tflite"), "--limit",
@@ -116,7 +116,7 @@ def test_cli_export(exports, capsys, monkeypatch):
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and report["size"] == (exports / "cli.tflite").stat().st_size
     assert {"path", "max_diff", "keras_accuracy", "export_accuracy", "agreement"} <= set(report)
-    monkeypatch.setattr(cnn.export, "onnx_unavailable", lambda: "tf2onnx is not installed (test)")
+    monkeypatch.setattr(cnn.store.export, "onnx_unavailable", lambda: "tf2onnx is not installed (test)")
     with pytest.raises(SystemExit) as stop:
         main(["export", "mnist-default", "--format", "onnx"])
     assert stop.value.code == 2
@@ -124,7 +124,7 @@ def test_cli_export(exports, capsys, monkeypatch):
 
 
 def test_a_model_whose_dataset_is_gone_cannot_be_checked(exports, tmp_path):
-    from cnn.registry import models_dir
+    from cnn.store.registry import models_dir
 
     folder = models_dir() / "orphan"
     shutil.copytree(models_dir() / "mnist-default", folder)

@@ -1,4 +1,4 @@
-"""What the network learned (cnn.features): receptive fields, activation maximisation, top patches, the
+"""What the network learned (cnn.explain.features): receptive fields, activation maximisation, top patches, the
 embedding map, the training film and the hierarchy walk — each checked against a direct computation."""
 import threading
 import time
@@ -6,12 +6,12 @@ import time
 import numpy as np
 import pytest
 
-from cnn.errors import CnnError, RegistryError
-from cnn.features import (Ascent, Film, TsneJob, _ThreadStdout, coherence, embedding_map, film_from_bytes,
+from cnn.core.errors import CnnError, RegistryError
+from cnn.explain.features import (Ascent, Film, TsneJob, _ThreadStdout, coherence, embedding_map, film_from_bytes,
                           hierarchy, likeness, load_film, maximise, model_fields, project_tsne, receptive_fields,
                           spatial_frequency, stratified_sample, top_patches)
-from cnn.layers import LAYER_TYPES, AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D
-from cnn.spec import ModelSpec, TrainConfig, preset, validate
+from cnn.model.layers import LAYER_TYPES, AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D
+from cnn.model.spec import ModelSpec, TrainConfig, preset, validate
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def default_model(default_model_dir):
 @pytest.fixture(scope="module")
 def sample():
     """1,000 test images of the embedded MNIST sample (100 per class) — real digits the model never trained on."""
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     data = load_dataset("mnist-sample", limit=(10, 1000))
     return data.x_test, data.y_test
@@ -51,7 +51,7 @@ def linear_spec() -> ModelSpec:
 def test_receptive_fields_are_exactly_the_pixels_each_value_depends_on():
     import tensorflow as tf
 
-    from cnn.builder import build_model
+    from cnn.model.builder import build_model
 
     spec = linear_spec()
     model = build_model(spec)
@@ -131,7 +131,7 @@ def test_class_images_raise_their_own_logit(default_model):
     result = maximise(default_model, "output", ascent=Ascent(steps=60))
     assert result.images.shape[0] == 10
     assert np.all(result.values > result.start_values + 5)
-    from cnn.inference import predict_proba
+    from cnn.analysis.inference import predict_proba
 
     assert (predict_proba(default_model, result.images).argmax(axis=1) == np.arange(10)).all()
 
@@ -179,7 +179,7 @@ def test_top_patches_are_the_argmax_of_a_direct_computation(default_model, sampl
 
 
 def test_patches_reaching_past_the_border_are_zero_padded():
-    from cnn.builder import build_model
+    from cnn.model.builder import build_model
 
     spec = ModelSpec(input_shape=(10, 10, 1), num_classes=2, layers=[Conv2D(2, 5, 1, "same"), Flatten()])
     model = build_model(spec)
@@ -299,8 +299,8 @@ TINY = ModelSpec(layers=[Conv2D(4, 3), AveragePooling2D(2), Conv2D(6, 3), Flatte
 def test_film_frames_equal_the_weights_at_each_epoch(registry, small_data):
     import keras
 
-    from cnn.registry import load_model
-    from cnn.train import train_and_save
+    from cnn.store.registry import load_model
+    from cnn.run.train import train_and_save
 
     class Checkpoint(keras.callbacks.Callback):
         """What ModelCheckpoint would save at each epoch end (and the starting weights)."""
@@ -337,7 +337,7 @@ def test_film_frames_equal_the_weights_at_each_epoch(registry, small_data):
 
 
 def test_training_job_shows_the_film_live_and_can_go_without(registry, small_data):
-    from cnn.train import TrainingJob
+    from cnn.run.train import TrainingJob
 
     job = TrainingJob(TINY, small_data, "live").start()
     counts = []
@@ -348,7 +348,7 @@ def test_training_job_shows_the_film_live_and_can_go_without(registry, small_dat
     final = job.snapshot()
     assert final.state == "completed", final.message
     assert len(final.film) == 4 and counts == sorted(counts) and len(set(counts)) >= 2
-    from cnn.registry import model_info
+    from cnn.store.registry import model_info
 
     assert (model_info("live").path / "film.npz").is_file()
     plain = TrainingJob(TINY, small_data, "plain", film=False).start()
@@ -403,7 +403,7 @@ def test_hierarchy_walks_the_default_model_and_checks_the_lesson(default_model, 
 
 
 def test_one_conv_layer_has_nothing_deeper_to_compare(small_data):
-    from cnn.builder import build_model
+    from cnn.model.builder import build_model
 
     spec = ModelSpec(layers=[Conv2D(4, 3), Flatten()])
     walk = hierarchy(build_model(spec), small_data.x_test[:100], small_data.y_test[:100], k=2,
@@ -424,7 +424,7 @@ def test_model_fields_read_the_spec_back_from_the_model(default_model):
 # ---------------------------------------------------------------------------
 
 def test_figures_show_images_as_one_image_and_carry_what_a_click_needs(default_model, sample):
-    from cnn.figures import embedding_scatter, filters_grid, film_frame, patches_grid
+    from cnn.figures.charts import embedding_scatter, filters_grid, film_frame, patches_grid
 
     x, y = sample
     images = np.random.default_rng(0).integers(0, 256, (12, 28, 28, 1)).astype(np.uint8)

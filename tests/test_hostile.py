@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cnn import registry as reg
-from cnn.archive import ArchiveError, check_zip
-from cnn.data import load_dataset, store_upload
-from cnn.errors import DatasetError, RegistryError
+from cnn.store import registry as reg
+from cnn.data.archive import ArchiveError, check_zip
+from cnn.data.datasets import load_dataset, store_upload
+from cnn.core.errors import DatasetError, RegistryError
 from tests import hostile
 from tests.conftest import ROOT
 
@@ -20,8 +20,8 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="module")
 def base_bundle(tmp_path_factory):
     """The bundle of a small real model (10 classes, 28×28×1), as the Models page offers for download."""
-    from cnn.builder import build_model
-    from cnn.spec import Conv2D, Flatten, ModelSpec
+    from cnn.model.builder import build_model
+    from cnn.model.spec import Conv2D, Flatten, ModelSpec
 
     saved = os.environ["CNN_MODELS_DIR"]
     os.environ["CNN_MODELS_DIR"] = str(tmp_path_factory.mktemp("base-models"))
@@ -163,7 +163,7 @@ def test_nested_bomb_probe_stays_small(tmp_path, bomb_bundle):
     """A separate process refuses the 3 GB config with its peak memory (VmHWM) far below the bomb's size."""
     path = tmp_path / "bomb.zip"
     path.write_bytes(bomb_bundle)
-    code = ("import sys; from cnn.registry import import_model; from cnn.errors import CnnError\n"
+    code = ("import sys; from cnn.store.registry import import_model; from cnn.core.errors import CnnError\n"
             f"data = open({str(path)!r}, 'rb').read()\n"
             "try:\n    import_model(data, 'bomb.zip')\nexcept CnnError as e:\n    print('refused', e)\n"
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
@@ -293,7 +293,7 @@ def test_size_messages_tell_the_size_from_the_limit():
     import io
     import zipfile
 
-    from cnn.text import limit_text
+    from cnn.core.text import limit_text
 
     assert limit_text(200_400_000, 200_000_000) == "200.4 MB; the limit is 200 MB"
     archive = zipfile.ZipFile(io.BytesIO(hostile.zip_of({"a": b"x" * 200_400}, zipfile.ZIP_STORED)))
@@ -302,7 +302,7 @@ def test_size_messages_tell_the_size_from_the_limit():
 
 
 def test_the_cache_evicts_least_recently_used_and_refuses_when_all_is_in_use(clean_cache, monkeypatch):
-    from cnn import data
+    from cnn.data import datasets as data
 
     zips = [hostile.class_zip(per_class=30 + i) for i in range(3)]  # ~40 kB each
     monkeypatch.setenv("CNN_CACHE_MB", str(2.5 * len(zips[0]) / 1e6))
@@ -330,7 +330,7 @@ def dead_pid() -> int:
 
 
 def test_clean_up_removes_orphans_and_spares_live_saves(registry, clean_cache):
-    from cnn.housekeeping import clean_up_at_start
+    from cnn.store.housekeeping import clean_up_at_start
 
     registry.mkdir(parents=True)
     (clean_cache / "datasets").mkdir(parents=True)

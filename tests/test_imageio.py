@@ -1,4 +1,4 @@
-"""cnn.imageio: check_image_header (sizes from the header alone), one mode ladder, one source check.
+"""cnn.data.imageio: check_image_header (sizes from the header alone), one mode ladder, one source check.
 
 Loading, vetting messages and pixel conversion through the recipes are covered in test_preprocess.py.
 """
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn.errors import ImageError
-from cnn.imageio import MAX_BYTES, MAX_PIXELS, check_image_header, convert_mode, load_image, shrink_image, to_array
+from cnn.core.errors import ImageError
+from cnn.data.imageio import MAX_BYTES, MAX_PIXELS, check_image_header, convert_mode, load_image, shrink_image, to_array
 
 pytestmark = pytest.mark.filterwarnings("error")
 

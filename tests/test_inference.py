@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from cnn.inference import (activations, conv_kernels, conv_layers, default_cam_layer, explain, grad_cam,
+from cnn.analysis.inference import (activations, conv_kernels, conv_layers, default_cam_layer, explain, grad_cam,
                            inner_layers, map_layers, predict_proba, robustness, saliency)
-from cnn.preprocess import transform_image
+from cnn.data.preprocess import transform_image
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_predict_proba_single_and_batch(model, digits):
 
 
 def test_wrong_input_shape_is_a_clear_error(model):
-    from cnn.errors import ImageError
+    from cnn.core.errors import ImageError
 
     with pytest.raises(ImageError, match="does not fit the model, which takes \\(28, 28, 1\\)"):
         predict_proba(model, np.zeros((32, 32, 3)))
@@ -85,7 +85,7 @@ def test_grad_cam_highlights_the_digit_on_the_default_model(default_model_dir):
     """On the committed model, Grad-CAM puts more weight on the ink than on the background."""
     import keras
 
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
     data = load_dataset("mnist-sample", limit=(10, 50))
@@ -122,7 +122,7 @@ def test_transform_image_moves_the_ink():
 
 
 def test_learning_step_lowers_the_loss_and_leaves_the_model_alone(model, digits):
-    from cnn.inference import learning_step
+    from cnn.analysis.inference import learning_step
 
     before = [w.copy() for w in model.get_weights()]
     step = learning_step(model, digits[0], label=3, learning_rate=0.05)
@@ -141,8 +141,8 @@ def test_predict_images_keeps_order_and_names_bad_files(model, digits):
 
     from PIL import Image
 
-    from cnn.inference import predict_images, predict_proba
-    from cnn.preprocess import prepare_image
+    from cnn.analysis.inference import predict_images, predict_proba
+    from cnn.data.preprocess import prepare_image
 
     def png(x):
         buffer = io.BytesIO()
@@ -165,8 +165,8 @@ def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(defa
     one step lowers this image's loss and costs the other test images at most a point of accuracy."""
     import keras
 
-    from cnn.data import load_dataset
-    from cnn.inference import LEARNING_RATES, learning_step, runner_up
+    from cnn.data.datasets import load_dataset
+    from cnn.analysis.inference import LEARNING_RATES, learning_step, runner_up
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
     data = load_dataset("mnist-sample")
@@ -184,7 +184,7 @@ def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(defa
 
 
 def test_learning_step_tries_every_rate_and_measures_the_step(model, digits, trained):
-    from cnn.inference import LEARNING_RATES, learning_step
+    from cnn.analysis.inference import LEARNING_RATES, learning_step
 
     data = trained[2]
     others = (data.x_test[100:200], data.y_test[100:200])
@@ -202,7 +202,7 @@ def test_learning_step_tries_every_rate_and_measures_the_step(model, digits, tra
 
 
 def test_suggest_rate_picks_the_biggest_harmless_step():
-    from cnn.inference import RateTrial, suggest_rate
+    from cnn.analysis.inference import RateTrial, suggest_rate
 
     trials = [RateTrial(0.001, 2.0, 0.99), RateTrial(0.01, 1.0, 0.985), RateTrial(0.1, 0.1, 0.5),
               RateTrial(1.0, 9.0, 0.1)]

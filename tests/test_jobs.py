@@ -5,8 +5,8 @@ import threading
 import pytest
 
 from app.jobs import JobQueue
-from cnn.errors import TrainingError
-from cnn.train import JobSnapshot
+from cnn.core.errors import TrainingError
+from cnn.run.train import JobSnapshot
 
 
 class FakeJob:
@@ -132,8 +132,8 @@ def test_a_waiting_job_starts_in_its_own_owners_context():
 
 
 def test_hosted_servers_train_in_a_worker_process_unless_told_otherwise(monkeypatch, small_data):
-    from cnn.train import TrainingJob
-    from cnn.worker import ProcessTrainingJob
+    from cnn.run.train import TrainingJob
+    from cnn.run.worker import ProcessTrainingJob
 
     made = []
     for kind in (TrainingJob, ProcessTrainingJob):  # made, not started

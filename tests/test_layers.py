@@ -5,12 +5,12 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from cnn.builder import build_model, export_script, rebuild, spec_from_model
-from cnn.errors import SpecError
-from cnn.figures import INPUT_COLOUR, architecture_diagram
-from cnn.inference import conv_layers, explain, inner_layers, map_layers
-from cnn.layers import LAYER_TYPES, Conv2D, Dense, Flatten, MaxPooling2D
-from cnn.spec import ModelSpec, validate
+from cnn.model.builder import build_model, export_script, rebuild, spec_from_model
+from cnn.core.errors import SpecError
+from cnn.figures.charts import INPUT_COLOUR, architecture_diagram
+from cnn.analysis.inference import conv_layers, explain, inner_layers, map_layers
+from cnn.model.layers import LAYER_TYPES, Conv2D, Dense, Flatten, MaxPooling2D
+from cnn.model.spec import ModelSpec, validate
 
 KINDS = list(LAYER_TYPES)
 
@@ -124,11 +124,11 @@ def test_configure_offers_every_kind(registry):
 
 
 # ---------------------------------------------------------------------------
-# GlobalMaxPooling2D: the kind added by writing one class in cnn/layers.py
+# GlobalMaxPooling2D: the kind added by writing one class in cnn/model/layers.py
 # ---------------------------------------------------------------------------
 
 def gmp_spec() -> ModelSpec:
-    from cnn.layers import GlobalMaxPooling2D
+    from cnn.model.layers import GlobalMaxPooling2D
 
     return ModelSpec(layers=[Conv2D(8, 3), MaxPooling2D(2), Conv2D(16, 3), GlobalMaxPooling2D(), Dense(12)])
 
@@ -160,7 +160,7 @@ def test_global_max_pooling_in_keras_is_the_max_of_each_map():
 def test_an_outside_keras_model_with_global_max_pooling_is_rebuilt():
     import keras
 
-    from cnn.layers import GlobalMaxPooling2D
+    from cnn.model.layers import GlobalMaxPooling2D
 
     outside = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(6, 3, activation="relu"),
                                 keras.layers.GlobalMaxPooling2D(), keras.layers.Dense(10, activation="softmax")])
@@ -190,7 +190,7 @@ def test_configure_adds_global_max_pooling(registry):
 
 
 def test_learn_walks_a_model_with_global_max_pooling(registry):
-    from cnn import registry as reg
+    from cnn.store import registry as reg
     from tests.apptest import open_app, texts
 
     spec = gmp_spec()

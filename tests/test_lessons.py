@@ -1,4 +1,4 @@
-"""cnn.lessons: every hand-written NumPy operation must give the same numbers as Keras's own layer."""
+"""cnn.teach.lessons: every hand-written NumPy operation must give the same numbers as Keras's own layer."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from cnn import lessons
-from cnn.spec import output_size, same_padding
+from cnn.teach import lessons
+from cnn.model.spec import output_size, same_padding
 
 TOL = 1e-5
 STRIDES = (1, 2, 3)

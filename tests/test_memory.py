@@ -2,9 +2,9 @@
 budget setting, and train() refusing an impossible run before building anything."""
 import pytest
 
-from cnn.errors import TrainingError
-from cnn.memory import (GiB, check_memory, estimate, estimate_for, largest_batch, machine_memory, memory_budget)
-from cnn.spec import Conv2D, GlobalAveragePooling2D, ModelSpec, preset, validate
+from cnn.core.errors import TrainingError
+from cnn.model.memory import (GiB, check_memory, estimate, estimate_for, largest_batch, machine_memory, memory_budget)
+from cnn.model.spec import Conv2D, GlobalAveragePooling2D, ModelSpec, preset, validate
 
 
 def huge_spec() -> ModelSpec:
@@ -69,17 +69,17 @@ def test_the_budget_setting(monkeypatch):
 
 
 def test_train_refuses_before_building_anything(small_data, monkeypatch):
-    import cnn.builder
-    from cnn.train import train
+    import cnn.model.builder
+    from cnn.run.train import train
 
-    monkeypatch.setattr(cnn.builder, "build_model", lambda spec: pytest.fail("built a model it cannot train"))
+    monkeypatch.setattr(cnn.model.builder, "build_model", lambda spec: pytest.fail("built a model it cannot train"))
     monkeypatch.setenv("CNN_MEMORY_BUDGET_MB", "4000")
     with pytest.raises(TrainingError, match="the memory budget is 3.9 GiB"):
         train(huge_spec(), small_data)
 
 
 def test_a_training_job_fails_with_the_message(small_data, monkeypatch):
-    from cnn.train import TrainingJob
+    from cnn.run.train import TrainingJob
 
     monkeypatch.setenv("CNN_MEMORY_BUDGET_MB", "100")
     job = TrainingJob(preset("tiny-vgg").with_data(small_data.input_shape, small_data.num_classes), small_data)

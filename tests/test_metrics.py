@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import log_loss, precision_recall_fscore_support
 
-from cnn.metrics import Evaluation, confusion_matrix, evaluate
+from cnn.analysis.metrics import Evaluation, confusion_matrix, evaluate
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_csv_has_one_row_per_image(evaluation):
 
 
 def test_filter_report_finds_a_dead_filter(trained):
-    from cnn.metrics import filter_report
+    from cnn.analysis.metrics import filter_report
 
     result, spec, data = trained
     model = result.model
@@ -113,8 +113,8 @@ def test_evaluation_cache_is_invalidated_when_the_model_file_changes(registry, t
     import os
     import time
 
-    from cnn.metrics import EvaluationCache
-    from cnn.registry import model_info, save_model
+    from cnn.analysis.metrics import EvaluationCache
+    from cnn.store.registry import model_info, save_model
 
     result, spec, data = trained
     save_model("m", result.model, spec, result.history, {"dataset": "mnist-sample"})

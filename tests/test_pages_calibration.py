@@ -9,7 +9,7 @@ from PIL import Image
 
 from app import session
 from app.session import Tab
-from cnn import registry as reg
+from cnn.store import registry as reg
 from tests.apptest import open_app, texts
 from tests.ood_images import drawn_digit, scribble
 
@@ -79,7 +79,7 @@ def test_evaluate_shows_calibration_and_unusual_inputs(default_model):
 
 def test_learn_explains_why_softmax_is_not_certainty(default_model):
     scribbled = scribble(np.random.default_rng(0))  # scores 6.9 against a threshold of 3.3 on the default model
-    from cnn.preprocess import prepare_image
+    from cnn.data.preprocess import prepare_image
 
     x = prepare_image(scribbled, (28, 28, 1))
     at = open_app("learn", learn_chapter=5,  # 6 · Why "99.9%" is not certainty

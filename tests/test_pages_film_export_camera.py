@@ -10,13 +10,13 @@ from PIL import Image
 
 from app import session
 from app.session import Tab
-from cnn import registry as reg
+from cnn.store import registry as reg
 from tests.apptest import open_app, session_job, texts, wait_for
 from tests.plotly_specs import array, chart
 
 
 def tiny_spec(epochs: int = 2):
-    from cnn.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+    from cnn.model.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig
 
     return ModelSpec(layers=[Conv2D(4, 3), MaxPooling2D(2), Flatten()],
                      train=TrainConfig(epochs=epochs, batch_size=32, validation_split=0.1), preset="tiny")
@@ -25,8 +25,8 @@ def tiny_spec(epochs: int = 2):
 @pytest.fixture
 def filmed(registry):
     """A tiny model trained for 2 epochs with a film (3 frames: before training, after epochs 1 and 2)."""
-    from cnn.data import load_dataset
-    from cnn.train import train_and_save
+    from cnn.data.datasets import load_dataset
+    from cnn.run.train import train_and_save
 
     data = load_dataset("mnist-sample", limit=(300, 100))
     _, _, info = train_and_save(tiny_spec(), data, "filmed", film=True)
@@ -39,7 +39,7 @@ def filmed(registry):
 # ---------------------------------------------------------------------------
 
 def test_models_replays_the_film_of_a_model(filmed):
-    from cnn.features import load_film
+    from cnn.explain.features import load_film
 
     at = open_app("models", tab=Tab(active_model="filmed"), **{session.MODELS_TABS: "Training film"})
     slider = at.select_slider(key="models_film_filmed")
@@ -122,7 +122,7 @@ def test_an_export_is_made_on_request_then_downloaded_with_its_size_and_agreemen
 
 
 def test_the_download_is_the_verified_file(default_in_registry):
-    from cnn.export import export_for_app, run_tflite
+    from cnn.store.export import export_for_app, run_tflite
 
     at = open_app("models", **{session.MODELS_TABS: "Export"})
     at.button(key="models_export_keras").click().run()
@@ -137,7 +137,7 @@ def test_the_download_is_the_verified_file(default_in_registry):
 # ---------------------------------------------------------------------------
 
 def test_a_camera_photo_of_a_written_digit_is_predicted(default_in_registry):
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
     from tests.test_camera import camera_frame
 
     data = load_dataset("mnist-sample", limit=(10, 30))

@@ -8,8 +8,8 @@ from streamlit.testing.v1 import AppTest
 
 from app import session
 from app.session import Tab
-from cnn import registry as reg
-from cnn.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
+from cnn.store import registry as reg
+from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
 from tests.apptest import open_app, texts, wait_for
 from tests.conftest import ROOT
 

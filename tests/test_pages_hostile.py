@@ -7,9 +7,9 @@ from streamlit.testing.v1 import AppTest
 
 from app import session
 from app.session import Tab
-from cnn import registry as reg
-from cnn.data import cache_dir
-from cnn.spec import Conv2D, Flatten, ModelSpec, TrainConfig
+from cnn.store import registry as reg
+from cnn.data.datasets import cache_dir
+from cnn.model.spec import Conv2D, Flatten, ModelSpec, TrainConfig
 from tests.apptest import open_app, tab_of, texts
 from tests.conftest import ROOT
 from tests.hostile import class_zip, huge_png, zero_entries_zip

@@ -42,8 +42,8 @@ def test_filters_of_every_conv_layer_beside_their_top_patches(default_in_registr
         # The first row of filters: 8 filters × 9 patches, numbered by their filter.
         assert [c[0] for c in patches["data"][1]["customdata"]][::9] == list(range(8))
     # The picture is the engine's maximised images, tile by tile (upscaled 4×, 2 px apart).
-    from cnn.features import maximise
-    from cnn.registry import load_model
+    from cnn.explain.features import maximise
+    from cnn.store.registry import load_model
 
     maxed = maximise(load_model("mnist-default"), "conv2")
     pixels = png(chart(at, "learned_filters_conv2"))[::4, ::4, 0]
@@ -82,7 +82,7 @@ def test_the_classes_tab(default_in_registry):
 
 
 def test_the_map_and_a_click_on_a_point_shows_that_image(default_in_registry):
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     at = open_app("learned", **{session.LEARNED_VIEW: MAP})
     figure = chart(at, "learned_map_pick_pca")
@@ -101,8 +101,8 @@ def test_the_map_and_a_click_on_a_point_shows_that_image(default_in_registry):
     line = next(m for m in texts(at, "markdown") if m.startswith("True label"))
     assert f"True label **{label}**" in line and f"predicted **{predicted}**" in line and "wrong" in line
     # The probabilities shown are the model's on that very test image.
-    from cnn.inference import predict_proba
-    from cnn.registry import load_model
+    from cnn.analysis.inference import predict_proba
+    from cnn.store.registry import load_model
 
     bars = array(chart(at, "learned_pick_probs")["data"][0]["y"])
     np.testing.assert_allclose(bars, predict_proba(load_model("mnist-default"), data.x_test[index]), atol=1e-5)
@@ -140,9 +140,9 @@ def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, mo
 
 
 def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_in_registry):
-    from cnn.data import load_dataset
-    from cnn.features import hierarchy
-    from cnn.registry import load_model
+    from cnn.data.datasets import load_dataset
+    from cnn.explain.features import hierarchy
+    from cnn.store.registry import load_model
 
     at = open_app("learn", learn_chapter=8)  # 9 · The hierarchy
     assert not at.exception and not at.error

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn import registry as reg
+from cnn.store import registry as reg
 from app import resources, session
 from app.session import Tab
 from tests.apptest import open_app, texts
@@ -163,9 +163,9 @@ def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
     assert mistakes == round((1 - acc) * 2000)
     at.toggle(key="eval_normalise").set_value(True).run()
     assert not at.exception
-    from cnn.metrics import filter_report  # the page's dead-filter lines are the engine's report, cached
+    from cnn.analysis.metrics import filter_report  # the page's dead-filter lines are the engine's report, cached
 
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
 
     expected = filter_report(reg.load_model("small"), load_dataset("mnist-sample").x_test[:2000])
     assert not [m for m in texts(at, "markdown") if "filters dead" in m]  # a closed tab is not computed
@@ -237,8 +237,8 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     at.slider(key="learn_dropout_rate").set_value(0.8).run()
     dropout = [t for t in texts(at, "markdown") if "dropout zeroes" in t][0]
     assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
-    from cnn.data import load_dataset
-    from cnn.inference import learning_step, predict_proba, runner_up
+    from cnn.data.datasets import load_dataset
+    from cnn.analysis.inference import learning_step, predict_proba, runner_up
 
     data = load_dataset("mnist-sample")
     x = data.x_test[0]  # the walkthrough's image when nothing was drawn on Predict

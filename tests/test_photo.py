@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from cnn.data import load_dataset
-from cnn.inference import predict_proba
-from cnn.preprocess import prepare_image
+from cnn.data.datasets import load_dataset
+from cnn.analysis.inference import predict_proba
+from cnn.data.preprocess import prepare_image
 
 
 def phone_photo(digit: np.ndarray, seed: int) -> bytes:

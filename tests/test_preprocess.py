@@ -1,4 +1,4 @@
-"""cnn.imageio's loading, vetting and pixel conversion as the recipes use them, and cnn.preprocess:
+"""cnn.data.imageio's loading, vetting and pixel conversion as the recipes use them, and cnn.data.preprocess:
 every step of every recipe.
 
 All images are synthesised here with PIL.ImageDraw and numpy; any warning fails a test (none may escape).
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from cnn.errors import EmptyImageError, ImageError
-from cnn.imageio import load_image, to_array
-from cnn.preprocess import Step, default_recipe, is_blank, prepare_image, preprocess_steps
+from cnn.core.errors import EmptyImageError, ImageError
+from cnn.data.imageio import load_image, to_array
+from cnn.data.preprocess import Step, default_recipe, is_blank, prepare_image, preprocess_steps
 
 pytestmark = pytest.mark.filterwarnings("error")
 

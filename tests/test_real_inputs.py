@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn.data import load_dataset
-from cnn.inference import predict_proba
-from cnn.preprocess import FALLBACK_NOTE, fell_back, prepare, preprocess_steps
+from cnn.data.datasets import load_dataset
+from cnn.analysis.inference import predict_proba
+from cnn.data.preprocess import FALLBACK_NOTE, fell_back, prepare, preprocess_steps
 from tests import real_digits
 from tests.real_digits import read_all
 
@@ -88,7 +88,7 @@ def test_no_ink_found_falls_back_to_the_plain_resize_and_says_so():
 @pytest.mark.timeout(60)
 def test_tight_crop_upload_is_read_through_predict_images(default_model, digits):
     """The CLI's path (predict_images on file bytes) reads a tight-cropped JPEG like the recipe."""
-    from cnn.inference import predict_images
+    from cnn.analysis.inference import predict_images
 
     pictures = real_digits.make_family("tight crop, JPEG q30", digits[0][:20], seed=3)
     rows = predict_images(default_model, [(str(i), p) for i, p in enumerate(pictures)], (28, 28, 1),
@@ -112,8 +112,8 @@ def test_class_folder_datasets_are_prepared_like_predict_prepares_them(digits, t
     """A dataset of tight-cropped digits on paper trains on what Predict will make of such pictures: inverted,
     cropped, fitted into 20×20 and centred — not the plain resize that left the paper grey and the ink at the
     edges."""
-    from cnn.data import load_folder
-    from cnn.preprocess import prepare_image
+    from cnn.data.datasets import load_folder
+    from cnn.data.preprocess import prepare_image
 
     make = real_digits.on_paper(lambda d, _: real_digits.crop_tight(d, 0))
     rng = np.random.default_rng(0)

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from cnn.errors import RegistryError
-from cnn.inference import predict_proba
-from cnn.registry import (delete_model, list_models, load_model, model_info, rename_model, save_model,
+from cnn.core.errors import RegistryError
+from cnn.analysis.inference import predict_proba
+from cnn.store.registry import (delete_model, list_models, load_model, model_info, rename_model, save_model,
                           unique_name)
 
 
@@ -51,7 +51,7 @@ def test_existing_name_is_refused_unless_overwrite(registry, trained):
 
 
 def test_crash_mid_save_leaves_nothing(registry, trained, monkeypatch):
-    import cnn.registry as reg
+    import cnn.store.registry as reg
 
     def crash(*args, **kwargs):
         raise OSError("disk full")
@@ -65,7 +65,7 @@ def test_crash_mid_save_leaves_nothing(registry, trained, monkeypatch):
 def test_crash_while_overwriting_keeps_the_old_model(registry, trained, monkeypatch):
     save(trained)
     before = (registry / "m1" / "metrics.json").read_text()
-    import cnn.registry as reg
+    import cnn.store.registry as reg
 
     monkeypatch.setattr(reg.json, "dumps", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
@@ -122,7 +122,7 @@ def test_load_refuses_lambda_layers(registry, trained):
 
 def test_listing_needs_no_tensorflow(registry, trained):
     save(trained)
-    code = ("import sys; from cnn.registry import list_models; names = [i.name for i in list_models()];"
+    code = ("import sys; from cnn.store.registry import list_models; names = [i.name for i in list_models()];"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'; print(names)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "CNN_MODELS_DIR": str(registry)}, cwd=os.getcwd())
@@ -134,8 +134,8 @@ def test_extra_files_are_saved_and_bundled(registry, trained):
     import io
     import zipfile
 
-    from cnn.errors import RegistryError
-    from cnn.registry import bundle_bytes, save_model
+    from cnn.core.errors import RegistryError
+    from cnn.store.registry import bundle_bytes, save_model
 
     result, spec, data = trained
     info = save_model("extra", result.model, spec, result.history, {"dataset": data.name},

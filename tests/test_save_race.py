@@ -10,15 +10,15 @@ import sys
 import threading
 import time
 
-from cnn import registry as reg
+from cnn.store import registry as reg
 from tests.conftest import ROOT
 
 SAVER = r"""
 import json, sys, time
-from cnn.builder import build_model
-from cnn.errors import RegistryError
-from cnn.registry import save_model
-from cnn.spec import Conv2D, Flatten, ModelSpec
+from cnn.model.builder import build_model
+from cnn.core.errors import RegistryError
+from cnn.store.registry import save_model
+from cnn.model.spec import Conv2D, Flatten, ModelSpec
 
 filters, rounds, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 spec = ModelSpec(layers=[Conv2D(filters, 3), Flatten()])
@@ -80,7 +80,7 @@ def test_two_processes_saving_one_name_exactly_one_gets_it(registry):
 
 
 def test_two_threads_saving_one_name(registry, small_spec):
-    from cnn.builder import build_model
+    from cnn.model.builder import build_model
 
     models = [build_model(small_spec) for _ in range(4)]
     barrier, names = threading.Barrier(len(models)), [None] * len(models)
@@ -99,7 +99,7 @@ def test_two_threads_saving_one_name(registry, small_spec):
 
 
 def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
-    from cnn.housekeeping import clean_up_at_start
+    from cnn.store.housekeeping import clean_up_at_start
 
     rng, left_behind = random.Random(0), 0
     for _ in range(3):
@@ -121,7 +121,7 @@ def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
 
 
 def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained):
-    from cnn.train import evaluate_and_save, saved_as_message
+    from cnn.run.train import evaluate_and_save, saved_as_message
 
     result, spec, data = trained
     reg.save_model("mine", result.model, spec, {}, {"epochs": 1})  # another run took the name meanwhile

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from cnn.errors import SpecError
-from cnn.spec import (PRESETS, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
+from cnn.core.errors import SpecError
+from cnn.model.spec import (PRESETS, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                       GlobalAveragePooling2D, MaxPooling2D, ModelSpec, check, output_size, output_size_formula,
                       preset, validate)
 

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from cnn.errors import SpecError
-from cnn.spec import ModelSpec, preset, validate
+from cnn.core.errors import SpecError
+from cnn.model.spec import ModelSpec, preset, validate
 from tests.fuzz_specs import tally
 
 

@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 
 def test_no_engine_module_imports_streamlit():
-    for path in sorted((ROOT / "cnn").glob("*.py")):
+    for path in sorted((ROOT / "cnn").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -18,7 +18,8 @@ def test_no_engine_module_imports_streamlit():
 
 
 def test_importing_the_whole_engine_loads_no_streamlit():
-    modules = sorted(f"cnn.{p.stem}" for p in (ROOT / "cnn").glob("*.py") if p.stem not in ("__init__", "__main__"))
+    modules = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (ROOT / "cnn").rglob("*.py") if p.stem != "__main__")
     code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module(m)\nprint('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -29,7 +30,7 @@ def test_the_entry_script_installs_the_keras_hook():
     from streamlit.runtime.scriptrunner import script_runner
     from streamlit.testing.v1 import AppTest
 
-    from app import hooks
+    from app import hooks, warmup
 
     original = script_runner._clean_problem_modules
     script_runner._clean_problem_modules = lambda: None  # as a fresh process has it: Streamlit's own
@@ -40,6 +41,7 @@ def test_the_entry_script_installs_the_keras_hook():
         assert not at.exception
         assert hooks.installed()
     finally:
+        warmup.wait(120)  # its TensorFlow import must not race a later test's in another thread
         script_runner._clean_problem_modules = original
 
 

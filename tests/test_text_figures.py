@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from cnn.figures import (SIGNED, UNSIGNED, channels_row, colorize, feature_maps, kernels_grid, maps_row, mosaic,
+from cnn.figures.charts import (SIGNED, UNSIGNED, channels_row, colorize, feature_maps, kernels_grid, maps_row, mosaic,
                          value_style, values_heatmap)
-from cnn.text import accuracy_text, date_text, probability_text
+from cnn.core.text import accuracy_text, date_text, probability_text
 
 
 @pytest.mark.parametrize("p, text", [(1.0, "> 99.9%"), (0.99996, "> 99.9%"), (0.9995, "> 99.9%"),
@@ -86,7 +86,7 @@ def test_colour_channels_share_one_scale_in_their_own_colour():
 
 
 def test_square_grid_keeps_the_values_in_order_and_blanks_the_rest():
-    from cnn.figures import square_grid
+    from cnn.figures.charts import square_grid
 
     grid = square_grid(np.arange(10), 7)
     assert grid.shape == (3, 3)

@@ -4,9 +4,9 @@ import threading
 import numpy as np
 import pytest
 
-from cnn.errors import TrainingError
-from cnn.spec import Conv2D, Dense, Flatten, ModelSpec, TrainConfig
-from cnn.train import split_validation, train
+from cnn.core.errors import TrainingError
+from cnn.model.spec import Conv2D, Dense, Flatten, ModelSpec, TrainConfig
+from cnn.run.train import split_validation, train
 
 
 def test_one_epoch_reports_progress_and_learns(small_spec, small_data):
@@ -90,7 +90,7 @@ def test_cosine_schedule_warms_up_then_decays(small_spec, small_data):
 
 
 def test_mismatched_dataset_is_refused(small_spec):
-    from cnn.data import Dataset
+    from cnn.data.datasets import Dataset
 
     colour = Dataset("x", ["a", "b"], (32, 32, 3), np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int),
                      np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2, int), "test")
@@ -108,7 +108,7 @@ def test_augmentation_trains(small_spec, small_data):
 
 
 def test_streamed_folder_dataset_trains(tmp_path):
-    from cnn.data import load_dataset
+    from cnn.data.datasets import load_dataset
     from tests.test_data import make_class_folders
 
     ds = load_dataset(str(make_class_folders(tmp_path / "f", per_class=8)))

@@ -3,9 +3,9 @@ import keras
 import numpy as np
 import pytest
 
-from cnn import walkthrough
-from cnn.builder import build_model
-from cnn.spec import AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, ModelSpec
+from cnn.teach import walkthrough
+from cnn.model.builder import build_model
+from cnn.model.spec import AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, ModelSpec
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Training in a worker process (cnn/worker.py): the same job face as a thread, the same model, and the
+"""Training in a worker process (cnn/run/worker.py): the same job face as a thread, the same model, and the
 server's memory returned when it ends. Each test starts a child that imports TensorFlow (a few seconds)."""
 import os
 import signal
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnn.registry import load_model, model_info, using_models_dir
-from cnn.spec import AveragePooling2D, Conv2D, Dense, Flatten, ModelSpec, TrainConfig
-from cnn.train import TrainingJob
-from cnn.worker import ProcessTrainingJob
+from cnn.store.registry import load_model, model_info, using_models_dir
+from cnn.model.spec import AveragePooling2D, Conv2D, Dense, Flatten, ModelSpec, TrainConfig
+from cnn.run.train import TrainingJob
+from cnn.run.worker import ProcessTrainingJob
 
 TINY = ModelSpec(layers=[Conv2D(4, 3), AveragePooling2D(2), Conv2D(6, 3), Flatten(), Dense(16)],
                  train=TrainConfig(epochs=2, batch_size=64, learning_rate=3e-3, validation_split=0.1, seed=3),
@@ -90,7 +90,7 @@ def test_a_child_that_dies_fails_the_job_with_a_message(tmp_path, small_data):
 
 
 def test_a_streamed_folder_dataset_is_read_again_in_the_child(tmp_path):
-    from cnn.data import apply_limit, load_dataset
+    from cnn.data.datasets import apply_limit, load_dataset
     from tests.test_data import make_class_folders
 
     ds = load_dataset(str(make_class_folders(tmp_path / "f", per_class=10)))

@@ -13,8 +13,8 @@ import pytest
 
 from app import workspaces
 from app.resources import SizedCache
-from cnn import registry as reg
-from cnn.errors import RegistryError
+from cnn.store import registry as reg
+from cnn.core.errors import RegistryError
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_shipped_models_are_listed_everywhere_and_read_only(registry, shipped, t
 
 
 def test_each_workspace_has_its_own_registry_and_jobs_save_into_theirs(tmp_path, trained):
-    from cnn.train import TrainingJob
+    from cnn.run.train import TrainingJob
 
     result, spec, data = trained
     alice, bob = tmp_path / "alice", tmp_path / "bob"

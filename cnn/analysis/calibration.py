@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.errors import CnnError
+from cnn.core.errors import CnnError
 
 FILE = "calibration.json"  # stored in the model's folder (registry.EXTRA_FILES)
 VERSION = 1
@@ -227,7 +227,7 @@ def energy(logits, temperature: float = 1.0) -> np.ndarray:
 def early_layer(model) -> str | None:
     """The OOD score's early layer: the first pooling layer after the first convolution, else the first
     convolution; None for a model without feature maps."""
-    from cnn.inference import conv_layers, map_layers
+    from cnn.analysis.inference import conv_layers, map_layers
 
     convs, maps = conv_layers(model), map_layers(model)
     if not convs:
@@ -248,7 +248,7 @@ class Features:
 
 def extract_features(model, x, early: str | None, batch_size: int = 1000) -> Features:
     """Penultimate features, early channel means and logits of a batch, in batched compiled passes."""
-    from cnn.inference import features_and_logits
+    from cnn.analysis.inference import features_and_logits
 
     named, penultimate, logits = features_and_logits(model, x, layers=(early,) if early else (),
                                                      spatial_mean=True, batch_size=batch_size)
@@ -349,7 +349,7 @@ class Verdict:
     @property
     def message(self) -> str:
         """One sentence for people."""
-        from cnn.text import probability_text
+        from cnn.core.text import probability_text
 
         unusual = f"more unusual than {probability_text(self.percentile)} of the images it was checked on"
         if self.flagged:
@@ -400,7 +400,7 @@ class Calibration:
 
     def check_model(self, model) -> None:
         """CalibrationError unless this calibration fits `model` (layers, feature widths, classes)."""
-        from cnn.inference import has_softmax_head
+        from cnn.analysis.inference import has_softmax_head
 
         classes = int(model.output_shape[-1])
         parts = [self.ood.penultimate] + ([self.ood.early] if self.ood.early is not None else [])
@@ -424,7 +424,7 @@ class Calibration:
 
 def _split_for(dataset, train_config):
     """((x_fit, y_fit) or a stream, (x_val, y_val), description) as the training run split `dataset`."""
-    from cnn.train import split_validation
+    from cnn.run.train import split_validation
 
     if dataset.streamed:
         # Folder datasets stream their training images and validate on the held-out test split.
@@ -479,7 +479,7 @@ def fit_calibration(model, fit, validation, flag_share: float = FLAG_SHARE, max_
     `fit` is (x, y) training arrays or a tf.data stream of (image, label); `validation` is (x, y) arrays the
     model did not train on. on_progress(done, total or None) reports the training images' features.
     """
-    from cnn.inference import has_softmax_head
+    from cnn.analysis.inference import has_softmax_head
 
     if not 0 < flag_share < 0.5:
         raise CalibrationError(f"the flagged share must be between 0 and 0.5, got {flag_share}")
@@ -552,7 +552,7 @@ class Scored:
 
 def score_batch(model, calibration: Calibration | None, x, batch_size: int = 1000, on_progress=None) -> Scored:
     """Calibrated and raw probabilities and OOD scores of prepared images (N, H, W, C), in batched passes."""
-    from cnn.inference import as_batch
+    from cnn.analysis.inference import as_batch
 
     batch, _ = as_batch(model, x)
     early = calibration.ood.early.layer if calibration is not None and calibration.ood.early is not None else None
@@ -599,8 +599,8 @@ def features_from_activations(model, activations: dict, early: str | None) -> Fe
 
 def assess(model, calibration: Calibration | None, x, activations: dict | None = None) -> Assessment:
     """Calibrated probabilities and the verdict for ONE prepared image (H, W, C). Pass the `activations` of
-    cnn.inference.explain(model, x) to reuse its forward pass instead of running another."""
-    from cnn.inference import as_batch, has_softmax_head
+    cnn.analysis.inference.explain(model, x) to reuse its forward pass instead of running another."""
+    from cnn.analysis.inference import as_batch, has_softmax_head
 
     batch, single = as_batch(model, x)
     if not single:
@@ -725,9 +725,9 @@ def calibrate_model(name: str, dataset=None, flag_share: float = FLAG_SHARE, max
     """Fit a calibration for the saved model `name` and add calibration.json to its folder (atomically; the
     model file is untouched). `dataset` (a Dataset or a name) defaults to the one the model was trained on,
     split exactly as its spec's training config split it."""
-    from cnn.data import Dataset, is_folder, load_dataset
-    from cnn.registry import load_model, model_info, write_extra_file
-    from cnn.spec import ModelSpec
+    from cnn.data.datasets import Dataset, is_folder, load_dataset
+    from cnn.store.registry import load_model, model_info, write_extra_file
+    from cnn.model.spec import ModelSpec
 
     info = model_info(name)
     if not isinstance(dataset, Dataset):

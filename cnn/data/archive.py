@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from cnn.errors import CnnError
+from cnn.core.errors import CnnError
 
 MAX_FILES = 20_000
 MAX_BYTES = 300_000_000  # uncompressed total
@@ -36,7 +36,7 @@ class ArchiveError(CnnError):
 def check_zip(archive: zipfile.ZipFile, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
               max_ratio: float = MAX_RATIO) -> list[zipfile.ZipInfo]:
     """The members to extract (files only), or ArchiveError naming the first unsafe one."""
-    from cnn.text import limit_text
+    from cnn.core.text import limit_text
 
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > max_files:
@@ -77,7 +77,7 @@ def extract_zip(source, dest: Path, **limits) -> Path:
         if budget + 100_000_000 > free:  # keep 100 MB free for everything else
             raise ArchiveError(f"the zip unpacks to {budget / 1e6:,.0f} MB but only {free / 1e6:,.0f} MB of disk "
                                "space is free here; try again later")
-        # The pid in the name lets start-up clean-up (cnn.housekeeping) tell orphans from live extractions.
+        # The pid in the name lets start-up clean-up (cnn.store.housekeeping) tell orphans from live extractions.
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-{os.getpid()}-", dir=dest.parent))
         try:
             written = 0
@@ -110,7 +110,7 @@ def check_keras_archive(data: bytes, max_files: int = KERAS_MAX_FILES, max_json:
     ArchiveError says what is wrong; only the zip's directory is read."""
     import io
 
-    from cnn.text import limit_text
+    from cnn.core.text import limit_text
 
     if not data.startswith(b"PK\x03\x04"):
         raise ArchiveError("it is not a Keras model (a .keras file is a zip; this one does not start like one)")

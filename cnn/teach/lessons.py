@@ -13,7 +13,7 @@ from numbers import Integral, Real
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from cnn.spec import PADDINGS, output_size, output_size_formula, same_padding
+from cnn.model.spec import PADDINGS, output_size, output_size_formula, same_padding
 
 __all__ = [
     "pad_same",
@@ -68,7 +68,7 @@ def _check_image(x, allow_channels: bool = True) -> np.ndarray:
 
 
 def _output_hw(shape: tuple[int, int], kernel: int, stride: int, padding: str, what: str) -> tuple[int, int]:
-    """Output (Ho, Wo) from cnn.spec, or a ValueError when the window does not fit."""
+    """Output (Ho, Wo) from cnn.model.spec, or a ValueError when the window does not fit."""
     height, width = shape
     out_h = output_size(height, kernel, stride, padding)
     out_w = output_size(width, kernel, stride, padding)

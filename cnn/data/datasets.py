@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.errors import CnnError, DatasetError
-from cnn.preprocess import default_recipe, prepare_image
+from cnn.core.errors import CnnError, DatasetError
+from cnn.data.preprocess import default_recipe, prepare_image
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # cnn/data/datasets.py → the project
 EMBEDDED_DIR = PROJECT_ROOT / "data"
 SAMPLE = "mnist-sample"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what image_dataset_from_directory decodes
@@ -306,8 +306,8 @@ def store_upload(data: bytes, filename: str) -> tuple[Path, str]:
     import json
     import zipfile
 
-    from cnn.archive import ArchiveError, check_zip
-    from cnn.text import limit_text
+    from cnn.data.archive import ArchiveError, check_zip
+    from cnn.core.text import limit_text
 
     label = safe_text_label(filename)
     if len(data) > MAX_UPLOAD_ZIP_BYTES:
@@ -420,7 +420,7 @@ def make_room(needed: int, keep=()) -> list[Path]:
         total -= size
         removed.append(path)
     if total + needed > limit:
-        from cnn.text import megabytes
+        from cnn.core.text import megabytes
 
         raise DatasetError(f"the server's upload cache is full: {megabytes(total)} in use by datasets opened in "
                            f"the last {CACHE_GRACE_SECONDS // 60} minutes, this needs {megabytes(needed)} more, and "
@@ -448,7 +448,7 @@ def unpack_zip(path: Path) -> Path:
     The cache makes room first (DatasetError if it cannot)."""
     import zipfile
 
-    from cnn.archive import ArchiveError, check_zip, extract_zip
+    from cnn.data.archive import ArchiveError, check_zip, extract_zip
 
     path = Path(path)
     with open(path, "rb") as f:
@@ -477,7 +477,7 @@ MAX_FOLDER_ENTRIES = 100_000  # files and folders looked at under one class fold
 def _images_in(folder: Path) -> list[Path]:
     """Image files (by extension) anywhere under `folder`, hidden ones and macOS metadata skipped. A folder
     with more than MAX_FOLDER_ENTRIES entries is refused before it is walked further."""
-    from cnn.archive import MAX_FILES
+    from cnn.data.archive import MAX_FILES
 
     found, seen = [], 0
     for base, dirs, files in os.walk(folder):
@@ -535,8 +535,8 @@ def _vet_image(path: Path) -> tuple[tuple[int, int], str] | str:
 
     from PIL import Image
 
-    from cnn.errors import ImageError
-    from cnn.imageio import check_image_header
+    from cnn.core.errors import ImageError
+    from cnn.data.imageio import check_image_header
 
     try:
         width, height, mode, fmt = check_image_header(path)
@@ -587,7 +587,7 @@ def _skipped_text(skipped: list, show: int = 3) -> str:
 
 
 def _decode_pipeline(paths, labels, image_size, channels):
-    """tf.data of (uint8 image, label), each image prepared by cnn.preprocess.prepare_image with the recipe
+    """tf.data of (uint8 image, label), each image prepared by cnn.data.preprocess.prepare_image with the recipe
     Predict uses for a model of this input (colour: centre-crop to the aspect ratio and resize, as
     keras.utils.image_dataset_from_directory does; grayscale: the digit recipe), so that a model trains on what
     Predict and the CLI will make of the same pictures. The files were vetted by inspect_images; its count

@@ -15,8 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnn.layers import LAYER_TYPES
-from cnn.text import probability_text
+from cnn.model.layers import LAYER_TYPES
+from cnn.core.text import probability_text
 
 TRAIN, VAL = "#1f77b4", "#ff7f0e"
 SIGNED = "RdBu_r"  # blue < 0 < red, white at 0
@@ -423,11 +423,11 @@ def rate_trials(trials, chosen: float, loss_before: float, others_before: float 
     return fig
 
 
-INPUT_COLOUR = "#d9d9d9"  # the input box; each layer kind has its own colour (cnn.layers)
+INPUT_COLOUR = "#d9d9d9"  # the input box; each layer kind has its own colour (cnn.model.layers)
 
 
 def architecture_diagram(layers, title: str) -> go.Figure:
-    """Boxes left to right, one per layer (LayerInfo from cnn.spec.validate), labelled with kind and shape;
+    """Boxes left to right, one per layer (LayerInfo from cnn.model.spec.validate), labelled with kind and shape;
     box height follows the spatial size so the funnel of a CNN is visible."""
     import math as m
 
@@ -455,14 +455,14 @@ def architecture_diagram(layers, title: str) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------
-# Calibration and the out-of-distribution score (cnn.calibration)
+# Calibration and the out-of-distribution score (cnn.analysis.calibration)
 # ---------------------------------------------------------------------------
 
 FAMILIAR, UNUSUAL = "#2ca02c", "#d62728"  # below / above the OOD threshold
 
 
 def reliability_diagram(before, after=None) -> go.Figure:
-    """Reliability diagram: accuracy against confidence per bin (cnn.calibration.Reliability), raw softmax
+    """Reliability diagram: accuracy against confidence per bin (cnn.analysis.calibration.Reliability), raw softmax
     (`before`) and temperature-scaled (`after`), with the diagonal of perfect calibration. Bars below the
     diagonal are overconfident bins. The legend carries each ECE; hovering a bar gives its image count."""
     fig = go.Figure()
@@ -568,7 +568,7 @@ def distance_bars(class_names, distances, typical: dict) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------
-# What the network learned (cnn.features): filter grids, top patches, the embedding map, the training film
+# What the network learned (cnn.explain.features): filter grids, top patches, the embedding map, the training film
 # ---------------------------------------------------------------------------
 
 GAP = 2  # pixels between tiles of a mosaic
@@ -686,7 +686,7 @@ def _x_of(fig: go.Figure, row: int, col: int = 1) -> str:
 
 
 def film_frame(film, index: int) -> go.Figure:
-    """One frame of a training film (cnn.features.Film): the first conv layer's kernels (signed scale), the probe
+    """One frame of a training film (cnn.explain.features.Film): the first conv layer's kernels (signed scale), the probe
     image's first-layer activations (sequential scale) and each weighted layer's weight histogram — every
     scale fixed over the whole film, so frames compare."""
     index = int(np.clip(index, 0, len(film) - 1))

@@ -1,6 +1,6 @@
 """Start-up clean-up: temporaries that a crashed or killed process left behind, and the cache's size cap.
 
-Saves (cnn.registry) and extractions (cnn.archive, cnn.data) write into hidden `.tmp-<name>-<pid>-<random>`
+Saves (cnn.store.registry) and extractions (cnn.data.archive, cnn.data.datasets) write into hidden `.tmp-<name>-<pid>-<random>`
 folders and rename them into place; deletes and overwrites rename the old folder to `.trash-<name>-<pid>-…`
 first. A `kill -9` in between leaves one behind. `clean_up_at_start()` — which the app and the CLI call once
 when they start — removes those whose process is gone, or that are older than `max_age` seconds (a pid can
@@ -66,8 +66,8 @@ def remove_orphans(folder: Path, max_age: float = ORPHAN_AGE) -> list[Path]:
 def clean_up_at_start(max_age: float = ORPHAN_AGE) -> list[Path]:
     """Call once when the app or the CLI starts: remove orphaned temporaries in the registry and the cache,
     then trim the cache to CNN_CACHE_MB. The paths removed (for a log line)."""
-    from cnn.data import cache_dir, trim_cache
-    from cnn.registry import models_dir
+    from cnn.data.datasets import cache_dir, trim_cache
+    from cnn.store.registry import models_dir
 
     removed = remove_orphans(models_dir(), max_age)
     for sub in ("uploads", "datasets"):

@@ -4,7 +4,7 @@
 preprocessing inspector; `prepare_image` returns just the last one: a uint8 array of exactly
 `input_shape` (models rescale 0..255 internally). The step algorithms (invert, contrast stretch,
 crop to ink, scale, centre, …) live here; decoding and vetting files and turning them into float
-pixels is cnn.imageio's job. Only numpy, scipy and PIL: no TensorFlow here.
+pixels is cnn.data.imageio's job. Only numpy, scipy and PIL: no TensorFlow here.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from cnn.errors import EmptyImageError
-from cnn.imageio import open_image, shrink_image, to_array, to_gray
+from cnn.core.errors import EmptyImageError
+from cnn.data.imageio import open_image, shrink_image, to_array, to_gray
 
 __all__ = [
     "RECIPES",

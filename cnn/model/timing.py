@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn.spec import Analysis, Flatten, ModelSpec, preset, validate
+from cnn.model.spec import Analysis, Flatten, ModelSpec, preset, validate
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class MachineSpeed:
 def _seconds_per_step(spec: ModelSpec, batch_size: int, steps: int) -> float:
     import keras
 
-    from cnn.builder import build_model
+    from cnn.model.builder import build_model
 
     model = build_model(spec)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

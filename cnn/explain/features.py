@@ -2,7 +2,7 @@
 network sees it, and a film of training.
 
 - `receptive_fields(spec)`: what one output value of every layer sees of the input (each kind's arithmetic
-  lives with the kind, in cnn.layers).
+  lives with the kind, in cnn.model.layers).
 - `maximise(model, layer)`: activation maximisation — gradient ascent on the input, with jitter, blur and an
   L2 pull, for every filter of a conv layer (or every class of the output) at once, in ONE compiled step
   over a batch holding one image per filter.
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn.errors import CnnError, RegistryError
-from cnn.layers import Field
+from cnn.core.errors import CnnError, RegistryError
+from cnn.model.layers import Field
 
 # ---------------------------------------------------------------------------
 # Receptive fields: what one output value of each layer sees of the input image
@@ -70,9 +70,9 @@ class ReceptiveField:
 
 def receptive_fields(spec) -> list[ReceptiveField]:
     """The receptive field of every layer of `spec` (a ModelSpec), the input first and the output layer last,
-    from each kind's own arithmetic (cnn.layers: `LayerKind.field`)."""
-    from cnn.layers import Dense
-    from cnn.spec import validate
+    from each kind's own arithmetic (cnn.model.layers: `LayerKind.field`)."""
+    from cnn.model.layers import Dense
+    from cnn.model.spec import validate
 
     analysis = validate(spec)  # a SpecError with the arithmetic for an impossible spec
     h, w = spec.input_shape[:2]
@@ -100,7 +100,7 @@ def _check_images(model, x) -> np.ndarray:
 
 def model_fields(model) -> dict[str, ReceptiveField]:
     """Layer name → receptive field for a model CNN Studio built (read back into its spec)."""
-    from cnn.builder import spec_from_model
+    from cnn.model.builder import spec_from_model
 
     return {f.name: f for f in receptive_fields(spec_from_model(model)[0])}
 
@@ -180,7 +180,7 @@ def _objectives(model, layer_name: str):
 
 
 def _conv_names(model) -> list[str]:
-    from cnn.inference import conv_layers
+    from cnn.analysis.inference import conv_layers
 
     return conv_layers(model)
 
@@ -739,7 +739,7 @@ def film_probe(dataset) -> tuple[np.ndarray | None, int]:
 
 
 def _film_recorder_class():
-    """FilmRecorder, made on first use so that importing cnn.features does not import Keras."""
+    """FilmRecorder, made on first use so that importing cnn.explain.features does not import Keras."""
     import keras
 
     class FilmRecorder(keras.callbacks.Callback):
@@ -756,7 +756,7 @@ def _film_recorder_class():
             self._film: Film | None = None  # film() of the frames so far, made once per new frame
 
         def on_train_begin(self, logs=None):
-            from cnn.inference import conv_layers
+            from cnn.analysis.inference import conv_layers
 
             model = self.model
             self.convs = conv_layers(model)
@@ -837,7 +837,7 @@ def __getattr__(name):
     if name == "FilmRecorder":
         globals()["FilmRecorder"] = cls = _film_recorder_class()
         return cls
-    raise AttributeError(f"module 'cnn.features' has no attribute {name!r}")
+    raise AttributeError(f"module 'cnn.explain.features' has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------
@@ -949,7 +949,7 @@ def hierarchy(model, x, y, k: int = 9, ascent: Ascent | None = None, maximised: 
     lesson's "edges → parts → objects" checked against those measures (y: x's labels, for the class averages).
     Pass results already computed (maximised: layer → Maximised, patches: layer → TopPatches, classes) to
     reuse them."""
-    from cnn.inference import predict_proba
+    from cnn.analysis.inference import predict_proba
 
     names = _conv_names(model)
     if not names:
@@ -1058,7 +1058,7 @@ def _checks(views: list, class_likeness: np.ndarray, baseline: dict) -> list:
                 "So this model's favourite inputs do not become recognisable objects: it tells the classes apart by "
                 "patterns, not by whole-object templates.")
     if baseline["noise confidence"] > 0.9:
-        from cnn.text import probability_text
+        from cnn.core.text import probability_text
 
         verdict += (f" (Its confidence is no guide to what looks like an object: on grey noise it is on average "
                     f"{probability_text(baseline['noise confidence'])} sure of some class.)")

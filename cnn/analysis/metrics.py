@@ -1,5 +1,5 @@
 """Evaluation on a test split: accuracy, loss, confusion matrix, per-class metrics, per-image losses; with a
-calibration (cnn.calibration), calibrated and raw probabilities, the reliability diagram and ECE before and
+calibration (cnn.analysis.calibration), calibrated and raw probabilities, the reliability diagram and ECE before and
 after the temperature, and each test image's out-of-distribution score."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from functools import cached_property
 
 import numpy as np
 
-from cnn.inference import predict_proba
+from cnn.analysis.inference import predict_proba
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -49,8 +49,8 @@ class Evaluation:
         return float(self.raw_losses.mean()) if len(self.y_true) else float("nan")
 
     def reliability(self, calibrated: bool = True):
-        """cnn.calibration.Reliability of the calibrated (or raw) probabilities: the reliability diagram."""
-        from cnn.calibration import reliability
+        """cnn.analysis.calibration.Reliability of the calibrated (or raw) probabilities: the reliability diagram."""
+        from cnn.analysis.calibration import reliability
 
         return reliability(self.probabilities if calibrated else self.raw, self.y_true)
 
@@ -167,10 +167,10 @@ class Evaluation:
 def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None,
              calibration=None) -> Evaluation:
     """Batched forward passes over (x, y); on_progress(done, total) after each batch. With a
-    cnn.calibration.Calibration: calibrated and raw probabilities and every image's OOD score."""
+    cnn.analysis.calibration.Calibration: calibrated and raw probabilities and every image's OOD score."""
     start = time.monotonic()
     if calibration is not None:
-        from cnn.calibration import score_batch
+        from cnn.analysis.calibration import score_batch
 
         scored = score_batch(model, calibration, x, batch_size=batch_size, on_progress=on_progress)
         return Evaluation(list(class_names), np.asarray(y, dtype=np.int64), scored.probabilities,
@@ -192,7 +192,7 @@ def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None,
 def filter_report(model, x, batch_size: int = 500, dead_share: float = 0.99) -> list[dict]:
     """Per conv layer: each filter's mean activation, the share of images on which it fires at all, and
     the share of filters that are dead (silent on ≥ `dead_share` of the images)."""
-    from cnn.inference import activations, conv_layers
+    from cnn.analysis.inference import activations, conv_layers
 
     names = conv_layers(model)
     fired = {n: 0 for n in names}
@@ -231,7 +231,7 @@ class EvaluationCache:
     @staticmethod
     def key(info, dataset_name: str, split: str = "test") -> tuple:
         # calibration.json's time too: a refit calibration changes the probabilities and scores.
-        from cnn.calibration import calibration_path
+        from cnn.analysis.calibration import calibration_path
 
         path = calibration_path(info)
         # The folder, not the name: two workspaces may each have a model of one name.

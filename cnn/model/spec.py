@@ -1,6 +1,6 @@
 """Model specs: JSON-serialisable dataclasses, validation (every layer's shape, parameters and MACs), presets.
 
-The layer kinds, and each kind's own arithmetic, live in cnn.layers; this module walks a spec through them.
+The layer kinds, and each kind's own arithmetic, live in cnn.model.layers; this module walks a spec through them.
 Nothing here imports TensorFlow: the spec is checked, costed and edited before any model exists.
 """
 from __future__ import annotations
@@ -9,11 +9,11 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from cnn.errors import SpecError
+from cnn.core.errors import SpecError
 
-# The layer kinds live in cnn.layers, one class each. Re-exported here for the modules that import them
-# from cnn.spec; new code imports kinds from cnn.layers.
-from cnn.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling2D,  # noqa: F401
+# The layer kinds live in cnn.model.layers, one class each. Re-exported here for the modules that import them
+# from cnn.model.spec; new code imports kinds from cnn.model.layers.
+from cnn.model.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling2D,  # noqa: F401
                         BatchNormalization, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, MaxPooling2D,
                         _choice, _float, _int, kind_of, output_size, output_size_formula, pool_stride,
                         same_padding)
@@ -276,9 +276,9 @@ class Analysis:
         return sum(info.macs for info in self.layers)
 
     def memory_bytes(self, batch_size: int, optimizer: str = "adam") -> int:
-        """Training memory of the model alone at `batch_size` (cnn.memory.estimate: the one estimate; with a
-        dataset's images use cnn.memory.estimate_for)."""
-        from cnn.memory import estimate
+        """Training memory of the model alone at `batch_size` (cnn.model.memory.estimate: the one estimate; with a
+        dataset's images use cnn.model.memory.estimate_for)."""
+        from cnn.model.memory import estimate
 
         return estimate(self, batch_size, optimizer).total
 

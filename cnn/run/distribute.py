@@ -16,7 +16,7 @@ import json
 import os
 import re
 
-from cnn.errors import TrainingError
+from cnn.core.errors import TrainingError
 
 STRATEGIES = ("one", "mirrored", "multi-worker")
 ADDRESS_RE = re.compile(r"^(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cnn.data import Dataset
-from cnn.errors import TrainingError
-from cnn.spec import ModelSpec, TrainConfig, validate
+from cnn.data.datasets import Dataset
+from cnn.core.errors import TrainingError
+from cnn.model.spec import ModelSpec, TrainConfig, validate
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size:
     keras.callbacks.CallbackList) exactly as `model.fit` does. Returns whether it stopped before the end."""
     import tensorflow as tf
 
-    from cnn.distribute import is_multi_worker
+    from cnn.run.distribute import is_multi_worker
 
     train_step, eval_step = make_steps(model, strategy)
     batches = math.ceil(fit_count / batch_size)
@@ -279,11 +279,11 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     on_progress(Progress) is called at most every `progress_interval` seconds and at each epoch end;
     `stop` (anything with is_set(), e.g. threading.Event) ends training after the current batch and
     keeps the weights; `strategy` is a tf.distribute strategy (the default one if None; see
-    cnn.distribute.make_strategy); `callbacks` are extra Keras callbacks (e.g. a benchmark's clock), driven
+    cnn.run.distribute.make_strategy); `callbacks` are extra Keras callbacks (e.g. a benchmark's clock), driven
     as `model.fit` drives them. Under a multi-worker strategy every worker calls train() with the same
     arguments; TrainResult.chief says which one should save.
     """
-    from cnn.memory import check_memory
+    from cnn.model.memory import check_memory
 
     config = config or spec.train
     spec = replace(spec, train=config)
@@ -296,8 +296,8 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     import keras
     import tensorflow as tf
 
-    from cnn.builder import build_model
-    from cnn.distribute import is_chief, is_multi_worker
+    from cnn.model.builder import build_model
+    from cnn.run.distribute import is_chief, is_multi_worker
 
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
@@ -357,15 +357,15 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
                       on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None, film=None):
     """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
     it on the test split and save it with its calibration.json and, when the run was filmed (`film`: its
-    cnn.features.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
+    cnn.explain.features.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
 
     A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why. A
     trained model is never lost: if `name` is taken (before or while saving) it is saved under the next free
     name — compare the ModelInfo's name with `name` (saved_as_message says it for people)."""
-    from cnn.calibration import FILE, calibrate_trained
-    from cnn.data import dataset_slug
-    from cnn.metrics import evaluate
-    from cnn.registry import save_model, unique_name
+    from cnn.analysis.calibration import FILE, calibrate_trained
+    from cnn.data.datasets import dataset_slug
+    from cnn.analysis.metrics import evaluate
+    from cnn.store.registry import save_model, unique_name
 
     calibration, why = calibrate_trained(result.model, spec, dataset, on_progress=on_calibration_progress)
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
@@ -400,10 +400,10 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None); nor is the run of a
     non-chief worker (result.chief is False: the chief saves). `keep(result)` is called as soon as training
     ends, before evaluation (so a caller holds the weights whatever follows).
-    `film`: True films training (cnn.features.FilmRecorder, saved as film.npz), False does not, or a
+    `film`: True films training (cnn.explain.features.FilmRecorder, saved as film.npz), False does not, or a
     FilmRecorder of the caller's own (a TrainingJob's, to show the frames live).
     """
-    from cnn.registry import check_name
+    from cnn.store.registry import check_name
 
     if name is not None:
         check_name(name)  # refuse a bad name before spending minutes training
@@ -421,8 +421,8 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
 
 
 def film_recorder(dataset: Dataset):
-    """A FilmRecorder (cnn.features) watching the dataset's first test image."""
-    from cnn.features import FilmRecorder, film_probe
+    """A FilmRecorder (cnn.explain.features) watching the dataset's first test image."""
+    from cnn.explain.features import FilmRecorder, film_probe
 
     return FilmRecorder(*film_probe(dataset))
 
@@ -443,7 +443,7 @@ class JobSnapshot:
     model_name: str | None  # the saved model's name, once saved
     started: float  # time.time() at start
     finished: float | None
-    film: object = None  # cnn.features.Film: the frames recorded so far (None without a film or before any)
+    film: object = None  # cnn.explain.features.Film: the frames recorded so far (None without a film or before any)
 
     @property
     def running(self) -> bool:
@@ -484,10 +484,10 @@ class TrainingJob:
         import sklearn.metrics  # noqa: F401
         import tensorflow  # noqa: F401
 
-        import cnn.builder  # noqa: F401
-        import cnn.calibration  # noqa: F401
-        import cnn.metrics  # noqa: F401
-        import cnn.registry  # noqa: F401
+        import cnn.model.builder  # noqa: F401
+        import cnn.analysis.calibration  # noqa: F401
+        import cnn.analysis.metrics  # noqa: F401
+        import cnn.store.registry  # noqa: F401
 
         self._thread.start()
         return self
@@ -541,7 +541,7 @@ class TrainingJob:
                 self.on_finish()
 
     def _train(self) -> None:
-        from cnn.errors import CnnError
+        from cnn.core.errors import CnnError
 
         try:
             result, evaluation, info = train_and_save(

@@ -19,8 +19,8 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from cnn.errors import CnnError, TrainingError
-from cnn.train import TrainingJob, TrainResult, saved_as_message
+from cnn.core.errors import CnnError, TrainingError
+from cnn.run.train import TrainingJob, TrainResult, saved_as_message
 
 POLL_SECONDS = 0.2  # how often the parent thread looks at the pipe and the Stop button
 
@@ -59,7 +59,7 @@ def restored(dataset):
     """The child's dataset: the parent's own, or a class-folder dataset read again from its source."""
     if dataset.x_train is not None or dataset.train_stream is not None:
         return dataset
-    from cnn.data import apply_limit, load_dataset
+    from cnn.data.datasets import apply_limit, load_dataset
 
     again = load_dataset(dataset.source)
     if list(again.class_names) != list(dataset.class_names) or tuple(again.input_shape) != tuple(dataset.input_shape):
@@ -73,8 +73,8 @@ def work(pipe, stop, spec, dataset, name, models_dir: str, progress_interval: fl
     """The child process: train, evaluate and save as train_and_save does, telling the parent as it goes."""
     import keras
 
-    from cnn import registry
-    from cnn.train import film_recorder, train_and_save
+    from cnn.store import registry
+    from cnn.run.train import film_recorder, train_and_save
 
     registry.use_models_dir(models_dir)  # the visitor's registry folder (a context variable in the parent)
     send = pipe.send
@@ -140,7 +140,7 @@ class ProcessTrainingJob(TrainingJob):
         return self
 
     def _train(self) -> None:
-        from cnn.registry import models_dir
+        from cnn.store.registry import models_dir
 
         context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow's threads
         receiver, sender = context.Pipe(duplex=False)

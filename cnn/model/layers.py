@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
 
-from cnn.errors import SpecError
+from cnn.core.errors import SpecError
 
 PADDINGS = ("valid", "same")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "gelu", "swish", "linear")
@@ -68,7 +68,7 @@ def _window(index: int, where: str, what: str, shape, size: int, stride: int, pa
 
 
 # ---------------------------------------------------------------------------
-# Receptive fields (shared by cnn.features and the pages): what one output value sees of the input image
+# Receptive fields (shared by cnn.explain.features and the pages): what one output value sees of the input image
 # ---------------------------------------------------------------------------
 
 class Field(NamedTuple):
@@ -93,7 +93,7 @@ class Field(NamedTuple):
 
 
 # ---------------------------------------------------------------------------
-# Field helpers: the metadata drives validation (cnn.spec) and the Configure page's widgets
+# Field helpers: the metadata drives validation (cnn.model.spec) and the Configure page's widgets
 # ---------------------------------------------------------------------------
 
 def _int(default: int, lo: int, hi: int, help: str):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn.spec import TRAINING_ONLY  # the augmentation layers: identity at prediction time
+from cnn.model.spec import TRAINING_ONLY  # the augmentation layers: identity at prediction time
 
 _FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -35,7 +35,7 @@ def as_batch(model, x) -> tuple[np.ndarray, bool]:
     single = x.shape == shape
     batch = x[None] if single else x
     if batch.shape[1:] != shape:
-        from cnn.errors import ImageError
+        from cnn.core.errors import ImageError
 
         raise ImageError(f"input of shape {x.shape} does not fit the model, which takes {shape} images")
     return batch.astype(np.float32, copy=False), single
@@ -127,13 +127,13 @@ def predict_images(model, images, input_shape, class_names, invert="auto", recip
 
     `image` is anything prepare_image accepts (path, bytes, PIL image, array). A file that cannot be read
     gets a row with its `error` message and no prediction, so one bad file never hides the others.
-    With a cnn.calibration.Calibration the probabilities are calibrated and each row also has
+    With a cnn.analysis.calibration.Calibration the probabilities are calibrated and each row also has
     raw_probabilities, raw_confidence, temperature, ood_score, ood_threshold and unusual (score > threshold);
     without one those are the raw softmax / None, and `calibrated` says which.
     """
-    from cnn.calibration import score_batch
-    from cnn.errors import CnnError
-    from cnn.preprocess import prepare_image
+    from cnn.analysis.calibration import score_batch
+    from cnn.core.errors import CnnError
+    from cnn.data.preprocess import prepare_image
 
     rows, prepared = [], []
     for name, image in images:
@@ -303,7 +303,7 @@ SWEEPS = {
 
 def robustness(model, x, kind: str = "rotate", values=None) -> tuple[np.ndarray, np.ndarray]:
     """(values, probabilities (len(values), classes)) for transformed copies of one prepared image."""
-    from cnn.preprocess import transform_image
+    from cnn.data.preprocess import transform_image
 
     if kind not in SWEEPS:
         raise ValueError(f"sweep kind must be one of {', '.join(SWEEPS)}, got {kind!r}")

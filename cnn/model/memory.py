@@ -26,15 +26,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnn.errors import TrainingError
+from cnn.core.errors import TrainingError
 
 FLOAT = 4  # bytes of a float32
 ACTIVATION_FACTOR = 1.5  # float32s held per activation value in training: the output, then its gradient (calibrated)
 EVAL_FACTOR = 1.3  # the same for a forward-only pass of input + output of the widest layer pair (calibrated)
 PARAMETER_COPIES = 6  # weights, gradients, the kept good weights, the saved clone, its source and build temporaries
 RUNTIME_BYTES = 64 * 2 ** 20  # tracing, tf.data and thread buffers whatever the model (calibrated)
-EVAL_BATCH = 1000  # images per forward pass in evaluate() and validation (cnn.metrics, cnn.train)
-SHUFFLE_BUFFER = 4096  # images a streamed dataset's shuffle buffer holds (cnn.train)
+EVAL_BATCH = 1000  # images per forward pass in evaluate() and validation (cnn.analysis.metrics, cnn.run.train)
+SHUFFLE_BUFFER = 4096  # images a streamed dataset's shuffle buffer holds (cnn.run.train)
 IN_MEMORY_COPIES = 3  # an in-memory training split lives 3×: the arrays, the split's copies, the tf.constant
 GiB = 2 ** 30
 
@@ -68,7 +68,7 @@ def _gib(n: float) -> str:
 
 def estimate(analysis, batch_size: int, optimizer: str = "adam", train_images: int = 0, image_bytes: int = 0,
              test_images: int | None = None, streamed: bool = False) -> MemoryEstimate:
-    """The memory of training a validated spec (`analysis` = cnn.spec.validate(spec)) at `batch_size`.
+    """The memory of training a validated spec (`analysis` = cnn.model.spec.validate(spec)) at `batch_size`.
 
     `train_images` and `test_images` of `image_bytes` each (uint8: height × width × channels) are what the
     dataset holds (test_images None: the model alone, evaluated in full batches); a `streamed` training
@@ -89,9 +89,9 @@ def estimate(analysis, batch_size: int, optimizer: str = "adam", train_images: i
 
 def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEstimate:
     """The estimate for training `spec` (its own batch size and optimizer unless given) on `dataset`: a loaded
-    cnn.data.Dataset, a catalogue name or cnn.data.DatasetInfo (its sizes, nothing loaded), or None (the
+    cnn.data.datasets.Dataset, a catalogue name or cnn.data.datasets.DatasetInfo (its sizes, nothing loaded), or None (the
     model alone). SpecError if the spec is impossible."""
-    from cnn.spec import validate
+    from cnn.model.spec import validate
 
     return estimate(validate(spec), batch_size or spec.train.batch_size, spec.train.optimizer,
                     **dataset_sizes(spec, dataset))
@@ -99,7 +99,7 @@ def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEst
 
 def dataset_sizes(spec, dataset) -> dict:
     """The keyword arguments of `estimate` that describe `dataset` (see estimate_for; none for None)."""
-    from cnn.data import CATALOG, DatasetInfo
+    from cnn.data.datasets import CATALOG, DatasetInfo
 
     if dataset is None:
         return {}
@@ -164,7 +164,7 @@ def largest_batch(analysis, budget: int, optimizer: str = "adam", **data) -> int
 
 def check_memory(spec, dataset=None, batch_size: int | None = None, budget: int | None = None) -> MemoryEstimate:
     """The estimate, or TrainingError with the numbers and what to change when it exceeds the budget."""
-    from cnn.spec import validate
+    from cnn.model.spec import validate
 
     need = estimate_for(spec, dataset, batch_size)
     budget = memory_budget() if budget is None else budget

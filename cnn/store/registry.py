@@ -7,7 +7,7 @@
 
 Saving writes a hidden temporary folder and renames it onto a name no folder has (exclusive: of two saves of
 one name exactly one gets it, the other keeps its model under a free name), so a crash never leaves a
-half-written model. Listing reads only the JSON files, through the one schema of cnn.metadata: no
+half-written model. Listing reads only the JSON files, through the one schema of cnn.store.metadata: no
 TensorFlow needed, and a damaged or hostile folder is listed as damaged, never breaks the listing.
 """
 from __future__ import annotations
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cnn.data import PROJECT_ROOT, UNKNOWN
-from cnn.errors import DatasetError, RegistryError
+from cnn.data.datasets import PROJECT_ROOT, UNKNOWN
+from cnn.core.errors import DatasetError, RegistryError
 
 FILES = ("model.keras", "spec.json", "history.json", "metrics.json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -92,7 +92,7 @@ def _writable(name: str) -> str:
 @dataclass(frozen=True)
 class ModelInfo:
     """What the registry knows about a saved model without loading it. `spec` and `metrics` passed the
-    schema (cnn.metadata): every value has the type and range it should, so the accessors are safe."""
+    schema (cnn.store.metadata): every value has the type and range it should, so the accessors are safe."""
 
     name: str
     path: Path
@@ -160,7 +160,7 @@ class ModelInfo:
     def history(self) -> dict:
         """Per-epoch curves (and per-batch under 'batches'); {} when history.json is missing or unreadable.
         Only curves that are lists of numbers are kept."""
-        from cnn.metadata import clean_history
+        from cnn.store.metadata import clean_history
 
         raw, problem = _read_json(self.path / "history.json")
         return clean_history(raw)[0] if problem is None else {}
@@ -192,7 +192,7 @@ def _read_json(path: Path):
 
 def read_metadata(folder: Path) -> tuple[dict | None, dict, list[str]]:
     """(spec or None when unusable, metrics, problems) of a model folder, through the schema."""
-    from cnn.metadata import clean_metrics, clean_spec
+    from cnn.store.metadata import clean_metrics, clean_spec
 
     problems = []
     raw_spec, problem = _read_json(folder / "spec.json")
@@ -209,8 +209,8 @@ def read_metadata(folder: Path) -> tuple[dict | None, dict, list[str]]:
     else:
         metrics, notes = clean_metrics(raw_metrics)
         problems += notes
-    from cnn.data import is_folder
-    from cnn.metadata import Invalid, folder_source
+    from cnn.data.datasets import is_folder
+    from cnn.store.metadata import Invalid, folder_source
 
     if "imported_from" in metrics and "dataset_source" in metrics:  # kept by versions before the schema
         problems.append("metrics.json: dataset_source dropped (an uploaded model's data location is never used)")
@@ -271,9 +271,9 @@ def list_models() -> list[ModelInfo]:
 
 
 def dataset_to_load(info: ModelInfo) -> str:
-    """What to pass to cnn.data.load_dataset for the images `info` was trained on: a catalogue name, or the
+    """What to pass to cnn.data.datasets.load_dataset for the images `info` was trained on: a catalogue name, or the
     class folders this server read. DatasetError (for the page to show) when they are not available here."""
-    from cnn.data import dataset_title, is_folder
+    from cnn.data.datasets import dataset_title, is_folder
 
     if is_folder(info.dataset):
         if info.dataset_source:
@@ -339,7 +339,7 @@ def save_model(name: str, model, spec, history: dict, metrics: dict, overwrite: 
         "tensorflow_version": tf.__version__,
         "params": int(model.count_params()),
     }
-    # The pid in the name lets start-up clean-up (cnn.housekeeping) tell an orphan from a save in progress.
+    # The pid in the name lets start-up clean-up (cnn.store.housekeeping) tell an orphan from a save in progress.
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-{os.getpid()}-", dir=root))
     try:
         _strip_optimizer(model).save(tmp / "model.keras")
@@ -419,7 +419,7 @@ def load_model(name):
     gets a RegistryError."""
     import keras
 
-    from cnn.archive import ArchiveError, check_keras_archive
+    from cnn.data.archive import ArchiveError, check_keras_archive
 
     info = name if isinstance(name, ModelInfo) else model_info(name)
     name = info.name
@@ -484,7 +484,7 @@ def bundle_bytes(name: str) -> bytes:
 
 
 def _guess_dataset(shape: tuple, classes: int) -> str:
-    from cnn.data import CATALOG
+    from cnn.data.datasets import CATALOG
 
     for dataset in ("mnist", "fashion_mnist", "cifar10"):
         info = CATALOG[dataset]
@@ -516,7 +516,7 @@ def read_bundle(data: bytes, label: str) -> tuple[bytes, dict, list[str]]:
     import io
     import zipfile
 
-    from cnn.archive import ArchiveError, KERAS_MAX_BYTES, check_keras_archive, check_zip
+    from cnn.data.archive import ArchiveError, KERAS_MAX_BYTES, check_keras_archive, check_zip
 
     if not data.startswith(b"PK\x03\x04"):
         raise RegistryError(f"{label} is not a Keras model: expected a .keras file or a .zip bundle")
@@ -571,15 +571,15 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
     Refused with RegistryError — and nothing written — when the file is too large, not a Keras model,
     truncated, unsafe (zip bombs at either level), contains code (Lambda layers), uses layers CNN Studio
     cannot rebuild, or takes an input shape that no dataset fits (catalogue shapes plus `allowed_shapes`).
-    The bundle's metadata goes through the schema (cnn.metadata): what fails it is dropped, and the notes
+    The bundle's metadata goes through the schema (cnn.store.metadata): what fails it is dropped, and the notes
     saying so are kept in the model's metrics (`ModelInfo.import_notes`) for the page to show. A dataset
     is kept only as a catalogue name; a path the upload names is never used.
     """
-    from cnn.data import CATALOG
-    from cnn.errors import SpecError
-    from cnn.metadata import clean_history, clean_metrics
-    from cnn.spec import ModelSpec, TrainConfig
-    from cnn.text import limit_text
+    from cnn.data.datasets import CATALOG
+    from cnn.core.errors import SpecError
+    from cnn.store.metadata import clean_history, clean_metrics
+    from cnn.model.spec import ModelSpec, TrainConfig
+    from cnn.core.text import limit_text
 
     label = safe_label(filename)
     if len(data) > max_bytes:
@@ -601,7 +601,7 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
             train, preset = theirs.train, theirs.preset
         except SpecError as exc:
             notes.append(f"spec.json: training settings and preset dropped ({exc})")
-    from cnn.builder import rebuild
+    from cnn.model.builder import rebuild
 
     try:
         ours, spec = rebuild(model, train or TrainConfig())
@@ -642,7 +642,7 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
 def _checked_calibration(data: bytes | None, model) -> tuple[dict | None, str]:
     """A bundle's calibration.json kept only when it reads as a calibration and fits the model:
     ({'calibration.json': data} or None, a note saying why it was left out, or '')."""
-    from cnn.calibration import Calibration, CalibrationError
+    from cnn.analysis.calibration import Calibration, CalibrationError
 
     if data is None:
         return None, ""

@@ -1,6 +1,6 @@
 """The Learn page's walkthrough: one image followed through the user's own model, section by section.
 
-Each function computes one lesson with cnn.lessons (plain NumPy) on the model's real weights and returns a
+Each function computes one lesson with cnn.teach.lessons (plain NumPy) on the model's real weights and returns a
 plain dataclass; where the model computes the same number, the dataclass carries the largest difference
 between NumPy and Keras. The page only draws these.
 """
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn import lessons
-from cnn.inference import activations, conv_layers, inner_layers
-from cnn.spec import output_size_formula
+from cnn.teach import lessons
+from cnn.analysis.inference import activations, conv_layers, inner_layers
+from cnn.model.spec import output_size_formula
 
 AGREE = 1e-5  # NumPy and Keras agree when no value differs by more than this
 

@@ -12,7 +12,7 @@ import math
 import re
 from datetime import datetime
 
-from cnn.errors import SpecError
+from cnn.core.errors import SpecError
 
 MAX_CLASSES = 1000  # as validate() allows
 MAX_NOTES = 50  # import notes kept with a model
@@ -157,7 +157,7 @@ FOLDER_LABEL = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,80}$")  # a label, never a pa
 
 def dataset_name(value) -> str:
     """A catalogue name, 'unknown', or 'folder:<label>' (a label of class folders, not a path)."""
-    from cnn.data import CATALOG, FOLDER
+    from cnn.data.datasets import CATALOG, FOLDER
 
     if isinstance(value, str) and (value in CATALOG or value == "unknown"):
         return value
@@ -204,7 +204,7 @@ METRICS = {
     "dataset_source": text(4096),  # where the images were on this server; never taken from an upload
     "imported_from": text(200),  # the uploaded file's name (sanitised)
     "import_notes": notes,  # what import_model dropped, for the Models page
-    # Calibration (cnn.calibration): the numbers Evaluation.summary() adds, and why a model has none.
+    # Calibration (cnn.analysis.calibration): the numbers Evaluation.summary() adds, and why a model has none.
     "calibrated": flag,
     "temperature": amount(1e6),
     "test_loss_raw": amount(1e9),
@@ -226,7 +226,7 @@ MAX_HISTORY = 200_000  # points per curve (batch-level curves of long runs)
 def clean_metrics(raw, imported: bool = False) -> tuple[dict, list[str]]:
     """(the metrics that fit the schema, a note for each that did not). `imported`: the metrics came in an
     uploaded bundle, so only IMPORTED_METRICS are taken and `dataset` must be a catalogue name."""
-    from cnn.data import CATALOG
+    from cnn.data.datasets import CATALOG
 
     if not isinstance(raw, dict):
         return {}, [f"metrics.json is {_show(raw)}, not a JSON object: all its metrics were dropped"]
@@ -286,7 +286,7 @@ def clean_history(raw) -> tuple[dict, list[str]]:
 def clean_spec(raw) -> tuple[dict | None, list[str]]:
     """(the spec as ModelSpec.to_dict writes it, []) when spec.json is a valid, buildable spec; else
     (None, [why])."""
-    from cnn.spec import ModelSpec, validate
+    from cnn.model.spec import ModelSpec, validate
 
     try:
         spec = ModelSpec.from_dict(raw)

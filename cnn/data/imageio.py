@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageMode, ImageOps
 
-from cnn.errors import ImageError
+from cnn.core.errors import ImageError
 
 __all__ = [
     "ACCEPTED_FORMATS",

@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app import resources
-from cnn.figures.charts import filters_grid, patches_grid
+from cnn.figures.pictures import filters_grid, patches_grid
 
 ROW = 8  # filters per row of the filter grid; the top patches are shown for one such row at a time
 NO_BAR = {"displayModeBar": False}
@@ -138,7 +138,7 @@ def film_player(film, key: str, class_names=None) -> None:
     its maps of the probe image and every weighted layer's weight histogram, on scales fixed for the whole film.
     While training adds frames (also the last ones, which may arrive as it ends), a slider left at the end follows
     to the newest; one moved back stays where it was put."""
-    from cnn.figures.charts import film_frame
+    from cnn.figures.pictures import film_frame
 
     frames = len(film)
     if frames < 2:

@@ -193,7 +193,8 @@ def stand_in_reason(dataset_name: str) -> str | None:
 def calibration(info: registry.ModelInfo):
     """(the model's cnn.analysis.calibration.Calibration or None, a note for people when it has none or it is damaged).
     Loaded once per calibration file (cnn.analysis.calibration caches by the file's time)."""
-    from cnn.analysis.calibration import CalibrationError, calibration_summary, load_calibration
+    from cnn.core.errors import CalibrationError
+    from cnn.analysis.calibration import calibration_summary, load_calibration
 
     try:
         found = load_calibration(info)
@@ -207,11 +208,11 @@ HELD_OUT = 300  # test images the Learn page's gradient step is checked against
 
 @st.cache_data(max_entries=64, show_spinner="Taking one gradient step at every learning rate…")
 def learning_step(path: str, mtime: float, x, label: int, learning_rate: float | None, layer_name: str, _info):
-    """cnn.analysis.inference.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
+    """cnn.teach.learning.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
     and a forward pass per rate), checked against the last HELD_OUT test images of its dataset when it can be
     loaded; kept so that the Learn page's other controls do not redo it on every rerun."""
     from cnn.core.errors import CnnError
-    from cnn.analysis.inference import learning_step as step
+    from cnn.teach.learning import learning_step as step
 
     try:
         data = model_dataset(_info)
@@ -242,7 +243,7 @@ def filter_report(info: registry.ModelInfo, images: int = 2000) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------
-# What the network learned (cnn.explain.features): each result computed once per model file (path and time) and
+# What the network learned (cnn.explain and cnn.teach.hierarchy): each result computed once per model file (path and time) and
 # dataset, shared by every visitor who looks at that file
 # ---------------------------------------------------------------------------
 
@@ -252,24 +253,24 @@ def _learned(kind: str, info: registry.ModelInfo, detail, make):
 
 
 def maximised(info: registry.ModelInfo, layer: str):
-    """cnn.explain.features.maximise for every filter of `layer` (or every class: 'output'), once per model file and
+    """cnn.explain.maximise.maximise for every filter of `layer` (or every class: 'output'), once per model file and
     layer (about a second per layer on 2 cores)."""
-    from cnn.explain.features import maximise
+    from cnn.explain.maximise import maximise
 
     return _learned("maximised", info, layer, lambda: maximise(model_of(info), layer))
 
 
 def top_patches(info: registry.ModelInfo, data) -> dict:
-    """cnn.explain.features.top_patches over `data`'s test split (from model_dataset): conv layer → TopPatches, once per
+    """cnn.explain.patches.top_patches over `data`'s test split (from model_dataset): conv layer → TopPatches, once per
     model file and dataset (one batched pass, ~1 s for 10,000 images)."""
-    from cnn.explain.features import top_patches as patches
+    from cnn.explain.patches import top_patches as patches
 
     return _learned("patches", info, data.name, lambda: patches(model_of(info), data.x_test))
 
 
 def hierarchy(info: registry.ModelInfo, data):
-    """cnn.explain.features.hierarchy on `data`'s test split, reusing the cached maximised images and top patches."""
-    from cnn.explain.features import hierarchy as walk
+    """cnn.teach.hierarchy.hierarchy on `data`'s test split, reusing the cached maximised images and top patches."""
+    from cnn.teach.hierarchy import hierarchy as walk
     from cnn.analysis.inference import conv_layers
 
     def make():
@@ -283,13 +284,13 @@ def hierarchy(info: registry.ModelInfo, data):
 
 def embedding_pca(info: registry.ModelInfo, data):
     """The PCA map of `data`'s test split as the model's penultimate layer sees it, once per model file."""
-    from cnn.explain.features import embedding_map
+    from cnn.explain.embedding import embedding_map
 
     return _learned("pca", info, data.name,
                     lambda: embedding_map(model_of(info), data.x_test, data.y_test, "pca"))
 
 
-TSNE_POINTS = None  # t-SNE's sample size (None: cnn.explain.features.TSNE_SIZE); tests make it small
+TSNE_POINTS = None  # t-SNE's sample size (None: cnn.explain.embedding.TSNE_SIZE); tests make it small
 MAX_TSNE_JOBS = 8  # t-SNE runs and results remembered (the oldest is forgotten first)
 
 
@@ -305,7 +306,7 @@ def _tsne_jobs() -> dict:
 def tsne_job(info: registry.ModelInfo, data, start: bool = False):
     """The t-SNE job of this model file and dataset (running, done, stopped or failed), or None if none was
     started; `start` starts one when there is none or the last one was stopped or failed."""
-    from cnn.explain.features import TsneJob
+    from cnn.explain.embedding import TsneJob
 
     table = _tsne_jobs()
     key = (str(info.path), info.mtime, data.name)
@@ -324,9 +325,9 @@ def tsne_job(info: registry.ModelInfo, data, start: bool = False):
 
 
 def film(info: registry.ModelInfo):
-    """The model's training film (cnn.explain.features.Film), or None when it was trained without one; a RegistryError
+    """The model's training film (cnn.explain.film.Film), or None when it was trained without one; a RegistryError
     when its film.npz is damaged. Read once per file."""
-    from cnn.explain.features import load_film
+    from cnn.explain.film import load_film
 
     path = info.path / "film.npz"
     return _learned("film", info, path.stat().st_mtime if path.is_file() else 0.0, lambda: load_film(info))

@@ -1,4 +1,4 @@
-"""What the network learned (cnn.explain.features): costs measured as ratios within one run.
+"""What the network learned (cnn.explain and cnn.teach.hierarchy): costs measured as ratios within one run.
 
     python bench/features.py            # parts 1 and 2
     python bench/features.py --tsne     # also part 3 (several minutes)
@@ -12,7 +12,7 @@
    one-off costs: the frame before training and writing film.npz.
 3. (--tsne) t-SNE (scikit-learn) on 2,000 / 3,000 / 5,000 / 10,000 test points of the default model's
    penultimate features, and the share of its time spent before the iterations: the basis of
-   cnn.explain.features.TSNE_SIZE and of its progress reports.
+   cnn.explain.embedding.TSNE_SIZE and of its progress reports.
 
 Timings on a shared machine are noisy: re-measure on a quiet one before quoting.
 """
@@ -36,8 +36,9 @@ from train_speed import CLEAN_STEAL, Clock, EpochClock, median_epoch  # noqa: E4
 import keras  # noqa: E402
 
 from cnn.data.datasets import load_dataset  # noqa: E402
-from cnn.explain.features import (Ascent, FilmRecorder, film_probe, maximise, penultimate_features,  # noqa: E402
-                          project_tsne, stratified_sample)
+from cnn.explain.maximise import Ascent, maximise
+from cnn.explain.film import FilmRecorder, film_probe
+from cnn.explain.embedding import penultimate_features, project_tsne, stratified_sample
 from cnn.analysis.inference import conv_layers  # noqa: E402
 from cnn.model.spec import preset  # noqa: E402
 from cnn.run.train import train  # noqa: E402

@@ -35,6 +35,7 @@ import_tensorflow()
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from cnn.analysis import calibration as cal  # noqa: E402
+from cnn.analysis import temperature  # noqa: E402
 from cnn.data.datasets import load_dataset  # noqa: E402
 from cnn.store.registry import load_model, model_info  # noqa: E402
 from cnn.model.spec import ModelSpec  # noqa: E402
@@ -50,7 +51,7 @@ def candidate_scores(calibration, features) -> dict:
     ood = calibration.ood
     raw = ood.raw_parts(features)
     scores = {"max softmax probability (−log p_max, calibrated)":
-              -np.log(cal.softmax(features.logits, calibration.temperature).max(axis=1)),
+              -np.log(temperature.softmax(features.logits, calibration.temperature).max(axis=1)),
               "energy −logsumexp(logits)": raw["energy"],
               "Mahalanobis, penultimate layer": raw["penultimate"]}
     if "early" in raw:
@@ -104,9 +105,9 @@ def main() -> int:
     # In-distribution: MNIST test digits; calibration on them.
     test_features = calibration.features(model, data.x_test)
     test = candidate_scores(calibration, test_features)
-    raw_p, cal_p = cal.softmax(test_features.logits), cal.softmax(test_features.logits, calibration.temperature)
-    ece_before = cal.expected_calibration_error(raw_p, data.y_test)
-    ece_after = cal.expected_calibration_error(cal_p, data.y_test)
+    raw_p, cal_p = temperature.softmax(test_features.logits), temperature.softmax(test_features.logits, calibration.temperature)
+    ece_before = temperature.expected_calibration_error(raw_p, data.y_test)
+    ece_after = temperature.expected_calibration_error(cal_p, data.y_test)
 
     # Generated canvases, per family.
     n = args.per_family
@@ -155,8 +156,8 @@ def main() -> int:
         print(f"  {name:50s}{share(flagged)}   {goal}  (accuracy {accuracy:.1%}; {int((~kept).sum())} refused)")
     print(f"\n  ECE on the MNIST test split (15 bins): before {ece_before:.4f}, after {ece_after:.4f}   "
           f"{verdict('ECE after', ece_after)}")
-    print(f"  test loss: before {cal.nll(test_features.logits, data.y_test):.4f}, "
-          f"after {cal.nll(test_features.logits, data.y_test, calibration.temperature):.4f}")
+    print(f"  test loss: before {temperature.nll(test_features.logits, data.y_test):.4f}, "
+          f"after {temperature.nll(test_features.logits, data.y_test, calibration.temperature):.4f}")
 
     # Report 2: every candidate, so the choice can be checked.
     print("\nCandidates (threshold: 95th percentile of the validation images' scores). AUROC: non-digits vs MNIST "

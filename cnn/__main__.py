@@ -253,7 +253,7 @@ def cmd_predict(args):
         fail(f"no such file: {', '.join(missing)}")
     info, model = load_for_cli(args.name)
     from cnn.analysis.calibration import load_calibration
-    from cnn.analysis.inference import predict_images
+    from cnn.analysis.predict import predict_images
     from cnn.data.preprocess import INVERT_CHOICES, default_recipe
     from cnn.core.text import probability_text
 
@@ -294,7 +294,7 @@ def cmd_calibrate(args):
 
     info = model_info(args.name)  # fails fast, before TensorFlow loads
     tf_ready()
-    from cnn.analysis.calibration import calibrate_model
+    from cnn.run.workflows import calibrate_model
 
     print(f"calibrating {info.name} …", file=sys.stderr)
     start = time.monotonic()

@@ -5,8 +5,9 @@ import streamlit as st
 from app import chrome, resources
 from cnn.data.datasets import dataset_title
 from cnn.core.errors import CnnError
-from cnn.figures.charts import (confusion_heatmap, ood_histogram, overlay, per_class_bars, probabilities_bar,
-                         reliability_diagram)
+from cnn.figures.curves import confusion_heatmap, per_class_bars
+from cnn.figures.probabilities import ood_histogram, probabilities_bar, reliability_diagram
+from cnn.figures.pictures import overlay
 from cnn.analysis.inference import explain
 from cnn.core.text import accuracy_text, probability_text
 

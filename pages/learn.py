@@ -17,10 +17,12 @@ from app import chrome, learned, resources, session
 from cnn.teach import lessons, walkthrough
 from cnn.data.datasets import dataset_title
 from cnn.core.errors import CnnError
-from cnn.analysis.calibration import softmax_lesson
-from cnn.figures.charts import (architecture_diagram, channels_row, distance_bars, maps_row, rate_trials, square_grid,
-                         temperature_bars, values_heatmap, vector_bars)
-from cnn.analysis.inference import LEARNING_RATES, conv_layers, runner_up
+from cnn.teach.softmax import softmax_lesson
+from cnn.figures.lessons import architecture_diagram, channels_row, maps_row, rate_trials, values_heatmap
+from cnn.figures.probabilities import distance_bars, temperature_bars
+from cnn.figures.pictures import square_grid, vector_bars
+from cnn.teach.learning import LEARNING_RATES, runner_up
+from cnn.analysis.inference import conv_layers
 from cnn.model.spec import ModelSpec, SpecError, preset, validate
 from cnn.core.text import probability_text
 

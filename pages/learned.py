@@ -7,8 +7,10 @@ import streamlit as st
 
 from app import chrome, learned, resources, session
 from cnn.core.errors import CnnError
-from cnn.explain.features import TSNE_SIZE, model_fields
-from cnn.figures.charts import embedding_scatter, filters_grid, probabilities_bar
+from cnn.explain.embedding import TSNE_SIZE
+from cnn.explain.maximise import model_fields
+from cnn.figures.pictures import embedding_scatter, filters_grid
+from cnn.figures.probabilities import probabilities_bar
 from cnn.analysis.inference import conv_layers, predict_proba
 from cnn.core.text import probability_text
 

@@ -6,13 +6,14 @@ import streamlit as st
 
 from app import chrome, learned, resources, session, workspaces
 from cnn.store import registry
-from cnn.analysis.calibration import calibrate_if_possible, calibration_summary
+from cnn.run.workflows import calibrate_if_possible
+from cnn.analysis.calibration import calibration_summary
 from cnn.data.datasets import CATALOG, dataset_title
 from cnn.core.errors import CnnError
 from cnn.store.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, available_formats, cache_path, download_bytes, \
     export_for_app, size_text
 from cnn.store.registry import safe_label
-from cnn.figures.charts import compare_curves, history_curves
+from cnn.figures.curves import compare_curves, history_curves
 from cnn.model.spec import ModelSpec, SpecError, validate
 from cnn.core.text import accuracy_text
 

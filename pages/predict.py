@@ -9,11 +9,11 @@ from app.drawing import rasterise, vet_drawing
 from cnn.teach import lessons
 from cnn.data.datasets import dataset_title
 from cnn.core.errors import CnnError, EmptyImageError, ImageError
-from cnn.analysis.calibration import assess
-from cnn.figures.charts import (LOW_CONFIDENCE, feature_maps, kernels_grid, ood_gauge, overlay, probabilities_bar,
-                         sweep_lines, temperature_bars, vector_bars)
-from cnn.analysis.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, predict_images, \
-    robustness
+from cnn.analysis.calibration import LOW_CONFIDENCE, assess
+from cnn.figures.probabilities import ood_gauge, probabilities_bar, temperature_bars
+from cnn.figures.pictures import feature_maps, kernels_grid, overlay, sweep_lines, vector_bars
+from cnn.analysis.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, robustness
+from cnn.analysis.predict import predict_images
 from cnn.data.imageio import ACCEPTED_FORMATS
 from cnn.data.preprocess import INVERT_CHOICES, RECIPES, default_recipe, fell_back, optional_steps, prepare
 from cnn.core.text import probability_text

@@ -10,7 +10,7 @@ from app import chrome, jobs, learned, resources, session, workspaces
 from cnn.store import registry
 from cnn.data.datasets import apply_limit, dataset_slug, dataset_title
 from cnn.core.errors import CnnError
-from cnn.figures.charts import training_curves
+from cnn.figures.curves import training_curves
 from cnn.model.spec import check
 
 tab = chrome.page_setup()

@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from cnn.analysis import calibration as cal
-from cnn.analysis.calibration import CalibrationError
+from cnn.analysis import ood as ood_parts
+from cnn.analysis import temperature
+from cnn.run import workflows
+from cnn.teach import softmax as lessons_softmax
+from cnn.core.errors import CalibrationError
 from tests import ood_images as gen
 
 
@@ -18,27 +22,27 @@ def overconfident(n=4000, k=10, sharpen=3.0, seed=0):
     """Labels drawn from softmax(z), and logits `sharpen`·z: the true temperature is `sharpen`."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0, 2, (n, k))
-    p = cal.softmax(z)
+    p = temperature.softmax(z)
     labels = np.array([rng.choice(k, p=row) for row in p])
     return sharpen * z, labels
 
 
 def test_fit_temperature_recovers_a_known_temperature_and_lowers_nll():
     logits, labels = overconfident(sharpen=3.0)
-    t = cal.fit_temperature(logits, labels)
+    t = temperature.fit_temperature(logits, labels)
     assert t == pytest.approx(3.0, rel=0.1)
-    assert cal.nll(logits, labels, t) < cal.nll(logits, labels) - 0.1
+    assert temperature.nll(logits, labels, t) < temperature.nll(logits, labels) - 0.1
     # A minimum: nudging T either way only raises the NLL.
-    assert cal.nll(logits, labels, t) <= min(cal.nll(logits, labels, t * 0.95), cal.nll(logits, labels, t * 1.05))
+    assert temperature.nll(logits, labels, t) <= min(temperature.nll(logits, labels, t * 0.95), temperature.nll(logits, labels, t * 1.05))
     # Underconfident logits get T < 1.
-    assert cal.fit_temperature(logits / 9, labels) == pytest.approx(1 / 3, rel=0.1)
+    assert temperature.fit_temperature(logits / 9, labels) == pytest.approx(1 / 3, rel=0.1)
 
 
 def test_temperature_never_changes_the_predicted_class():
     logits, _ = overconfident(n=500)
     for t in (0.3, 1.0, 2.5):
-        np.testing.assert_array_equal(cal.softmax(logits, t).argmax(axis=1), logits.argmax(axis=1))
-        np.testing.assert_allclose(cal.softmax(logits, t).sum(axis=1), 1.0)
+        np.testing.assert_array_equal(temperature.softmax(logits, t).argmax(axis=1), logits.argmax(axis=1))
+        np.testing.assert_allclose(temperature.softmax(logits, t).sum(axis=1), 1.0)
 
 
 def direct_ece(probabilities, labels, bins):
@@ -57,18 +61,18 @@ def direct_ece(probabilities, labels, bins):
 @pytest.mark.parametrize("bins", [5, 15])
 def test_ece_equals_a_direct_computation(bins):
     logits, labels = overconfident(n=3000, sharpen=2.0, seed=3)
-    probs = cal.softmax(logits)
-    rel = cal.reliability(probs, labels, bins)
+    probs = temperature.softmax(logits)
+    rel = temperature.reliability(probs, labels, bins)
     assert rel.ece == pytest.approx(direct_ece(probs, labels, bins), abs=1e-12)
     assert rel.counts.sum() == len(labels) and len(rel.edges) == bins + 1
     assert rel.ece > 0.05  # overconfident logits are visibly miscalibrated …
-    after = cal.expected_calibration_error(cal.softmax(logits, cal.fit_temperature(logits, labels)), labels, bins)
+    after = temperature.expected_calibration_error(temperature.softmax(logits, temperature.fit_temperature(logits, labels)), labels, bins)
     assert after < rel.ece / 3  # … and the temperature fixes most of it
 
 
 def test_confidences_on_bin_edges_go_to_the_lower_bin():
     probs = np.array([[0.6, 0.4], [0.5, 0.5], [1.0, 0.0], [0.8, 0.2]])
-    rel = cal.reliability(probs, np.array([0, 1, 0, 1]), bins=5)  # edges 0, .2, .4, .6, .8, 1
+    rel = temperature.reliability(probs, np.array([0, 1, 0, 1]), bins=5)  # edges 0, .2, .4, .6, .8, 1
     assert rel.counts.tolist() == [0, 0, 2, 1, 1]  # 0.5 and 0.6 in (0.4, 0.6]; 0.8 in (0.6, 0.8]
     assert rel.accuracy[2] == 0.5 and rel.confidence[2] == pytest.approx(0.55)
     assert rel.ece == pytest.approx(direct_ece(probs, np.array([0, 1, 0, 1]), 5))
@@ -82,7 +86,7 @@ def test_confidences_on_bin_edges_go_to_the_lower_bin():
 def fitted(trained):
     """(model, calibration, validation images, validation labels) for the session's small trained model."""
     result, spec, data = trained
-    fit, (x_val, y_val), how = cal._split_for(data, spec.train)
+    fit, (x_val, y_val), how = workflows._split_for(data, spec.train)
     calibration = cal.fit_calibration(result.model, fit, (x_val, y_val), seed=spec.train.seed,
                                       fitted_on={"dataset": data.name, "split": how})
     return result.model, calibration, x_val, y_val
@@ -92,7 +96,7 @@ def test_fitted_temperature_lowers_the_validation_nll(fitted):
     model, calibration, x_val, y_val = fitted
     logits = calibration.features(model, x_val).logits
     assert calibration.temperature != pytest.approx(1.0, abs=1e-3)
-    assert cal.nll(logits, y_val, calibration.temperature) < cal.nll(logits, y_val)
+    assert temperature.nll(logits, y_val, calibration.temperature) < temperature.nll(logits, y_val)
     assert calibration.validation["nll_after"] < calibration.validation["nll_before"]
 
 
@@ -125,7 +129,7 @@ def test_features_and_logits_agree_with_the_model(fitted):
     model, _, x_val, _ = fitted
     named, penultimate, logits = features_and_logits(model, x_val[:5], layers=("maxpool1",), spatial_mean=True)
     acts = activations(model, x_val[:5])
-    np.testing.assert_allclose(cal.softmax(logits), predict_proba(model, x_val[:5]), atol=1e-5)
+    np.testing.assert_allclose(temperature.softmax(logits), predict_proba(model, x_val[:5]), atol=1e-5)
     np.testing.assert_allclose(penultimate, acts[model.layers[-2].name], atol=1e-5)
     np.testing.assert_allclose(named["maxpool1"], acts["maxpool1"].mean(axis=(1, 2)), atol=1e-5)
     one = features_and_logits(model, x_val[0])
@@ -139,12 +143,12 @@ def test_wide_features_get_a_diagonal_covariance(monkeypatch):
     labels = np.arange(600) % 3
     features = rng.normal(0, [1.0, 2.0, 0.5, 3.0], (600, 4)) + labels[:, None]
     features[:, 2] = 0.0  # a dead unit: no variance, no weight
-    monkeypatch.setattr(cal, "MAX_FULL_COVARIANCE", 3)
-    diagonal = cal.fit_class_gaussians("wide", features, labels, 3)
+    monkeypatch.setattr(ood_parts, "MAX_FULL_COVARIANCE", 3)
+    diagonal = ood_parts.fit_class_gaussians("wide", features, labels, 3)
     assert diagonal.precision.shape == (4,) and diagonal.precision[2] == 0
-    full = cal.ClassGaussians("wide", diagonal.means, np.diag(diagonal.precision))
+    full = ood_parts.ClassGaussians("wide", diagonal.means, np.diag(diagonal.precision))
     np.testing.assert_allclose(diagonal.squared_distances(features[:7]), full.squared_distances(features[:7]))
-    again = cal.ClassGaussians.from_dict(json.loads(json.dumps(diagonal.to_dict())))
+    again = ood_parts.ClassGaussians.from_dict(json.loads(json.dumps(diagonal.to_dict())))
     np.testing.assert_allclose(again.squared_distances(features[:7]), diagonal.squared_distances(features[:7]),
                                rtol=1e-5)
 
@@ -199,13 +203,13 @@ def test_assessment_and_lesson_of_one_input(fitted):
     np.testing.assert_allclose(one.probabilities, batch.probabilities[0], atol=1e-6)
     assert one.verdict.score == pytest.approx(batch.scores[0]) and one.verdict.flagged == bool(batch.flagged[0])
     assert 0 <= one.verdict.percentile <= 1 and one.verdict.message
-    lesson = cal.softmax_lesson(model, calibration, x_val[0], list("0123456789"))
+    lesson = lessons_softmax.softmax_lesson(model, calibration, x_val[0], list("0123456789"))
     assert lesson.sums == pytest.approx((1.0, 1.0))
     np.testing.assert_allclose(lesson.shifted_probabilities, lesson.probabilities)  # only differences count
     assert lesson.exponentials.max() == 1.0 and lesson.top == int(one.probabilities.argmax())
     assert lesson.distances.min() == pytest.approx(one.verdict.distance, rel=1e-5)
     assert int(lesson.distances.argmin()) == one.verdict.nearest_class
-    uncalibrated = cal.softmax_lesson(model, None, x_val[0], list("0123456789"))
+    uncalibrated = lessons_softmax.softmax_lesson(model, None, x_val[0], list("0123456789"))
     assert uncalibrated.verdict is None and uncalibrated.temperature == 1.0
 
 
@@ -219,7 +223,7 @@ def test_the_explain_pass_can_be_reused(fitted):
     np.testing.assert_allclose(reused.probabilities, fresh.probabilities, atol=1e-5)
     np.testing.assert_allclose(reused.raw_probabilities, probe.probabilities, atol=1e-5)
     assert reused.verdict.score == pytest.approx(fresh.verdict.score, abs=1e-3)
-    lesson = cal.softmax_lesson(model, calibration, x_val[1], list("0123456789"), probe.activations)
+    lesson = lessons_softmax.softmax_lesson(model, calibration, x_val[1], list("0123456789"), probe.activations)
     assert lesson.distances.min() == pytest.approx(fresh.verdict.distance, rel=1e-4)
 
 
@@ -233,7 +237,7 @@ def test_evaluation_carries_raw_and_calibrated_probabilities(fitted, trained):
     assert calibrated.accuracy == plain.accuracy and not plain.calibrated and calibrated.calibrated
     np.testing.assert_allclose(calibrated.raw_probabilities, plain.probabilities, atol=1e-5)
     assert calibrated.raw_loss == pytest.approx(plain.loss, rel=1e-4)
-    assert calibrated.loss == pytest.approx(cal.nll(np.log(calibrated.probabilities), data.y_test), rel=1e-5)
+    assert calibrated.loss == pytest.approx(temperature.nll(np.log(calibrated.probabilities), data.y_test), rel=1e-5)
     assert calibrated.ece_before == pytest.approx(plain.ece_after)
     assert len(calibrated.ood_scores) == len(data.y_test) and 0 <= calibrated.flagged_share <= 1
     summary = calibrated.summary()
@@ -244,7 +248,7 @@ def test_evaluation_carries_raw_and_calibrated_probabilities(fitted, trained):
 
 
 def test_predict_images_reports_the_verdict(fitted, trained):
-    from cnn.analysis.inference import predict_images
+    from cnn.analysis.predict import predict_images
 
     model, calibration, _, _ = fitted
     data = trained[2]
@@ -310,7 +314,7 @@ def test_calibrate_adds_the_file_and_leaves_the_model_untouched(registry, traine
     info = save_model("later", result.model, spec, result.history, {"dataset": "mnist-sample"})
     before = (info.path / "model.keras").read_bytes()
     assert cal.load_calibration(info) is None
-    fitted = cal.calibrate_model("later", data)
+    fitted = workflows.calibrate_model("later", data)
     info = model_info("later")
     assert (info.path / "model.keras").read_bytes() == before
     assert cal.load_calibration(info).temperature == fitted.temperature
@@ -328,10 +332,10 @@ def test_an_upload_is_calibrated_when_its_dataset_is_at_hand_else_marked(registr
 
     result, spec, data = trained
     save_model("upload", result.model, spec, result.history, {"dataset": "mnist-sample"})
-    fitted, note = cal.calibrate_if_possible("upload", data)
+    fitted, note = workflows.calibrate_if_possible("upload", data)
     assert fitted is not None and note == "" and cal.load_calibration(model_info("upload")) is not None
     save_model("stranger", result.model, spec, result.history, {"dataset": "unknown"})
-    fitted, note = cal.calibrate_if_possible("stranger")
+    fitted, note = workflows.calibrate_if_possible("stranger")
     assert fitted is None and note.startswith("uncalibrated") and "--dataset" in note
     assert cal.load_calibration(model_info("stranger")) is None
 
@@ -345,7 +349,7 @@ def test_calibrate_refuses_a_dataset_that_does_not_fit(registry, trained):
     colour = Dataset("colour", data.class_names, (32, 32, 3), np.zeros((20, 32, 32, 3), np.uint8),
                      np.arange(20) % 10, np.zeros((20, 32, 32, 3), np.uint8), np.arange(20) % 10, "test")
     with pytest.raises(CalibrationError, match=r"takes \(28, 28, 1\) images"):
-        cal.calibrate_model("wrong", colour)
+        workflows.calibrate_model("wrong", colour)
 
 
 def test_an_uploaded_bundle_keeps_only_a_valid_calibration(registry, trained, fitted):
@@ -435,7 +439,7 @@ def test_default_model_ece_after_the_temperature_is_small(default):
     model, calibration = default
     sample = load_dataset("mnist-sample")
     scored = cal.score_batch(model, calibration, sample.x_test)
-    assert cal.expected_calibration_error(scored.probabilities, sample.y_test) <= 0.01
+    assert temperature.expected_calibration_error(scored.probabilities, sample.y_test) <= 0.01
     assert calibration.temperature > 1  # the default model was overconfident on its validation images
 
 
@@ -444,12 +448,11 @@ def test_default_model_ece_after_the_temperature_is_small(default):
 # ---------------------------------------------------------------------------
 
 def test_calibration_figures_show_what_they_say():
-    from cnn.figures.charts import (FAMILIAR, UNUSUAL, distance_bars, ood_gauge, ood_histogram, reliability_diagram,
-                             temperature_bars)
+    from cnn.figures.probabilities import FAMILIAR, UNUSUAL, distance_bars, ood_gauge, ood_histogram, reliability_diagram, temperature_bars
 
     logits, labels = overconfident(n=1000, sharpen=2.0)
-    before = cal.reliability(cal.softmax(logits), labels)
-    after = cal.reliability(cal.softmax(logits, 2.0), labels)
+    before = temperature.reliability(temperature.softmax(logits), labels)
+    after = temperature.reliability(temperature.softmax(logits, 2.0), labels)
     fig = reliability_diagram(before, after)
     bars = [t for t in fig.data if t.type == "bar"]
     assert [f"ECE {before.ece:.4f}" in bars[0].name, f"ECE {after.ece:.4f}" in bars[1].name] == [True, True]

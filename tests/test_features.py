@@ -1,4 +1,4 @@
-"""What the network learned (cnn.explain.features): receptive fields, activation maximisation, top patches, the
+"""What the network learned (cnn.explain and cnn.teach.hierarchy): receptive fields, activation maximisation, top patches, the
 embedding map, the training film and the hierarchy walk — each checked against a direct computation."""
 import threading
 import time
@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from cnn.core.errors import CnnError, RegistryError
-from cnn.explain.features import (Ascent, Film, TsneJob, _ThreadStdout, coherence, embedding_map, film_from_bytes,
-                          hierarchy, likeness, load_film, maximise, model_fields, project_tsne, receptive_fields,
-                          spatial_frequency, stratified_sample, top_patches)
+from cnn.explain.maximise import Ascent, maximise, model_fields, receptive_fields
+from cnn.explain.film import Film, film_from_bytes, load_film
+from cnn.explain.embedding import TsneJob, _ThreadStdout, embedding_map, project_tsne, stratified_sample
+from cnn.teach.hierarchy import coherence, hierarchy, likeness, spatial_frequency
+from cnn.explain.patches import top_patches
 from cnn.model.layers import LAYER_TYPES, AveragePooling2D, Conv2D, Dense, Flatten, GlobalAveragePooling2D
 from cnn.model.spec import ModelSpec, TrainConfig, preset, validate
 
@@ -424,7 +426,7 @@ def test_model_fields_read_the_spec_back_from_the_model(default_model):
 # ---------------------------------------------------------------------------
 
 def test_figures_show_images_as_one_image_and_carry_what_a_click_needs(default_model, sample):
-    from cnn.figures.charts import embedding_scatter, filters_grid, film_frame, patches_grid
+    from cnn.figures.pictures import embedding_scatter, filters_grid, film_frame, patches_grid
 
     x, y = sample
     images = np.random.default_rng(0).integers(0, 256, (12, 28, 28, 1)).astype(np.uint8)

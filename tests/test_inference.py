@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from cnn.analysis.inference import (activations, conv_kernels, conv_layers, default_cam_layer, explain, grad_cam,
-                           inner_layers, map_layers, predict_proba, robustness, saliency)
+from cnn.analysis.inference import activations, conv_kernels, conv_layers, default_cam_layer, explain, grad_cam, inner_layers, map_layers, predict_proba, robustness, saliency
 from cnn.data.preprocess import transform_image
 
 
@@ -122,7 +121,7 @@ def test_transform_image_moves_the_ink():
 
 
 def test_learning_step_lowers_the_loss_and_leaves_the_model_alone(model, digits):
-    from cnn.analysis.inference import learning_step
+    from cnn.teach.learning import learning_step
 
     before = [w.copy() for w in model.get_weights()]
     step = learning_step(model, digits[0], label=3, learning_rate=0.05)
@@ -141,7 +140,8 @@ def test_predict_images_keeps_order_and_names_bad_files(model, digits):
 
     from PIL import Image
 
-    from cnn.analysis.inference import predict_images, predict_proba
+    from cnn.analysis.predict import predict_images
+    from cnn.analysis.inference import predict_proba
     from cnn.data.preprocess import prepare_image
 
     def png(x):
@@ -166,7 +166,7 @@ def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(defa
     import keras
 
     from cnn.data.datasets import load_dataset
-    from cnn.analysis.inference import LEARNING_RATES, learning_step, runner_up
+    from cnn.teach.learning import LEARNING_RATES, learning_step, runner_up
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
     data = load_dataset("mnist-sample")
@@ -184,7 +184,7 @@ def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(defa
 
 
 def test_learning_step_tries_every_rate_and_measures_the_step(model, digits, trained):
-    from cnn.analysis.inference import LEARNING_RATES, learning_step
+    from cnn.teach.learning import LEARNING_RATES, learning_step
 
     data = trained[2]
     others = (data.x_test[100:200], data.y_test[100:200])
@@ -202,7 +202,7 @@ def test_learning_step_tries_every_rate_and_measures_the_step(model, digits, tra
 
 
 def test_suggest_rate_picks_the_biggest_harmless_step():
-    from cnn.analysis.inference import RateTrial, suggest_rate
+    from cnn.teach.learning import RateTrial, suggest_rate
 
     trials = [RateTrial(0.001, 2.0, 0.99), RateTrial(0.01, 1.0, 0.985), RateTrial(0.1, 0.1, 0.5),
               RateTrial(1.0, 9.0, 0.1)]

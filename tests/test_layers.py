@@ -7,7 +7,7 @@ import pytest
 
 from cnn.model.builder import build_model, export_script, rebuild, spec_from_model
 from cnn.core.errors import SpecError
-from cnn.figures.charts import INPUT_COLOUR, architecture_diagram
+from cnn.figures.lessons import INPUT_COLOUR, architecture_diagram
 from cnn.analysis.inference import conv_layers, explain, inner_layers, map_layers
 from cnn.model.layers import LAYER_TYPES, Conv2D, Dense, Flatten, MaxPooling2D
 from cnn.model.spec import ModelSpec, validate

@@ -39,7 +39,7 @@ def filmed(registry):
 # ---------------------------------------------------------------------------
 
 def test_models_replays_the_film_of_a_model(filmed):
-    from cnn.explain.features import load_film
+    from cnn.explain.film import load_film
 
     at = open_app("models", tab=Tab(active_model="filmed"), **{session.MODELS_TABS: "Training film"})
     slider = at.select_slider(key="models_film_filmed")

@@ -42,7 +42,7 @@ def test_filters_of_every_conv_layer_beside_their_top_patches(default_in_registr
         # The first row of filters: 8 filters × 9 patches, numbered by their filter.
         assert [c[0] for c in patches["data"][1]["customdata"]][::9] == list(range(8))
     # The picture is the engine's maximised images, tile by tile (upscaled 4×, 2 px apart).
-    from cnn.explain.features import maximise
+    from cnn.explain.maximise import maximise
     from cnn.store.registry import load_model
 
     maxed = maximise(load_model("mnist-default"), "conv2")
@@ -141,7 +141,7 @@ def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, mo
 
 def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_in_registry):
     from cnn.data.datasets import load_dataset
-    from cnn.explain.features import hierarchy
+    from cnn.teach.hierarchy import hierarchy
     from cnn.store.registry import load_model
 
     at = open_app("learn", learn_chapter=8)  # 9 · The hierarchy

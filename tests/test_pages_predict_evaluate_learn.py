@@ -238,7 +238,8 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     dropout = [t for t in texts(at, "markdown") if "dropout zeroes" in t][0]
     assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
     from cnn.data.datasets import load_dataset
-    from cnn.analysis.inference import learning_step, predict_proba, runner_up
+    from cnn.teach.learning import learning_step, runner_up
+    from cnn.analysis.inference import predict_proba
 
     data = load_dataset("mnist-sample")
     x = data.x_test[0]  # the walkthrough's image when nothing was drawn on Predict

@@ -88,7 +88,7 @@ def test_no_ink_found_falls_back_to_the_plain_resize_and_says_so():
 @pytest.mark.timeout(60)
 def test_tight_crop_upload_is_read_through_predict_images(default_model, digits):
     """The CLI's path (predict_images on file bytes) reads a tight-cropped JPEG like the recipe."""
-    from cnn.analysis.inference import predict_images
+    from cnn.analysis.predict import predict_images
 
     pictures = real_digits.make_family("tight crop, JPEG q30", digits[0][:20], seed=3)
     rows = predict_images(default_model, [(str(i), p) for i, p in enumerate(pictures)], (28, 28, 1),

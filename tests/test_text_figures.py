@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from cnn.figures.charts import (SIGNED, UNSIGNED, channels_row, colorize, feature_maps, kernels_grid, maps_row, mosaic,
-                         value_style, values_heatmap)
+from cnn.figures.style import SIGNED, UNSIGNED, value_style
+from cnn.figures.lessons import channels_row, maps_row, values_heatmap
+from cnn.figures.pictures import colorize, feature_maps, kernels_grid, mosaic
 from cnn.core.text import accuracy_text, date_text, probability_text
 
 
@@ -86,7 +87,7 @@ def test_colour_channels_share_one_scale_in_their_own_colour():
 
 
 def test_square_grid_keeps_the_values_in_order_and_blanks_the_rest():
-    from cnn.figures.charts import square_grid
+    from cnn.figures.pictures import square_grid
 
     grid = square_grid(np.arange(10), 7)
     assert grid.shape == (3, 3)

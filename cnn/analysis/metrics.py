@@ -49,8 +49,8 @@ class Evaluation:
         return float(self.raw_losses.mean()) if len(self.y_true) else float("nan")
 
     def reliability(self, calibrated: bool = True):
-        """cnn.analysis.calibration.Reliability of the calibrated (or raw) probabilities: the reliability diagram."""
-        from cnn.analysis.calibration import reliability
+        """cnn.analysis.temperature.Reliability of the calibrated (or raw) probabilities: the reliability diagram."""
+        from cnn.analysis.temperature import reliability
 
         return reliability(self.probabilities if calibrated else self.raw, self.y_true)
 

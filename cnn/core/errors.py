@@ -42,3 +42,7 @@ class EmptyImageError(ImageError):
 
     blank = True  # False: the picture has light and shade but no ink (the message says which)
     steps = ()  # the preprocessing steps so far, for the inspector
+
+
+class CalibrationError(CnnError):
+    """A calibration that cannot be fitted, read or applied to this model."""

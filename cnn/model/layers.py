@@ -68,7 +68,7 @@ def _window(index: int, where: str, what: str, shape, size: int, stride: int, pa
 
 
 # ---------------------------------------------------------------------------
-# Receptive fields (shared by cnn.explain.features and the pages): what one output value sees of the input image
+# Receptive fields (shared by cnn.explain and the pages): what one output value sees of the input image
 # ---------------------------------------------------------------------------
 
 class Field(NamedTuple):

@@ -357,12 +357,13 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
                       on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None, film=None):
     """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
     it on the test split and save it with its calibration.json and, when the run was filmed (`film`: its
-    cnn.explain.features.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
+    cnn.explain.film.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
 
     A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why. A
     trained model is never lost: if `name` is taken (before or while saving) it is saved under the next free
     name — compare the ModelInfo's name with `name` (saved_as_message says it for people)."""
-    from cnn.analysis.calibration import FILE, calibrate_trained
+    from cnn.analysis.calibration import FILE
+    from cnn.run.workflows import calibrate_trained
     from cnn.data.datasets import dataset_slug
     from cnn.analysis.metrics import evaluate
     from cnn.store.registry import save_model, unique_name
@@ -400,7 +401,7 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
     A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None); nor is the run of a
     non-chief worker (result.chief is False: the chief saves). `keep(result)` is called as soon as training
     ends, before evaluation (so a caller holds the weights whatever follows).
-    `film`: True films training (cnn.explain.features.FilmRecorder, saved as film.npz), False does not, or a
+    `film`: True films training (cnn.explain.film.FilmRecorder, saved as film.npz), False does not, or a
     FilmRecorder of the caller's own (a TrainingJob's, to show the frames live).
     """
     from cnn.store.registry import check_name
@@ -421,8 +422,8 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
 
 
 def film_recorder(dataset: Dataset):
-    """A FilmRecorder (cnn.explain.features) watching the dataset's first test image."""
-    from cnn.explain.features import FilmRecorder, film_probe
+    """A FilmRecorder (cnn.explain.film) watching the dataset's first test image."""
+    from cnn.explain.film import FilmRecorder, film_probe
 
     return FilmRecorder(*film_probe(dataset))
 
@@ -443,7 +444,7 @@ class JobSnapshot:
     model_name: str | None  # the saved model's name, once saved
     started: float  # time.time() at start
     finished: float | None
-    film: object = None  # cnn.explain.features.Film: the frames recorded so far (None without a film or before any)
+    film: object = None  # cnn.explain.film.Film: the frames recorded so far (None without a film or before any)
 
     @property
     def running(self) -> bool:

@@ -642,7 +642,8 @@ def import_model(data: bytes, filename: str, name: str | None = None, allowed_sh
 def _checked_calibration(data: bytes | None, model) -> tuple[dict | None, str]:
     """A bundle's calibration.json kept only when it reads as a calibration and fits the model:
     ({'calibration.json': data} or None, a note saying why it was left out, or '')."""
-    from cnn.analysis.calibration import Calibration, CalibrationError
+    from cnn.analysis.calibration import Calibration
+    from cnn.core.errors import CalibrationError
 
     if data is None:
         return None, ""

@@ -69,7 +69,7 @@ class Ticket:
         return self.job.result if self.job is not None else None
 
     def snapshot(self):
-        from cnn.run.train import JobSnapshot
+        from cnn.run.jobs import JobSnapshot
 
         if self.job is not None:
             return self.job.snapshot()
@@ -210,7 +210,7 @@ def in_process() -> bool:
 
 
 def _start_training(ticket: Ticket, on_finish):
-    from cnn.run.train import TrainingJob
+    from cnn.run.jobs import TrainingJob
     from cnn.run.worker import ProcessTrainingJob
 
     def finished():

@@ -123,7 +123,7 @@ def model_of(info: registry.ModelInfo):
 
 def dataset(name: str):
     """cnn.data.datasets.load_dataset(name), loaded once (while it stays in the cache)."""
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     return _caches()["datasets"].get(name, lambda: load_dataset(name), spinner="Loading the dataset…")
 

@@ -55,7 +55,7 @@ def switched_on(value) -> bool:
 
 def workspaces_dir() -> Path:
     """Where hosted workspaces live: CNN_WORKSPACES_DIR, else beside the upload cache."""
-    from cnn.data.datasets import cache_dir
+    from cnn.data.uploads import cache_dir
 
     return Path(os.environ.get("CNN_WORKSPACES_DIR") or cache_dir() / "workspaces").expanduser()
 

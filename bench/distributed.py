@@ -77,7 +77,7 @@ def bench_spec(epochs: int, batch_size: int):
 
 
 def load(limit: int):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     name = "mnist" if os.environ.get("CNN_DATA_DIR") else "mnist-sample"
     return load_dataset(name, limit=(limit, 1000))

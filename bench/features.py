@@ -35,7 +35,7 @@ from train_speed import CLEAN_STEAL, Clock, EpochClock, median_epoch  # noqa: E4
 
 import keras  # noqa: E402
 
-from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.data.load import load_dataset  # noqa: E402
 from cnn.explain.maximise import Ascent, maximise
 from cnn.explain.film import FilmRecorder, film_probe
 from cnn.explain.embedding import penultimate_features, project_tsne, stratified_sample

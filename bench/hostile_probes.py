@@ -40,7 +40,9 @@ def status(key: str) -> int:
 def probe(kind: str) -> dict:
     """Run one probe in this process: (outcome, RSS before, peak during, seconds)."""
     from cnn.store import registry
-    from cnn.data.datasets import load_dataset, store_upload
+    from cnn.store import bundles
+    from cnn.data.load import load_dataset
+    from cnn.data.uploads import store_upload
     from cnn.core.errors import CnnError
     from tests import hostile
 
@@ -76,7 +78,7 @@ def probe(kind: str) -> dict:
     start = time.monotonic()
     try:
         if kind in ("nested_bundle", "nested_keras"):
-            registry.import_model(payload, "bomb.zip" if kind == "nested_bundle" else "bomb.keras")
+            bundles.import_model(payload, "bomb.zip" if kind == "nested_bundle" else "bomb.keras")
         elif kind == "folder_bomb":
             registry.load_model("bomb")
         elif kind == "zeros_upload":

@@ -62,10 +62,10 @@ def one_run(layers, batch: int, images: int, test_images: int = 1000) -> dict:
     import_tensorflow()
     import keras  # noqa: F401
 
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.model.memory import estimate_for
     from cnn.model.spec import ModelSpec, preset
-    from cnn.run.train import train_and_save
+    from cnn.run.workflows import train_and_save
 
     before = status("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS

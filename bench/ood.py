@@ -36,10 +36,10 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from cnn.analysis import calibration as cal  # noqa: E402
 from cnn.analysis import temperature  # noqa: E402
-from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.data.load import load_dataset  # noqa: E402
 from cnn.store.registry import load_model, model_info  # noqa: E402
 from cnn.model.spec import ModelSpec  # noqa: E402
-from cnn.run.train import split_validation  # noqa: E402
+from cnn.data.splits import split_validation  # noqa: E402
 from tests import ood_images as gen  # noqa: E402
 
 GOALS = {"non-digits flagged": (">=", 0.90), "MNIST test digits flagged": ("<=", 0.05),

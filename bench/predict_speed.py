@@ -26,7 +26,7 @@ import keras  # noqa: E402
 
 from cnn.analysis.inference import explain  # noqa: E402
 from cnn.data.preprocess import prepare_image  # noqa: E402
-from cnn.store.registry import PROJECT_ROOT  # noqa: E402
+from cnn.data.datasets import PROJECT_ROOT  # noqa: E402
 
 REPEATS = 50
 

@@ -32,7 +32,7 @@ from cnn.core.quiet import import_tensorflow  # noqa: E402
 import_tensorflow()
 
 from cnn.analysis import calibration as cal  # noqa: E402
-from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.data.load import load_dataset  # noqa: E402
 from cnn.store.registry import load_model, model_info  # noqa: E402
 from tests import real_digits  # noqa: E402
 from tests.real_digits import read_all  # noqa: E402

@@ -40,10 +40,11 @@ tf = import_tensorflow()
 import keras  # noqa: E402
 
 from cnn.model.builder import build_model  # noqa: E402
-from cnn.data.datasets import load_dataset  # noqa: E402
+from cnn.data.load import load_dataset  # noqa: E402
 from cnn.analysis.inference import predict_proba  # noqa: E402
 from cnn.model.spec import preset  # noqa: E402
-from cnn.run.train import TrainingJob, make_optimizer, make_train_data, train  # noqa: E402
+from cnn.run.jobs import TrainingJob
+from cnn.run.train import make_optimizer, make_train_data, train  # noqa: E402
 
 TARGET = 0.99
 

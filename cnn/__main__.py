@@ -8,10 +8,23 @@ import argparse
 import json
 import sys
 import time
-
 from pathlib import Path
 
+from cnn.analysis.calibration import calibration_summary, load_calibration
+from cnn.analysis.metrics import evaluate
+from cnn.analysis.predict import predict_images
 from cnn.core.errors import CnnError
+from cnn.core.quiet import import_tensorflow
+from cnn.core.text import accuracy_text, date_text, probability_text
+from cnn.data.load import list_datasets, load_dataset
+from cnn.data.preprocess import INVERT_CHOICES, default_recipe
+from cnn.model.builder import export_script
+from cnn.model.memory import check_memory
+from cnn.model.spec import PRESET_NOTES, PRESETS, ModelSpec, preset, validate
+from cnn.run.distribute import STRATEGIES, make_strategy, parse_workers, set_tf_config, worker_position
+from cnn.run.workflows import calibrate_model, saved_as_message, train_and_save
+from cnn.store.export import FORMATS, available_formats, export_model
+from cnn.store.registry import check_name, dataset_to_load, list_models, load_model, model_info, models_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -27,8 +40,6 @@ def fail(message: str, code: int = 2):
 
 
 def tf_ready():
-    from cnn.core.quiet import import_tensorflow
-
     import_tensorflow()
 
 
@@ -63,8 +74,6 @@ def table(rows: list[list], header: list[str]) -> str:
 # ---------------------------------------------------------------------------
 
 def cmd_presets(args):
-    from cnn.model.spec import PRESET_NOTES, PRESETS, preset, validate
-
     rows = []
     for name in PRESETS:
         a = validate(preset(name))
@@ -73,24 +82,17 @@ def cmd_presets(args):
 
 
 def cmd_datasets(args):
-    from cnn.data.datasets import list_datasets
-
     rows = [[d["name"], "×".join(map(str, d["input_shape"])), d["classes"], d["source"]] for d in list_datasets()]
     print(table(rows, ["dataset", "input", "classes", "source"]))
     print("\nAlso: a folder (or .zip) with one sub-folder of images per class, e.g. --dataset path/to/folder")
 
 
 def cmd_models(args):
-    from cnn.store.registry import list_models, models_dir
-    from cnn.core.text import accuracy_text, date_text
-
     infos = list_models()
     if not infos:
         print(f"no saved models in {models_dir()}; train one with: python -m cnn train --preset default "
               "--dataset mnist-sample")
         return
-    from cnn.analysis.calibration import calibration_summary
-
     def calibrated(info) -> str:
         summary = calibration_summary(info)
         return f"T={summary['temperature']:.2f}" if summary["calibrated"] else "no"
@@ -129,14 +131,10 @@ class ProgressBar:
 
 
 def cmd_train(args):
-    from cnn.store.registry import check_name, models_dir
-
     if args.name:
         check_name(args.name)
         if (models_dir() / args.name).exists():
             fail(f"a model named {args.name!r} already exists in {models_dir()}; choose another --name")
-    from cnn.model.spec import PRESETS, ModelSpec, preset
-
     if args.spec:
         try:
             spec = ModelSpec.from_json(Path(args.spec).read_bytes())
@@ -153,10 +151,6 @@ def cmd_train(args):
     if args.workers is not None and strategy_kind != "multi-worker":
         fail(f"--workers is for --strategy multi-worker, not {strategy_kind!r}")
     tf_ready()
-    from cnn.run.distribute import make_strategy, parse_workers, set_tf_config, worker_position
-    from cnn.data.datasets import load_dataset
-    from cnn.run.train import saved_as_message, train_and_save
-
     if args.workers is not None:
         set_tf_config(parse_workers(args.workers), args.worker_index)
     strategy = make_strategy(strategy_kind)  # before TensorFlow runs anything else (multi-worker needs that)
@@ -172,9 +166,6 @@ def cmd_train(args):
     for key in ("shift", "rotation", "zoom"):
         if getattr(args, key) is not None:
             setattr(spec.train.augmentation, key, getattr(args, key))
-    from cnn.model.memory import check_memory
-    from cnn.model.spec import validate
-
     validate(spec)  # out-of-range flags get the spec's own message before any training
     need = check_memory(spec, dataset)  # and a run that cannot fit in memory is refused now, not killed later
     where = f" as worker {index} of {workers}" if workers > 1 else ""
@@ -193,24 +184,15 @@ def cmd_train(args):
 
 
 def load_for_cli(name):
-    from cnn.store.registry import model_info
-
     info = model_info(name)  # fails fast, before TensorFlow loads
     if not info.usable:
         fail(f"model {name!r} is damaged: {info.problems[0]}; delete its folder, or train or upload it again")
     tf_ready()
-    from cnn.store.registry import load_model
-
     return info, load_model(name)
 
 
 def cmd_evaluate(args):
     info, model = load_for_cli(args.name)
-    from cnn.data.datasets import load_dataset
-    from cnn.analysis.metrics import evaluate
-
-    from cnn.store.registry import dataset_to_load
-
     dataset = load_dataset(args.dataset or dataset_to_load(info), limit=args.limit)
     shape, classes = tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1])
     if tuple(dataset.input_shape) != shape:
@@ -219,8 +201,6 @@ def cmd_evaluate(args):
     if dataset.num_classes != classes:
         fail(f"model {info.name!r} predicts {classes} classes but {dataset.name} has {dataset.num_classes}; "
              "choose a dataset with the model's classes")
-    from cnn.analysis.calibration import load_calibration
-
     calibration = load_calibration(info)
     if calibration is not None:
         calibration.check_model(model)
@@ -252,11 +232,6 @@ def cmd_predict(args):
     if missing:
         fail(f"no such file: {', '.join(missing)}")
     info, model = load_for_cli(args.name)
-    from cnn.analysis.calibration import load_calibration
-    from cnn.analysis.predict import predict_images
-    from cnn.data.preprocess import INVERT_CHOICES, default_recipe
-    from cnn.core.text import probability_text
-
     calibration = load_calibration(info)
     if calibration is not None:
         calibration.check_model(model)
@@ -290,12 +265,8 @@ def cmd_predict(args):
 
 
 def cmd_calibrate(args):
-    from cnn.store.registry import model_info
-
     info = model_info(args.name)  # fails fast, before TensorFlow loads
     tf_ready()
-    from cnn.run.workflows import calibrate_model
-
     print(f"calibrating {info.name} …", file=sys.stderr)
     start = time.monotonic()
     cal = calibrate_model(args.name, args.dataset, flag_share=args.flag_share, max_images=args.max_images)
@@ -315,10 +286,6 @@ def share(text: str) -> float:
 
 
 def cmd_export_script(args):
-    from cnn.model.builder import export_script
-    from cnn.store.registry import model_info
-    from cnn.model.spec import ModelSpec
-
     info = model_info(args.name)
     if not info.usable:
         fail(f"model {info.name!r} is damaged: {info.problems[0]}")
@@ -334,16 +301,11 @@ def cmd_export_script(args):
 
 
 def cmd_export(args):
-    from cnn.store.export import available_formats
-    from cnn.store.registry import model_info
-
     reason = available_formats()[args.format]
     if reason:
         fail(f"{args.format} export is not available here: {reason}")
     model_info(args.name)  # fails fast, before TensorFlow loads
     tf_ready()
-    from cnn.store.export import export_model
-
     if args.output and not Path(args.output).parent.is_dir():
         fail(f"cannot write {args.output}: folder {Path(args.output).parent} does not exist")
     report = export_model(args.name, args.format, args.output, limit=args.limit)
@@ -354,10 +316,6 @@ def cmd_export(args):
 
 
 def build_parser() -> Parser:
-    from cnn.run.distribute import STRATEGIES
-    from cnn.store.export import FORMATS
-    from cnn.data.preprocess import INVERT_CHOICES
-
     parser = Parser(prog="python -m cnn", description="CNN Studio's engine, headless.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     sub.add_parser("presets", help="list model presets").set_defaults(run=cmd_presets)

@@ -7,8 +7,10 @@ import streamlit as st
 
 from app import chrome, resources, session
 from cnn.model.builder import export_script
-from cnn.data.datasets import CATALOG, SAMPLE, store_upload, where
-from cnn.store.registry import safe_label
+from cnn.data.datasets import CATALOG, SAMPLE
+from cnn.data.load import where
+from cnn.data.uploads import store_upload
+from cnn.store.bundles import safe_label
 from cnn.core.errors import CnnError, SpecError, TrainingError
 from cnn.model.memory import check_memory, estimate_for, memory_budget
 from cnn.model.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
@@ -290,7 +292,7 @@ with summary:
         metrics = st.container(horizontal=True)
         metrics.metric("Parameters", f"{analysis.params:,}", help=f"{analysis.trainable:,} trainable", width="content")
         metrics.metric("MACs per image", f"{analysis.macs / 1e6:.2f} M", width="content")
-        need = estimate_for(edited, dataset if dataset in CATALOG else resources.dataset(dataset))
+        need = estimate_for(edited, CATALOG[dataset] if dataset in CATALOG else resources.dataset(dataset))
         metrics.metric("Training memory (est.)", f"{need.total / 2**20:,.0f} MiB", width="content",
                        help=f"{need.text()}. Checked against the memory budget before training starts.")
         metrics.metric("Time per epoch (est.)", f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.2f} s",

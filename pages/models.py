@@ -6,13 +6,13 @@ import streamlit as st
 
 from app import chrome, learned, resources, session, workspaces
 from cnn.store import registry
+from cnn.store import bundles
 from cnn.run.workflows import calibrate_if_possible
 from cnn.analysis.calibration import calibration_summary
 from cnn.data.datasets import CATALOG, dataset_title
 from cnn.core.errors import CnnError
-from cnn.store.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, available_formats, cache_path, download_bytes, \
-    export_for_app, size_text
-from cnn.store.registry import safe_label
+from cnn.store.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, available_formats, cache_path, download_bytes, export_for_app, size_text
+from cnn.store.bundles import safe_label
 from cnn.figures.curves import compare_curves, history_curves
 from cnn.model.spec import ModelSpec, SpecError, validate
 from cnn.core.text import accuracy_text
@@ -59,7 +59,7 @@ def upload_ui() -> None:
         extra = []
     with st.spinner(f"Checking {upload.name}…"):
         try:
-            info = registry.import_model(upload.getvalue(), upload.name, allowed_shapes=extra)
+            info = bundles.import_model(upload.getvalue(), upload.name, allowed_shapes=extra)
         except CnnError as exc:
             session.flash(f"Not imported: {exc}", "error")
         else:
@@ -127,7 +127,7 @@ def manage_ui(info) -> None:
         active = tab.active_model == info.name
         cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
                        on_click=chrome.set_active_model, args=(info.name,), width="stretch")
-        cols[1].download_button("Download .zip", lambda: registry.bundle_bytes(info.name),
+        cols[1].download_button("Download .zip", lambda: bundles.bundle_bytes(info.name),
                                 file_name=f"{info.name}.zip", mime="application/zip", key="models_download",
                                 width="stretch", on_click="ignore")
         st.caption(":material/lock: This model ships with CNN Studio, so it is read-only: it cannot be renamed, "
@@ -141,7 +141,7 @@ def manage_ui(info) -> None:
     active = tab.active_model == info.name
     cols[0].button("Active ✓" if active else "Set active", key="models_set_active", disabled=active,
                    on_click=chrome.set_active_model, args=(info.name,), width="stretch")
-    cols[1].download_button("Download .zip", lambda: registry.bundle_bytes(info.name), file_name=f"{info.name}.zip",
+    cols[1].download_button("Download .zip", lambda: bundles.bundle_bytes(info.name), file_name=f"{info.name}.zip",
                             mime="application/zip", key="models_download", width="stretch", on_click="ignore")
     new_name = cols[2].text_input("New name", value=info.name, key=f"models_rename_{info.name}")
     cols[3].button("Rename", key="models_rename", width="stretch", disabled=new_name.strip() == info.name,

@@ -51,7 +51,7 @@ def full_mnist() -> Path:
 @pytest.fixture(scope="session")
 def small_data():
     """2,000 train / 500 test images of the embedded sample, balanced by class."""
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     return load_dataset("mnist-sample", limit=(2000, 500))
 

@@ -30,7 +30,7 @@ def spec():
 def data(folder=None):
     """600 training images → 480 after the validation split: 8 steps per epoch, the last one of 32 images;
     or a class folder, whose training split is streamed from disk."""
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     return load_dataset(folder) if folder else load_dataset("mnist-sample", limit=(600, 200))
 
@@ -52,7 +52,7 @@ def main(argv=None):
 
     import_tensorflow()
     from cnn.run.distribute import make_strategy, parse_workers, set_tf_config
-    from cnn.run.train import train_and_save
+    from cnn.run.workflows import train_and_save
 
     if args.workers:
         set_tf_config(parse_workers(args.workers), args.worker_index)

@@ -16,6 +16,7 @@ from collections import Counter
 
 from cnn.core.errors import CnnError
 from cnn.model.layers import LAYER_TYPES
+from cnn.model.memory import estimate
 from cnn.model.spec import PRESETS, preset
 
 HUGE = "__HUGE_INT__"  # replaced in the JSON text by a 5,000-digit integer (json.dumps cannot write one)
@@ -177,7 +178,7 @@ def exercise(kind: str, payload) -> str | None:
         message = check(spec)
         if message is None:
             analysis = validate(spec)
-            analysis.memory_bytes(spec.train.batch_size, spec.train.optimizer)
+            estimate(analysis, spec.train.batch_size, spec.train.optimizer).total
             assert ModelSpec.from_json(spec.to_json()) == spec
     except CnnError:
         return None

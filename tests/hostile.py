@@ -65,7 +65,7 @@ def raw_zip(entries: list[tuple[str, bytes, int, int, int]]) -> bytes:
 
 
 def bundle_with(bundle: bytes, **replace) -> bytes:
-    """A copy of a real bundle (registry.bundle_bytes) with some files replaced: metrics/spec/history as JSON
+    """A copy of a real bundle (cnn.store.bundles.bundle_bytes) with some files replaced: metrics/spec/history as JSON
     values (or raw bytes), or 'model.keras' bytes. Keyword names: metrics, spec, history, model."""
     files = {"metrics": "metrics.json", "spec": "spec.json", "history": "history.json", "model": "model.keras"}
     with zipfile.ZipFile(io.BytesIO(bundle)) as zf:

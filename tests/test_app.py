@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnn.store import registry as reg
+from cnn.store import bundles
 from app import session
 from app.session import Tab
 from cnn.model.spec import Conv2D, Flatten, MaxPooling2D, ModelSpec, TrainConfig, preset
@@ -299,7 +300,7 @@ def test_deleting_a_model_another_tab_already_deleted_says_so(saved_model, train
 
 
 def test_upload_a_bundle_and_a_keras_file(saved_model, tmp_path):
-    bundle = reg.bundle_bytes("small")
+    bundle = bundles.bundle_bytes("small")
     at = open_app("models")
     at.file_uploader(key="models_upload").set_value([("small.zip", bundle, "application/zip")]).run()
     assert any("Imported small.zip as 'small-2'" in s for s in texts(at, "success"))

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 @pytest.fixture(scope="module")
 def digit_video(tmp_path_factory):
     """(a .y4m video of a camera-like photo of a written test digit, the digit's label)."""
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from tests.fake_camera import write_y4m
     from tests.test_camera import camera_frame
 

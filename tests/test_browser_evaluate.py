@@ -8,7 +8,7 @@ from tests.browser import combobox, go, open_tab, pick_nth, wait_idle
 def default_confusion(default_model_dir):
     import keras
 
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.analysis.metrics import evaluate
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)

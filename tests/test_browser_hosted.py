@@ -48,7 +48,8 @@ def model_names(page) -> list[str]:
 
 
 def test_visitors_are_kept_apart_even_with_each_others_links(visitor, hosted_server, tmp_path):
-    from cnn.store.registry import bundle_bytes, using_models_dir
+    from cnn.store.bundles import bundle_bytes
+    from cnn.store.registry import using_models_dir
     from tests.conftest import ROOT
 
     with using_models_dir(ROOT / "models"):

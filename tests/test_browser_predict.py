@@ -122,7 +122,7 @@ def test_first_visit_of_a_fresh_server_shows_the_canvas_at_once_then_predicts(ch
 def test_a_tight_cropped_real_digit_is_read(page, app_server, tmp_path):
     """A teacher's upload: a real MNIST test digit cut out of a worksheet scan, cropped to its ink, dark on
     grey paper, as a JPEG — read, never "blank", and the inspector shows its steps."""
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from tests import real_digits
 
     data = load_dataset("mnist-sample", limit=(10, 50))

@@ -272,7 +272,7 @@ def test_training_saves_a_calibration_and_without_a_validation_split_says_why(re
     from dataclasses import replace
 
     from cnn.store.registry import model_info
-    from cnn.run.train import evaluate_and_save
+    from cnn.run.workflows import evaluate_and_save
 
     result, spec, data = trained
     evaluation, info = evaluate_and_save(result, spec, data, "calibrated")
@@ -288,9 +288,9 @@ def test_training_saves_a_calibration_and_without_a_validation_split_says_why(re
 
 
 def test_a_streamed_folder_dataset_is_calibrated_on_its_held_out_split(registry, tmp_path):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
-    from cnn.run.train import train_and_save
+    from cnn.run.workflows import train_and_save
     from tests.test_data import make_class_folders
 
     data = load_dataset(str(make_class_folders(tmp_path / "f", per_class=40)))
@@ -356,7 +356,8 @@ def test_an_uploaded_bundle_keeps_only_a_valid_calibration(registry, trained, fi
     import io
     import zipfile
 
-    from cnn.store.registry import bundle_bytes, import_model, model_info, save_model
+    from cnn.store.bundles import bundle_bytes, import_model
+    from cnn.store.registry import model_info, save_model
 
     result, spec, data = trained
     _, calibration, _, _ = fitted
@@ -398,9 +399,9 @@ def default(default_model_dir):
 
 
 def test_default_model_flags_its_stated_share_of_its_validation_images(default, default_model_dir, full_mnist):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.model.spec import ModelSpec
-    from cnn.run.train import split_validation
+    from cnn.data.splits import split_validation
 
     model, calibration = default
     train = ModelSpec.from_json((default_model_dir / "spec.json").read_text()).train
@@ -411,7 +412,7 @@ def test_default_model_flags_its_stated_share_of_its_validation_images(default, 
 
 
 def test_default_model_flags_non_digits_but_not_digits(default):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     model, calibration = default
     # Generated non-digits (30 of each NON_DIGITS family), through prepare_image like a canvas drawing.
@@ -434,7 +435,7 @@ def test_default_model_flags_non_digits_but_not_digits(default):
 
 
 def test_default_model_ece_after_the_temperature_is_small(default):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     model, calibration = default
     sample = load_dataset("mnist-sample")

@@ -57,7 +57,7 @@ def test_evaluate_json(cli_registry):
 
 
 def test_predict_files(cli_registry, tmp_path):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     data = load_dataset("mnist-sample", limit=(10, 10))
     paths = []

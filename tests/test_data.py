@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from cnn.data.archive import ArchiveError, extract_zip
-from cnn.data.datasets import CATALOG, apply_limit, load_dataset, stratified_first
+from cnn.data.datasets import CATALOG, apply_limit, stratified_first
+from cnn.data.load import load_dataset
 from cnn.core.errors import DatasetError
 
 

@@ -26,7 +26,7 @@ def default_model(default_model_dir):
 @pytest.fixture(scope="module")
 def sample():
     """1,000 test images of the embedded MNIST sample (100 per class) — real digits the model never trained on."""
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     data = load_dataset("mnist-sample", limit=(10, 1000))
     return data.x_test, data.y_test
@@ -302,7 +302,7 @@ def test_film_frames_equal_the_weights_at_each_epoch(registry, small_data):
     import keras
 
     from cnn.store.registry import load_model
-    from cnn.run.train import train_and_save
+    from cnn.run.workflows import train_and_save
 
     class Checkpoint(keras.callbacks.Callback):
         """What ModelCheckpoint would save at each epoch end (and the starting weights)."""
@@ -339,7 +339,7 @@ def test_film_frames_equal_the_weights_at_each_epoch(registry, small_data):
 
 
 def test_training_job_shows_the_film_live_and_can_go_without(registry, small_data):
-    from cnn.run.train import TrainingJob
+    from cnn.run.jobs import TrainingJob
 
     job = TrainingJob(TINY, small_data, "live").start()
     counts = []

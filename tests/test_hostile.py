@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from cnn.store import registry as reg
+from cnn.store import bundles
 from cnn.data.archive import ArchiveError, check_zip
-from cnn.data.datasets import load_dataset, store_upload
+from cnn.data.load import load_dataset
+from cnn.data.uploads import store_upload
 from cnn.core.errors import DatasetError, RegistryError
 from tests import hostile
 from tests.conftest import ROOT
@@ -29,7 +31,7 @@ def base_bundle(tmp_path_factory):
         spec = ModelSpec(layers=[Conv2D(2, 3), Flatten()], preset="tiny")
         reg.save_model("base", build_model(spec), spec, {"epoch": [1], "loss": [0.5]},
                        {"dataset": "mnist", "class_names": list("0123456789"), "test_accuracy": 0.5, "epochs": 1})
-        return reg.bundle_bytes("base")
+        return bundles.bundle_bytes("base")
     finally:
         os.environ["CNN_MODELS_DIR"] = saved
 
@@ -59,7 +61,7 @@ def assert_typed(info):
 
 @pytest.mark.parametrize("case", sorted(hostile.HOSTILE_METRICS))
 def test_hostile_metadata_in_a_bundle_is_dropped_with_a_note(registry, base_bundle, case):
-    info = reg.import_model(hostile.bundle_with(base_bundle, metrics=hostile.HOSTILE_METRICS[case],
+    info = bundles.import_model(hostile.bundle_with(base_bundle, metrics=hostile.HOSTILE_METRICS[case],
                                                 history={"loss": ["x"], "epoch": [1]}), f"{case}.zip")
     assert info.import_notes and all(isinstance(n, str) and len(n) <= 400 for n in info.import_notes)
     assert any("history.json: loss dropped" in n for n in info.import_notes)
@@ -70,7 +72,7 @@ def test_hostile_metadata_in_a_bundle_is_dropped_with_a_note(registry, base_bund
 
 
 def test_an_uploaded_path_is_never_a_dataset(registry, base_bundle):
-    info = reg.import_model(hostile.bundle_with(base_bundle, metrics={"dataset": "folder:shapes",
+    info = bundles.import_model(hostile.bundle_with(base_bundle, metrics={"dataset": "folder:shapes",
                                                                       "dataset_source": "/"}), "x.zip")
     notes = " ".join(info.import_notes)
     assert "dataset_source dropped (an uploaded model's data location is never used)" in notes
@@ -78,7 +80,7 @@ def test_an_uploaded_path_is_never_a_dataset(registry, base_bundle):
 
 
 def test_an_older_import_that_kept_a_server_path_is_not_trusted(registry, base_bundle):
-    info = reg.import_model(base_bundle, "old.zip")
+    info = bundles.import_model(base_bundle, "old.zip")
     metrics = json.loads((info.path / "metrics.json").read_text())
     metrics.update(dataset="folder:secrets", dataset_source="/etc")  # as an older version kept them
     (info.path / "metrics.json").write_text(json.dumps(metrics))
@@ -102,8 +104,8 @@ TAMPERED = {**{f"metrics {k}": ("metrics.json", json.dumps(v)) for k, v in hosti
 
 @pytest.mark.parametrize("case", sorted(TAMPERED))
 def test_a_tampered_folder_is_listed_as_damaged_and_never_breaks_the_listing(registry, base_bundle, case):
-    good = reg.import_model(base_bundle, "good.zip", name="good")
-    bad = reg.import_model(base_bundle, "bad.zip", name="bad")
+    good = bundles.import_model(base_bundle, "good.zip", name="good")
+    bad = bundles.import_model(base_bundle, "bad.zip", name="bad")
     file, content = TAMPERED[case]
     if content is None:
         (bad.path / file).unlink()
@@ -124,10 +126,10 @@ def test_a_tampered_folder_is_listed_as_damaged_and_never_breaks_the_listing(reg
 
 
 def test_cli_lists_damaged_models_and_refuses_to_use_them(registry, base_bundle):
-    reg.import_model(base_bundle, "good.zip", name="good")
+    bundles.import_model(base_bundle, "good.zip", name="good")
     for name, (file, content) in [("created-int", ("metrics.json", '{"created": 12345, "test_accuracy": "high"}')),
                                   ("not-a-dict", ("metrics.json", "[1, 2]")), ("no-spec", ("spec.json", "5"))]:
-        folder = reg.import_model(base_bundle, f"{name}.zip", name=name).path
+        folder = bundles.import_model(base_bundle, f"{name}.zip", name=name).path
         (folder / file).write_text(content)
     env = {**os.environ, "CNN_MODELS_DIR": str(registry)}
     out = subprocess.run([sys.executable, "-m", "cnn", "models"], capture_output=True, text=True, env=env, cwd=ROOT)
@@ -152,7 +154,7 @@ def test_nested_zip_bomb_in_a_bundle_is_refused_from_the_directory(registry, bom
     assert len(bomb_bundle) < 3_500_000
     start = time.monotonic()
     with pytest.raises(RegistryError) as err:
-        reg.import_model(bomb_bundle, "bomb.zip")
+        bundles.import_model(bomb_bundle, "bomb.zip")
     assert time.monotonic() - start < 2
     assert str(err.value) == ("bomb.zip: the model.keras inside it: its config.json unpacks to 3,000 MB; the limit is "
                               "16 MB — not a model file CNN Studio or Keras wrote (a zip bomb?); refusing it")
@@ -163,7 +165,7 @@ def test_nested_bomb_probe_stays_small(tmp_path, bomb_bundle):
     """A separate process refuses the 3 GB config with its peak memory (VmHWM) far below the bomb's size."""
     path = tmp_path / "bomb.zip"
     path.write_bytes(bomb_bundle)
-    code = ("import sys; from cnn.store.registry import import_model; from cnn.core.errors import CnnError\n"
+    code = ("import sys; from cnn.store.bundles import import_model; from cnn.core.errors import CnnError\n"
             f"data = open({str(path)!r}, 'rb').read()\n"
             "try:\n    import_model(data, 'bomb.zip')\nexcept CnnError as e:\n    print('refused', e)\n"
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
@@ -194,14 +196,14 @@ def test_bare_keras_bombs_and_broken_files(registry, base_bundle, tmp_path):
     ]
     for filename, data, message in cases:
         with pytest.raises(RegistryError) as err:
-            reg.import_model(data, filename)
+            bundles.import_model(data, filename)
         assert message in str(err.value), (filename, str(err.value))
         assert len(str(err.value)) < 400 and "\n" not in str(err.value)
     assert files_under(registry) == [] and not Path("/tmp/PWNED.keras").exists()
 
 
 def test_a_damaged_model_keras_on_disk_is_not_loaded(registry, base_bundle):
-    info = reg.import_model(base_bundle, "x.zip", name="x")
+    info = bundles.import_model(base_bundle, "x.zip", name="x")
     (info.path / "model.keras").write_bytes(hostile.nested_bomb_keras(100_000_000))
     with pytest.raises(RegistryError, match="cannot load model 'x': its config.json unpacks to 100 MB"):
         reg.load_model("x")
@@ -302,7 +304,7 @@ def test_size_messages_tell_the_size_from_the_limit():
 
 
 def test_the_cache_evicts_least_recently_used_and_refuses_when_all_is_in_use(clean_cache, monkeypatch):
-    from cnn.data import datasets as data
+    from cnn.data import uploads as data
 
     zips = [hostile.class_zip(per_class=30 + i) for i in range(3)]  # ~40 kB each
     monkeypatch.setenv("CNN_CACHE_MB", str(2.5 * len(zips[0]) / 1e6))

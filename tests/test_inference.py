@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cnn.analysis.inference import activations, conv_kernels, conv_layers, default_cam_layer, explain, grad_cam, inner_layers, map_layers, predict_proba, robustness, saliency
-from cnn.data.preprocess import transform_image
+from cnn.data.steps import transform_image
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_grad_cam_highlights_the_digit_on_the_default_model(default_model_dir):
     """On the committed model, Grad-CAM puts more weight on the ink than on the background."""
     import keras
 
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
     data = load_dataset("mnist-sample", limit=(10, 50))
@@ -165,7 +165,7 @@ def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(defa
     one step lowers this image's loss and costs the other test images at most a point of accuracy."""
     import keras
 
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.teach.learning import LEARNING_RATES, learning_step, runner_up
 
     model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)

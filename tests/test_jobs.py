@@ -6,7 +6,7 @@ import pytest
 
 from app.jobs import JobQueue
 from cnn.core.errors import TrainingError
-from cnn.run.train import JobSnapshot
+from cnn.run.jobs import JobSnapshot
 
 
 class FakeJob:
@@ -132,7 +132,7 @@ def test_a_waiting_job_starts_in_its_own_owners_context():
 
 
 def test_hosted_servers_train_in_a_worker_process_unless_told_otherwise(monkeypatch, small_data):
-    from cnn.run.train import TrainingJob
+    from cnn.run.jobs import TrainingJob
     from cnn.run.worker import ProcessTrainingJob
 
     made = []

@@ -25,8 +25,8 @@ def tiny_spec(epochs: int = 2):
 @pytest.fixture
 def filmed(registry):
     """A tiny model trained for 2 epochs with a film (3 frames: before training, after epochs 1 and 2)."""
-    from cnn.data.datasets import load_dataset
-    from cnn.run.train import train_and_save
+    from cnn.data.load import load_dataset
+    from cnn.run.workflows import train_and_save
 
     data = load_dataset("mnist-sample", limit=(300, 100))
     _, _, info = train_and_save(tiny_spec(), data, "filmed", film=True)
@@ -137,7 +137,7 @@ def test_the_download_is_the_verified_file(default_in_registry):
 # ---------------------------------------------------------------------------
 
 def test_a_camera_photo_of_a_written_digit_is_predicted(default_in_registry):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from tests.test_camera import camera_frame
 
     data = load_dataset("mnist-sample", limit=(10, 30))

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from app import session
 from app.session import Tab
-from cnn.store import registry as reg
+from cnn.store import bundles
 from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
 from tests.apptest import open_app, texts, wait_for
 from tests.conftest import ROOT
@@ -32,7 +32,7 @@ def model_names(at) -> set[str]:
 
 def test_visitors_never_see_each_others_models_or_jobs(hosted):
     alice = open_app("models")
-    bundle = reg.bundle_bytes("mnist-default")
+    bundle = bundles.bundle_bytes("mnist-default")
     alice.file_uploader(key="models_upload").set_value([("mine.zip", bundle, "application/zip")]).run()
     assert model_names(alice) == {"mine", "mnist-default"}
     assert any("Your private workspace" in c for c in texts(alice, "caption"))

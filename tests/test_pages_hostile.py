@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from app import session
 from app.session import Tab
 from cnn.store import registry as reg
-from cnn.data.datasets import cache_dir
+from cnn.data.uploads import cache_dir
 from cnn.model.spec import Conv2D, Flatten, ModelSpec, TrainConfig
 from tests.apptest import open_app, tab_of, texts
 from tests.conftest import ROOT

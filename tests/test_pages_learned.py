@@ -82,7 +82,7 @@ def test_the_classes_tab(default_in_registry):
 
 
 def test_the_map_and_a_click_on_a_point_shows_that_image(default_in_registry):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     at = open_app("learned", **{session.LEARNED_VIEW: MAP})
     figure = chart(at, "learned_map_pick_pca")
@@ -140,7 +140,7 @@ def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, mo
 
 
 def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_in_registry):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.teach.hierarchy import hierarchy
     from cnn.store.registry import load_model
 

@@ -165,7 +165,7 @@ def test_evaluate_shows_metrics_matrix_and_table(model_on_sample):
     assert not at.exception
     from cnn.analysis.metrics import filter_report  # the page's dead-filter lines are the engine's report, cached
 
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
 
     expected = filter_report(reg.load_model("small"), load_dataset("mnist-sample").x_test[:2000])
     assert not [m for m in texts(at, "markdown") if "filters dead" in m]  # a closed tab is not computed
@@ -237,7 +237,7 @@ def test_learn_controls_change_the_numbers(model_on_sample):
     at.slider(key="learn_dropout_rate").set_value(0.8).run()
     dropout = [t for t in texts(at, "markdown") if "dropout zeroes" in t][0]
     assert "rate 80%" in dropout and "1/(1−0.80) = **5.00**" in dropout
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from cnn.teach.learning import learning_step, runner_up
     from cnn.analysis.inference import predict_proba
 

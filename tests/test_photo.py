@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from cnn.data.datasets import load_dataset
+from cnn.data.load import load_dataset
 from cnn.analysis.inference import predict_proba
 from cnn.data.preprocess import prepare_image
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnn.data.datasets import load_dataset
+from cnn.data.load import load_dataset
 from cnn.analysis.inference import predict_proba
 from cnn.data.preprocess import FALLBACK_NOTE, fell_back, prepare, preprocess_steps
 from tests import real_digits
@@ -112,7 +112,7 @@ def test_class_folder_datasets_are_prepared_like_predict_prepares_them(digits, t
     """A dataset of tight-cropped digits on paper trains on what Predict will make of such pictures: inverted,
     cropped, fitted into 20×20 and centred — not the plain resize that left the paper grey and the ink at the
     edges."""
-    from cnn.data.datasets import load_folder
+    from cnn.data.folders import load_folder
     from cnn.data.preprocess import prepare_image
 
     make = real_digits.on_paper(lambda d, _: real_digits.crop_tight(d, 0))

@@ -9,8 +9,7 @@ import pytest
 
 from cnn.core.errors import RegistryError
 from cnn.analysis.inference import predict_proba
-from cnn.store.registry import (delete_model, list_models, load_model, model_info, rename_model, save_model,
-                          unique_name)
+from cnn.store.registry import delete_model, list_models, load_model, model_info, rename_model, save_model, unique_name
 
 
 def save(trained, name="m1", **kw):
@@ -135,7 +134,8 @@ def test_extra_files_are_saved_and_bundled(registry, trained):
     import zipfile
 
     from cnn.core.errors import RegistryError
-    from cnn.store.registry import bundle_bytes, save_model
+    from cnn.store.bundles import bundle_bytes
+    from cnn.store.registry import save_model
 
     result, spec, data = trained
     info = save_model("extra", result.model, spec, result.history, {"dataset": data.name},

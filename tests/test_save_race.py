@@ -121,7 +121,7 @@ def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
 
 
 def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained):
-    from cnn.run.train import evaluate_and_save, saved_as_message
+    from cnn.run.workflows import evaluate_and_save, saved_as_message
 
     result, spec, data = trained
     reg.save_model("mine", result.model, spec, {}, {"epochs": 1})  # another run took the name meanwhile

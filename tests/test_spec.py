@@ -4,6 +4,7 @@ import json
 import pytest
 
 from cnn.core.errors import SpecError
+from cnn.model.memory import estimate
 from cnn.model.spec import (PRESETS, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Flatten,
                       GlobalAveragePooling2D, MaxPooling2D, ModelSpec, check, output_size, output_size_formula,
                       preset, validate)
@@ -100,4 +101,4 @@ def test_every_layer_kind_round_trips():
 
 def test_memory_estimate_grows_with_batch():
     analysis = validate(preset("keras-mnist-convnet"))
-    assert analysis.memory_bytes(256) > analysis.memory_bytes(32) > analysis.params * 4
+    assert estimate(analysis, 256).total > estimate(analysis, 32).total > analysis.params * 4

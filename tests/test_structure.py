@@ -4,6 +4,7 @@ import ast
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -54,3 +55,97 @@ def test_a_streamlit_without_the_hook_gets_a_clear_warning(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="cnn_studio"):
         assert hooks.install() is False
     assert "_clean_problem_modules is gone" in caplog.text and not hooks.installed()
+
+
+# ---------------------------------------------------------------------------
+# The engine's layers: each package imports only from its own layer or lower ones, and no module imports
+# itself back through others (every import counts, at the top of a module or inside a function).
+# ---------------------------------------------------------------------------
+
+LAYERS = ["core", "model", "data", "figures", "analysis", "explain", "teach", "store", "run", "__main__"]
+MAX_LINES = 500
+
+
+def engine_modules() -> dict[str, Path]:
+    """Every engine module's dotted name → its file."""
+    return {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+            for p in sorted((ROOT / "cnn").rglob("*.py"))}
+
+
+def engine_imports() -> dict[str, set[str]]:
+    """Each engine module → the engine modules it imports (a `from cnn.pkg import name` names the module
+    cnn.pkg.name when there is one, else the package)."""
+    modules = engine_modules()
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                            for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != "cnn" and t != name}
+    return graph
+
+
+def layer_of(module: str) -> int:
+    part = module.split(".")[1] if "." in module else "core"
+    return LAYERS.index(part)
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of `graph` (Tarjan's strongly connected components of more than one module)."""
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_every_engine_module_is_in_a_layer():
+    unknown = [m for m in engine_modules() if m != "cnn" and m.split(".")[1] not in LAYERS]
+    assert not unknown, f"modules outside the layers {LAYERS}: {unknown}"
+
+
+def test_the_engine_has_no_import_cycle():
+    assert cycles(engine_imports()) == []
+
+
+def test_no_engine_module_imports_from_a_higher_layer():
+    wrong = [f"{m} ({LAYERS[layer_of(m)]}) imports {t} ({LAYERS[layer_of(t)]})"
+             for m, targets in engine_imports().items() if m != "cnn" for t in sorted(targets)
+             if layer_of(t) > layer_of(m)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_engine_module_is_over_500_lines():
+    long = {m: n for m, p in engine_modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"engine modules over {MAX_LINES} lines: {long}"

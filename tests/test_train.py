@@ -6,7 +6,8 @@ import pytest
 
 from cnn.core.errors import TrainingError
 from cnn.model.spec import Conv2D, Dense, Flatten, ModelSpec, TrainConfig
-from cnn.run.train import split_validation, train
+from cnn.data.splits import split_validation
+from cnn.run.train import train
 
 
 def test_one_epoch_reports_progress_and_learns(small_spec, small_data):
@@ -108,7 +109,7 @@ def test_augmentation_trains(small_spec, small_data):
 
 
 def test_streamed_folder_dataset_trains(tmp_path):
-    from cnn.data.datasets import load_dataset
+    from cnn.data.load import load_dataset
     from tests.test_data import make_class_folders
 
     ds = load_dataset(str(make_class_folders(tmp_path / "f", per_class=8)))

@@ -10,7 +10,7 @@ import pytest
 
 from cnn.store.registry import load_model, model_info, using_models_dir
 from cnn.model.spec import AveragePooling2D, Conv2D, Dense, Flatten, ModelSpec, TrainConfig
-from cnn.run.train import TrainingJob
+from cnn.run.jobs import TrainingJob
 from cnn.run.worker import ProcessTrainingJob
 
 TINY = ModelSpec(layers=[Conv2D(4, 3), AveragePooling2D(2), Conv2D(6, 3), Flatten(), Dense(16)],
@@ -90,7 +90,8 @@ def test_a_child_that_dies_fails_the_job_with_a_message(tmp_path, small_data):
 
 
 def test_a_streamed_folder_dataset_is_read_again_in_the_child(tmp_path):
-    from cnn.data.datasets import apply_limit, load_dataset
+    from cnn.data.datasets import apply_limit
+    from cnn.data.load import load_dataset
     from tests.test_data import make_class_folders
 
     ds = load_dataset(str(make_class_folders(tmp_path / "f", per_class=10)))

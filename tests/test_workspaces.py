@@ -46,7 +46,7 @@ def test_shipped_models_are_listed_everywhere_and_read_only(registry, shipped, t
 
 
 def test_each_workspace_has_its_own_registry_and_jobs_save_into_theirs(tmp_path, trained):
-    from cnn.run.train import TrainingJob
+    from cnn.run.jobs import TrainingJob
 
     result, spec, data = trained
     alice, bob = tmp_path / "alice", tmp_path / "bob"

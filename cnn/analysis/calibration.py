@@ -38,12 +38,14 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np
-from cnn.core.errors import CalibrationError
-from cnn.analysis.checks import checked_field
-from cnn.analysis.ood import Features, OodScore, PARTS, Verdict, early_layer, extract_features, fit_class_gaussians
-from cnn.analysis.temperature import TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, nll, softmax
 
+import numpy as np
+
+from cnn.analysis.checks import checked_field
+from cnn.analysis.inference import as_batch, has_softmax_head
+from cnn.analysis.ood import PARTS, Features, OodScore, Verdict, early_layer, extract_features, fit_class_gaussians
+from cnn.analysis.temperature import TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, nll, softmax
+from cnn.core.errors import CalibrationError
 
 FILE = "calibration.json"  # stored in the model's folder (registry.EXTRA_FILES)
 VERSION = 1
@@ -91,8 +93,6 @@ class Calibration:
 
     def check_model(self, model) -> None:
         """CalibrationError unless this calibration fits `model` (layers, feature widths, classes)."""
-        from cnn.analysis.inference import has_softmax_head
-
         classes = int(model.output_shape[-1])
         parts = [self.ood.penultimate] + ([self.ood.early] if self.ood.early is not None else [])
         if not has_softmax_head(model):
@@ -154,8 +154,6 @@ def fit_calibration(model, fit, validation, flag_share: float = FLAG_SHARE, max_
     `fit` is (x, y) training arrays or a tf.data stream of (image, label); `validation` is (x, y) arrays the
     model did not train on. on_progress(done, total or None) reports the training images' features.
     """
-    from cnn.analysis.inference import has_softmax_head
-
     if not 0 < flag_share < 0.5:
         raise CalibrationError(f"the flagged share must be between 0 and 0.5, got {flag_share}")
     if not has_softmax_head(model):
@@ -227,8 +225,6 @@ class Scored:
 
 def score_batch(model, calibration: Calibration | None, x, batch_size: int = 1000, on_progress=None) -> Scored:
     """Calibrated and raw probabilities and OOD scores of prepared images (N, H, W, C), in batched passes."""
-    from cnn.analysis.inference import as_batch
-
     batch, _ = as_batch(model, x)
     early = calibration.ood.early.layer if calibration is not None and calibration.ood.early is not None else None
     parts = []
@@ -275,8 +271,6 @@ def features_from_activations(model, activations: dict, early: str | None) -> Fe
 def assess(model, calibration: Calibration | None, x, activations: dict | None = None) -> Assessment:
     """Calibrated probabilities and the verdict for ONE prepared image (H, W, C). Pass the `activations` of
     cnn.analysis.inference.explain(model, x) to reuse its forward pass instead of running another."""
-    from cnn.analysis.inference import as_batch, has_softmax_head
-
     batch, single = as_batch(model, x)
     if not single:
         raise ValueError("assess() takes one image (H, W, C); use score_batch for batches")

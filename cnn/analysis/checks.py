@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import math
-import numpy as np
-from cnn.core.errors import CalibrationError
 
+import numpy as np
+
+from cnn.core.errors import CalibrationError
 
 # ---------------------------------------------------------------------------
 # JSON helpers: every value from a file is checked

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-import numpy as np
-from cnn.model.spec import TRAINING_ONLY
 
+import numpy as np
+
+from cnn.core.errors import ImageError
+from cnn.data.steps import transform_image
+from cnn.model.spec import TRAINING_ONLY
 
 _FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -34,8 +37,6 @@ def as_batch(model, x) -> tuple[np.ndarray, bool]:
     single = x.shape == shape
     batch = x[None] if single else x
     if batch.shape[1:] != shape:
-        from cnn.core.errors import ImageError
-
         raise ImageError(f"input of shape {x.shape} does not fit the model, which takes {shape} images")
     return batch.astype(np.float32, copy=False), single
 
@@ -265,8 +266,6 @@ SWEEPS = {
 
 def robustness(model, x, kind: str = "rotate", values=None) -> tuple[np.ndarray, np.ndarray]:
     """(values, probabilities (len(values), classes)) for transformed copies of one prepared image."""
-    from cnn.data.preprocess import transform_image
-
     if kind not in SWEEPS:
         raise ValueError(f"sweep kind must be one of {', '.join(SWEEPS)}, got {kind!r}")
     values = SWEEPS[kind][0] if values is None else np.asarray(values)

@@ -9,7 +9,9 @@ from functools import cached_property
 
 import numpy as np
 
-from cnn.analysis.inference import predict_proba
+from cnn.analysis.calibration import calibration_path, score_batch
+from cnn.analysis.inference import activations, conv_layers, predict_proba
+from cnn.analysis.temperature import reliability
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -50,8 +52,6 @@ class Evaluation:
 
     def reliability(self, calibrated: bool = True):
         """cnn.analysis.temperature.Reliability of the calibrated (or raw) probabilities: the reliability diagram."""
-        from cnn.analysis.temperature import reliability
-
         return reliability(self.probabilities if calibrated else self.raw, self.y_true)
 
     @cached_property
@@ -170,8 +170,6 @@ def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None,
     cnn.analysis.calibration.Calibration: calibrated and raw probabilities and every image's OOD score."""
     start = time.monotonic()
     if calibration is not None:
-        from cnn.analysis.calibration import score_batch
-
         scored = score_batch(model, calibration, x, batch_size=batch_size, on_progress=on_progress)
         return Evaluation(list(class_names), np.asarray(y, dtype=np.int64), scored.probabilities,
                           time.monotonic() - start, scored.raw_probabilities, scored.temperature, scored.scores,
@@ -192,8 +190,6 @@ def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None,
 def filter_report(model, x, batch_size: int = 500, dead_share: float = 0.99) -> list[dict]:
     """Per conv layer: each filter's mean activation, the share of images on which it fires at all, and
     the share of filters that are dead (silent on ≥ `dead_share` of the images)."""
-    from cnn.analysis.inference import activations, conv_layers
-
     names = conv_layers(model)
     fired = {n: 0 for n in names}
     total = {n: 0.0 for n in names}
@@ -231,8 +227,6 @@ class EvaluationCache:
     @staticmethod
     def key(info, dataset_name: str, split: str = "test") -> tuple:
         # calibration.json's time too: a refit calibration changes the probabilities and scores.
-        from cnn.analysis.calibration import calibration_path
-
         path = calibration_path(info)
         # The folder, not the name: two workspaces may each have a model of one name.
         return str(info.path), info.mtime, path.stat().st_mtime if path.is_file() else None, dataset_name, split

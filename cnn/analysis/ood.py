@@ -4,10 +4,13 @@ see cnn.analysis.calibration for why these three parts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import numpy as np
-from cnn.core.errors import CalibrationError
-from cnn.analysis.checks import checked_field, finite, checked_matrix, rounded
 
+import numpy as np
+
+from cnn.analysis.checks import checked_field, checked_matrix, finite, rounded
+from cnn.analysis.inference import conv_layers, features_and_logits, map_layers
+from cnn.core.errors import CalibrationError
+from cnn.core.text import probability_text
 
 MAX_FULL_COVARIANCE = 256  # wider features (e.g. a Flatten before the head) get a diagonal covariance: the file
 #                            stays small (a 1600×1600 precision would be 30 MB of JSON) and the fit fast
@@ -98,8 +101,6 @@ def energy(logits, temperature: float = 1.0) -> np.ndarray:
 def early_layer(model) -> str | None:
     """The OOD score's early layer: the first pooling layer after the first convolution, else the first
     convolution; None for a model without feature maps."""
-    from cnn.analysis.inference import conv_layers, map_layers
-
     convs, maps = conv_layers(model), map_layers(model)
     if not convs:
         return None
@@ -119,8 +120,6 @@ class Features:
 
 def extract_features(model, x, early: str | None, batch_size: int = 1000) -> Features:
     """Penultimate features, early channel means and logits of a batch, in batched compiled passes."""
-    from cnn.analysis.inference import features_and_logits
-
     named, penultimate, logits = features_and_logits(model, x, layers=(early,) if early else (),
                                                      spatial_mean=True, batch_size=batch_size)
     return Features(penultimate.astype(np.float64), named[early].astype(np.float64) if early else None,
@@ -220,8 +219,6 @@ class Verdict:
     @property
     def message(self) -> str:
         """One sentence for people."""
-        from cnn.core.text import probability_text
-
         unusual = f"more unusual than {probability_text(self.percentile)} of the images it was checked on"
         if self.flagged:
             return f"This doesn't look like anything the model was trained on (score {self.score:.1f} > " \

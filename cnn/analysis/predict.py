@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnn.analysis.calibration import score_batch
+from cnn.core.errors import CnnError
+from cnn.data.preprocess import prepare_image
+
 
 def predict_images(model, images, input_shape, class_names, invert="auto", recipe=None,
                    calibration=None) -> list[dict]:
@@ -16,10 +20,6 @@ def predict_images(model, images, input_shape, class_names, invert="auto", recip
     raw_probabilities, raw_confidence, temperature, ood_score, ood_threshold and unusual (score > threshold);
     without one those are the raw softmax / None, and `calibrated` says which.
     """
-    from cnn.analysis.calibration import score_batch
-    from cnn.core.errors import CnnError
-    from cnn.data.preprocess import prepare_image
-
     rows, prepared = [], []
     for name, image in images:
         try:

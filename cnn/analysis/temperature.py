@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-import numpy as np
-from cnn.core.errors import CalibrationError
 
+import numpy as np
+
+from cnn.core.errors import CalibrationError
 
 BINS = 15  # equal-width confidence bins of the reliability diagram and the ECE (Guo et al. use 15)
 TEMPERATURE_RANGE = (0.05, 20.0)  # the search interval of the temperature

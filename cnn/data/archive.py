@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from cnn.core.errors import CnnError
+from cnn.core.text import limit_text
 
 MAX_FILES = 20_000
 MAX_BYTES = 300_000_000  # uncompressed total
@@ -36,8 +37,6 @@ class ArchiveError(CnnError):
 def check_zip(archive: zipfile.ZipFile, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES,
               max_ratio: float = MAX_RATIO) -> list[zipfile.ZipInfo]:
     """The members to extract (files only), or ArchiveError naming the first unsafe one."""
-    from cnn.core.text import limit_text
-
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > max_files:
         raise ArchiveError(f"the zip holds {len(members):,} files; the limit is {max_files:,}")
@@ -109,8 +108,6 @@ def check_keras_archive(data: bytes, max_files: int = KERAS_MAX_FILES, max_json:
     small enough (each .json at most `max_json` bytes unpacked: Keras reads them whole) and not bombs.
     ArchiveError says what is wrong; only the zip's directory is read."""
     import io
-
-    from cnn.core.text import limit_text
 
     if not data.startswith(b"PK\x03\x04"):
         raise ArchiveError("it is not a Keras model (a .keras file is a zip; this one does not start like one)")

@@ -9,10 +9,11 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+
 import numpy as np
+
 from cnn.core.errors import CnnError
 from cnn.explain.maximise import check_images
-
 
 # ---------------------------------------------------------------------------
 # The test set as the network sees it: penultimate-layer features projected to 2-D

@@ -7,9 +7,11 @@ from __future__ import annotations
 import io
 import threading
 from dataclasses import dataclass
-import numpy as np
-from cnn.core.errors import CnnError, RegistryError
 
+import numpy as np
+
+from cnn.analysis.inference import conv_layers
+from cnn.core.errors import CnnError, RegistryError
 
 # ---------------------------------------------------------------------------
 # A film of training: each epoch, the first conv layer's kernels, a probe image's conv activations and every
@@ -119,8 +121,6 @@ def _film_recorder_class():
             self._film: Film | None = None  # film() of the frames so far, made once per new frame
 
         def on_train_begin(self, logs=None):
-            from cnn.analysis.inference import conv_layers
-
             model = self.model
             self.convs = conv_layers(model)
             self.weighted = [layer.name for layer in model.layers if hasattr(layer, "kernel")]

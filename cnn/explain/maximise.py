@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 import weakref
 from dataclasses import dataclass
+
 import numpy as np
 
 from cnn.analysis.inference import conv_layers
 from cnn.core.errors import CnnError
-from cnn.model.layers import Field
-
+from cnn.model.builder import spec_from_model
+from cnn.model.layers import Dense, Field
+from cnn.model.spec import validate
 
 # ---------------------------------------------------------------------------
 # Receptive fields: what one output value of each layer sees of the input image
@@ -55,8 +57,6 @@ class ReceptiveField:
 def receptive_fields(spec) -> list[ReceptiveField]:
     """The receptive field of every layer of `spec` (a ModelSpec), the input first and the output layer last,
     from each kind's own arithmetic (cnn.model.layers: `LayerKind.field`)."""
-    from cnn.model.layers import Dense
-    from cnn.model.spec import validate
 
     analysis = validate(spec)  # a SpecError with the arithmetic for an impossible spec
     h, w = spec.input_shape[:2]
@@ -84,8 +84,6 @@ def check_images(model, x) -> np.ndarray:
 
 def model_fields(model) -> dict[str, ReceptiveField]:
     """Layer name → receptive field for a model CNN Studio built (read back into its spec)."""
-    from cnn.model.builder import spec_from_model
-
     return {f.name: f for f in receptive_fields(spec_from_model(model)[0])}
 
 

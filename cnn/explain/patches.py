@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
+
 import numpy as np
 
 from cnn.analysis.inference import conv_layers
 from cnn.core.errors import CnnError
 from cnn.explain.maximise import ReceptiveField, check_images, model_fields
-
 
 # ---------------------------------------------------------------------------
 # What excites it in real data: the top patches of every filter, one batched pass with a running top-k

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
 from cnn.figures.style import TRAIN, VAL, clean_values
 
 

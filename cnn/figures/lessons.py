@@ -4,12 +4,13 @@ architecture diagram.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from cnn.model.layers import LAYER_TYPES
-from cnn.figures.style import square_layout, CHANNEL_TINTS, PIXELS, channel_scale, value_style
 
+from cnn.figures.style import CHANNEL_TINTS, PIXELS, channel_scale, square_layout, value_style
+from cnn.model.layers import LAYER_TYPES
 
 # ---------------------------------------------------------------------------
 # Learn

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from cnn.core.text import probability_text
-from cnn.figures.style import TRAIN, square_layout, ATTENTION, PIXELS, SIGNED, UNSIGNED, value_style
 
+from cnn.core.text import probability_text
+from cnn.figures.style import ATTENTION, PIXELS, SIGNED, TRAIN, UNSIGNED, square_layout, value_style
 
 # ---------------------------------------------------------------------------
 # Images sent as images: many small maps become ONE picture (a PNG in one go.Image trace), not dozens of

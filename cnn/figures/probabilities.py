@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import plotly.graph_objects as go
-from cnn.core.text import probability_text
-from cnn.figures.style import TRAIN, square_layout, PIXELS
 
+from cnn.core.text import probability_text
+from cnn.figures.style import PIXELS, TRAIN, square_layout
 
 # ---------------------------------------------------------------------------
 # Predict

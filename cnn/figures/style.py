@@ -9,9 +9,9 @@ The figure builders (cnn.figures.*) take arrays and dicts and return go.Figure: 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import plotly.graph_objects as go
-
 
 TRAIN, VAL = "#1f77b4", "#ff7f0e"  # training and validation curves
 SIGNED = "RdBu_r"  # blue < 0 < red, white at 0

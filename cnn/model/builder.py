@@ -4,7 +4,8 @@ Both go through `keras_layers(spec)`, so the app's model and the exported script
 """
 from __future__ import annotations
 
-from cnn.model.spec import ModelSpec, layer_names, validate
+from cnn.core.errors import SpecError
+from cnn.model.spec import LAYER_TYPES, TRAINING_ONLY, Dense, ModelSpec, TrainConfig, layer_names, validate
 
 
 def keras_layers(spec: ModelSpec) -> list[tuple[str, str, dict]]:
@@ -114,9 +115,6 @@ def spec_from_model(model, train=None) -> tuple[ModelSpec, list[tuple[object, st
     Works for a plain chain of the layer kinds CNN Studio supports ending in a softmax Dense; anything
     else raises SpecError naming the first layer it cannot represent.
     """
-    from cnn.core.errors import SpecError
-    from cnn.model.spec import LAYER_TYPES, TRAINING_ONLY, Dense, TrainConfig
-
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise SpecError("the model must have exactly one input and one output")
     shape = tuple(model.inputs[0].shape[1:])
@@ -157,8 +155,6 @@ def rebuild(model, train=None):
     Checked: both give the same probabilities on random images (else SpecError).
     """
     import numpy as np
-
-    from cnn.core.errors import SpecError
 
     spec, pairs, rescaled = spec_from_model(model, train)
     ours = build_model(spec, name=model.name if model.name else "cnn")

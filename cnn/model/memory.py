@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnn.core.errors import TrainingError
+from cnn.model.spec import validate
 
 FLOAT = 4  # bytes of a float32
 ACTIVATION_FACTOR = 1.5  # float32s held per activation value in training: the output, then its gradient (calibrated)
@@ -89,24 +90,18 @@ def estimate(analysis, batch_size: int, optimizer: str = "adam", train_images: i
 
 def estimate_for(spec, dataset=None, batch_size: int | None = None) -> MemoryEstimate:
     """The estimate for training `spec` (its own batch size and optimizer unless given) on `dataset`: a loaded
-    cnn.data.datasets.Dataset, a catalogue name or cnn.data.datasets.DatasetInfo (its sizes, nothing loaded), or None (the
-    model alone). SpecError if the spec is impossible."""
-    from cnn.model.spec import validate
-
+    cnn.data.datasets.Dataset, a catalogue entry (cnn.data.datasets.DatasetInfo: its sizes, nothing loaded), or
+    None (the model alone). SpecError if the spec is impossible."""
     return estimate(validate(spec), batch_size or spec.train.batch_size, spec.train.optimizer,
                     **dataset_sizes(spec, dataset))
 
 
 def dataset_sizes(spec, dataset) -> dict:
     """The keyword arguments of `estimate` that describe `dataset` (see estimate_for; none for None)."""
-    from cnn.data.datasets import CATALOG, DatasetInfo
-
     if dataset is None:
         return {}
     image_bytes = math.prod(spec.input_shape)
-    if isinstance(dataset, str) and dataset in CATALOG:
-        dataset = CATALOG[dataset]
-    if isinstance(dataset, DatasetInfo):  # catalogue sizes: MNIST-like test splits hold 10,000 images
+    if hasattr(dataset, "train_size"):  # a catalogue entry's sizes: MNIST-like test splits hold 10,000 images
         return {"train_images": dataset.train_size, "image_bytes": image_bytes, "test_images": 10_000}
     return {"train_images": dataset.num_train, "image_bytes": image_bytes, "test_images": dataset.num_test,
             "streamed": dataset.streamed}
@@ -164,8 +159,6 @@ def largest_batch(analysis, budget: int, optimizer: str = "adam", **data) -> int
 
 def check_memory(spec, dataset=None, batch_size: int | None = None, budget: int | None = None) -> MemoryEstimate:
     """The estimate, or TrainingError with the numbers and what to change when it exceeds the budget."""
-    from cnn.model.spec import validate
-
     need = estimate_for(spec, dataset, batch_size)
     budget = memory_budget() if budget is None else budget
     if need.total <= budget:

@@ -10,13 +10,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 
 from cnn.core.errors import SpecError
-
 # The layer kinds live in cnn.model.layers, one class each. Re-exported here for the modules that import them
 # from cnn.model.spec; new code imports kinds from cnn.model.layers.
-from cnn.model.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling2D,  # noqa: F401
-                        BatchNormalization, Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, MaxPooling2D,
-                        _choice, _float, _int, kind_of, output_size, output_size_formula, pool_stride,
-                        same_padding)
+from cnn.model.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling2D, BatchNormalization,  # noqa: F401
+                              Conv2D, Dense, Dropout, Flatten, GlobalAveragePooling2D, MaxPooling2D, _choice, _float,
+                              _int, kind_of, output_size, output_size_formula, pool_stride, same_padding)
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
@@ -275,12 +273,6 @@ class Analysis:
     def macs(self) -> int:
         return sum(info.macs for info in self.layers)
 
-    def memory_bytes(self, batch_size: int, optimizer: str = "adam") -> int:
-        """Training memory of the model alone at `batch_size` (cnn.model.memory.estimate: the one estimate; with a
-        dataset's images use cnn.model.memory.estimate_for)."""
-        from cnn.model.memory import estimate
-
-        return estimate(self, batch_size, optimizer).total
 
 
 def layer_names(spec: ModelSpec) -> list[str]:

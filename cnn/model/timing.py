@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnn.model.builder import build_model
 from cnn.model.spec import Analysis, Flatten, ModelSpec, preset, validate
 
 
@@ -24,8 +25,6 @@ class MachineSpeed:
 
 def _seconds_per_step(spec: ModelSpec, batch_size: int, steps: int) -> float:
     import keras
-
-    from cnn.model.builder import build_model
 
     model = build_model(spec)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -1,21 +1,23 @@
 """Training: build, compile and fit a spec on a dataset, with throttled progress reports and a clean stop.
 
-`train()` is synchronous; `TrainingJob` runs it in a background thread for the app and keeps a snapshot
-of its progress that a page can poll without ever blocking or being called back.
+`train()` is synchronous and runs under any tf.distribute strategy (a custom step: Keras 3's fit does not under
+MultiWorkerMirroredStrategy); cnn.run.jobs runs it in a background thread for the app.
 """
 from __future__ import annotations
 
-import contextvars
 import math
-import threading
 import time
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from cnn.data.datasets import Dataset
 from cnn.core.errors import TrainingError
+from cnn.data.datasets import Dataset
+from cnn.data.splits import split_validation
+from cnn.model.builder import build_model
+from cnn.model.memory import check_memory
 from cnn.model.spec import ModelSpec, TrainConfig, validate
+from cnn.run.distribute import is_chief, is_multi_worker
 
 
 @dataclass(frozen=True)
@@ -90,16 +92,6 @@ def make_eval_data(x, y, batch_size: int = 1000):
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache().prefetch(1)
-
-
-def split_validation(x, y, share: float, seed: int):
-    """Hold out a seeded random `share` of (x, y): ((x_fit, y_fit), (x_val, y_val) or None)."""
-    if share <= 0:
-        return (x, y), None
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_val = max(1, int(round(len(y) * share)))
-    val, fit = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return (x[fit], y[fit]), (x[val], y[val])
 
 
 def current_learning_rate(optimizer) -> float:
@@ -233,8 +225,6 @@ def _run_epochs(model, strategy, fit_data, val_data, fit_count: int, batch_size:
     keras.callbacks.CallbackList) exactly as `model.fit` does. Returns whether it stopped before the end."""
     import tensorflow as tf
 
-    from cnn.run.distribute import is_multi_worker
-
     train_step, eval_step = make_steps(model, strategy)
     batches = math.ceil(fit_count / batch_size)
     iterator = iter(distribute(strategy, fit_data))  # one iterator for the whole run (see make_train_data)
@@ -283,8 +273,6 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     as `model.fit` drives them. Under a multi-worker strategy every worker calls train() with the same
     arguments; TrainResult.chief says which one should save.
     """
-    from cnn.model.memory import check_memory
-
     config = config or spec.train
     spec = replace(spec, train=config)
     validate(spec)
@@ -295,9 +283,6 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     check_memory(spec, dataset)  # refuse before building anything: TrainingError with the numbers
     import keras
     import tensorflow as tf
-
-    from cnn.model.builder import build_model
-    from cnn.run.distribute import is_chief, is_multi_worker
 
     keras.utils.set_random_seed(config.seed)  # same seed + same data → same weights, shuffles and dropout
 
@@ -351,233 +336,3 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
                            f"stopped on request during epoch {reporter.epoch} of {config.epochs}", seconds, chief)
     return TrainResult(model, history, "completed", f"trained {config.epochs} epoch(s) in {seconds:.0f} s",
                        seconds, chief)
-
-
-def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, name: str | None = None,
-                      on_eval_progress=None, overwrite: bool = False, on_calibration_progress=None, film=None):
-    """Calibrate a TrainResult's model (temperature and OOD score, on the run's own validation split), evaluate
-    it on the test split and save it with its calibration.json and, when the run was filmed (`film`: its
-    cnn.explain.film.FilmRecorder), its film.npz: (Evaluation, ModelInfo).
-
-    A model that cannot be calibrated (no validation split) is saved uncalibrated; metrics.json says why. A
-    trained model is never lost: if `name` is taken (before or while saving) it is saved under the next free
-    name — compare the ModelInfo's name with `name` (saved_as_message says it for people)."""
-    from cnn.analysis.calibration import FILE
-    from cnn.run.workflows import calibrate_trained
-    from cnn.data.datasets import dataset_slug
-    from cnn.analysis.metrics import evaluate
-    from cnn.store.registry import save_model, unique_name
-
-    calibration, why = calibrate_trained(result.model, spec, dataset, on_progress=on_calibration_progress)
-    evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
-                          on_progress=on_eval_progress, calibration=calibration)
-    metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
-               "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
-               "train_seconds": round(result.seconds, 2), "status": result.status}
-    if calibration is None:
-        metrics["calibration_note"] = why
-    extra = {FILE: calibration.to_json().encode()} if calibration is not None else {}
-    if film is not None and len(film):
-        extra["film.npz"] = film.to_bytes()
-    info = save_model(name or unique_name(f"{spec.preset}-{dataset_slug(dataset.name)}"), result.model,
-                      spec, result.history, metrics, overwrite=overwrite, if_taken="rename", extra_files=extra)
-    return evaluation, info
-
-
-def saved_as_message(requested: str | None, saved: str) -> str:
-    """'saved as 'x'', or why it is not the requested name: another save took it meanwhile."""
-    if requested and requested != saved:
-        return (f"the name {requested!r} was taken by another model while this one trained, so it was saved as "
-                f"{saved!r}")
-    return f"saved as {saved!r}"
-
-
-def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, on_progress=None, stop=None,
-                   strategy=None, on_eval_progress=None, overwrite: bool = False, progress_interval: float = 0.25,
-                   keep=None, callbacks=(), on_calibration_progress=None, film=True):
-    """Train, calibrate, evaluate on the test split and save to the registry: (TrainResult, Evaluation,
-    ModelInfo). on_calibration_progress(done, total or None) reports the calibration's training images.
-
-    A failed run (e.g. NaN loss) is neither evaluated nor saved: (result, None, None); nor is the run of a
-    non-chief worker (result.chief is False: the chief saves). `keep(result)` is called as soon as training
-    ends, before evaluation (so a caller holds the weights whatever follows).
-    `film`: True films training (cnn.explain.film.FilmRecorder, saved as film.npz), False does not, or a
-    FilmRecorder of the caller's own (a TrainingJob's, to show the frames live).
-    """
-    from cnn.store.registry import check_name
-
-    if name is not None:
-        check_name(name)  # refuse a bad name before spending minutes training
-    film = film_recorder(dataset) if film is True else None if film is False else film
-    result = train(spec, dataset, on_progress=on_progress, stop=stop, strategy=strategy,
-                   progress_interval=progress_interval,
-                   callbacks=tuple(callbacks) if film is None else (*callbacks, film))
-    if keep is not None:
-        keep(result)
-    if result.status == "failed" or not result.chief:
-        return result, None, None
-    evaluation, info = evaluate_and_save(result, spec, dataset, name, on_eval_progress, overwrite,
-                                         on_calibration_progress, film)
-    return result, evaluation, info
-
-
-def film_recorder(dataset: Dataset):
-    """A FilmRecorder (cnn.explain.film) watching the dataset's first test image."""
-    from cnn.explain.film import FilmRecorder, film_probe
-
-    return FilmRecorder(*film_probe(dataset))
-
-
-# ---------------------------------------------------------------------------
-# Background jobs for the app: the worker thread never touches the UI; pages poll snapshot()
-# ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class JobSnapshot:
-    """A consistent copy of a job's state at one moment."""
-
-    state: str  # 'queued', 'running', 'evaluating', 'completed', 'stopped' or 'failed'
-    progress: Progress | None  # the latest report (None before the first batch ends)
-    curve: dict  # batch-level points: step (fractional epoch), loss, accuracy
-    epochs: dict  # per-epoch lists: epoch, loss, accuracy, val_loss, val_accuracy, lr
-    message: str  # what happened, for people
-    model_name: str | None  # the saved model's name, once saved
-    started: float  # time.time() at start
-    finished: float | None
-    film: object = None  # cnn.explain.film.Film: the frames recorded so far (None without a film or before any)
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("queued", "running", "evaluating")
-
-
-class TrainingJob:
-    """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
-
-    def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25,
-                 callbacks=(), film: bool = True, on_finish=None):
-        self.spec, self.dataset, self.name = spec, dataset, name
-        self.on_finish = on_finish  # called in the worker thread once the job has ended, however it ended
-        self.progress_interval, self.callbacks = progress_interval, tuple(callbacks)
-        self.film = film_recorder(dataset) if film else None  # its frames show in snapshot().film
-        self.result: TrainResult | None = None  # kept after failures too: the last good weights
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._state, self._message, self._model_name = "running", "starting…", None
-        self._progress = None
-        self._curve = {"step": [], "loss": [], "accuracy": []}
-        self._epochs = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")}
-        self._started, self._finished = time.time(), None
-        # The worker runs in a copy of the caller's context: context variables (e.g. which registry folder
-        # this visitor saves into) follow the job into its thread.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._run,), name="cnn-training", daemon=True)
-
-    def start(self) -> "TrainingJob":
-        # Import what the worker needs here, in the caller's thread: two threads importing big packages
-        # for the first time at once can get a partially initialised module from Python's import
-        # deadlock avoidance (seen here: pandas half-imported, Keras metrics lookups failing).
-        import keras  # noqa: F401
-        import pandas  # noqa: F401
-        import scipy.optimize  # noqa: F401
-        import scipy.special  # noqa: F401
-        import sklearn.covariance  # noqa: F401
-        import sklearn.metrics  # noqa: F401
-        import tensorflow  # noqa: F401
-
-        import cnn.model.builder  # noqa: F401
-        import cnn.analysis.calibration  # noqa: F401
-        import cnn.analysis.metrics  # noqa: F401
-        import cnn.store.registry  # noqa: F401
-
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def snapshot(self) -> JobSnapshot:
-        with self._lock:
-            return JobSnapshot(self._state, self._progress, {k: list(v) for k, v in self._curve.items()},
-                               {k: list(v) for k, v in self._epochs.items()}, self._message, self._model_name,
-                               self._started, self._finished, self.film.film() if self.film is not None else None)
-
-    # -- the worker thread ----------------------------------------------------
-    def _on_progress(self, p: Progress) -> None:
-        with self._lock:
-            self._progress = p
-            m = p.metrics
-            if p.phase == "batch":
-                self._curve["step"].append(p.step)
-                self._curve["loss"].append(m.get("loss", math.nan))
-                self._curve["accuracy"].append(m.get("accuracy", math.nan))
-                self._message = f"training: epoch {p.epoch}/{p.epochs}, batch {p.batch}/{p.batches}"
-            else:
-                self._epochs["epoch"].append(p.epoch)
-                for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
-                    self._epochs[key].append(m.get(key, math.nan))
-
-    def _on_eval(self, done: int, total: int) -> None:
-        with self._lock:
-            self._state, self._message = "evaluating", f"evaluating on the test split: {done:,}/{total:,} images"
-
-    def _on_calibrate(self, done: int, total: int | None) -> None:
-        with self._lock:
-            of = f"/{total:,}" if total else ""
-            self._state, self._message = "evaluating", f"calibrating: features of {done:,}{of} training images"
-
-    def _finish(self, state: str, message: str, model_name: str | None = None) -> None:
-        with self._lock:
-            self._state, self._message, self._model_name = state, message, model_name
-            self._finished = time.time()
-
-    def _run(self) -> None:
-        try:
-            self._train()
-        finally:
-            if self.on_finish is not None:
-                self.on_finish()
-
-    def _train(self) -> None:
-        from cnn.core.errors import CnnError
-
-        try:
-            result, evaluation, info = train_and_save(
-                self.spec, self.dataset, self.name, on_progress=self._on_progress, stop=self._stop,
-                on_eval_progress=self._on_eval, progress_interval=self.progress_interval, keep=self._keep,
-                callbacks=self.callbacks, on_calibration_progress=self._on_calibrate,
-                film=False if self.film is None else self.film)
-        except CnnError as exc:
-            self._finish("failed", str(exc))
-        except Exception as exc:  # noqa: BLE001 — the page must get a message, the log gets the traceback
-            import traceback
-
-            traceback.print_exc()
-            self._finish("failed", f"training failed unexpectedly: {type(exc).__name__}: {exc}")
-        else:
-            if info is None:
-                self._finish("failed", result.message)
-            else:
-                self._finish(result.status, f"{result.message}; test accuracy {evaluation.accuracy:.2%} — "
-                                            f"{saved_as_message(self.name, info.name)}", info.name)
-                # Saved: the trained model and the images in memory are no longer needed (only a failed run's
-                # are, to save it on request) — a server keeps finished jobs' snapshots, not their models.
-                self.result, self.dataset = None, None
-
-    def _keep(self, result: TrainResult) -> None:
-        self.result = result
-
-    def save_last_good(self, name: str | None = None):
-        """After a failed run (e.g. NaN loss): evaluate and save the weights training kept. ModelInfo."""
-        if self.result is None or self.snapshot().running:
-            raise TrainingError("there are no kept weights to save: the job is running or ended before training")
-        # No progress callback: the job has ended and its state must stay 'failed'.
-        evaluation, info = evaluate_and_save(self.result, self.spec, self.dataset, name, film=self.film)
-        with self._lock:
-            self._model_name = info.name
-            self._message += f" — the last good weights were saved as {info.name!r} " \
-                             f"(test accuracy {evaluation.accuracy:.2%})"
-        return info

@@ -20,7 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnn.core.errors import CnnError, TrainingError
-from cnn.run.train import TrainingJob, TrainResult, saved_as_message
+from cnn.data.datasets import apply_limit
+from cnn.data.load import load_dataset
+from cnn.run.jobs import TrainingJob
+from cnn.run.train import TrainResult
+from cnn.run.workflows import film_recorder, saved_as_message, train_and_save
+from cnn.store import registry
+from cnn.store.registry import models_dir
 
 POLL_SECONDS = 0.2  # how often the parent thread looks at the pipe and the Stop button
 
@@ -59,8 +65,6 @@ def restored(dataset):
     """The child's dataset: the parent's own, or a class-folder dataset read again from its source."""
     if dataset.x_train is not None or dataset.train_stream is not None:
         return dataset
-    from cnn.data.datasets import apply_limit, load_dataset
-
     again = load_dataset(dataset.source)
     if list(again.class_names) != list(dataset.class_names) or tuple(again.input_shape) != tuple(dataset.input_shape):
         raise TrainingError(f"{dataset.name} changed on disk since it was loaded; load it again and restart")
@@ -72,9 +76,6 @@ def restored(dataset):
 def work(pipe, stop, spec, dataset, name, models_dir: str, progress_interval: float, film: bool) -> None:
     """The child process: train, evaluate and save as train_and_save does, telling the parent as it goes."""
     import keras
-
-    from cnn.store import registry
-    from cnn.run.train import film_recorder, train_and_save
 
     registry.use_models_dir(models_dir)  # the visitor's registry folder (a context variable in the parent)
     send = pipe.send
@@ -140,8 +141,6 @@ class ProcessTrainingJob(TrainingJob):
         return self
 
     def _train(self) -> None:
-        from cnn.store.registry import models_dir
-
         context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow's threads
         receiver, sender = context.Pipe(duplex=False)
         stop = context.Event()

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnn.core.errors import CnnError, ExportError
+from cnn.analysis.inference import predict_proba
+from cnn.core.errors import CnnError, DatasetError, ExportError
+from cnn.core.quiet import silenced_stderr
+from cnn.data.datasets import STAND_INS, apply_limit, is_folder
+from cnn.data.load import load_dataset, where
+from cnn.data.uploads import cache_dir
+from cnn.model.builder import rebuild
+from cnn.store.registry import load_model, model_info
 
 FORMATS = {  # format → (file suffix, what it is for)
     "keras": (".keras", "Keras 3 model: load with keras.saving.load_model"),
@@ -106,8 +113,6 @@ def cache_path(info, fmt: str) -> Path:
     a model of one name) and its file's time, so a retrained model is exported afresh."""
     import hashlib
 
-    from cnn.data.datasets import cache_dir
-
     folder = hashlib.sha256(str(Path(info.path).resolve()).encode()).hexdigest()[:12]
     return cache_dir() / "exports" / f"{info.name}-{int(info.mtime)}-{folder}" / default_path(info.name, fmt).name
 
@@ -119,9 +124,6 @@ def cache_path(info, fmt: str) -> Path:
 def model_dataset(info):
     """The dataset the model was trained on, or its committed stand-in (full MNIST offline → the embedded
     sample) when it cannot be had here without a download."""
-    from cnn.data.datasets import STAND_INS, is_folder, load_dataset, where
-    from cnn.core.errors import DatasetError
-
     name = info.metrics.get("dataset_source") if is_folder(info.dataset) else info.dataset
     if not name or name == "unknown":
         raise ExportError(f"model {info.name!r} does not say which dataset it was trained on, so its export "
@@ -152,8 +154,6 @@ def calibration_images(dataset, count: int = CALIBRATION_IMAGES, seed: int = 0) 
 def serving_model(model):
     """The model as deployed: the same layers and weights without the training-only ones (augmentation),
     whose random ops no inference runtime needs (TFLite and ONNX cannot run them)."""
-    from cnn.model.builder import rebuild
-
     ours, _ = rebuild(model)  # checked: same probabilities as `model`
     return ours
 
@@ -189,8 +189,6 @@ def _converter(model, folder: Path):
 
 
 def write_tflite(info, model, path: Path) -> None:
-    from cnn.core.quiet import silenced_stderr
-
     converter = _converter(model, path.with_name("savedmodel"))
     with silenced_stderr():  # the converter's C++ progress lines; failures still raise
         path.write_bytes(converter.convert())
@@ -198,8 +196,6 @@ def write_tflite(info, model, path: Path) -> None:
 
 def write_tflite_int8(info, model, path: Path, calibration: np.ndarray) -> None:
     import tensorflow as tf
-
-    from cnn.core.quiet import silenced_stderr
 
     converter = _converter(model, path.with_name("savedmodel"))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -229,8 +225,6 @@ def write_onnx(info, model, path: Path) -> None:
 def run_keras(path: Path, images: np.ndarray) -> np.ndarray:
     import keras
 
-    from cnn.analysis.inference import predict_proba
-
     return predict_proba(keras.saving.load_model(path, compile=False, safe_mode=True), images)
 
 
@@ -247,8 +241,6 @@ def tflite_interpreter(path: Path):
     import warnings
 
     import tensorflow as tf
-
-    from cnn.core.quiet import silenced_stderr
 
     # "Use ai_edge_litert": the same runtime, which still ships with TF 2.21; its delegate's INFO line hushed.
     with warnings.catch_warnings(), silenced_stderr():
@@ -304,9 +296,6 @@ def export_model(name: str, fmt: str, path: Path | str | None = None, limit: int
 
     The file is written beside its target and renamed into place, so a failed export leaves nothing behind.
     """
-    from cnn.data.datasets import apply_limit
-    from cnn.store.registry import load_model, model_info
-
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if fmt == "onnx" and onnx_unavailable():
@@ -365,8 +354,6 @@ def export_model(name: str, fmt: str, path: Path | str | None = None, limit: int
 
 
 def _keras_probabilities(model, images: np.ndarray) -> np.ndarray:
-    from cnn.analysis.inference import predict_proba
-
     return predict_proba(model, images)
 
 
@@ -385,8 +372,6 @@ def download_bytes(report: ExportReport) -> tuple[str, bytes]:
 def export_for_app(name: str, fmt: str, limit: int | None = None) -> ExportReport:
     """The app's export: written once per model version into the cache (cache_path), with its report saved
     beside it as JSON, so the Models page shows sizes and agreement without redoing the work."""
-    from cnn.store.registry import model_info
-
     info = model_info(name)
     path = cache_path(info, fmt)
     record = path.parent / f"{path.name}.report.json"

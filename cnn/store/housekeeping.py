@@ -14,6 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
+from cnn.data.uploads import cache_dir, trim_cache
+from cnn.store.registry import models_dir
+
 ORPHAN_AGE = 300  # seconds: a temporary this old is an orphan whatever its pid says (a save takes seconds)
 _TEMPORARY = re.compile(r"^\.(tmp|trash)-")
 _PID = re.compile(r"-(\d+)-[A-Za-z0-9_]+$")  # '.tmp-<name>-<pid>-<random>': the pid before the random tail
@@ -66,9 +69,6 @@ def remove_orphans(folder: Path, max_age: float = ORPHAN_AGE) -> list[Path]:
 def clean_up_at_start(max_age: float = ORPHAN_AGE) -> list[Path]:
     """Call once when the app or the CLI starts: remove orphaned temporaries in the registry and the cache,
     then trim the cache to CNN_CACHE_MB. The paths removed (for a log line)."""
-    from cnn.data.datasets import cache_dir, trim_cache
-    from cnn.store.registry import models_dir
-
     removed = remove_orphans(models_dir(), max_age)
     for sub in ("uploads", "datasets"):
         removed += remove_orphans(cache_dir() / sub, max_age)

@@ -13,6 +13,8 @@ import re
 from datetime import datetime
 
 from cnn.core.errors import SpecError
+from cnn.data.datasets import CATALOG, FOLDER
+from cnn.model.spec import ModelSpec, validate
 
 MAX_CLASSES = 1000  # as validate() allows
 MAX_NOTES = 50  # import notes kept with a model
@@ -157,8 +159,6 @@ FOLDER_LABEL = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,80}$")  # a label, never a pa
 
 def dataset_name(value) -> str:
     """A catalogue name, 'unknown', or 'folder:<label>' (a label of class folders, not a path)."""
-    from cnn.data.datasets import CATALOG, FOLDER
-
     if isinstance(value, str) and (value in CATALOG or value == "unknown"):
         return value
     if isinstance(value, str) and value.startswith(FOLDER) and FOLDER_LABEL.match(value[len(FOLDER):]) \
@@ -226,8 +226,6 @@ MAX_HISTORY = 200_000  # points per curve (batch-level curves of long runs)
 def clean_metrics(raw, imported: bool = False) -> tuple[dict, list[str]]:
     """(the metrics that fit the schema, a note for each that did not). `imported`: the metrics came in an
     uploaded bundle, so only IMPORTED_METRICS are taken and `dataset` must be a catalogue name."""
-    from cnn.data.datasets import CATALOG
-
     if not isinstance(raw, dict):
         return {}, [f"metrics.json is {_show(raw)}, not a JSON object: all its metrics were dropped"]
     allowed = IMPORTED_METRICS if imported else tuple(METRICS)
@@ -286,8 +284,6 @@ def clean_history(raw) -> tuple[dict, list[str]]:
 def clean_spec(raw) -> tuple[dict | None, list[str]]:
     """(the spec as ModelSpec.to_dict writes it, []) when spec.json is a valid, buildable spec; else
     (None, [why])."""
-    from cnn.model.spec import ModelSpec, validate
-
     try:
         spec = ModelSpec.from_dict(raw)
         validate(spec)

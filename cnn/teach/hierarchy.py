@@ -4,13 +4,14 @@ objects") checked against what this model shows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
-from cnn.analysis.inference import conv_layers
+from cnn.analysis.inference import conv_layers, predict_proba
 from cnn.core.errors import CnnError
+from cnn.core.text import probability_text
 from cnn.explain.maximise import Ascent, Maximised, ReceptiveField, maximise, model_fields, start_images
 from cnn.explain.patches import TopPatches, top_patches
-
 
 # ---------------------------------------------------------------------------
 # The hierarchy: the Learn page's walk from the first to the last conv layer, the lesson's words checked
@@ -121,8 +122,6 @@ def hierarchy(model, x, y, k: int = 9, ascent: Ascent | None = None, maximised: 
     lesson's "edges → parts → objects" checked against those measures (y: x's labels, for the class averages).
     Pass results already computed (maximised: layer → Maximised, patches: layer → TopPatches, classes) to
     reuse them."""
-    from cnn.analysis.inference import predict_proba
-
     names = conv_layers(model)
     if not names:
         raise CnnError("this model has no conv layer, so there is no hierarchy of filters to walk")
@@ -230,8 +229,6 @@ def _checks(views: list, class_likeness: np.ndarray, baseline: dict) -> list:
                 "So this model's favourite inputs do not become recognisable objects: it tells the classes apart by "
                 "patterns, not by whole-object templates.")
     if baseline["noise confidence"] > 0.9:
-        from cnn.core.text import probability_text
-
         verdict += (f" (Its confidence is no guide to what looks like an object: on grey noise it is on average "
                     f"{probability_text(baseline['noise confidence'])} sure of some class.)")
     checks.append(Check(

@@ -4,9 +4,10 @@ the rates it offers and tries, to suggest one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-import numpy as np
-from cnn.analysis.inference import as_batch, conv_layers
 
+import numpy as np
+
+from cnn.analysis.inference import as_batch, conv_layers
 
 # ---------------------------------------------------------------------------
 # Learning: one gradient-descent step on one image, on a private copy of the model

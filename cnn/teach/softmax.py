@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
+
 from cnn.analysis.calibration import Calibration, assess, features_from_activations
 from cnn.analysis.ood import Verdict
 from cnn.analysis.temperature import softmax
-
 
 # ---------------------------------------------------------------------------
 # Teaching: why softmax always sums to 1, and what the score measures instead (Learn page)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnn.teach import lessons
 from cnn.analysis.inference import activations, conv_layers, inner_layers
 from cnn.model.spec import output_size_formula
+from cnn.teach import lessons
 
 AGREE = 1e-5  # NumPy and Keras agree when no value differs by more than this
 

@@ -37,7 +37,7 @@ import keras  # noqa: E402
 
 from cnn.data.load import load_dataset  # noqa: E402
 from cnn.explain.maximise import Ascent, maximise
-from cnn.explain.film import FilmRecorder, film_probe
+from cnn.explain.film import film_probe, film_recorder_class
 from cnn.explain.embedding import penultimate_features, project_tsne, stratified_sample
 from cnn.analysis.inference import conv_layers  # noqa: E402
 from cnn.model.spec import preset  # noqa: E402
@@ -123,7 +123,7 @@ def film_cost(rounds: int = 3) -> None:
             timer = EpochClock()
             if label == "with film":
                 # The film runs before the clock's epoch end, so its per-epoch frame is inside the timed epoch.
-                cost = FilmCost(FilmRecorder(*film_probe(data)))
+                cost = FilmCost(film_recorder_class()(*film_probe(data)))
                 train(spec, data, callbacks=[cost, timer])
                 frame_seconds += cost.seconds[1:]
                 start = time.perf_counter()

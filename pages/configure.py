@@ -6,15 +6,15 @@ from dataclasses import fields
 import streamlit as st
 
 from app import chrome, resources, session
-from cnn.model.builder import export_script
+from cnn.core.errors import CnnError, SpecError, TrainingError
+from cnn.core.text import safe_label
 from cnn.data.datasets import CATALOG, SAMPLE
 from cnn.data.load import where
 from cnn.data.uploads import store_upload
-from cnn.store.bundles import safe_label
-from cnn.core.errors import CnnError, SpecError, TrainingError
+from cnn.model.builder import export_script
 from cnn.model.memory import check_memory, estimate_for, memory_budget
 from cnn.model.spec import (LAYER_TYPES, PRESET_NOTES, PRESETS, Augmentation, ModelSpec, TrainConfig, kind_of, preset,
-                      validate)
+                            validate)
 
 tab = chrome.page_setup()
 
@@ -302,7 +302,7 @@ with summary:
         budget = memory_budget()
         if need.total > budget:  # said here, before anyone presses Start
             try:
-                check_memory(edited, dataset if dataset in CATALOG else resources.dataset(dataset), budget=budget)
+                check_memory(edited, CATALOG[dataset] if dataset in CATALOG else resources.dataset(dataset), budget=budget)
             except TrainingError as exc:
                 st.error(f"Too big to train here: {exc}.", icon=":material/memory:")
 

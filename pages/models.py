@@ -5,17 +5,16 @@ from datetime import datetime
 import streamlit as st
 
 from app import chrome, learned, resources, session, workspaces
-from cnn.store import registry
-from cnn.store import bundles
-from cnn.run.workflows import calibrate_if_possible
 from cnn.analysis.calibration import calibration_summary
-from cnn.data.datasets import CATALOG, dataset_title
 from cnn.core.errors import CnnError
-from cnn.store.export import FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, available_formats, cache_path, download_bytes, export_for_app, size_text
-from cnn.store.bundles import safe_label
+from cnn.core.text import accuracy_text, safe_label
+from cnn.data.datasets import CATALOG, dataset_title
 from cnn.figures.curves import compare_curves, history_curves
 from cnn.model.spec import ModelSpec, SpecError, validate
-from cnn.core.text import accuracy_text
+from cnn.run.workflows import calibrate_if_possible
+from cnn.store import bundles, registry
+from cnn.store.export import (FORMATS, MAX_FLOAT_DIFF, MAX_INT8_DROP, available_formats, cache_path, download_bytes,
+                              export_for_app, size_text)
 
 tab = chrome.page_setup()
 

@@ -45,6 +45,7 @@ from cnn.analysis.checks import checked_field
 from cnn.analysis.inference import as_batch, has_softmax_head
 from cnn.analysis.ood import PARTS, Features, OodScore, Verdict, early_layer, extract_features, fit_class_gaussians
 from cnn.analysis.temperature import TEMPERATURE_RANGE, expected_calibration_error, fit_temperature, nll, softmax
+from cnn.core.compiled import batches
 from cnn.core.errors import CalibrationError
 
 FILE = "calibration.json"  # stored in the model's folder (registry.EXTRA_FILES)
@@ -121,11 +122,7 @@ def _fit_features(model, fit, early, num_classes, max_images, seed, on_progress)
         if len(y_fit) > max_images:
             keep = np.sort(np.random.default_rng(seed).choice(len(y_fit), max_images, replace=False))
             x_fit, y_fit = x_fit[keep], y_fit[keep]
-        parts, step = [], 2000
-        for i in range(0, len(y_fit), step):
-            parts.append(extract_features(model, x_fit[i:i + step], early))
-            if on_progress is not None:
-                on_progress(min(i + step, len(y_fit)), len(y_fit))
+        parts = [extract_features(model, chunk, early) for chunk in batches(x_fit, 2000, on_progress)]
         labels = np.asarray(y_fit, dtype=np.int64)
     else:
         parts, labels, done = [], [], 0
@@ -227,11 +224,7 @@ def score_batch(model, calibration: Calibration | None, x, batch_size: int = 100
     """Calibrated and raw probabilities and OOD scores of prepared images (N, H, W, C), in batched passes."""
     batch, _ = as_batch(model, x)
     early = calibration.ood.early.layer if calibration is not None and calibration.ood.early is not None else None
-    parts = []
-    for i in range(0, len(batch), batch_size):
-        parts.append(extract_features(model, batch[i:i + batch_size], early, batch_size))
-        if on_progress is not None:
-            on_progress(min(i + batch_size, len(batch)), len(batch))
+    parts = [extract_features(model, chunk, early, batch_size) for chunk in batches(batch, batch_size, on_progress)]
     if not parts:
         parts = [extract_features(model, batch, early)]
     features = Features(np.concatenate([p.penultimate for p in parts]),

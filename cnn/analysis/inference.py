@@ -10,24 +10,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnn.core.compiled import batches, per_model
 from cnn.core.errors import ImageError
 from cnn.data.steps import transform_image
 from cnn.model.spec import TRAINING_ONLY
 
-_FORWARD: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
-
+@per_model
 def forward_fn(model):
     """A tf.function of the model in inference mode, traced once per model for any batch size."""
-    fn = _FORWARD.get(model)
-    if fn is None:
-        import tensorflow as tf
+    import tensorflow as tf
 
-        ref = weakref.ref(model)  # the cache must not keep the model alive
-        spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-        fn = tf.function(lambda x: ref()(x, training=False), input_signature=[spec])
-        _FORWARD[model] = fn
-    return fn
+    ref = weakref.ref(model)  # the cache must not keep the model alive
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    return tf.function(lambda x: ref()(x, training=False), input_signature=[spec])
 
 
 def as_batch(model, x) -> tuple[np.ndarray, bool]:
@@ -45,7 +41,7 @@ def predict_proba(model, x, batch_size: int = 1000) -> np.ndarray:
     """Class probabilities: (classes,) for one image, (N, classes) for a batch."""
     batch, single = as_batch(model, x)
     fn = forward_fn(model)
-    out = np.concatenate([fn(batch[i:i + batch_size]).numpy() for i in range(0, len(batch), batch_size)]) \
+    out = np.concatenate([fn(chunk).numpy() for chunk in batches(batch, batch_size)]) \
         if len(batch) else np.zeros((0, model.output_shape[-1]), np.float32)
     return out[0] if single else out
 
@@ -56,15 +52,10 @@ def has_softmax_head(model) -> bool:
     return type(head).__name__ == "Dense" and getattr(head.activation, "__name__", "") == "softmax"
 
 
-_FEATURES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
+@per_model
 def _features_fn(model, names: tuple[str, ...], spatial_mean: bool):
     """A tf.function: images → (each named layer's output flattened to (N, D) — or, with `spatial_mean`,
     feature maps averaged to (N, channels) —, penultimate (N, D), logits (N, classes))."""
-    cache = _FEATURES.setdefault(model, {})
-    if (names, spatial_mean) in cache:
-        return cache[names, spatial_mean]
     import keras
     import tensorflow as tf
 
@@ -87,7 +78,6 @@ def _features_fn(model, names: tuple[str, ...], spatial_mean: bool):
             logits = tf.math.log(outs[-1] + 1e-12)
         return flat[:-1], flat[-1], logits
 
-    cache[names, spatial_mean] = run
     return run
 
 
@@ -107,7 +97,7 @@ def features_and_logits(model, x, layers=(), spatial_mean: bool = False,
     batch, single = as_batch(model, x)
     names = tuple(layers)
     fn = _features_fn(model, names, bool(spatial_mean))
-    parts = [fn(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)]
+    parts = [fn(chunk) for chunk in batches(batch, batch_size)]
     if not parts:  # an empty batch still has the right widths
         parts = [fn(np.zeros((1, *batch.shape[1:]), np.float32))]
         take = slice(0, 0)
@@ -140,15 +130,10 @@ def conv_layers(model) -> list[str]:
     return [l.name for l in inner_layers(model) if type(l).__name__ == "Conv2D"]
 
 
-_EXPLAIN: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
+@per_model
 def _explainer(model, layer_name: str):
     """A tf.function: (images, class index or −1) → probabilities, every layer's output, Grad-CAM for
     `layer_name`, saliency — from ONE forward pass of a multi-output model and one backward pass."""
-    cache = _EXPLAIN.setdefault(model, {})
-    if layer_name in cache:
-        return cache[layer_name]
     import keras
     import tensorflow as tf
 
@@ -190,8 +175,7 @@ def _explainer(model, layer_name: str):
         sal = sal / (tf.reduce_max(sal, axis=(1, 2), keepdims=True) + 1e-12)
         return probs, outs, cam, sal, chosen
 
-    cache[layer_name] = (explain, names)
-    return cache[layer_name]
+    return explain, names
 
 
 @dataclass

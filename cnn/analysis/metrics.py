@@ -12,6 +12,7 @@ import numpy as np
 from cnn.analysis.calibration import calibration_path, score_batch
 from cnn.analysis.inference import activations, conv_layers, predict_proba
 from cnn.analysis.temperature import reliability
+from cnn.core.compiled import batches
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -174,11 +175,7 @@ def evaluate(model, x, y, class_names, batch_size: int = 1000, on_progress=None,
         return Evaluation(list(class_names), np.asarray(y, dtype=np.int64), scored.probabilities,
                           time.monotonic() - start, scored.raw_probabilities, scored.temperature, scored.scores,
                           scored.threshold)
-    parts = []
-    for i in range(0, len(x), batch_size):
-        parts.append(predict_proba(model, x[i:i + batch_size], batch_size=batch_size))
-        if on_progress is not None:
-            on_progress(min(i + batch_size, len(x)), len(x))
+    parts = [predict_proba(model, chunk, batch_size=batch_size) for chunk in batches(x, batch_size, on_progress)]
     probs = np.concatenate(parts) if parts else np.zeros((0, len(class_names)), np.float32)
     return Evaluation(list(class_names), np.asarray(y, dtype=np.int64), probs, time.monotonic() - start)
 
@@ -193,8 +190,8 @@ def filter_report(model, x, batch_size: int = 500, dead_share: float = 0.99) -> 
     names = conv_layers(model)
     fired = {n: 0 for n in names}
     total = {n: 0.0 for n in names}
-    for i in range(0, len(x), batch_size):
-        acts = activations(model, x[i:i + batch_size])
+    for chunk in batches(x, batch_size):
+        acts = activations(model, chunk)
         for n in names:
             a = acts[n]  # (batch, H, W, filters)
             fired[n] = fired[n] + (a.max(axis=(1, 2)) > 0).sum(axis=0)

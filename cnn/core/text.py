@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 
 def probability_text(p: float, decimals: int = 1) -> str:
@@ -55,3 +56,15 @@ def megabytes(size: float, limit: float | None = None) -> str:
 def limit_text(size: float, limit: float) -> str:
     """'unpacks to 200.4 MB; the limit is 200 MB'-style pair: '200.4 MB; the limit is 200 MB'."""
     return f"{megabytes(size, limit)}; the limit is {limit / 1e6:,g} MB"
+
+
+def safe_label(name, limit: int = 100, fallback: str = "upload", strict: bool = False) -> str:
+    """A client-supplied (file) name made safe to show and store as text — never used as a path: its last path
+    component without control characters, at most `limit` characters (cut with "…"), or `fallback` when
+    nothing is left. `strict` (a dataset's label): only letters, digits, space . _ -, no ".zip", cut short."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "", str(name)).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not strict:
+        return (text[: limit - 1] + "…" if len(text) > limit else text) or fallback
+    text = re.sub(r"\.zip$", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"[^\w .-]+", "-", text, flags=re.ASCII).strip(" .-_")
+    return text[:limit].strip(" .-_") or fallback

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from cnn.core.errors import CnnError, DatasetError, ImageError
+from cnn.core.text import safe_label
 from cnn.data.archive import MAX_FILES, ArchiveError, check_zip, extract_zip
 from cnn.data.datasets import FOLDER, IMAGE_EXTENSIONS, Dataset, folder_label
 from cnn.data.imageio import check_image_header
 from cnn.data.preprocess import default_recipe, prepare_image
-from cnn.data.uploads import cache_dir, discard_upload, make_room, safe_text_label, touch, upload_label
+from cnn.data.uploads import cache_dir, discard_upload, make_room, touch, upload_label
 
 # ---------------------------------------------------------------------------
 # Image folders: one sub-folder per class; every image vetted from its header, then streamed by tf.data
@@ -242,5 +243,5 @@ def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_si
     touch(path)
     if folder != path:
         touch(folder)
-    return Dataset(f"{FOLDER}{safe_text_label(label, 'class folders')}", classes, (*image_size, channels), None,
+    return Dataset(f"{FOLDER}{safe_label(label, 40, 'class folders', strict=True)}", classes, (*image_size, channels), None,
                    None, x_test, y_test, source, train, len(train_idx), notes, tuple(found.skipped))

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from cnn.core.errors import DatasetError
-from cnn.core.text import limit_text, megabytes
+from cnn.core.text import limit_text, megabytes, safe_label
 from cnn.data.archive import ArchiveError, check_zip
 
 # ---------------------------------------------------------------------------
@@ -39,13 +39,6 @@ def cache_limit() -> int:
     return int(mb * 1e6)
 
 
-def safe_text_label(text: str, fallback: str = "upload") -> str:
-    """A client-supplied name made into a short label (letters, digits, space . _ -), for people only."""
-    text = re.sub(r"\.zip$", "", str(text).replace("\\", "/").rsplit("/", 1)[-1], flags=re.IGNORECASE)
-    text = re.sub(r"[^\w .-]+", "-", text, flags=re.ASCII).strip(" .-_")
-    return text[:40].strip(" .-_") or fallback
-
-
 def store_upload(data: bytes, filename: str) -> tuple[Path, str]:
     """Keep an uploaded class-folder .zip in the cache: (its path, a label for people).
 
@@ -58,7 +51,7 @@ def store_upload(data: bytes, filename: str) -> tuple[Path, str]:
     import json
     import zipfile
 
-    label = safe_text_label(filename)
+    label = safe_label(filename, 40, strict=True)
     if len(data) > MAX_UPLOAD_ZIP_BYTES:
         raise DatasetError(f"{label}.zip is {limit_text(len(data), MAX_UPLOAD_ZIP_BYTES)}")
     if not bytes(data[:4]) == b"PK\x03\x04":
@@ -97,7 +90,7 @@ def upload_label(path) -> str | None:
         label = json.loads(sidecar.read_text()).get("label")
     except (OSError, ValueError, AttributeError):
         return None
-    return safe_text_label(label) if isinstance(label, str) else None
+    return safe_label(label, 40, strict=True) if isinstance(label, str) else None
 
 
 def discard_upload(path) -> None:

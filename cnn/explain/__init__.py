@@ -1,1 +1,3 @@
-"""TODO"""
+"""What the network learned: `maximise` (receptive fields, activation maximisation), `patches` (`top_patches`),
+`embedding` (`embedding_map`, `TsneJob`) and `film` (`film_recorder_class`, `load_film`: a film of training).
+"""

@@ -7,12 +7,13 @@ import re
 import sys
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
+from cnn.core.compiled import batches, per_model
 from cnn.core.errors import CnnError
+from cnn.core.jobs import BackgroundJob
 from cnn.explain.maximise import check_images
 
 # ---------------------------------------------------------------------------
@@ -45,24 +46,24 @@ class EmbeddingMap:
         return self.labels != self.predictions
 
 
-_PENULTIMATE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+@per_model
+def _penultimate_fn(model):
+    """A tf.function: images → (the output layer's input, its output)."""
+    import keras
+    import tensorflow as tf
+
+    head = model.layers[-1]
+    both = keras.Model(model.inputs[0], [head.input, head.output])
+    return tf.function(lambda images: both(images, training=False),
+                       input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
 
 
 def penultimate_features(model, x, batch_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, D), probabilities (N, classes)) for uint8 images x: the input of the output layer (what
     the classifier separates) and its output, from one compiled forward pass per batch."""
-    fn = _PENULTIMATE.get(model)
-    if fn is None:
-        import keras
-        import tensorflow as tf
-
-        head = model.layers[-1]
-        both = keras.Model(model.inputs[0], [head.input, head.output])
-        fn = tf.function(lambda images: both(images, training=False),
-                         input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)])
-        _PENULTIMATE[model] = fn
+    fn = _penultimate_fn(model)
     x = check_images(model, x)
-    parts = [fn(np.asarray(x[i:i + batch_size], np.float32)) for i in range(0, len(x), batch_size)]
+    parts = [fn(np.asarray(chunk, np.float32)) for chunk in batches(x, batch_size)]
     return (np.concatenate([f.numpy() for f, _ in parts]), np.concatenate([p.numpy() for _, p in parts]))
 
 
@@ -224,29 +225,20 @@ class TsneSnapshot:
         return self.state == "running"
 
 
-class TsneJob:
+class TsneJob(BackgroundJob):
     """embedding_map(method='tsne') in a daemon thread; snapshot() for a page to poll, stop() to end it at
     t-SNE's next report. The features are computed in the caller's thread (TensorFlow, fast)."""
 
+    thread_name = "cnn-tsne"
+
     def __init__(self, model, x, y, size: int | None = None, seed: int = 0):
+        super().__init__()
         self._features = penultimate_features(model, x)
         self.y, self.size, self.seed = np.asarray(y), size, seed
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._state, self._fraction, self._message, self._result = "running", 0.0, "starting t-SNE…", None
-        self._thread = threading.Thread(target=self._run, name="cnn-tsne", daemon=True)
 
-    def start(self) -> "TsneJob":
-        import sklearn.manifold  # noqa: F401 — imported here, not first in the worker (see TrainingJob.start)
-
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+    def preload(self) -> None:
+        import sklearn.manifold  # noqa: F401 — see cnn.core.jobs
 
     def snapshot(self) -> TsneSnapshot:
         with self._lock:
@@ -256,7 +248,7 @@ class TsneJob:
         with self._lock:
             self._fraction, self._message = fraction, message
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         try:
             result = embedding_map(None, None, self.y, "tsne", self.size, self.seed, on_progress=self._progress,
                                    stop=self._stop, features=self._features)

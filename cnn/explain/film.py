@@ -4,6 +4,7 @@ FilmRecorder is made when first asked for, so importing this module does not imp
 """
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from dataclasses import dataclass
@@ -103,8 +104,10 @@ def film_probe(dataset) -> tuple[np.ndarray | None, int]:
     return None, -1
 
 
-def _film_recorder_class():
-    """FilmRecorder, made on first use so that importing cnn.explain.film does not import Keras."""
+@functools.cache
+def film_recorder_class():
+    """The FilmRecorder class (a keras.callbacks.Callback), made on first use: importing this module does not
+    import Keras."""
     import keras
 
     class FilmRecorder(keras.callbacks.Callback):
@@ -194,10 +197,3 @@ def _film_recorder_class():
             return film.to_bytes()
 
     return FilmRecorder
-
-
-def __getattr__(name):
-    if name == "FilmRecorder":
-        globals()["FilmRecorder"] = cls = _film_recorder_class()
-        return cls
-    raise AttributeError(f"module 'cnn.explain.film' has no attribute {name!r}")

@@ -8,12 +8,12 @@ on first use.
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnn.analysis.inference import conv_layers
+from cnn.core.compiled import per_model
 from cnn.core.errors import CnnError
 from cnn.model.builder import spec_from_model
 from cnn.model.layers import Dense, Field
@@ -122,7 +122,6 @@ class Maximised:
     seconds: float  # wall time of the ascent
 
 
-_ASCENT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _objectives(model, layer_name: str):
@@ -161,13 +160,11 @@ def _objectives(model, layer_name: str):
     return climb, report
 
 
+@per_model
 def _ascent_fn(model, layer_name: str):
     """(ascend, report): ascend is a tf.function (start images, units, shifts, settings) → images running the
     whole ascent for a batch — image b climbs unit units[b] — traced once per model and layer for any batch size;
     report measures what each unit outputs (see _objectives)."""
-    cache = _ASCENT.setdefault(model, {})
-    if layer_name in cache:
-        return cache[layer_name]
     import tensorflow as tf
 
     climb, report = _objectives(model, layer_name)
@@ -204,8 +201,7 @@ def _ascent_fn(model, layer_name: str):
             x = tf.clip_by_value(x, 0.0, 1.0)  # stay inside the model's input range
         return x
 
-    cache[layer_name] = (ascend, report)
-    return cache[layer_name]
+    return ascend, report
 
 
 def measure(model, layer_name: str, images, units) -> np.ndarray:

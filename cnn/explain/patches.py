@@ -3,12 +3,12 @@ receptive field) of the images that excite it most, from one batched pass keepin
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnn.analysis.inference import conv_layers
+from cnn.core.compiled import batches, per_model
 from cnn.core.errors import CnnError
 from cnn.explain.maximise import ReceptiveField, check_images, model_fields
 
@@ -31,15 +31,12 @@ class TopPatches:
     boxes: np.ndarray  # (F, k, 4) top, left, height, width of each patch in its input image
 
 
-_PEAKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+@per_model
 def _peaks_fn(model, names: tuple[str, ...]):
     """A tf.function: images → for each layer in `names`, (B, F) each filter's largest activation per image and
     (B, F) where (the first position in row-major order holding that largest value) — one forward pass."""
-    cache = _PEAKS.setdefault(model, {})
-    if names in cache:
-        return cache[names]
     import keras
     import tensorflow as tf
 
@@ -60,7 +57,6 @@ def _peaks_fn(model, names: tuple[str, ...]):
             result.append((best, first))
         return result
 
-    cache[names] = peaks
     return peaks
 
 
@@ -96,8 +92,8 @@ def top_patches(model, x, k: int = 9, layers=None, batch_size: int = 500, on_pro
     filters = {n: int(model.get_layer(n).output.shape[-1]) for n in names}
     best = {n: (np.zeros((f, 0), np.float32), np.zeros((f, 0), np.int64), np.zeros((f, 0), np.int64))
             for n, f in filters.items()}
-    for start in range(0, len(x), batch_size):
-        outs = peaks(np.asarray(x[start:start + batch_size], np.float32))
+    for start, chunk in zip(range(0, len(x), batch_size), batches(x, batch_size)):
+        outs = peaks(np.asarray(chunk, np.float32))
         for name, (value, where) in zip(names, outs):
             # Candidates: the running best first (lower image indices), then this batch in index order; a
             # stable sort on the value keeps ties in index order.

@@ -100,6 +100,8 @@ def dataset_sizes(spec, dataset) -> dict:
     """The keyword arguments of `estimate` that describe `dataset` (see estimate_for; none for None)."""
     if dataset is None:
         return {}
+    if isinstance(dataset, str):  # the catalogue lives a layer up (cnn.data): its entry is passed, not a name
+        raise TypeError(f"pass the dataset or its catalogue entry (cnn.data.datasets.CATALOG[{dataset!r}]), not a name")
     image_bytes = math.prod(spec.input_shape)
     if hasattr(dataset, "train_size"):  # a catalogue entry's sizes: MNIST-like test splits hold 10,000 images
         return {"train_images": dataset.train_size, "image_bytes": image_bytes, "test_images": 10_000}

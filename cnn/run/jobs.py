@@ -2,13 +2,12 @@
 """
 from __future__ import annotations
 
-import contextvars
 import math
-import threading
 import time
 from dataclasses import dataclass
 
 from cnn.core.errors import CnnError, TrainingError
+from cnn.core.jobs import BackgroundJob
 from cnn.data.datasets import Dataset
 from cnn.model.spec import ModelSpec
 from cnn.run.train import Progress, TrainResult
@@ -37,32 +36,27 @@ class JobSnapshot:
         return self.state in ("queued", "running", "evaluating")
 
 
-class TrainingJob:
+class TrainingJob(BackgroundJob):
     """Runs train_and_save in a daemon thread; stop() asks it to end after the current batch."""
+
+    thread_name = "cnn-training"
 
     def __init__(self, spec: ModelSpec, dataset: Dataset, name: str | None = None, progress_interval: float = 0.25,
                  callbacks=(), film: bool = True, on_finish=None):
+        super().__init__()
         self.spec, self.dataset, self.name = spec, dataset, name
         self.on_finish = on_finish  # called in the worker thread once the job has ended, however it ended
         self.progress_interval, self.callbacks = progress_interval, tuple(callbacks)
         self.film = film_recorder(dataset) if film else None  # its frames show in snapshot().film
         self.result: TrainResult | None = None  # kept after failures too: the last good weights
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self._state, self._message, self._model_name = "running", "starting…", None
         self._progress = None
         self._curve = {"step": [], "loss": [], "accuracy": []}
         self._epochs = {k: [] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr")}
         self._started, self._finished = time.time(), None
-        # The worker runs in a copy of the caller's context: context variables (e.g. which registry folder
-        # this visitor saves into) follow the job into its thread.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._run,), name="cnn-training", daemon=True)
 
-    def start(self) -> "TrainingJob":
-        # Import what the worker needs here, in the caller's thread: two threads importing big packages
-        # for the first time at once can get a partially initialised module from Python's import
-        # deadlock avoidance (seen here: pandas half-imported, Keras metrics lookups failing).
+    def preload(self) -> None:
+        # What the worker thread imports first (see cnn.core.jobs).
         import keras  # noqa: F401
         import pandas  # noqa: F401
         import scipy.optimize  # noqa: F401
@@ -70,20 +64,6 @@ class TrainingJob:
         import sklearn.covariance  # noqa: F401
         import sklearn.metrics  # noqa: F401
         import tensorflow  # noqa: F401
-
-        import cnn.analysis.calibration  # noqa: F401
-        import cnn.analysis.metrics  # noqa: F401
-        import cnn.model.builder  # noqa: F401
-        import cnn.store.registry  # noqa: F401
-
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
@@ -120,7 +100,7 @@ class TrainingJob:
             self._state, self._message, self._model_name = state, message, model_name
             self._finished = time.time()
 
-    def _run(self) -> None:
+    def _work(self) -> None:
         try:
             self._train()
         finally:
@@ -164,3 +144,4 @@ class TrainingJob:
             self._model_name = info.name
             self._message += f" — the last good weights were saved as {info.name!r} " \
                              f"(test accuracy {evaluation.accuracy:.2%})"
+        return info

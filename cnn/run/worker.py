@@ -136,9 +136,8 @@ class ProcessTrainingJob(TrainingJob):
         self._kept = None  # (path, history, seconds) of a failed run's last good weights
         self.process = None
 
-    def start(self) -> "ProcessTrainingJob":
-        self._thread.start()  # nothing heavy to import here: the child imports TensorFlow itself
-        return self
+    def preload(self) -> None:
+        """Nothing heavy to import here: the child process imports TensorFlow itself."""
 
     def _train(self) -> None:
         context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow's threads

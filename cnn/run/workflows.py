@@ -10,7 +10,7 @@ from cnn.core.errors import CalibrationError, CnnError
 from cnn.data.datasets import Dataset, dataset_slug, is_folder
 from cnn.data.load import load_dataset
 from cnn.data.splits import split_validation
-from cnn.explain.film import FilmRecorder, film_probe
+from cnn.explain.film import film_probe, film_recorder_class
 from cnn.model.spec import ModelSpec
 from cnn.run.train import TrainResult, train
 from cnn.store.registry import check_name, load_model, model_info, save_model, unique_name, write_extra_file
@@ -139,4 +139,4 @@ def train_and_save(spec: ModelSpec, dataset: Dataset, name: str | None = None, o
 
 def film_recorder(dataset: Dataset):
     """A FilmRecorder (cnn.explain.film) watching the dataset's first test image."""
-    return FilmRecorder(*film_probe(dataset))
+    return film_recorder_class()(*film_probe(dataset))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cnn.analysis.calibration import Calibration
 from cnn.core.errors import CalibrationError, RegistryError, SpecError
-from cnn.core.text import limit_text
+from cnn.core.text import limit_text, safe_label
 from cnn.data.archive import KERAS_MAX_BYTES, ArchiveError, check_keras_archive, check_zip
 from cnn.data.datasets import CATALOG, UNKNOWN
 from cnn.model.builder import rebuild
@@ -44,13 +44,6 @@ def _guess_dataset(shape: tuple, classes: int) -> str:
         if tuple(info.input_shape) == tuple(shape) and len(info.class_names) == classes:
             return dataset
     return UNKNOWN
-
-
-def safe_label(filename, limit: int = 100) -> str:
-    """A client-supplied file name made safe to show and store as text (never used as a path): its last
-    path component, control characters removed, at most `limit` characters."""
-    text = re.sub(r"[\x00-\x1f\x7f]", "", str(filename)).replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return (text[: limit - 1] + "…" if len(text) > limit else text) or "upload"
 
 
 def _read_member(archive, member, limit: int) -> bytes:

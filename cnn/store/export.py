@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cnn.analysis.inference import predict_proba
+from cnn.core.compiled import batches
 from cnn.core.errors import CnnError, DatasetError, ExportError
 from cnn.core.quiet import silenced_stderr
 from cnn.data.datasets import STAND_INS, apply_limit, is_folder
@@ -232,8 +233,7 @@ def run_savedmodel(path: Path, images: np.ndarray, batch: int = 1000) -> np.ndar
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-    return np.concatenate([serve(image=tf.constant(images[i:i + batch]))["probabilities"].numpy()
-                           for i in range(0, len(images), batch)])
+    return np.concatenate([serve(image=tf.constant(chunk))["probabilities"].numpy() for chunk in batches(images, batch)])
 
 
 def tflite_interpreter(path: Path):
@@ -255,8 +255,7 @@ def run_tflite(path: Path, images: np.ndarray, batch: int = 1000) -> np.ndarray:
     interpreter = tflite_interpreter(path)
     source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     outputs = []
-    for i in range(0, len(images), batch):
-        chunk = images[i:i + batch]
+    for chunk in batches(images, batch):
         interpreter.resize_tensor_input(source["index"], chunk.shape)
         interpreter.allocate_tensors()
         if source["dtype"] == np.int8:

@@ -8,6 +8,7 @@ A chapter's controls keep their values while other chapters are shown (session.K
 from the convolution set in chapter 2, the learning step shows the filter picked there.
 """
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,18 @@ CHAPTER = "learn_chapter"  # the chapter picker (kept when you leave Learn and c
 SCROLL = "learn_scroll"  # Previous / Next was clicked: the next run scrolls to the top of the chapter
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What every chapter shows: the active model, the image it follows, the walk of that image through the
+    model, and the chapters' kept settings."""
+
+    info: object  # cnn.store.registry.ModelInfo of the active model
+    model: object  # its Keras model
+    x: np.ndarray  # the image followed (uint8, the model's input shape)
+    walk: object  # cnn.teach.walkthrough.walk(model, x)
+    kept: session.Kept  # the chapters' settings, forgotten with another model
+
+
 def source_image(info):
     """(image uint8 H×W×C, where it came from, true label or None)."""
     got = st.session_state.get(session.PREDICT_INPUT)
@@ -47,10 +60,10 @@ def source_image(info):
                             "own)"), int(data.y_test[0])
 
 
-def position_ui(shape, label: str, key: str) -> tuple[int, int]:
+def position_ui(r: Reading, shape, label: str, key: str) -> tuple[int, int]:
     """A (row, column) in a map of `shape`: a slider per axis, 0 when the axis is one cell long."""
     cols = st.columns(2)
-    return tuple(kept.widget(col.slider, f"{label} {axis}", 0, n - 1, n // 2, key=f"{key}_{axis[:3]}",
+    return tuple(r.kept.widget(col.slider, f"{label} {axis}", 0, n - 1, n // 2, key=f"{key}_{axis[:3]}",
                              valid=lambda v, n=n: 0 <= v < n) if n > 1 else 0
                  for col, n, axis in zip(cols, shape, ("row", "column")))
 
@@ -67,53 +80,53 @@ def agree(label: str, difference: float) -> None:
 # Chapter 2's settings, which chapters 3, 4 and 8 go on from
 # ---------------------------------------------------------------------------
 
-def kernel_options() -> list[str]:
-    return [*lessons.KERNELS, "custom"] + (["model filter"] if walk.first_conv else [])
+def kernel_options(r: Reading) -> list[str]:
+    return [*lessons.KERNELS, "custom"] + (["model filter"] if r.walk.first_conv else [])
 
 
-def kernel_ui(cols) -> None:
+def kernel_ui(r: Reading, cols) -> None:
     """The kernel controls: a named kernel, a custom one (an editable table) or one of the model's filters."""
-    options = kernel_options()
-    choice = kept.widget(cols[0].selectbox, "Kernel", options, index=len(options) - 1 if walk.first_conv else 0,
+    options = kernel_options(r)
+    choice = r.kept.widget(cols[0].selectbox, "Kernel", options, index=len(options) - 1 if r.walk.first_conv else 0,
                          key="learn_kernel")
     if choice == "custom":
-        size = kept.widget(cols[3].radio, "Size", [3, 5], horizontal=True, key="learn_custom_size")
+        size = r.kept.widget(cols[3].radio, "Size", [3, 5], horizontal=True, key="learn_custom_size")
         table = f"learn_custom_{size}"
         if table not in st.session_state:  # drawn (again): start from the kernel as it was last edited
-            kept.put(f"{table}_start", custom_kernel(size))
-        edited = st.data_editor(pd.DataFrame(kept.values[f"{table}_start"], columns=[str(i) for i in range(size)]),
+            r.kept.put(f"{table}_start", custom_kernel(r, size))
+        edited = st.data_editor(pd.DataFrame(r.kept.values[f"{table}_start"], columns=[str(i) for i in range(size)]),
                                 key=table, width="content")
-        kept.put(f"{table}_kernel", edited.to_numpy(dtype=float))
+        r.kept.put(f"{table}_kernel", edited.to_numpy(dtype=float))
     elif choice == "model filter":
-        filters = model.get_layer(walk.first_conv).get_weights()[0].shape[-1]
-        kept.widget(cols[3].slider, f"{walk.first_conv} filter", 0, filters - 1, 0, key="learn_filter")
+        filters = r.model.get_layer(r.walk.first_conv).get_weights()[0].shape[-1]
+        r.kept.widget(cols[3].slider, f"{r.walk.first_conv} filter", 0, filters - 1, 0, key="learn_filter")
 
 
-def custom_kernel(size: int) -> np.ndarray:
+def custom_kernel(r: Reading, size: int) -> np.ndarray:
     """The custom kernel as last edited; at first the identity (1 in the centre), to edit."""
     start = np.zeros((size, size))
     start[size // 2, size // 2] = 1.0
-    return kept.get(f"learn_custom_{size}_kernel", start)
+    return r.kept.get(f"learn_custom_{size}_kernel", start)
 
 
-def convolved():
+def convolved(r: Reading):
     """(chapter 2's convolution with its current or kept settings, a few words naming them), or (None, why)."""
-    options = kernel_options()
-    choice = kept.get("learn_kernel", options[-1] if walk.first_conv else options[0])
-    stride, padding = kept.get("learn_stride", 1), kept.get("learn_padding", "valid")
-    filter_index = kept.get("learn_filter", 0) if choice == "model filter" else 0
-    kernel = custom_kernel(kept.get("learn_custom_size", 3)) if choice == "custom" else choice
-    named = f"filter {filter_index} of {walk.first_conv}" if choice == "model filter" else f"the {choice} kernel"
+    options = kernel_options(r)
+    choice = r.kept.get("learn_kernel", options[-1] if r.walk.first_conv else options[0])
+    stride, padding = r.kept.get("learn_stride", 1), r.kept.get("learn_padding", "valid")
+    filter_index = r.kept.get("learn_filter", 0) if choice == "model filter" else 0
+    kernel = custom_kernel(r, r.kept.get("learn_custom_size", 3)) if choice == "custom" else choice
+    named = f"filter {filter_index} of {r.walk.first_conv}" if choice == "model filter" else f"the {choice} kernel"
     try:
-        conv = walkthrough.convolution(model, walk, kernel, stride, padding, filter_index)
+        conv = walkthrough.convolution(r.model, r.walk, kernel, stride, padding, filter_index)
     except ValueError as exc:
         return None, str(exc)
     return conv, f"{named}, stride {stride}, padding '{padding}'"
 
 
-def from_chapter_2(then: str = ""):
+def from_chapter_2(r: Reading, then: str = ""):
     """Chapter 2's convolution for a chapter that goes on from it, named in a caption; None after saying why not."""
-    conv, settings = convolved()
+    conv, settings = convolved(r)
     if conv is None:
         st.error(f"{settings} Change the convolution in **2 · Convolution**.")
         return None
@@ -125,36 +138,36 @@ def from_chapter_2(then: str = ""):
 # The chapters
 # ---------------------------------------------------------------------------
 
-def pixels_chapter() -> None:
-    px = walkthrough.pixels(x)
+def pixels_chapter(r: Reading) -> None:
+    px = walkthrough.pixels(r.x)
     H, W, C = px.shape
     st.markdown(f"To the network an image is a grid of numbers: **{H} × {W} pixels × {C} "
                 f"channel{'s' if C > 1 else ''}**, each 0 (black) … 255 (white). This one has **{px.ink} ink pixels** "
                 f"(pixels where a channel is above 0); min {px.minimum}, max {px.maximum}, mean {px.mean:.1f}. Zoom in "
                 "to read the values.")
     if C == 1:
-        st.plotly_chart(values_heatmap(x[..., 0], kind="pixels", fmt=".0f", height=560), width="stretch",
+        st.plotly_chart(values_heatmap(r.x[..., 0], kind="pixels", fmt=".0f", height=560), width="stretch",
                         key="learn_pixels")
         st.caption("Grayscale = one channel. The model divides every value by 255 first (its Rescaling layer).")
     else:
-        st.plotly_chart(channels_row(x), width="stretch", key="learn_pixels")
+        st.plotly_chart(channels_row(r.x), width="stretch", key="learn_pixels")
         st.caption("Colour = three channels, each its own grid of 0 … 255, drawn here on one scale in its own "
                    "colour: a red object is bright in the red panel and dark in the others. A conv kernel has one "
                    "slice per channel.")
 
 
-def convolution_chapter() -> None:
+def convolution_chapter(r: Reading) -> None:
     cols = st.columns(4)
-    kernel_ui(cols)
-    kept.widget(cols[1].selectbox, "Stride", [1, 2, 3], key="learn_stride")
-    kept.widget(cols[2].radio, "Padding", ["valid", "same"], horizontal=True, key="learn_padding")
-    conv, settings = convolved()
+    kernel_ui(r, cols)
+    r.kept.widget(cols[1].selectbox, "Stride", [1, 2, 3], key="learn_stride")
+    r.kept.widget(cols[2].radio, "Padding", ["valid", "same"], horizontal=True, key="learn_padding")
+    conv, settings = convolved(r)
     if conv is None:
         st.error(settings)
         return
-    row, col = position_ui(conv.feature.shape, "Output", "learn")
+    row, col = position_ui(r, conv.feature.shape, "Output", "learn")
     at = conv.at(row, col)
-    if conv.slices is not None and x.shape[-1] > 1:
+    if conv.slices is not None and r.x.shape[-1] > 1:
         st.caption("Colour: the kernel has one K×K slice per channel; shown for the red channel, the value sums all "
                    "three.")
     left, right = st.columns(2)
@@ -177,7 +190,7 @@ def convolution_chapter() -> None:
     st.markdown("**Many filters, many features**: each kernel finds something different in the same image. "
                 "Signed maps use the diverging scale (blue negative, white 0, red positive); maps that cannot go "
                 "below 0 (the blur) use the sequential one.")
-    st.plotly_chart(maps_row(walkthrough.classic_maps(walk, conv.stride, conv.padding)), width="stretch",
+    st.plotly_chart(maps_row(walkthrough.classic_maps(r.walk, conv.stride, conv.padding)), width="stretch",
                     key="learn_many")
     if conv.keras_difference is not None:
         agree(f"{conv.layer}, filter {conv.filter_index}, after {conv.activation}", conv.keras_difference)
@@ -186,8 +199,8 @@ def convolution_chapter() -> None:
                    f"compare with Keras's {conv.layer}.")
 
 
-def relu_chapter() -> None:
-    conv = from_chapter_2()
+def relu_chapter(r: Reading) -> None:
+    conv = from_chapter_2(r)
     if conv is None:
         return
     activated = walkthrough.relu(conv.feature)
@@ -198,23 +211,23 @@ def relu_chapter() -> None:
                 f"values zeroed** ({activated.share:.0%}).")
 
 
-def pooling_chapter() -> None:
-    conv = from_chapter_2(", then ReLU")
+def pooling_chapter(r: Reading) -> None:
+    conv = from_chapter_2(r, ", then ReLU")
     if conv is None:
         return
     cols = st.columns(4)
-    mode = kept.widget(cols[0].radio, "Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
-    pool_size = kept.widget(cols[1].selectbox, "Pool size", [2, 3], key="learn_pool")
-    pool_stride = kept.widget(cols[2].selectbox, "Stride", [None, 1, 2, 3], key="learn_pool_stride",
+    mode = r.kept.widget(cols[0].radio, "Pooling", ["max", "avg"], horizontal=True, key="learn_pool_mode")
+    pool_size = r.kept.widget(cols[1].selectbox, "Pool size", [2, 3], key="learn_pool")
+    pool_stride = r.kept.widget(cols[2].selectbox, "Stride", [None, 1, 2, 3], key="learn_pool_stride",
                               format_func=lambda s: "= pool size" if s is None else str(s))
-    pool_padding = kept.widget(cols[3].radio, "Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
+    pool_padding = r.kept.widget(cols[3].radio, "Padding", ["valid", "same"], horizontal=True, key="learn_pool_padding")
     try:
         pool = walkthrough.pooling(walkthrough.relu(conv.feature).after, mode, pool_size, pool_stride, pool_padding)
     except ValueError as exc:
         st.error(str(exc))
         return
     ph, pw = pool.pooled.shape
-    prow, pcol = position_ui(pool.pooled.shape, "Pooled", "learn_pool")
+    prow, pcol = position_ui(r, pool.pooled.shape, "Pooled", "learn_pool")
     window = pool.at(prow, pcol)
     left, mid, right = st.columns([2, 1, 2])
     left.plotly_chart(values_heatmap(pool.source, "ReLU map, the window outlined",
@@ -232,13 +245,13 @@ def pooling_chapter() -> None:
                 f"{pool.formulas[1]}.")
 
 
-def dense_chapter() -> None:
-    first_dense = walkthrough.dense_unit(model, walk, 0)
+def dense_chapter(r: Reading) -> None:
+    first_dense = walkthrough.dense_unit(r.model, r.walk, 0)
     if first_dense is None:
         st.info("This model has no layer that turns feature maps into a vector (Flatten or global pooling).")
         return
-    unit = kept.widget(st.slider, f"{first_dense.layer} unit", 0, first_dense.units - 1, 0, key="learn_unit")
-    d = walkthrough.dense_unit(model, walk, unit)
+    unit = r.kept.widget(st.slider, f"{first_dense.layer} unit", 0, first_dense.units - 1, 0, key="learn_unit")
+    d = walkthrough.dense_unit(r.model, r.walk, unit)
     st.markdown(f"**{d.flatten}** turns the last feature maps ({' × '.join(map(str, d.maps_shape))}) into one "
                 f"vector of **{d.vector_size:,}** numbers.")
     st.plotly_chart(vector_bars(d.products, f"the 20 largest input × weight products for unit {unit}",
@@ -247,8 +260,8 @@ def dense_chapter() -> None:
                 f"+ bias {d.bias:.4f} = **{d.value:.4f}** before {d.activation}.")
     if d.keras_difference is not None:
         agree(f"{d.layer} unit {unit}", d.keras_difference)
-    sm = walkthrough.softmax(model, walk)
-    table = pd.DataFrame({"class": [str(c) for c in info.class_names], "score (logit)": sm.logits,
+    sm = walkthrough.softmax(r.model, r.walk)
+    table = pd.DataFrame({"class": [str(c) for c in r.info.class_names], "score (logit)": sm.logits,
                           "e^score": sm.exponentials, "probability": [probability_text(p) for p in sm.probabilities],
                           "share": sm.probabilities})
     st.markdown("**Softmax** turns the output layer's scores into probabilities: e^score ÷ Σ e^score "
@@ -258,41 +271,41 @@ def dense_chapter() -> None:
     agree("softmax probabilities", sm.keras_difference)
 
 
-def certainty_chapter() -> None:
-    calibration, uncalibrated = resources.calibration(info)
-    lesson = softmax_lesson(model, calibration, x, info.class_names, walk.outputs)
+def certainty_chapter(r: Reading) -> None:
+    calibration, uncalibrated = resources.calibration(r.info)
+    lesson = softmax_lesson(r.model, calibration, r.x, r.info.class_names, r.walk.outputs)
     top = lesson.top
     st.markdown(f"Softmax divides every e^score by their total (here **{lesson.total:.4g}**), so the probabilities "
                 f"**always add up to 1** — for a digit, a scribble or a blank page alike (here "
                 f"{lesson.sums[0]:.6f}). It only compares the scores with each other: subtracting 10 from every score "
                 f"gives exactly the same probabilities (largest difference "
                 f"{float(abs(lesson.shifted_probabilities - lesson.probabilities).max()):.1e}). So a probability of "
-                f"{probability_text(lesson.probabilities[top])} for **{info.class_names[top]}** only says "
-                f"{info.class_names[top]} beats the other classes — not that the input looks like anything the model "
+                f"{probability_text(lesson.probabilities[top])} for **{r.info.class_names[top]}** only says "
+                f"{r.info.class_names[top]} beats the other classes — not that the input looks like anything the model "
                 "has seen.")
     if calibration is None:
         st.info(f"This model has no calibration, so there is no check of whether an input looks like its training "
                 f"images: {uncalibrated}")
         return
-    st.plotly_chart(temperature_bars(info.class_names, lesson.probabilities, lesson.calibrated, lesson.temperature),
+    st.plotly_chart(temperature_bars(r.info.class_names, lesson.probabilities, lesson.calibrated, lesson.temperature),
                     width="stretch", key="learn_temperature")
     st.markdown(f"**Calibration** divides the scores by a temperature fitted on held-out images "
                 f"(T = {lesson.temperature:.2f}) so that confidence matches how often the model is right; it still "
                 "adds up to 1. To know whether the input makes sense, the model's **features** are compared with "
                 "those of its training images: below, the distance of this input's features to the centre of each "
                 "class, and (shaded) how far training images usually are from their own class's centre.")
-    st.plotly_chart(distance_bars(info.class_names, lesson.distances, lesson.typical_distance), width="stretch",
+    st.plotly_chart(distance_bars(r.info.class_names, lesson.distances, lesson.typical_distance), width="stretch",
                     key="learn_distances")
     (st.warning if lesson.verdict.flagged else st.success)(lesson.verdict.message)
     st.caption("Try it: on **Predict**, draw a scribble, a circle or a letter — softmax still reports a confident "
                "class, while the score rises above the threshold.")
 
 
-def dropout_chapter() -> None:
+def dropout_chapter(r: Reading) -> None:
     cols = st.columns(2)
-    rate = kept.widget(cols[0].slider, "Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
-    seed = kept.widget(cols[1].number_input, "Random seed", 0, 10_000, 0, key="learn_dropout_seed")
-    drop = walkthrough.dropout(model, walk, rate, int(seed))
+    rate = r.kept.widget(cols[0].slider, "Dropout rate", 0.1, 0.9, 0.5, 0.05, key="learn_dropout_rate")
+    seed = r.kept.widget(cols[1].number_input, "Random seed", 0, 10_000, 0, key="learn_dropout_seed")
+    drop = walkthrough.dropout(r.model, r.walk, rate, int(seed))
     shown = min(64, drop.values.size)
     st.plotly_chart(maps_row({f"{drop.layer}: {shown} values before": square_grid(drop.values, shown),
                               "after dropout": square_grid(drop.dropped, shown)}, height=260, shared=True),
@@ -307,32 +320,32 @@ def dropout_chapter() -> None:
                 "does nothing: the output is the input.")
 
 
-def learning_chapter() -> None:
-    first = walk.first_conv
+def learning_chapter(r: Reading) -> None:
+    first = r.walk.first_conv
     if first is None:
         st.info("This model has no convolution layer to show.")
         return
-    probs_now = walk.outputs[walk.output]
+    probs_now = r.walk.outputs[r.walk.output]
     cols = st.columns(2)
-    classes = list(range(len(info.class_names)))
+    classes = list(range(len(r.info.class_names)))
     # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
-    label = kept.widget(cols[0].selectbox, "Teach it that this image is", classes, index=runner_up(probs_now),
-                        format_func=lambda i: f"{info.class_names[i]} (now {probability_text(probs_now[i])})",
+    label = r.kept.widget(cols[0].selectbox, "Teach it that this image is", classes, index=runner_up(probs_now),
+                        format_func=lambda i: f"{r.info.class_names[i]} (now {probability_text(probs_now[i])})",
                         key="learn_label")
-    suggested = resources.learning_step(str(info.path), info.mtime, x, label, None, first, info).learning_rate
-    lr = kept.widget(cols[1].select_slider, "Learning rate", list(LEARNING_RATES), value=suggested,
+    suggested = resources.learning_step(str(r.info.path), r.info.mtime, r.x, label, None, first, r.info).learning_rate
+    lr = r.kept.widget(cols[1].select_slider, "Learning rate", list(LEARNING_RATES), value=suggested,
                      key=f"learn_lr_{label}",
                      help="Suggested: the largest rate whose step lowers this image's loss without costing the "
                           "other test images accuracy")
-    step_result = resources.learning_step(str(info.path), info.mtime, x, label, lr, first, info)
+    step_result = resources.learning_step(str(r.info.path), r.info.mtime, r.x, label, lr, first, r.info)
     # The filter picked in chapter 2 (kept while another chapter is shown).
-    f_idx = kept.get("learn_filter", 0) if kept.get("learn_kernel") == "model filter" else 0
+    f_idx = r.kept.get("learn_filter", 0) if r.kept.get("learn_kernel") == "model filter" else 0
     cols = st.columns(4)
     cols[0].metric("loss before", f"{step_result.loss_before:.4f}")
     cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
                    f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
     p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
-    cols[2].metric(f"p({info.class_names[label]})", probability_text(p_after),
+    cols[2].metric(f"p({r.info.class_names[label]})", probability_text(p_after),
                    f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
                    f"×{p_after / max(p_before, 1e-30):.3g}",
                    help=f"before the step {p_before:.3g}, after it {p_after:.3g}")
@@ -368,16 +381,16 @@ VERDICT = {True: ":green[:material/check_circle: holds here]", False: ":red[:mat
            None: ":gray[:material/remove: cannot tell]"}
 
 
-def hierarchy_chapter() -> None:
+def hierarchy_chapter(r: Reading) -> None:
     """The model's conv layers from the first to the last — what their filters look for beside the real patches
     that excite them — then the lesson's "edges → parts → objects" checked against this model, and the
     architecture beside LeNet-5's."""
     st.markdown("The lessons say a CNN learns a **hierarchy** on its own: edges and strokes in the first layer, "
                 "larger parts in the middle, whole objects at the end. Here is what *this* model's conv layers "
                 "respond to, from the first to the last, and below, the lesson's words checked against it.")
-    walk_layers()
+    walk_layers(r)
     try:
-        st.plotly_chart(architecture_diagram(validate(ModelSpec.from_dict(info.spec)).layers, f"{info.name}"),
+        st.plotly_chart(architecture_diagram(validate(ModelSpec.from_dict(r.info.spec)).layers, f"{r.info.name}"),
                         width="stretch", key="learn_arch_model")
     except SpecError:
         pass
@@ -386,23 +399,23 @@ def hierarchy_chapter() -> None:
                     width="stretch", key="learn_arch_lenet")
 
 
-def walk_layers() -> None:
-    names = conv_layers(model)
+def walk_layers(r: Reading) -> None:
+    names = conv_layers(r.model)
     if not names:
         st.info("This model has no conv layer, so it has no hierarchy of filters to walk.")
         return
-    data = learned.test_data(info)
+    data = learned.test_data(r.info)
     if data is None:
         return
-    with st.spinner(f"Walking {info.name}'s {len(names)} conv layer(s): the input each filter wants most, the real "
+    with st.spinner(f"Walking {r.info.name}'s {len(names)} conv layer(s): the input each filter wants most, the real "
                     f"patches that excite it, and the measures (a few seconds, once per model)…"):
         try:
-            walked = resources.hierarchy(info, data)
+            walked = resources.hierarchy(r.info, data)
         except CnnError as exc:
             st.info(f"This model's layers cannot be walked: {exc}")
             return
     for view in walked.layers:
-        learned.layer_pair(info, model, data, view.name, view.depth, len(walked.layers), view.field, key="learn_hier")
+        learned.layer_pair(r.info, r.model, data, view.name, view.depth, len(walked.layers), view.field, key="learn_hier")
     st.subheader("Edges → parts → objects, measured on this model")
     for check in walked.checks:
         st.markdown(f"{VERDICT[check.holds]} · **{check.claim[0].upper()}{check.claim[1:]}.** {check.verdict}")
@@ -418,10 +431,10 @@ BODIES = [pixels_chapter, convolution_chapter, relu_chapter, pooling_chapter, de
 
 
 @st.fragment
-def chapter(index: int) -> None:
+def chapter(r: Reading, index: int) -> None:
     """One chapter: its controls rerun only it."""
     st.header(CHAPTERS[index])
-    BODIES[index]()
+    BODIES[index](r)
 
 
 def turn_to(index: int) -> None:
@@ -462,11 +475,11 @@ try:
 except CnnError as exc:  # no dataset here and nothing drawn: the page has no image to follow
     st.info(f"Draw something on **Predict** first ({exc}).")
     st.stop()
-walk = walkthrough.walk(model, x)
-kept = session.Kept("learn", owner=(info.name, info.mtime))  # chapter settings, forgotten with another model
+reading = Reading(info, model, x, walkthrough.walk(model, x),
+                  session.Kept("learn", owner=(info.name, info.mtime)))
 st.caption(f"Following {origin} through **{info.name}**.")
 shown = session.Kept("learn_chapter").widget(st.segmented_control, "Chapter", list(range(len(CHAPTERS))),
                                              format_func=SHORT.__getitem__, default=0, required=True, key=CHAPTER)
 scroll_up()
-chapter(shown)
+chapter(reading, shown)
 chapter_nav(shown)

@@ -83,10 +83,11 @@ def default_model_dir() -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """Every test that drives Chromium (its `chromium` fixture, also behind `page`) carries the `browser` marker, so
-    `-m "not browser"` is the fast loop."""
+    """Every test in tests/browser/ and every test that drives Chromium (its `chromium` fixture, also behind `page`)
+    carries the `browser` marker, so `-m "not browser"` is the fast loop."""
+    browser = ROOT / "tests" / "browser"
     for item in items:
-        if "chromium" in getattr(item, "fixturenames", ()):
+        if "chromium" in getattr(item, "fixturenames", ()) or browser in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.browser)
 
 
@@ -99,4 +100,4 @@ def pytest_runtest_makereport(item, call):
 
 
 # Browser-test fixtures (app_server, chromium, page) live with their harness.
-from tests.browser import app_server, chromium, page  # noqa: E402,F401
+from tests.chromium import app_server, chromium, page  # noqa: E402,F401

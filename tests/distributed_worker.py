@@ -1,4 +1,4 @@
-"""One worker of the multi-worker test (tests/test_distribute.py), run as its own process:
+"""One worker of the multi-worker test (tests/engine/test_distribute.py), run as its own process:
 
     python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I [--stop-after N] [--folder PATH]
 

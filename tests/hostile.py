@@ -1,6 +1,6 @@
 """A corpus of hostile files, made on demand: model bundles with lying metadata, zip bombs (flat, many-entry and
 nested inside a bundle's model.keras), huge, truncated and misnamed images, traversal names, one-class zips,
-models with code. Used by tests/test_hostile.py and by bench/hostile_probes.py (peak memory of each probe).
+models with code. Used by tests/engine/test_hostile.py and by bench/hostile_probes.py (peak memory of each probe).
 
 Nothing here is downloaded or committed: each maker returns bytes (or writes into a folder it is given).
 """

@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser import go, nav, set_number, wait_idle
+from tests.chromium import go, nav, set_number, wait_idle
 
 
 def test_train_in_the_browser_and_come_back(page, app_server):

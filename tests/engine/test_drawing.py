@@ -18,7 +18,7 @@ from app.session import Tab
 from cnn.data.preprocess import prepare_image
 from tests.apptest import open_app, texts
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 SIDE = 280
 pytestmark = pytest.mark.timeout(120)
 

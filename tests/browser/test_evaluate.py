@@ -2,7 +2,7 @@
 matrix, pick an image in each gallery for a closer look, and still find the CSV download."""
 import numpy as np
 
-from tests.browser import combobox, go, open_tab, pick_nth, wait_idle
+from tests.chromium import combobox, go, open_tab, pick_nth, wait_idle
 
 
 def default_confusion(default_model_dir):

@@ -5,12 +5,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import go, layout_problems, new_page, wait_idle
+from tests.chromium import go, layout_problems, new_page, wait_idle
 
 
 @pytest.mark.parametrize("width", [1400, 800, 390])
 def test_configure_at_every_width(chromium, app_server, width):
-    from tests.browser import check_page
+    from tests.chromium import check_page
 
     page = new_page(chromium, width=width, height=2400)
     try:
@@ -41,7 +41,7 @@ def test_configure_at_every_width(chromium, app_server, width):
 
 
 def test_a_refused_zip_leaves_a_usable_page(page, app_server, tmp_path):
-    from tests.browser import expect_error, select, set_number
+    from tests.chromium import expect_error, select, set_number
     from tests.hostile import class_zip
 
     go(page, app_server, "configure")

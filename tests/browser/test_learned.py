@@ -4,7 +4,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.browser import go, open_tab, wait_idle
+from tests.chromium import go, open_tab, wait_idle
 
 # Where a point of a Plotly chart is on the screen: the chart's own axes (l2p) from its drawn data.
 POINT_JS = """

@@ -92,7 +92,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, r
 
 def test_two_workers_share_a_streamed_class_folder(tmp_path, registry):
     """A class folder streams from disk; each worker keeps its slice of each global batch (auto-shard DATA)."""
-    from tests.test_data import make_class_folders
+    from tests.engine.test_data import make_class_folders
 
     folder = make_class_folders(tmp_path / "shapes", per_class=40, size=(28, 28), mode="L")
     results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import expect
 
-from tests.browser import choose, click, combobox, draw, expect_metric, go, nav, open_tab, select, wait_idle
+from tests.chromium import choose, click, combobox, draw, expect_metric, go, nav, open_tab, select, wait_idle
 
 ONE = [[(0.5, 0.15), (0.5, 0.85)]]  # a vertical stroke
 SEVEN = [[(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]]
@@ -95,7 +95,7 @@ def test_first_visit_of_a_fresh_server_shows_the_canvas_at_once_then_predicts(ch
     """A person opens the app the moment it has started and goes to Predict: the canvas is there while TensorFlow
     still loads in the background, a digit drawn at once is predicted when the model is ready, and the page stops
     looking again every second afterwards."""
-    from tests.browser import check_page, new_page, start_server
+    from tests.chromium import check_page, new_page, start_server
 
     server = start_server(tmp_path)
     tab = new_page(chromium)

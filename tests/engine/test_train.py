@@ -110,7 +110,7 @@ def test_augmentation_trains(small_spec, small_data):
 
 def test_streamed_folder_dataset_trains(tmp_path):
     from cnn.data.load import load_dataset
-    from tests.test_data import make_class_folders
+    from tests.engine.test_data import make_class_folders
 
     ds = load_dataset(str(make_class_folders(tmp_path / "f", per_class=8)))
     spec = ModelSpec(input_shape=ds.input_shape, num_classes=3, layers=[Conv2D(4, 3), Flatten()],

@@ -291,7 +291,7 @@ def test_a_streamed_folder_dataset_is_calibrated_on_its_held_out_split(registry,
     from cnn.data.load import load_dataset
     from cnn.model.spec import Conv2D, Dense, Flatten, MaxPooling2D, ModelSpec, TrainConfig
     from cnn.run.workflows import train_and_save
-    from tests.test_data import make_class_folders
+    from tests.engine.test_data import make_class_folders
 
     data = load_dataset(str(make_class_folders(tmp_path / "f", per_class=40)))
     assert data.streamed and data.num_test >= 20

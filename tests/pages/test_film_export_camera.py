@@ -138,7 +138,7 @@ def test_the_download_is_the_verified_file(default_in_registry):
 
 def test_a_camera_photo_of_a_written_digit_is_predicted(default_in_registry):
     from cnn.data.load import load_dataset
-    from tests.test_camera import camera_frame
+    from tests.engine.test_camera import camera_frame
 
     data = load_dataset("mnist-sample", limit=(10, 30))
     digit, label = data.x_test[3][..., 0], int(data.y_test[3])

@@ -92,7 +92,7 @@ def test_a_child_that_dies_fails_the_job_with_a_message(tmp_path, small_data):
 def test_a_streamed_folder_dataset_is_read_again_in_the_child(tmp_path):
     from cnn.data.datasets import apply_limit
     from cnn.data.load import load_dataset
-    from tests.test_data import make_class_folders
+    from tests.engine.test_data import make_class_folders
 
     ds = load_dataset(str(make_class_folders(tmp_path / "f", per_class=10)))
     ds = apply_limit(ds, (ds.streamed_count - 3, len(ds.y_test)))  # a limit the child must keep too

@@ -7,7 +7,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import go, need_chromium, new_page, open_tab, set_number, start_server, wait_idle
+from tests.chromium import go, need_chromium, new_page, open_tab, set_number, start_server, wait_idle
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def visitor(chromium, hosted_server):
         return page
 
     yield open_visitor
-    from tests.browser import check_page
+    from tests.chromium import check_page
 
     try:
         for page in pages:

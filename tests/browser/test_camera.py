@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.browser import (CHROMIUM, CHROMIUM_ARGS, check_page, choose, go, metric_value, need_chromium,
+from tests.chromium import (CHROMIUM, CHROMIUM_ARGS, check_page, choose, go, metric_value, need_chromium,
                            new_page, wait_idle)
 from playwright.sync_api import expect
 
@@ -17,7 +17,7 @@ def digit_video(tmp_path_factory):
     """(a .y4m video of a camera-like photo of a written test digit, the digit's label)."""
     from cnn.data.load import load_dataset
     from tests.fake_camera import write_y4m
-    from tests.test_camera import camera_frame
+    from tests.engine.test_camera import camera_frame
 
     data = load_dataset("mnist-sample", limit=(10, 30))
     digit, label = data.x_test[7][..., 0], int(data.y_test[7])
@@ -27,7 +27,7 @@ def digit_video(tmp_path_factory):
 
 @pytest.fixture
 def camera_page(digit_video):
-    """A watched tab (see tests/browser.py) in a Chromium whose camera plays the video, camera allowed."""
+    """A watched tab (see tests/chromium.py) in a Chromium whose camera plays the video, camera allowed."""
     need_chromium()
     from playwright.sync_api import sync_playwright
 

@@ -5,7 +5,7 @@ import zipfile
 
 from playwright.sync_api import expect
 
-from tests.browser import click, go, open_tab, select, wait_idle
+from tests.chromium import click, go, open_tab, select, wait_idle
 
 
 def test_download_upload_rename_delete(page, app_server, tmp_path):

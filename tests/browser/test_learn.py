@@ -2,7 +2,7 @@
 image; the gradient step lowers the loss at its defaults and names an overshoot when the rate is too big."""
 import re
 
-from tests.browser import (choose, combobox, go, metric, nudge_slider, open_options, radio_group, select,
+from tests.chromium import (choose, combobox, go, metric, nudge_slider, open_options, radio_group, select,
                            set_number, wait_idle)
 
 

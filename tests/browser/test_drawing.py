@@ -4,7 +4,7 @@ exception or error box."""
 import re
 
 
-from tests.browser import check_page, draw, expect_metric, go, new_page, wait_idle
+from tests.chromium import check_page, draw, expect_metric, go, new_page, wait_idle
 
 ONE = [[(0.5, 0.12), (0.5, 0.88)]]
 BAR = [[(0.2, 0.12), (0.5, 0.12)]]  # a bar to the left of the one's top: now a seven

@@ -192,7 +192,7 @@ def test_settings_can_come_from_streamlit_secrets(tmp_path):
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text("CNN_HOSTED = true\nCNN_MAX_JOBS = 3\n")
     env = {k: v for k, v in os.environ.items() if k not in ("CNN_HOSTED", "CNN_MAX_JOBS")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     code = "from app import workspaces, jobs; print(workspaces.hosted(), jobs.default_cap())"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,22 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.machine import cpu_stat, free_ports, steal_since  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CNN_MODELS_DIR", tempfile.mkdtemp(prefix="bench-models-"))  # never the project's models/
-
-
-def cpu_stat() -> tuple[int, int]:
-    """(busy, steal) jiffies of the whole machine (steal = time the host gave to other guests)."""
-    try:
-        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    except OSError:
-        return 0, 0
-    return sum(fields[:3]) + sum(fields[5:7]), fields[7] if len(fields) > 7 else 0
-
-
-def steal_since(start: tuple[int, int]) -> float:
-    busy, steal = (b - a for a, b in zip(start, cpu_stat()))
-    return steal / max(busy + steal, 1)
 
 
 def epoch_clock():
@@ -158,17 +144,6 @@ def single_process(args) -> None:
 # ---------------------------------------------------------------------------
 # 2. 1 vs 2 worker processes on this machine
 # ---------------------------------------------------------------------------
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct loopback ports nobody listens on right now (the OS picks them)."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def worker(args) -> None:

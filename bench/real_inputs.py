@@ -46,8 +46,8 @@ OOD_GOAL = 0.10  # at most this share of real digits flagged as unusual
 def extra_families(x_test, y_test, n: int, seed: int) -> dict:
     """The families the tests already had: canvas drawings, photos and camera frames of MNIST test digits."""
     from tests import ood_images
-    from tests.test_camera import camera_frame
-    from tests.test_photo import phone_photo
+    from tests.engine.test_camera import camera_frame
+    from tests.engine.test_photo import phone_photo
 
     x_test = x_test.reshape(-1, 28, 28)
     rng = np.random.default_rng([seed, 99])

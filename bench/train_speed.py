@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.machine import cpu_stat  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CNN_MODELS_DIR"] = tempfile.mkdtemp(prefix="bench-models-")  # TrainingJob saves; keep models/ clean
 
@@ -47,15 +48,6 @@ from cnn.run.jobs import TrainingJob
 from cnn.run.train import make_optimizer, make_train_data, train  # noqa: E402
 
 TARGET = 0.99
-
-
-def cpu_stat() -> tuple[int, int]:
-    """(busy, steal) jiffies of the whole machine from /proc/stat (steal = time the host gave elsewhere)."""
-    try:
-        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
-    except OSError:
-        return 0, 0
-    return sum(fields[:3]) + sum(fields[5:7]), fields[7] if len(fields) > 7 else 0
 
 
 class Clock:

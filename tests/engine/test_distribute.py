@@ -3,7 +3,6 @@ process trained on the same global batches; only the chief saves; strategies and
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -13,20 +12,9 @@ import pytest
 
 from cnn.core.errors import TrainingError
 from tests.conftest import ROOT
+from tests.machine import free_ports
 
 WORKER_TIMEOUT = 300  # seconds for a whole two-worker run (about 30 s on 2 busy cores)
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct loopback ports the OS says are free right now."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def run_workers(command, registry, n: int = 2, attempts: int = 2):
@@ -59,8 +47,8 @@ def run_workers(command, registry, n: int = 2, attempts: int = 2):
 
 
 def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, registry):
-    from cnn.store.registry import list_models, load_model
     from cnn.run.train import train
+    from cnn.store.registry import list_models, load_model
     from tests.distributed_worker import data, spec_for
 
     results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",

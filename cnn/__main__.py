@@ -24,6 +24,7 @@ from cnn.model.spec import PRESET_NOTES, PRESETS, ModelSpec, preset, validate
 from cnn.run.distribute import STRATEGIES, make_strategy, parse_workers, set_tf_config, worker_position
 from cnn.run.workflows import calibrate_model, saved_as_message, train_and_save
 from cnn.store.export import FORMATS, available_formats, export_model
+from cnn.store.housekeeping import clean_up_at_start
 from cnn.store.registry import check_name, dataset_to_load, list_models, load_model, model_info, models_dir
 
 
@@ -391,8 +392,6 @@ def build_parser() -> Parser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from cnn.store.housekeeping import clean_up_at_start
-
         clean_up_at_start()  # temporaries a killed run left behind; the cache's size cap
         args.run(args)
     except CnnError as exc:

@@ -17,7 +17,6 @@ def per_model(build):
             per_key[key] = build(model, *key)
         return per_key[key]
 
-    cached.built = built  # for tests: what is held, per model
     return cached
 
 

@@ -70,10 +70,11 @@ def test_the_budget_setting(monkeypatch):
 
 
 def test_train_refuses_before_building_anything(small_data, monkeypatch):
-    import cnn.model.builder
+    import cnn.run.train
     from cnn.run.train import train
 
-    monkeypatch.setattr(cnn.model.builder, "build_model", lambda spec: pytest.fail("built a model it cannot train"))
+    # train() builds through the name it imported: a refusal must come before it.
+    monkeypatch.setattr(cnn.run.train, "build_model", lambda spec: pytest.fail("built a model it cannot train"))
     monkeypatch.setenv("CNN_MEMORY_BUDGET_MB", "4000")
     with pytest.raises(TrainingError, match="the memory budget is 3.9 GiB"):
         train(huge_spec(), small_data)

@@ -16,12 +16,12 @@ from cnn.analysis.predict import predict_images
 from cnn.core.errors import CnnError
 from cnn.core.quiet import import_tensorflow
 from cnn.core.text import accuracy_text, date_text, probability_text
-from cnn.data.load import list_datasets, load_dataset
+from cnn.data.load import check_dataset_name, list_datasets, load_dataset
 from cnn.data.preprocess import INVERT_CHOICES, default_recipe
 from cnn.model.builder import export_script
 from cnn.model.memory import check_memory
 from cnn.model.spec import PRESET_NOTES, PRESETS, ModelSpec, preset, validate
-from cnn.run.distribute import STRATEGIES, make_strategy, parse_workers, set_tf_config, worker_position
+from cnn.run.distribute import STRATEGIES, make_strategy, parse_workers, read_tf_config, set_tf_config, worker_position
 from cnn.run.workflows import calibrate_model, saved_as_message, train_and_save
 from cnn.store.export import FORMATS, available_formats, export_model
 from cnn.store.housekeeping import clean_up_at_start
@@ -112,8 +112,9 @@ def cmd_models(args):
 class ProgressBar:
     """A one-line progress bar on a terminal; one line per epoch otherwise (logs, CI)."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.tty = stream, stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream  # the stderr of now, not of import time
+        self.tty = self.stream.isatty()
 
     def __call__(self, p):
         m = p.metrics
@@ -151,9 +152,13 @@ def cmd_train(args):
              "worker's own --worker-index (0 is the chief, which saves)")
     if args.workers is not None and strategy_kind != "multi-worker":
         fail(f"--workers is for --strategy multi-worker, not {strategy_kind!r}")
-    tf_ready()
+    # Everything that can be checked without TensorFlow is checked before its seconds-long import.
     if args.workers is not None:
         set_tf_config(parse_workers(args.workers), args.worker_index)
+    if strategy_kind == "multi-worker":
+        read_tf_config()
+    check_dataset_name(args.dataset)
+    tf_ready()
     strategy = make_strategy(strategy_kind)  # before TensorFlow runs anything else (multi-worker needs that)
     index, workers = worker_position(strategy)
     dataset = load_dataset(args.dataset, limit=args.limit)

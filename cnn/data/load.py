@@ -17,15 +17,21 @@ def load_dataset(name: str, limit: int | tuple[int, int] | None = None, **folder
 
     `limit` keeps the first N images of each split (or (N_train, N_test)), stratified by class.
     """
-    path = Path(str(name)).expanduser()
-    if name not in CATALOG and (path.is_dir() or path.suffix.lower() == ".zip"):
-        dataset = load_folder(path, **folder_options)
-    elif name not in CATALOG:
-        raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(CATALOG)}, "
-                           "or give a folder (or .zip) with one sub-folder of images per class")
-    else:
-        dataset = load_catalogued(name)
+    path = check_dataset_name(name)
+    dataset = load_catalogued(name) if path is None else load_folder(path, **folder_options)
     return apply_limit(dataset, limit) if limit else dataset
+
+
+def check_dataset_name(name: str) -> Path | None:
+    """None for a catalogue name, the path for a folder or .zip of class folders; anything else raises the
+    DatasetError load_dataset would (cheap: nothing is read, so callers check before TensorFlow loads)."""
+    if name in CATALOG:
+        return None
+    path = Path(str(name)).expanduser()
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        return path
+    raise DatasetError(f"unknown dataset {name!r}: choose one of {', '.join(CATALOG)}, "
+                       "or give a folder (or .zip) with one sub-folder of images per class")
 
 
 def where(name: str) -> str:

@@ -199,9 +199,9 @@ class JobQueue:
 
 def in_process() -> bool:
     """Whether trainings run in a worker process of their own (CNN_TRAINING_PROCESS; default: when hosted).
-    A worker gives all its memory back when it ends (a process keeps ~110 MB of TensorFlow's state after its
-    first training) and a crash in it cannot take the server down; it costs TensorFlow's import (2–7 s) per
-    training, which a single user on their own machine need not pay."""
+    A worker keeps TensorFlow's ~110 MB of state after a training out of the server, and a crash in it cannot take
+    the server down. It stays warm between trainings (TensorFlow's 2–7 s import is paid once, see
+    cnn/run/worker.py) and is recycled when worn or idle, so an idle server still gives its memory back."""
     from app.workspaces import hosted, load_settings, switched_on
 
     load_settings()

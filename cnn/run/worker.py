@@ -5,16 +5,23 @@ Why: a process that has trained once keeps ~110 MB of TensorFlow runtime state w
 that trains in its own process therefore idles bigger after every first training; a child process gives all of
 its memory back when it exits, and a crash inside TensorFlow ends the child, not every visitor's server.
 
-The cost: the child imports TensorFlow (2–7 s) before its first batch. The parent keeps the same face as a
-TrainingJob (snapshot(), stop(), save_last_good()); a thread in the parent turns the child's messages into
-that snapshot. Messages are (kind, *values) tuples over a one-way pipe:
+The child stays warm: it imports TensorFlow (2–7 s) once and then trains one job after another (`WORKERS`, a
+small pool). It is recycled — asked to exit and replaced by a fresh one at the next training — after
+`WORKER_TRAININGS` trainings, when its resident memory grows past `WORKER_MAX_MB`, or after `WORKER_IDLE_SECONDS`
+without a training (so an idle server's memory still comes back). A child that dies ends only its own training.
+
+The parent keeps the same face as a TrainingJob (snapshot(), stop(), save_last_good()); a thread in the parent
+turns the child's messages into that snapshot. Messages are (kind, *values) tuples over the worker's pipe:
     progress (Progress) · eval (done, total) · calibrate (done, total) · film (Film) ·
     kept (path of the last good weights, history, seconds; a failed run only) · done (state, message, name)
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
+import threading
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +36,9 @@ from cnn.store import registry
 from cnn.store.registry import models_dir
 
 POLL_SECONDS = 0.2  # how often the parent thread looks at the pipe and the Stop button
+WORKER_TRAININGS = int(os.environ.get("CNN_WORKER_TRAININGS", 10))  # trainings one warm child runs, then a fresh one
+WORKER_MAX_MB = int(os.environ.get("CNN_WORKER_MAX_MB", 1500))  # a child whose RSS grew past this is recycled
+WORKER_IDLE_SECONDS = float(os.environ.get("CNN_WORKER_IDLE_SECONDS", 300))  # an idle child exits after this
 
 
 class ReceivedFilm:
@@ -119,8 +129,127 @@ def work(pipe, stop, spec, dataset, name, models_dir: str, progress_interval: fl
 
         traceback.print_exc()
         send(("done", "failed", f"training failed unexpectedly: {type(exc).__name__}: {exc}", None))
-    finally:
-        pipe.close()
+
+
+def serve(pipe, stop) -> None:
+    """The warm child: import TensorFlow once, then train each job the parent sends until it sends None."""
+    import gc
+
+    import keras
+
+    pipe.send(("ready",))
+    while True:
+        try:
+            task = pipe.recv()
+        except (EOFError, OSError):  # the parent went away
+            return
+        if task is None:
+            return
+        work(pipe, stop, *task)
+        keras.backend.clear_session()  # the finished model's graph and variables go before the next job
+        gc.collect()
+
+
+def resident_mb(pid: int) -> float | None:
+    """A process's resident memory in MB (Linux /proc; None elsewhere)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class Worker:
+    """One warm child process and its end of the pipe."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow's threads
+        self.pipe, child_end = context.Pipe(duplex=True)
+        self.stop = context.Event()
+        self.process = context.Process(target=serve, name="cnn-training-worker", daemon=True,
+                                       args=(child_end, self.stop))
+        self.process.start()
+        child_end.close()
+        self.trainings, self.idle_since, self.ready = 0, time.monotonic(), False
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def worn(self) -> bool:
+        """Time to recycle: enough trainings, too much memory, idle too long, or dead."""
+        rss = resident_mb(self.process.pid) if self.alive() else None
+        return (not self.alive() or self.trainings >= WORKER_TRAININGS or (rss is not None and rss > WORKER_MAX_MB)
+                or time.monotonic() - self.idle_since > WORKER_IDLE_SECONDS)
+
+    def close(self) -> None:
+        """Ask the child to exit (or end it), and wait for it."""
+        try:
+            if self.alive():
+                self.pipe.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        self.pipe.close()
+
+
+class WorkerPool:
+    """Idle warm workers of this server process, handed out one per training."""
+
+    def __init__(self):
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+        self._timer = None
+
+    def acquire(self) -> tuple[Worker, bool]:
+        """An idle warm worker (True) or a freshly started one (False)."""
+        with self._lock:
+            while self._idle:
+                worker = self._idle.pop()
+                if not worker.worn():
+                    return worker, True
+                worker.close()
+        return Worker(), False
+
+    def release(self, worker: Worker, healthy: bool) -> None:
+        """Take a worker back after its training: kept warm, or recycled when worn or unhealthy."""
+        worker.trainings += 1
+        worker.idle_since = time.monotonic()
+        if not healthy or worker.worn():
+            worker.close()
+            return
+        with self._lock:
+            self._idle.append(worker)
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Timer(WORKER_IDLE_SECONDS + 1, self.close_idle)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def close_idle(self, everything: bool = False) -> int:
+        """Recycle the idle workers that are worn (idle too long), or all of them; returns how many."""
+        with self._lock:
+            going = [w for w in self._idle if everything or w.worn()]
+            self._idle = [w for w in self._idle if w not in going]
+            if self._idle:
+                self._timer = None
+                self._arm_timer()
+        for worker in going:
+            worker.close()
+        return len(going)
+
+    def idle_count(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+
+WORKERS = WorkerPool()  # this server process's warm training workers
 
 
 class ProcessTrainingJob(TrainingJob):
@@ -134,42 +263,42 @@ class ProcessTrainingJob(TrainingJob):
         self.film = ReceivedFilm() if film else None
         self._message = "starting a training process (it loads TensorFlow first, a few seconds)…"
         self._kept = None  # (path, history, seconds) of a failed run's last good weights
-        self.process = None
+        self.process, self.warm = None, False  # the worker's process; whether it was warm when this job began
 
     def preload(self) -> None:
         """Nothing heavy to import here: the child process imports TensorFlow itself."""
 
     def _train(self) -> None:
-        context = multiprocessing.get_context("spawn")  # never fork a process that runs TensorFlow's threads
-        receiver, sender = context.Pipe(duplex=False)
-        stop = context.Event()
-        self.process = context.Process(
-            target=work, name="cnn-training-worker", daemon=True,
-            args=(sender, stop, self.spec, portable(self.dataset), self.name, str(models_dir()),
-                  self.progress_interval, self.film is not None))
         try:
-            self.process.start()
+            worker, warm = WORKERS.acquire()
         except Exception as exc:  # noqa: BLE001 — e.g. no memory left for a process: say so, keep the server
             self._finish("failed", f"the training process could not start: {type(exc).__name__}: {exc}")
             return
-        finally:
-            sender.close()  # ours closed: the pipe ends (EOFError) when the child's end closes
+        self.process, self.warm = worker.process, warm
+        if warm:
+            self._message = "starting on a warm training process…"
+        worker.stop.clear()
         done = False
+        try:
+            worker.pipe.send((self.spec, portable(self.dataset), self.name, str(models_dir()), self.progress_interval,
+                              self.film is not None))
+        except (OSError, ValueError):
+            pass  # the child is gone: reported below
         while not done:
             if self._stop.is_set():
-                stop.set()
+                worker.stop.set()
             try:
-                if not receiver.poll(POLL_SECONDS):
-                    if not self.process.is_alive() and not receiver.poll(0):
+                if not worker.pipe.poll(POLL_SECONDS):
+                    if not worker.alive() and not worker.pipe.poll(0):
                         break
                     continue
-                done = self._handle(receiver.recv())
+                done = self._handle(worker.pipe.recv())
             except (EOFError, OSError):
                 break
-        receiver.close()
-        self.process.join(30)
+        WORKERS.release(worker, healthy=done)
         if not done:
-            code = self.process.exitcode
+            worker.process.join(30)
+            code = worker.process.exitcode
             self._finish("failed", f"the training process ended without a result (exit code {code}"
                                    f"{', killed: out of memory?' if code is not None and code < 0 else ''}); "
                                    "nothing was saved")
@@ -179,6 +308,8 @@ class ProcessTrainingJob(TrainingJob):
     def _handle(self, message) -> bool:
         """Apply one message from the child; True once it says the job is done."""
         kind, *values = message
+        if kind == "ready":  # a fresh worker has imported TensorFlow
+            return False
         if kind == "progress":
             self._on_progress(*values)
         elif kind == "eval":

@@ -1,5 +1,5 @@
-"""Training in a worker process (cnn/run/worker.py): the same job face as a thread, the same model, and the
-server's memory returned when it ends. Each test starts a child that imports TensorFlow (a few seconds)."""
+"""Training in a worker process (cnn/run/worker.py): the same job face as a thread, the same model; the child stays
+warm for the next training (TensorFlow imported once) and is recycled when worn, dead or idle."""
 import os
 import signal
 import time
@@ -11,7 +11,8 @@ import pytest
 from cnn.store.registry import load_model, model_info, using_models_dir
 from cnn.model.spec import AveragePooling2D, Conv2D, Dense, Flatten, ModelSpec, TrainConfig
 from cnn.run.jobs import TrainingJob
-from cnn.run.worker import ProcessTrainingJob
+from cnn.run import worker
+from cnn.run.worker import WORKERS, ProcessTrainingJob
 
 TINY = ModelSpec(layers=[Conv2D(4, 3), AveragePooling2D(2), Conv2D(6, 3), Flatten(), Dense(16)],
                  train=TrainConfig(epochs=2, batch_size=64, learning_rate=3e-3, validation_split=0.1, seed=3),
@@ -36,7 +37,7 @@ def test_a_process_job_trains_the_same_model_as_a_thread_and_saves_in_the_caller
             time.sleep(0.05)
         snap = finished(job)
         assert snap.state == "completed" and "saved as 'in-a-process'" in snap.message, snap.message
-        assert job.process.exitcode == 0 and job.dataset is None  # the images are let go once saved
+        assert job.process.exitcode is None and job.dataset is None  # kept warm; the images are let go once saved
         assert snap.epochs["epoch"] == [1, 2] and len(snap.curve["loss"]) >= 2 and snap.progress.epoch == 2
         assert {"running", "evaluating"} <= states
         assert len(snap.film) == 3 and films == sorted(films) and len(set(films)) >= 2  # frames arrived live
@@ -108,3 +109,35 @@ def test_a_streamed_folder_dataset_is_read_again_in_the_child(tmp_path):
 def test_callbacks_of_this_process_are_refused(small_data):
     with pytest.raises(ValueError, match="callbacks"):
         ProcessTrainingJob(TINY, small_data, callbacks=(object(),))
+
+
+def test_the_next_training_runs_on_the_warm_child_and_a_worn_one_is_recycled(tmp_path, small_data, monkeypatch):
+    one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
+    WORKERS.close_idle(everything=True)  # a fresh child, whatever earlier tests left warm
+    with using_models_dir(tmp_path):
+        first = ProcessTrainingJob(one_epoch, small_data, "first", film=False).start()
+        assert finished(first).state == "completed"
+        second = ProcessTrainingJob(one_epoch, small_data, "second", film=False).start()
+        assert finished(second).state == "completed", second.snapshot().message
+        assert second.warm and second.process.pid == first.process.pid  # TensorFlow was not imported again
+        monkeypatch.setattr(worker, "WORKER_TRAININGS", 3)  # worn after one more training
+        third = ProcessTrainingJob(one_epoch, small_data, "third", film=False).start()
+        assert finished(third).state == "completed" and third.process.pid == first.process.pid
+        assert third.process.exitcode == 0  # asked to exit once worn, and did
+        monkeypatch.setattr(worker, "WORKER_TRAININGS", 10)
+        monkeypatch.setattr(worker, "WORKER_MAX_MB", 1)  # any child is over this memory bound
+        fourth = ProcessTrainingJob(one_epoch, small_data, "fourth", film=False).start()
+        assert finished(fourth).state == "completed" and not fourth.warm and fourth.process.pid != first.process.pid
+        assert fourth.process.exitcode == 0  # recycled for its memory
+        assert [model_info(n).epochs for n in ("first", "second", "third", "fourth")] == [1, 1, 1, 1]  # all saved
+
+
+def test_an_idle_child_exits_so_an_idle_server_gives_its_memory_back(tmp_path, small_data, monkeypatch):
+    one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
+    with using_models_dir(tmp_path):
+        job = ProcessTrainingJob(one_epoch, small_data, "then-idle", film=False).start()
+        assert finished(job).state == "completed" and WORKERS.idle_count() >= 1
+    assert WORKERS.close_idle() == 0  # not idle long enough yet
+    monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)
+    assert WORKERS.close_idle() >= 1 and WORKERS.idle_count() == 0
+    assert job.process.exitcode == 0

@@ -263,7 +263,8 @@ class ProcessTrainingJob(TrainingJob):
         self.film = ReceivedFilm() if film else None
         self._message = "starting a training process (it loads TensorFlow first, a few seconds)…"
         self._kept = None  # (path, history, seconds) of a failed run's last good weights
-        self.process, self.warm = None, False  # the worker's process; whether it was warm when this job began
+        self.worker = self.process = None  # the Worker this job ran on, and its process
+        self.warm = False  # whether that worker was warm (TensorFlow already imported) when this job began
 
     def preload(self) -> None:
         """Nothing heavy to import here: the child process imports TensorFlow itself."""
@@ -274,7 +275,7 @@ class ProcessTrainingJob(TrainingJob):
         except Exception as exc:  # noqa: BLE001 — e.g. no memory left for a process: say so, keep the server
             self._finish("failed", f"the training process could not start: {type(exc).__name__}: {exc}")
             return
-        self.process, self.warm = worker.process, warm
+        self.worker, self.process, self.warm = worker, worker.process, warm
         if warm:
             self._message = "starting on a warm training process…"
         worker.stop.clear()

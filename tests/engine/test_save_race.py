@@ -41,17 +41,21 @@ for r in range(rounds):
 """
 
 
-def start_saver(registry, *args):
-    env = {**os.environ, "CNN_MODELS_DIR": str(registry), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-c", SAVER, *map(str, args)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    return proc
+def start_savers(*arguments):
+    """One saver process per (registry, filters, rounds, mode), started side by side; returned once all are ready."""
+    procs = []
+    for registry, *args in arguments:
+        env = {**os.environ, "CNN_MODELS_DIR": str(registry), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        procs.append(subprocess.Popen([sys.executable, "-c", SAVER, *map(str, args)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    return procs
 
 
 def test_two_processes_saving_one_name_exactly_one_gets_it(registry):
     rounds = 8
-    savers = {2: start_saver(registry, 2, rounds, "race"), 3: start_saver(registry, 3, rounds, "race")}
+    savers = dict(zip((2, 3), start_savers((registry, 2, rounds, "race"), (registry, 3, rounds, "race"))))
     start = time.time() + 1.0
     for proc in savers.values():
         proc.stdin.write(f"{start} 0.5\n")  # a tiny model saves in ~0.1 s
@@ -102,22 +106,24 @@ def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
     from cnn.store.housekeeping import clean_up_at_start
 
     rng, left_behind = random.Random(0), 0
-    for _ in range(3):
-        proc = start_saver(registry, 2, 0, "forever")
+    folders = [registry / f"run-{i}" for i in range(3)]
+    savers = start_savers(*[(folder, 2, 0, "forever") for folder in folders])
+    for folder, proc in zip(folders, savers):
         time.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc.stdout.close(), proc.stderr.close(), proc.stdin.close()
-        temporaries = [p for p in registry.iterdir() if p.name.startswith(".tmp-")]
-        left_behind += len(temporaries)
-        for info in reg.list_models():  # every listed model is whole
-            assert info.usable and not info.damaged, info.problems
-            assert all((info.path / f).is_file() for f in reg.FILES)
-        removed = clean_up_at_start()
-        assert sorted(removed) == sorted(temporaries)
-        assert not [p for p in registry.iterdir() if p.name.startswith(".")]
+        with reg.using_models_dir(folder):
+            temporaries = [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+            left_behind += len(temporaries)
+            for info in reg.list_models():  # every listed model is whole
+                assert info.usable and not info.damaged, info.problems
+                assert all((info.path / f).is_file() for f in reg.FILES)
+            removed = clean_up_at_start()
+            assert sorted(removed) == sorted(temporaries)
+            assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+            assert reg.load_model(reg.list_models()[-1].name) is not None
     assert left_behind >= 1  # the kills did land inside saves
-    assert reg.load_model(reg.list_models()[-1].name) is not None
 
 
 def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained):

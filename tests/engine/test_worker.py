@@ -111,33 +111,31 @@ def test_callbacks_of_this_process_are_refused(small_data):
         ProcessTrainingJob(TINY, small_data, callbacks=(object(),))
 
 
-def test_the_next_training_runs_on_the_warm_child_and_a_worn_one_is_recycled(tmp_path, small_data, monkeypatch):
+def test_the_next_training_runs_on_the_warm_child_which_is_recycled_when_worn_or_idle(tmp_path, small_data,
+                                                                                      monkeypatch):
     one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
-    WORKERS.close_idle(everything=True)  # a fresh child, whatever earlier tests left warm
     with using_models_dir(tmp_path):
         first = ProcessTrainingJob(one_epoch, small_data, "first", film=False).start()
         assert finished(first).state == "completed"
         second = ProcessTrainingJob(one_epoch, small_data, "second", film=False).start()
         assert finished(second).state == "completed", second.snapshot().message
         assert second.warm and second.process.pid == first.process.pid  # TensorFlow was not imported again
-        monkeypatch.setattr(worker, "WORKER_TRAININGS", 3)  # worn after one more training
+        # Worn by its number of trainings: the next one still runs there, then the child is asked to exit.
+        monkeypatch.setattr(worker, "WORKER_TRAININGS", second.worker.trainings + 1)
         third = ProcessTrainingJob(one_epoch, small_data, "third", film=False).start()
-        assert finished(third).state == "completed" and third.process.pid == first.process.pid
-        assert third.process.exitcode == 0  # asked to exit once worn, and did
+        assert finished(third).state == "completed" and third.warm and third.process.pid == first.process.pid
+        assert third.process.exitcode == 0 and WORKERS.idle_count() == 0
         monkeypatch.setattr(worker, "WORKER_TRAININGS", 10)
-        monkeypatch.setattr(worker, "WORKER_MAX_MB", 1)  # any child is over this memory bound
         fourth = ProcessTrainingJob(one_epoch, small_data, "fourth", film=False).start()
         assert finished(fourth).state == "completed" and not fourth.warm and fourth.process.pid != first.process.pid
-        assert fourth.process.exitcode == 0  # recycled for its memory
         assert [model_info(n).epochs for n in ("first", "second", "third", "fourth")] == [1, 1, 1, 1]  # all saved
-
-
-def test_an_idle_child_exits_so_an_idle_server_gives_its_memory_back(tmp_path, small_data, monkeypatch):
-    one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
-    with using_models_dir(tmp_path):
-        job = ProcessTrainingJob(one_epoch, small_data, "then-idle", film=False).start()
-        assert finished(job).state == "completed" and WORKERS.idle_count() >= 1
-    assert WORKERS.close_idle() == 0  # not idle long enough yet
+    # Worn by its memory: a child past WORKER_MAX_MB resident is recycled.
+    assert not fourth.worker.worn()
+    monkeypatch.setattr(worker, "resident_mb", lambda pid: worker.WORKER_MAX_MB + 1.0)
+    assert fourth.worker.worn()
+    monkeypatch.undo()
+    # Idle: an idle server gives the child's memory back.
+    assert WORKERS.close_idle() == 0 and fourth.process.is_alive()  # not idle long enough yet
     monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)
-    assert WORKERS.close_idle() >= 1 and WORKERS.idle_count() == 0
-    assert job.process.exitcode == 0
+    assert WORKERS.close_idle() == 1 and WORKERS.idle_count() == 0
+    assert fourth.process.exitcode == 0

@@ -10,8 +10,9 @@ from tests.chromium import go, nav, set_number, wait_idle
 def test_train_in_the_browser_and_come_back(page, app_server):
     go(page, app_server, "configure")
     page.get_by_text("Shapes, parameters, cost").wait_for()
-    set_number(page, "epochs", 30)  # long enough (~1 min) to leave and come back while it runs
+    set_number(page, "epochs", 30)  # with 3,000 images, long enough (~20 s) to leave and come back while it runs
     nav(page, "Train")
+    set_number(page, "Use at most this many training images (0 = all)", 3000)
     page.get_by_role("textbox", name="Save as").fill("browser-run")
     page.get_by_role("textbox", name="Save as").press("Enter")
     page.get_by_role("button", name="Start training").click()

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,9 +37,24 @@ from cnn.store import registry
 from cnn.store.registry import models_dir
 
 POLL_SECONDS = 0.2  # how often the parent thread looks at the pipe and the Stop button
-WORKER_TRAININGS = int(os.environ.get("CNN_WORKER_TRAININGS", 10))  # trainings one warm child runs, then a fresh one
-WORKER_MAX_MB = int(os.environ.get("CNN_WORKER_MAX_MB", 1500))  # a child whose RSS grew past this is recycled
-WORKER_IDLE_SECONDS = float(os.environ.get("CNN_WORKER_IDLE_SECONDS", 300))  # an idle child exits after this
+
+
+def setting(name: str, default: float) -> float:
+    """A positive number from the environment; an unset or unusable value keeps the default (with a warning)."""
+    text = os.environ.get(name, "").strip()
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        warnings.warn(f"{name}={text!r} is not a positive number; using {default}", stacklevel=2)
+        return default
+    return value
+
+
+WORKER_TRAININGS = setting("CNN_WORKER_TRAININGS", 10)  # trainings one warm child runs, then a fresh one
+WORKER_MAX_MB = setting("CNN_WORKER_MAX_MB", 1500)  # a child whose RSS grew past this is recycled
+WORKER_IDLE_SECONDS = setting("CNN_WORKER_IDLE_SECONDS", 300)  # an idle child exits after this
 
 
 class ReceivedFilm:

@@ -139,3 +139,11 @@ def test_the_next_training_runs_on_the_warm_child_which_is_recycled_when_worn_or
     monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)
     assert WORKERS.close_idle() == 1 and WORKERS.idle_count() == 0
     assert fourth.process.exitcode == 0
+
+
+def test_a_worker_setting_that_is_not_a_positive_number_keeps_its_default(monkeypatch):
+    monkeypatch.setenv("CNN_WORKER_TRAININGS", "many")
+    with pytest.warns(UserWarning, match="CNN_WORKER_TRAININGS='many' is not a positive number; using 10"):
+        assert worker.setting("CNN_WORKER_TRAININGS", 10) == 10
+    monkeypatch.setenv("CNN_WORKER_TRAININGS", "4")
+    assert worker.setting("CNN_WORKER_TRAININGS", 10) == 4

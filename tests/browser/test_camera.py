@@ -52,8 +52,11 @@ def test_a_photo_from_the_camera_is_predicted(camera_page, digit_video, app_serv
     choose(page, "Camera")
     page.get_by_text("asks for permission to use the camera").wait_for()
     camera = page.locator('[data-testid="stCameraInput"]')
-    playing = "document.querySelector('[data-testid=stCameraInput] video')?.videoWidth === 640"
-    try:  # the fake camera is playing: its frames have the video's size
+    # The fake camera is playing: its frames have the video's size and one has been painted (a photo taken
+    # before the first frame is drawn is black, and is rightly read as blank).
+    playing = ("(v => v && v.videoWidth === 640 && v.readyState >= 3 && v.currentTime > 0.2)"
+               "(document.querySelector('[data-testid=stCameraInput] video'))")
+    try:
         page.wait_for_function(playing, timeout=30_000)
     except PlaywrightTimeout:
         # Seen once with the server still warming up on a loaded machine: the fake device never started.

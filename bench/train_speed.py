@@ -227,24 +227,30 @@ def lever_specs() -> list[tuple[str, object]]:
 
     from cnn.model.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
-    def model(bn_after_pool=True, head=128, bn=True, lr=8e-3, **train):
+    def model(bn_after_pool=True, head=128, bn=True, lr=8e-3, first=(8, 5), second=(32, 3), **train):
         norm = [BatchNormalization()] if bn else []
-        conv = lambda filters: ([Conv2D(filters, 5), MaxPooling2D(2), *norm] if bn_after_pool
-                                else [Conv2D(filters, 5), *norm, MaxPooling2D(2)])
+        conv = lambda filters, kernel: ([Conv2D(filters, kernel), MaxPooling2D(2), *norm] if bn_after_pool
+                                        else [Conv2D(filters, kernel), *norm, MaxPooling2D(2)])
         spec = preset("default")
-        spec.layers = [*conv(16), *conv(32), Flatten(), Dense(head), Dropout(0.25)]
+        spec.layers = [*conv(*first), *conv(*second), Flatten(), Dense(head), Dropout(0.25)]
         spec.train = swap(spec.train, learning_rate=lr, **train)
         return spec
 
+    before = dict(first=(16, 5), second=(32, 5))
     return [
-        ("previous default (BN after each conv, Dense 64, peak rate 3e-3)", model(False, 64, lr=3e-3)),
-        ("+ BN after each pool instead", model(True, 64, lr=3e-3)),
-        ("+ Dense 128", model(True, 128, lr=3e-3)),
-        ("+ peak rate 8e-3 (= the default)", model()),
+        ("previous default (16@5×5, 32@5×5, BN after each conv, Dense 64, peak rate 3e-3)",
+         model(False, 64, lr=3e-3, **before)),
+        ("+ BN after each pool instead", model(True, 64, lr=3e-3, **before)),
+        ("+ Dense 128", model(True, 128, lr=3e-3, **before)),
+        ("+ peak rate 8e-3", model(**before)),
+        ("+ 8 kernels in the first conv", model(second=(32, 5))),
+        ("+ 3×3 kernels in the second (= the default)", model()),
         ("default without batch norm", model(bn=False)),
         ("default with a constant rate (no warm-up/cosine)", model(lr_schedule="constant", lr=2e-3)),
         ("default with batch 512, peak rate 1.2e-2", model(batch_size=512, lr=1.2e-2)),
         ("default with batch 128, peak rate 5e-3", model(batch_size=128, lr=5e-3)),
+        ("default with 2 epochs", model(epochs=2)),
+        ("default with seed 1", model(seed=1)),
     ]
 
 

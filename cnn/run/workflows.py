@@ -13,7 +13,7 @@ from cnn.data.splits import split_validation
 from cnn.explain.film import film_probe, film_recorder_class
 from cnn.model.spec import ModelSpec
 from cnn.run.train import TrainResult, train
-from cnn.store.registry import check_name, load_model, model_info, save_model, unique_name, write_extra_file
+from cnn.store.registry import check_name, is_shipped, load_model, model_info, save_model, unique_name, write_extra_file
 
 
 def _split_for(dataset, train_config):
@@ -103,7 +103,9 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
 
 
 def saved_as_message(requested: str | None, saved: str) -> str:
-    """'saved as 'x'', or why it is not the requested name: another save took it meanwhile."""
+    """'saved as 'x'', or why it is not the requested name: it ships with the app, or another save took it."""
+    if requested and requested != saved and is_shipped(requested):
+        return f"the name {requested!r} belongs to a model that ships with the app, so this one was saved as {saved!r}"
     if requested and requested != saved:
         return (f"the name {requested!r} was taken by another model while this one trained, so it was saved as "
                 f"{saved!r}")

@@ -78,10 +78,10 @@ def test_receptive_fields_are_exactly_the_pixels_each_value_depends_on():
 
 def test_the_default_presets_fields_by_hand():
     fields = {f.name: f for f in receptive_fields(preset("default"))}
-    # conv 5×5 → 5; pool 2 → 5+1 = 6, stride 2; conv 5×5 → 6+4·2 = 14; pool 2 → 14+1·2 = 16, stride 4.
+    # conv 5×5 → 5; pool 2 → 5+1 = 6, stride 2; conv 3×3 → 6+2·2 = 10; pool 2 → 10+1·2 = 12, stride 4.
     assert [(fields[n].size, fields[n].jump) for n in ("conv1", "maxpool1", "conv2", "maxpool2")] == \
-        [(5, 1), (6, 2), (14, 2), (16, 4)]
-    assert fields["conv2"].offset == (0, 0) and fields["conv2"].positions == (8, 8)
+        [(5, 1), (6, 2), (10, 2), (12, 4)]
+    assert fields["conv2"].offset == (0, 0) and fields["conv2"].positions == (10, 10)
     assert fields["dense1"].size == 28 and fields["output"].share == 1.0  # dense layers see everything
     # LeNet-5's first conv pads 2 zeros before: its fields begin 2 px outside the image.
     assert {f.name: f for f in receptive_fields(preset("lenet5"))}["conv1"].offset == (-2, -2)

@@ -126,7 +126,8 @@ def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
     assert left_behind >= 1  # the kills did land inside saves
 
 
-def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained):
+def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_told(registry, trained, tmp_path,
+                                                                                   monkeypatch):
     from cnn.run.workflows import evaluate_and_save, saved_as_message
 
     result, spec, data = trained
@@ -136,3 +137,9 @@ def test_a_trained_model_whose_name_was_taken_meanwhile_is_kept_and_the_user_tol
     assert saved_as_message("mine", info.name) == ("the name 'mine' was taken by another model while this one "
                                                    "trained, so it was saved as 'mine-2'")
     assert saved_as_message("mine", "mine") == "saved as 'mine'"
+    # A shipped model's name is never free: the message says so instead of blaming another save.
+    monkeypatch.setenv("CNN_SHIPPED_DIR", str(tmp_path))
+    (tmp_path / reg.SHIPPED_LIST).write_text('{"models": ["mnist-default"]}')
+    assert saved_as_message("mnist-default", "mnist-default-2") == (
+        "the name 'mnist-default' belongs to a model that ships with the app, so this one was saved as "
+        "'mnist-default-2'")

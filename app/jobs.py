@@ -10,6 +10,7 @@ only ever looks up its own (workspace, tab) — knowing another tab's id gives n
 """
 from __future__ import annotations
 
+import collections
 import contextvars
 import math
 import os
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 JOB_RUNNING = "a training job is already running in this session: stop it or wait for it to finish"
+OBSERVED_JOBS = 10  # finished jobs whose real duration sets the pace of the queue's estimates
 
 
 def default_cap() -> int:
@@ -108,6 +110,8 @@ class JobQueue:
         self._waiting: list[Ticket] = []
         self._running: list[Ticket] = []
         self._latest: dict[tuple[str, str], Ticket] = {}  # (owner, tab) → its latest ticket
+        # (actual, estimated) seconds of the last finished jobs: the estimates learn this server's real pace.
+        self._observed: collections.deque = collections.deque(maxlen=OBSERVED_JOBS)
 
     def submit(self, owner: str, tab: str, spec, dataset, name: str | None, memory: int,
                seconds: float | None = None) -> Ticket:
@@ -167,21 +171,36 @@ class JobQueue:
             if any(e is None for e in ends) or any(s is None for s in ahead):
                 return index + 1, None
             slots = ends + [0.0] * (self.cap - len(ends))
+            pace = self._pace()
             for seconds in ahead:  # greedy: each waiting job takes the slot that frees first
                 slots.sort()
-                slots[0] += seconds
+                slots[0] += seconds * pace
             return index + 1, min(slots)
 
-    @staticmethod
-    def _remaining(ticket: Ticket) -> float | None:
+    def _pace(self) -> float:
+        """How long jobs here really take for each estimated second (1 until one has finished), from the
+        last OBSERVED_JOBS: the estimate is a model of this machine, the queue's wait is what visitors see."""
+        actual, estimated = (sum(v) for v in zip(*self._observed)) if self._observed else (1.0, 1.0)
+        return min(max(actual / max(estimated, 1e-6), 0.25), 4.0)
+
+    def _remaining(self, ticket: Ticket) -> float | None:
         snap = ticket.job.snapshot()
+        if ticket.seconds is not None:  # what is left of its (paced) estimate, from when it really started
+            return max(ticket.seconds * self._pace() - (time.time() - snap.started), 0.0)
         if snap.progress is not None and math.isfinite(snap.progress.eta):
             return snap.progress.eta
-        return ticket.seconds
+        return None
 
     def _reap(self) -> None:
-        """Forget finished jobs (their places are free)."""
-        self._running = [t for t in self._running if t.job.snapshot().running]
+        """Forget finished jobs (their places are free); completed ones teach the pace."""
+        running = []
+        for ticket in self._running:
+            snap = ticket.job.snapshot()
+            if snap.running:
+                running.append(ticket)
+            elif snap.state == "completed" and ticket.seconds and snap.finished is not None:
+                self._observed.append((snap.finished - snap.started, ticket.seconds))
+        self._running = running
 
     def _dispatch(self) -> None:
         """Start waiting jobs, in order, while there are places and memory for them."""

@@ -154,14 +154,18 @@ def machine_speed():
 
 
 def training_seconds(spec: ModelSpec, data) -> float | None:
-    """Estimated seconds to train `spec` on `data` on this machine (for the queue's "starts in about …")."""
+    """Estimated seconds from a training's start to its saved model on this machine: the epochs, then the
+    evaluation, calibration and save that follow (for the queue's "starting in about …")."""
+    from cnn.analysis.calibration import MAX_FIT_IMAGES
     from cnn.core.errors import CnnError
-    from cnn.model.timing import epoch_seconds
     from cnn.model.spec import validate
+    from cnn.model.timing import after_training_seconds, epoch_seconds
 
     try:
+        analysis, speed = validate(spec), machine_speed()
         images = int(data.num_train * (1 - spec.train.validation_split))
-        return spec.train.epochs * epoch_seconds(validate(spec), images, spec.train.batch_size, machine_speed())
+        return (spec.train.epochs * epoch_seconds(analysis, images, spec.train.batch_size, speed)
+                + after_training_seconds(analysis, data.num_test, min(images, MAX_FIT_IMAGES), speed))
     except CnnError:
         return None
 

@@ -55,3 +55,13 @@ def epoch_seconds(analysis: Analysis, images: int, batch_size: int, speed: Machi
     """Estimated seconds for one epoch of `images` at `batch_size` on the probed machine."""
     steps = math.ceil(images / batch_size)
     return steps * speed.step_overhead + 3 * images * analysis.macs / speed.macs_per_second
+
+
+AFTER_TRAINING_SECONDS = 1.0  # fixed part of what follows training: the film's last frame, the save, handing over
+
+
+def after_training_seconds(analysis: Analysis, test_images: int, calibration_images: int,
+                           speed: MachineSpeed) -> float:
+    """Estimated seconds from the last batch to the saved model: one forward pass over the test split
+    (evaluation) and over the calibration images (their features), plus a fixed part."""
+    return (test_images + calibration_images) * analysis.macs / speed.macs_per_second + AFTER_TRAINING_SECONDS

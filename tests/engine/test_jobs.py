@@ -1,6 +1,7 @@
 """The training queue shared by every visitor: a cap, first in first out, memory admission, stop while waiting,
 and a page can only ever find its own (workspace, tab) tickets."""
 import threading
+import time
 
 import pytest
 
@@ -15,15 +16,19 @@ class FakeJob:
     def __init__(self, ticket, on_finish):
         self.ticket, self.on_finish, self.stopped = ticket, on_finish, False
         self.state, self.result = "running", None
+        self.started, self.finished = time.time(), None
 
     def snapshot(self):
-        return JobSnapshot(self.state, None, {}, {}, self.state, None, 0.0, None)
+        return JobSnapshot(self.state, None, {}, {}, self.state, None, self.started, self.finished)
 
     def stop(self):
         self.stopped = True
 
-    def finish(self, state="completed"):
-        self.state = state
+    def finish(self, state="completed", took=None):
+        """End it; `took` pretends it ran that many seconds."""
+        self.state, self.finished = state, time.time()
+        if took is not None:
+            self.started = self.finished - took
         self.on_finish()
 
 
@@ -59,7 +64,22 @@ def test_estimated_start_counts_the_jobs_ahead():
     q.submit("a", "t", None, None, "a", 10, seconds=100)
     second = q.submit("b", "t", None, None, "b", 10, seconds=50)
     third = q.submit("c", "t", None, None, "c", 10, seconds=50)
-    assert q.place(second) == (1, 100) and q.place(third) == (2, 150)
+    assert q.place(second) == (1, pytest.approx(100, abs=1)) and q.place(third) == (2, pytest.approx(150, abs=1))
+
+
+def test_estimates_learn_the_real_pace_from_finished_jobs():
+    # The estimate is a model of the machine; jobs here took twice as long, so the queue says so.
+    q, started = queue(cap=1)
+    q.submit("a", "t", None, None, "a", 10, seconds=10)
+    second = q.submit("b", "t", None, None, "b", 10, seconds=10)
+    third = q.submit("c", "t", None, None, "c", 10, seconds=10)
+    assert q.place(third) == (2, pytest.approx(20, abs=1))
+    started[0].finish(took=20)  # the first took 20 s for an estimated 10
+    assert q.place(third) == (1, pytest.approx(20, abs=1))  # the second's 10 s now count as 20
+    started[1].finish("failed", took=500)  # only completed jobs teach the pace
+    assert third.snapshot().state == "running"
+    fourth = q.submit("d", "t", None, None, "d", 10, seconds=10)
+    assert q.place(fourth) == (1, pytest.approx(20, abs=1))
 
 
 def test_memory_gates_admission():

@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from cnn.model.spec import preset
 from tests.chromium import go, layout_problems, new_page, wait_idle
 
 
@@ -34,7 +35,8 @@ def test_configure_at_every_width(chromium, app_server, width):
             has=page.locator('[data-testid="stIconMaterial"]', has_text=re.compile("^close$"))).filter(
             visible=True).first.click()
         wait_idle(page)
-        page.get_by_text("1 · BatchNormalization").first.wait_for()
+        # The default's second layer moves up to the first place.
+        page.get_by_text(f"1 · {type(preset('default').layers[1]).__name__}").first.wait_for()
         check_page(page)
     finally:
         page.context.close()

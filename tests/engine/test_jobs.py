@@ -75,6 +75,7 @@ def test_estimates_learn_the_real_pace_from_finished_jobs():
     third = q.submit("c", "t", None, None, "c", 10, seconds=10)
     assert q.place(third) == (2, pytest.approx(20, abs=1))
     started[0].finish(took=20)  # the first took 20 s for an estimated 10
+    assert second.snapshot().state == "running"
     assert q.place(third) == (1, pytest.approx(20, abs=1))  # the second's 10 s now count as 20
     started[1].finish("failed", took=500)  # only completed jobs teach the pace
     assert third.snapshot().state == "running"

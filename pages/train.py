@@ -13,8 +13,6 @@ from cnn.core.errors import CnnError
 from cnn.figures.curves import training_curves
 from cnn.model.spec import check
 
-QUEUED_POLL = 2.0  # seconds between refreshes of a waiting visitor's place and estimated start
-
 tab = chrome.page_setup()
 
 
@@ -153,16 +151,12 @@ if running and snap.state != "queued":
 
 if job is not None:
 
-    # Waiting in the queue changes slowly: a class of visitors waiting polls every QUEUED_POLL s, not every
-    # second (less work for a server whose two cores are training); the start redraws the page at once.
-    @st.fragment(run_every=(QUEUED_POLL if snap.state == "queued" else 1.0) if running else None)
+    @st.fragment(run_every=1.0 if running else None)
     def live():
         now = job.snapshot()
         show(now, job)
         if running and not now.running:
             st.rerun()  # the whole app: the sidebar shows the new active model
-        elif snap.state == "queued" and now.state != "queued":
-            st.rerun()  # it has started: poll every second from now on
 
     live()
     # What to do with a finished run's weights: outside the fragment, so that the whole page (and the

@@ -99,7 +99,11 @@ def test_every_control_of_learn(page, app_server):
     # 9 · The hierarchy, the last chapter: no Next. Back to chapter 2 with the picker: everything as it was left.
     next_chapter(page, "9 · The hierarchy")
     page.get_by_text("Edges → parts → objects, measured on this model").wait_for(timeout=120_000)
-    assert page.get_by_role("button", name=re.compile("^8 · Learning")).count() == 1  # Previous
+    # Previous comes under the chapter, drawn once the chapter's own figures are done: wait for it, then count.
+    previous = page.get_by_role("button", name=re.compile("^8 · Learning"))
+    previous.wait_for(timeout=120_000)
+    wait_idle(page)
+    assert previous.count() == 1
     choose(page, "2 Convolution")
     page.get_by_role("heading", name="2 · Convolution", exact=True).wait_for()
     assert combobox(page, "Kernel").input_value() == "model filter"

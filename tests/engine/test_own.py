@@ -1,0 +1,206 @@
+"""Your own classes (cnn/data/own.py): names that can never become paths, drawings prepared as Predict prepares
+them, atomic one-file-per-example storage, the .zip round trip, hostile .zips, snapshots that train, and a small
+drawn set that a model learns."""
+import io
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.drawing import rasterise, vet_drawing
+from cnn.core.errors import CnnError, DatasetError, EmptyImageError
+from cnn.data.load import load_dataset
+from cnn.data.own import MAX_CLASSES, MIN_EXAMPLES, ClassSet, check_class_name, spec_for
+from cnn.data.uploads import store_upload
+from cnn.model.spec import validate
+from tests.shapes import SHAPES, canvas_json, drawings
+
+
+def drawn(strokes, width=22.0) -> np.ndarray:
+    """What Predict's canvas gives the page for these strokes: the vetted json_data, rasterised."""
+    return rasterise(vet_drawing(canvas_json(strokes, width=width), 280), 280)
+
+
+def filled(tmp_path, per_class=MIN_EXAMPLES, seed=0) -> ClassSet:
+    own = ClassSet(tmp_path / "own")
+    for shape in SHAPES:
+        own.add_class(shape)
+        for strokes in drawings(shape, per_class, seed):
+            own.add_picture(shape, drawn(strokes))
+    return own
+
+
+@pytest.mark.parametrize("name", ["../models", "a/b", "..", ".hidden", "x\\y", "", "   ", "a" * 25, "dot.png",
+                                  "new\nline", None, 3])
+def test_a_class_name_never_becomes_a_path(name):
+    with pytest.raises(DatasetError):
+        check_class_name(name)
+
+
+def test_class_names_are_trimmed_unique_and_capped(tmp_path):
+    own = ClassSet(tmp_path)
+    assert own.add_class("  circle ") == "circle"
+    assert check_class_name("Kreis ü 2_b-c") == "Kreis ü 2_b-c"  # any script's letters
+    with pytest.raises(DatasetError, match="already a class named 'Circle'"):
+        own.add_class("Circle")  # one folder per name on every file system
+    for i in range(MAX_CLASSES - 1):
+        own.add_class(f"c{i}")
+    with pytest.raises(DatasetError, match=f"at most {MAX_CLASSES} classes"):
+        own.add_class("one more")
+    assert own.classes() == sorted(own.classes()) and len(own.classes()) == MAX_CLASSES
+
+
+def test_a_drawing_is_stored_as_the_input_predict_would_make(tmp_path):
+    from cnn.data.preprocess import prepare_image
+
+    own = ClassSet(tmp_path)
+    own.add_class("circle")
+    picture = drawn(drawings("circle", 1, 3)[0])
+    example = own.add_picture("circle", picture)
+    assert own.examples("circle") == [example]
+    stored = own.pixels("circle", example)
+    assert stored.shape == (28, 28, 1) and stored.dtype == np.uint8
+    np.testing.assert_array_equal(stored, prepare_image(picture, (28, 28, 1)))
+    assert own.add_picture("circle", picture) == example and len(own.examples("circle")) == 1  # kept once
+    with pytest.raises(EmptyImageError):
+        own.add_picture("circle", np.zeros((280, 280, 4), np.uint8))  # a blank canvas is no example
+    assert len(own.examples("circle")) == 1
+    assert not [p for p in (tmp_path / "classes" / "circle").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_rename_remove_and_delete_examples(tmp_path):
+    own = filled(tmp_path)
+    first = own.examples("circle")[0]
+    own.remove_example("circle", first)
+    assert first not in own.examples("circle") and len(own.examples("circle")) == MIN_EXAMPLES - 1
+    with pytest.raises(DatasetError, match="not an example id"):
+        own.remove_example("circle", "../../square")
+    assert own.rename_class("circle", "ring") == "ring"
+    assert own.classes() == ["ring", "square", "triangle"]
+    with pytest.raises(DatasetError, match="already a class named"):
+        own.rename_class("ring", "SQUARE")
+    own.remove_class("ring")
+    assert own.classes() == ["square", "triangle"]
+    with pytest.raises(DatasetError, match="no class named 'ring'"):
+        own.add_picture("ring", drawn(drawings("circle", 1, 0)[0]))
+
+
+def test_readiness_says_what_is_missing_and_warns_of_imbalance(tmp_path):
+    own = ClassSet(tmp_path)
+    assert "at least 2 classes" in own.readiness().problems[0]
+    own.add_class("circle")
+    own.add_class("square")
+    for strokes in drawings("circle", 12, 0):
+        own.add_picture("circle", drawn(strokes))
+    ready = own.readiness()
+    assert any("'square' (0)" in p for p in ready.problems)
+    for strokes in drawings("square", MIN_EXAMPLES, 0):
+        own.add_picture("square", drawn(strokes))
+    ready = own.readiness()
+    assert not ready.problems
+    assert "unbalanced" in ready.warnings[0] and "2.4×" in ready.warnings[0]
+    assert (ready.held_out, ready.trained_on) == (3, 14)
+
+
+def test_kind_is_chosen_while_empty_and_photos_are_colour(tmp_path):
+    own = ClassSet(tmp_path)
+    own.set_kind("photos")
+    assert own.input_shape == (32, 32, 3)
+    own.add_class("red")
+    photo = np.zeros((120, 90, 3), np.uint8)
+    photo[..., 0] = 200
+    photo[40:80, 20:70] = (30, 180, 40)
+    example = own.add_picture("red", photo)
+    assert own.pixels("red", example).shape == (32, 32, 3)
+    with pytest.raises(DatasetError, match="hold photos"):
+        own.set_kind("drawings")
+    (tmp_path / "classes.json").write_text('{"kind": "../../etc"}')  # a damaged manifest: the default, not a crash
+    assert own.kind == "drawings"
+    (tmp_path / "classes.json").write_text("[1, 2")
+    assert own.kind == "drawings"
+
+
+def test_a_snapshot_is_a_class_folder_dataset_with_a_fixed_split(tmp_path):
+    own = filled(tmp_path, per_class=6)
+    snap = own.snapshot()
+    assert own.snapshot() == snap  # the same classes: the same file
+    data = load_dataset(str(snap))
+    assert data.name == "folder:my-classes" and data.class_names == list(SHAPES)
+    assert data.input_shape == (28, 28, 1) and data.num_train + data.num_test == 18 and data.num_test == 3
+    own.add_picture("circle", drawn(drawings("circle", 1, 9)[0]))
+    assert own.snapshot() != snap and snap.is_file()  # the model trained on the old one can still be evaluated
+    empty = ClassSet(tmp_path / "empty")
+    with pytest.raises(DatasetError, match="cannot be trained on yet: add at least 2 classes"):
+        empty.snapshot()
+
+
+def test_the_zip_round_trips_and_is_what_configure_reads(tmp_path):
+    own = filled(tmp_path, per_class=5)
+    data = own.zip_bytes()
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert len(names) == 15 and all(n.startswith("my-classes/") for n in names)
+    path, _ = store_upload(data, "my classes.zip")
+    assert load_dataset(str(path)).class_names == list(SHAPES)  # Configure's upload path reads it as it is
+    again = ClassSet(tmp_path / "again")
+    added, notes = again.import_zip(path)
+    assert added == 15 and notes == [] and again.counts() == own.counts()
+
+
+def png(array) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_hostile_zip_adds_only_what_is_safe(tmp_path):
+    ink = np.zeros((40, 40), np.uint8)
+    ink[10:30, 18:22] = 255
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("set/bad.name!/a.png", png(ink))
+        archive.writestr("set/bad.name!/b.png", png(255 - ink))  # dark ink on paper: inverted as Predict does
+        archive.writestr("set/blank/a.png", png(np.zeros((40, 40), np.uint8)))
+        archive.writestr("set/blank/b.png", png(ink.T.copy()))
+        archive.writestr("set/blank/c.png", b"not a png at all")
+    path, _ = store_upload(out.getvalue(), "x.zip")
+    own = ClassSet(tmp_path)
+    added, notes = own.import_zip(path)
+    assert added == 3 and own.classes() == ["bad-name", "blank"]
+    assert any("'bad.name!' became the class 'bad-name'" in n for n in notes)
+    assert any("1 file(s) were not usable" in n for n in notes) and any("1 picture(s) had nothing" in n for n in notes)
+    traversal = io.BytesIO()
+    with zipfile.ZipFile(traversal, "w") as archive:
+        archive.writestr("../../evil/a.png", png(ink))
+    with pytest.raises(CnnError, match="points outside the archive"):
+        store_upload(traversal.getvalue(), "evil.zip")  # the upload is refused before it is kept
+    (tmp_path / "evil.zip").write_bytes(traversal.getvalue())
+    with pytest.raises(CnnError, match="points outside the archive"):
+        own.import_zip(tmp_path / "evil.zip")  # and so is the same .zip handed to the set directly
+    assert own.classes() == ["bad-name", "blank"]
+
+
+def test_the_spec_for_a_small_set_augments_and_takes_enough_steps(tmp_path):
+    spec = spec_for("drawings", 3, 36)
+    validate(spec)
+    assert spec.input_shape == (28, 28, 1) and spec.num_classes == 3
+    assert spec.train.augmentation.active and spec.train.epochs * 36 / spec.train.batch_size >= 100
+    assert not spec_for("photos", 2, 400).train.augmentation.active
+    assert spec_for("photos", 2, 40).input_shape == (32, 32, 3)
+
+
+@pytest.mark.timeout(300)
+def test_fifteen_drawings_a_class_teach_three_shapes(tmp_path):
+    """The goal of bench/own_classes.py on a small slice: 3 shapes × 15 drawings → ≥ 90% on new drawings."""
+    from cnn.data.preprocess import prepare_image
+    from cnn.run.train import train
+
+    own = filled(tmp_path, per_class=15, seed=1)
+    data = load_dataset(str(own.snapshot()))
+    result = train(spec_for(own.kind, 3, data.num_train), data)
+    new = [(prepare_image(drawn(s), (28, 28, 1)), k) for k, shape in enumerate(SHAPES) for s in drawings(shape, 20, 2)]
+    x, y = np.stack([a for a, _ in new]), np.array([k for _, k in new])
+    accuracy = float(np.mean(result.model.predict(x, verbose=0).argmax(axis=1) == y))
+    assert accuracy >= 0.9, accuracy
+    assert json.loads(json.dumps(spec_for(own.kind, 3, data.num_train).to_dict()))  # it can be saved with the model

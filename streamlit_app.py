@@ -27,6 +27,7 @@ else:  # a session's script run
     PAGES = [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
         st.Page("pages/configure.py", title="Configure", icon=":material/tune:"),
+        st.Page("pages/classes.py", title="Your classes", icon=":material/category:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/draw:"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),

@@ -116,6 +116,16 @@ def current() -> Workspace:
     return Workspace(workspace_id, kind, root, label)
 
 
+def classes_dir(workspace: Workspace) -> Path:
+    """Where this workspace's own classes live (cnn.data.own.ClassSet): hosted, inside the private workspace;
+    locally CNN_CLASSES_DIR, else a my-classes/ folder beside the models folder."""
+    from cnn.store import registry
+
+    if workspace.root is not None:
+        return workspace.root.parent / "classes"
+    return Path(os.environ.get("CNN_CLASSES_DIR") or registry.models_dir().parent / "my-classes").expanduser()
+
+
 def activate() -> Workspace:
     """This visitor's workspace, made the registry folder for the rest of this script run (pages call it in
     chrome.page_setup; callbacks, which run before the page, through chrome.in_workspace)."""
@@ -189,12 +199,12 @@ class Usage:
 
 
 def usage(workspace: Workspace) -> Usage:
-    """What a private workspace holds (its own models, not the shipped ones)."""
+    """What a private workspace holds: its own models (not the shipped ones), and its own classes' bytes."""
     root = workspace.root
     if root is None or not root.is_dir():
         return Usage(0, 0)
     models = sum(1 for f in root.iterdir() if f.is_dir() and not f.name.startswith("."))
-    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for folder in (root, classes_dir(workspace)) for f in folder.rglob("*") if f.is_file())
     return Usage(models, size)
 
 

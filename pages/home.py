@@ -25,6 +25,9 @@ with right:
     st.page_link("pages/configure.py", label="1 · Pick a dataset and a preset, edit the layers", icon=":material/tune:")
     st.page_link("pages/train.py", label="2 · Train with live curves", icon=":material/model_training:")
     st.page_link("pages/models.py", label="3 · Compare, download or upload models", icon=":material/inventory_2:")
+    st.markdown("**Your own classes**")
+    st.page_link("pages/classes.py", label="Draw, photograph or upload examples of your own classes and train on "
+                 "them in seconds", icon=":material/category:")
 
 st.subheader("Active model")
 info = chrome.active_model_info()

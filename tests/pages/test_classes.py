@@ -1,0 +1,118 @@
+"""AppTest of Your classes: make classes, see what is missing, rename and delete, train in one press, then every
+page works on a model of three classes that are not digits; hosted, two visitors' classes stay apart."""
+import io
+import zipfile
+
+import pytest
+
+from app.drawing import rasterise, vet_drawing
+from cnn.data.own import ClassSet
+from tests.apptest import finished, open_app, texts, wait_for
+from tests.shapes import SHAPES, canvas_json, drawings
+
+
+@pytest.fixture
+def classes_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNN_CLASSES_DIR", str(tmp_path / "classes"))
+    return tmp_path / "classes"
+
+
+def add_class(at, name):
+    at.text_input(key="classes_new").set_value(name)
+    at.button(key="FormSubmitter:classes_add-Add class").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def draw(own: ClassSet, shape: str, count: int, seed: int = 0):
+    """Examples as the page stores a drawing (the canvas cannot be driven here; the browser test draws)."""
+    for strokes in drawings(shape, count, seed):
+        own.add_picture(shape, rasterise(vet_drawing(canvas_json(strokes), 280), 280))
+
+
+def test_classes_are_made_checked_renamed_and_deleted(classes_dir):
+    at = open_app("classes")
+    assert any("Start with a class" in s for s in texts(at, "info"))
+    add_class(at, "circle")
+    add_class(at, "../etc")
+    assert any("cannot be a class name" in s for s in texts(at, "error"))
+    add_class(at, "Circle")
+    assert any("already a class named 'Circle'" in s for s in texts(at, "error"))
+    add_class(at, "square")
+    own = ClassSet(classes_dir)
+    assert own.classes() == ["circle", "square"]
+    draw(own, "circle", 6)
+    at.run()
+    assert any("'square' (0)" in s for s in texts(at, "info"))  # what is missing, by name
+    assert at.button(key="classes_train").disabled
+    assert at.segmented_control(key="classes_kind").disabled  # examples exist: the kind is fixed
+    # Delete one example, then rename the class.
+    first = own.examples("circle")[-1]
+    at.button(key=f"classes_del_circle_{first}").click().run()
+    assert first not in own.examples("circle") and len(own.examples("circle")) == 5
+    at.text_input(key="classes_rename_circle").set_value("ring")
+    at.button(key="classes_do_rename_circle").click().run()
+    assert own.classes() == ["ring", "square"]
+    at.button(key="classes_do_remove_square").click().run()
+    assert own.classes() == ["ring"] and not at.exception
+
+
+def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir):
+    at = open_app("classes")
+    for shape in SHAPES:
+        add_class(at, shape)
+    own = ClassSet(classes_dir)
+    for shape in SHAPES:
+        draw(own, shape, 8)
+    at.run()
+    assert not at.button(key="classes_train").disabled
+    assert any("20 examples to learn from and 4 held out" in s for s in texts(at, "caption"))
+    at.button(key="classes_train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("**Job:** my-classes" in s for s in texts(at, "markdown"))  # Train opened, the job on it
+    at.switch_page("pages/train.py")  # AppTest reruns the page it was switched to last
+    wait_for(at, finished, timeout=240)
+    assert any("my-classes" in s for s in texts(at, "success"))
+    tab = at.session_state["tab"]
+    assert tab.active_model.startswith("my-classes") and tab.dataset.endswith("-my-classes.zip")
+    for page in ("predict", "evaluate", "learn", "learned", "models", "configure", "home"):
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not [e for e in texts(at, "error")], (page, texts(at, "error"))
+    at.switch_page("pages/evaluate.py")
+    at.run()
+    assert "circle" in str(at.get("plotly_chart")[0].proto.spec)  # the confusion matrix names the classes
+
+
+def test_the_zip_downloads_and_uploads_back(classes_dir):
+    own = ClassSet(classes_dir)
+    for shape in SHAPES[:2]:
+        own.add_class(shape)
+        draw(own, shape, 5)
+    data = own.zip_bytes()
+    assert len(zipfile.ZipFile(io.BytesIO(data)).namelist()) == 10
+    at = open_app("classes")
+    at.button(key="classes_clear").click().run()
+    assert own.classes() == []
+    at.file_uploader(key="classes_zip").set_value([("mine.zip", data, "application/zip")]).run()
+    assert not at.exception
+    assert own.counts() == {"circle": 5, "square": 5}
+    assert any("Added 10 example(s) from mine.zip" in s for s in texts(at, "success"))
+    at.file_uploader(key="classes_zip").set_value([("bad.zip", b"PK\x03\x04 broken", "application/zip")]).run()
+    assert any("bad.zip" in s and "damaged" in s for s in texts(at, "error")) and own.counts()["circle"] == 5
+
+
+def test_hosted_visitors_classes_stay_apart(monkeypatch, tmp_path):
+    monkeypatch.delenv("CNN_CLASSES_DIR", raising=False)
+    monkeypatch.setenv("CNN_WORKSPACES_DIR", str(tmp_path / "workspaces"))
+    monkeypatch.setenv("CNN_HOSTED", "1")
+    alice = open_app("classes")
+    add_class(alice, "cat")
+    bob = open_app("classes")
+    assert any("Start with a class" in s for s in texts(bob, "info"))  # Alice's class is not his
+    add_class(bob, "dog")
+    alice.run()
+    shown = " ".join(texts(alice, "markdown"))
+    assert "**cat**" in shown and "dog" not in shown
+    roots = sorted((tmp_path / "workspaces").glob("*/classes/classes"))
+    assert sorted(sorted(p.name for p in r.iterdir()) for r in roots) == [["cat"], ["dog"]]

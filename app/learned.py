@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import resources
+from app import chrome, resources
 from cnn.figures.pictures import filters_grid, patches_grid
 
 ROW = 8  # filters per row of the filter grid; the top patches are shown for one such row at a time
@@ -75,7 +75,7 @@ def computing(layer: str, filters: int) -> str:
             "image, a few seconds, once per model)…")
 
 
-@st.fragment
+@chrome.fragment
 def layer_pair(info, model, data, name: str, depth: int, total: int, field, key: str) -> None:
     """One conv layer: its filters' favourite inputs (with the receptive field under them) beside the real
     patches that excite one row of those filters most. A click on a filter, or the row picker, reruns only

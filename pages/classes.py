@@ -1,5 +1,7 @@
 """Your classes: name 2–10 classes, add examples by drawing, with the camera or by uploading pictures, see what the
 model will see, and train a model of your own on them in seconds (cnn/data/own.py keeps them as class folders)."""
+import json
+
 import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
@@ -22,6 +24,7 @@ KIND_TEXT = {"drawings": "Drawings — 28×28 grey, cropped to the ink and centr
              "photos": "Photos — 32×32 colour, centre-cropped (camera or pictures)"}
 PICK = "classes_pick"  # the class examples are added to
 ROUND = "classes_round"  # bumped after each add: the canvas, camera and uploader start empty again
+ADDED = "classes_added"  # the strokes of the drawing last added (until the canvas sends its cleared state)
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 
 
@@ -134,6 +137,13 @@ def add(own: ClassSet, name: str, inputs: list) -> None:
     st.rerun()
 
 
+def model_view(x: np.ndarray) -> None:
+    """The prepared example beside its size: what it will be stored and learned as."""
+    st.markdown(f"**What the model will see** ({'×'.join(map(str, x.shape[:2]))}"
+                f"{' grey' if x.shape[-1] == 1 else ' colour'})")
+    st.image(x[..., 0] if x.shape[-1] == 1 else x, width=84)
+
+
 def draw_ui(own: ClassSet, name: str, round_: int) -> None:
     left, right = st.columns([3, 2])
     with right:
@@ -141,19 +151,26 @@ def draw_ui(own: ClassSet, name: str, round_: int) -> None:
         st.caption("Draw one example, then press **Add**: the canvas clears for the next. Vary size, place and "
                    "slant a little, as different people would. Undo, redo and clear are in the canvas's toolbar.")
     with left:
+        st.caption(f"Draw one **{name}**")
+        # One canvas for the whole page: a new (empty) initial drawing each round clears it in place, so that a
+        # stroke begun right after Add lands on the canvas that stays (a new key would mount another one).
         canvas = st_canvas(stroke_width=width, stroke_color="#FFFFFF", background_color="#000000", height=CANVAS,
-                           width=CANVAS, drawing_mode="freedraw", key=f"classes_canvas_{round_}")
+                           width=CANVAS, drawing_mode="freedraw", key="classes_canvas",
+                           initial_drawing={"objects": [], "cnnRound": round_})
     drawing = vet_drawing(canvas.json_data, CANVAS) if canvas is not None and canvas.json_data else None
+    if drawing is not None and json.dumps(drawing["objects"]) == st.session_state.get(ADDED):
+        drawing = None  # the canvas has not sent its cleared state yet: that drawing is already an example
     x, why = (None, None)
     if drawing and drawing["objects"]:
         x, why = prepared(own, rasterise(drawing, CANVAS))
     with right:
         if x is not None:
-            st.image(x[..., 0] if x.shape[-1] == 1 else x, width=84, caption="what the model will see")
+            model_view(x)
         elif why:
             st.warning(why)
         if st.button(f"Add to {name}", key="classes_add_drawing", type="primary", icon=":material/add:",
                      disabled=x is None):
+            st.session_state[ADDED] = json.dumps(drawing["objects"])
             add(own, name, [x])
 
 
@@ -165,7 +182,7 @@ def camera_ui(own: ClassSet, name: str, round_: int) -> None:
     if why:
         st.warning(why)
         return
-    st.image(x[..., 0] if x.shape[-1] == 1 else x, width=84, caption="what the model will see")
+    model_view(x)
     if st.button(f"Add this photo to {name}", key="classes_add_photo", type="primary", icon=":material/add:"):
         add(own, name, [x])
 
@@ -211,9 +228,9 @@ def class_card(own: ClassSet, name: str) -> None:
             return
         everything = len(examples) <= THUMBS or st.toggle(f"Show all {len(examples)}", key=f"classes_all_{name}")
         shown = examples[::-1] if everything else examples[::-1][:THUMBS]  # newest first
-        columns = st.columns(8)
-        for i, example in enumerate(shown):
-            with columns[i % 8]:
+        row = st.container(horizontal=True, gap="small")  # wraps on narrow screens
+        for example in shown:
+            with row.container(width=64, gap=None, horizontal_alignment="center"):
                 st.image(str(own.example_path(name, example)), width=56)
                 st.button(":material/close:", key=f"classes_del_{name}_{example}", type="tertiary",
                           on_click=remove_example, args=(name, example), help="Delete this example")

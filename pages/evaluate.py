@@ -82,7 +82,7 @@ cols[3].metric("Mistakes", f"{int((evaluation.y_pred != evaluation.y_true).sum()
 st.caption(f"{info.name} on the {dataset_title(data.name)} test split · forward passes took "
            f"{evaluation.seconds:.1f} s (batched)")
 
-@st.fragment
+@chrome.fragment
 def confusion_section() -> None:
     """The matrix and the clicked cell's images: a click or the toggle reruns only this part."""
     st.subheader("Confusion matrix")
@@ -101,7 +101,7 @@ def confusion_section() -> None:
     gallery(order, [f"#{i} · {probability_text(evaluation.confidence[i], 0)}" for i in order], "eval_cell")
 
 
-@st.fragment
+@chrome.fragment
 def details_section() -> None:
     """Misclassified, hardest and dead filters: only the open tab is computed, and its controls rerun only it."""
     tabs = dict(zip(DETAILS, st.tabs(DETAILS, key="eval_tabs", on_change="rerun")))

@@ -430,7 +430,7 @@ BODIES = [pixels_chapter, convolution_chapter, relu_chapter, pooling_chapter, de
           dropout_chapter, learning_chapter, hierarchy_chapter]
 
 
-@st.fragment
+@chrome.fragment
 def chapter(r: Reading, index: int) -> None:
     """One chapter: its controls rerun only it."""
     st.header(CHAPTERS[index])

@@ -109,7 +109,7 @@ def picked_ui(picked, info, model, data) -> None:
                     config=learned.NO_BAR)
 
 
-@st.fragment(run_every=1.0)
+@chrome.fragment(run_every=1.0)
 def tsne_progress(job) -> None:
     """t-SNE's progress, polled every second, with Stop; the whole page is drawn again when it ends."""
     snap = job.snapshot()

@@ -237,7 +237,7 @@ VIEWS = ["Activation maps", "Filters", "Grad-CAM & saliency", "Robustness"]
 WARMING = warmup.status()["running"]
 
 
-@st.fragment(run_every=1.0 if WARMING else None)
+@chrome.fragment(run_every=1.0 if WARMING else None)
 def prediction() -> None:
     """Input → prediction → the open view. A stroke, an upload or 'Next sample' reruns only this part; the
     prediction is sent before the view is computed, and only the open view is computed at all."""

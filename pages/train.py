@@ -151,7 +151,7 @@ if running and snap.state != "queued":
 
 if job is not None:
 
-    @st.fragment(run_every=1.0 if running else None)
+    @chrome.fragment(run_every=1.0 if running else None)
     def live():
         now = job.snapshot()
         show(now, job)

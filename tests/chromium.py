@@ -246,17 +246,23 @@ def set_number(page, label: str, value) -> None:
     wait_idle(page)
 
 
-def draw(page, strokes, canvas_selector: str = "canvas") -> None:
-    """Draw polylines (lists of (x, y) in 0…1 of the canvas) with the mouse on the drawing canvas."""
+def draw(page, strokes, canvas_selector: str = "canvas", steps: int = 12) -> None:
+    """Draw polylines (lists of (x, y) in 0…1 of the canvas) with the mouse on the drawing canvas, `steps` mouse
+    moves from one point to the next (dense points, such as tests.shapes's, need few)."""
     canvas = page.locator(canvas_selector).last
     canvas.wait_for()
     box = canvas.bounding_box()
+    # A person's pointer is over the canvas a moment before the first stroke. streamlit-drawable-canvas's
+    # toolbar waits there invisibly (opacity 0, top −1rem: it covers the top ~2 rem of the canvas's right side)
+    # and slides above the canvas 0.1–0.2 s after the pointer enters; a stroke begun sooner in that corner is lost.
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(300)
     for stroke in strokes:
         (x0, y0), rest = stroke[0], stroke[1:]
         page.mouse.move(box["x"] + x0 * box["width"], box["y"] + y0 * box["height"])
         page.mouse.down()
         for x, y in rest:
-            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=12)
+            page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=steps)
         page.mouse.up()
     wait_idle(page)
 

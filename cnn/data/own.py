@@ -152,9 +152,9 @@ class ClassSet:
         if thin:
             problems.append(f"every class needs at least {MIN_EXAMPLES} examples (one in five is held out to test "
                             f"the model); add more to {', '.join(thin)}")
-        full = [n for n in counts.values() if n]
-        if len(full) >= 2 and max(full) > BALANCE * min(full):
-            big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+        full = {name: n for name, n in counts.items() if n}  # an empty class is a problem above, not an imbalance
+        if len(full) >= 2 and max(full.values()) > BALANCE * min(full.values()):
+            big, small = max(full, key=full.get), min(full, key=full.get)
             warnings.append(f"the classes are unbalanced: {big!r} has {counts[big]} examples and {small!r} "
                             f"{counts[small]} ({counts[big] / counts[small]:.1f}×), so the model leans towards "
                             f"{big!r}; add examples to {small!r}")

@@ -95,7 +95,11 @@ def test_readiness_says_what_is_missing_and_warns_of_imbalance(tmp_path):
     for strokes in drawings("circle", 12, 0):
         own.add_picture("circle", drawn(strokes))
     ready = own.readiness()
-    assert any("'square' (0)" in p for p in ready.problems)
+    assert any("'square' (0)" in p for p in ready.problems) and not ready.warnings  # empty: missing, not unbalanced
+    own.add_class("triangle")
+    own.add_picture("triangle", drawn(drawings("triangle", 1, 0)[0]))
+    assert "'circle' has 12 examples and 'triangle' 1 (12.0×)" in own.readiness().warnings[0]
+    own.remove_class("triangle")
     for strokes in drawings("square", MIN_EXAMPLES, 0):
         own.add_picture("square", drawn(strokes))
     ready = own.readiness()

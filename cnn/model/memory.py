@@ -83,7 +83,9 @@ def estimate(analysis, batch_size: int, optimizer: str = "adam", train_images: i
     widest = max(a + b for a, b in zip(sizes, sizes[1:])) if len(sizes) > 1 else sizes[0]
     eval_images = EVAL_BATCH if test_images is None else max(test_images, train_images // 10, 1)
     evaluation = int(widest * min(EVAL_BATCH, eval_images) * FLOAT * EVAL_FACTOR)
-    held = min(train_images, SHUFFLE_BUFFER) if streamed else train_images * IN_MEMORY_COPIES
+    # Streamed: the shuffle buffer's images, and as many again when they all fit in it (cached, see cnn.run.train).
+    held = (2 * train_images if train_images <= SHUFFLE_BUFFER else SHUFFLE_BUFFER) if streamed else \
+        train_images * IN_MEMORY_COPIES
     data = (held + (test_images or 0)) * image_bytes
     return MemoryEstimate(activations, parameters, data, evaluation, RUNTIME_BYTES, batch_size, optimizer)
 

@@ -15,7 +15,7 @@ from cnn.core.errors import TrainingError
 from cnn.data.datasets import Dataset
 from cnn.data.splits import split_validation
 from cnn.model.builder import build_model
-from cnn.model.memory import check_memory
+from cnn.model.memory import SHUFFLE_BUFFER, check_memory
 from cnn.model.spec import ModelSpec, TrainConfig, validate
 from cnn.run.distribute import is_chief, is_multi_worker
 
@@ -289,7 +289,10 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     # Data: arrays stay uint8 (N, H, W, C); folders stream (image, label) pairs and validate on the test split.
     if dataset.streamed:
         fit_count = dataset.num_train
-        fit_data = dataset.train_stream.shuffle(4096, seed=config.seed).batch(config.batch_size)
+        stream = dataset.train_stream
+        if fit_count <= SHUFFLE_BUFFER:  # small: each image is read and prepared once, not once an epoch
+            stream = stream.cache()
+        fit_data = stream.shuffle(SHUFFLE_BUFFER, seed=config.seed).batch(config.batch_size)
         fit_data = fit_data.repeat().prefetch(tf.data.AUTOTUNE)  # one pass = one epoch of fit_count images
         val_data = make_eval_data(dataset.x_test, dataset.y_test)
     else:

@@ -228,6 +228,16 @@ def in_process() -> bool:
     return switched_on(value) if value else hosted()
 
 
+def prewarm_worker() -> bool:
+    """When trainings run in a worker process: have one started (and TensorFlow imported) before a training
+    that is likely soon. True when one was started now."""
+    if not in_process():
+        return False
+    from cnn.run.worker import WORKERS
+
+    return WORKERS.prewarm()
+
+
 def _start_training(ticket: Ticket, on_finish):
     from cnn.run.jobs import TrainingJob
     from cnn.run.worker import ProcessTrainingJob

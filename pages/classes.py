@@ -317,6 +317,8 @@ if not counts:
     st.stop()
 
 names = list(counts)
+if sum(counts.values()) >= len(names) * 2:  # examples are coming in: a training is likely in a minute
+    jobs.prewarm_worker()
 if st.session_state.get(PICK) not in names:
     st.session_state[PICK] = names[0]
 name = st.segmented_control("Add examples to", names, key=PICK, required=True,

@@ -231,6 +231,17 @@ class WorkerPool:
                 worker.close()
         return Worker(), False
 
+    def prewarm(self) -> bool:
+        """Start a worker ahead of a training that is likely soon (someone is making classes to train on), so
+        that it has imported TensorFlow by then; at most one waits, and it exits when idle too long. True when
+        one was started."""
+        with self._lock:
+            if any(w.alive() and not w.worn() for w in self._idle):
+                return False
+            self._idle.append(Worker())
+            self._arm_timer()
+        return True
+
     def release(self, worker: Worker, healthy: bool) -> None:
         """Take a worker back after its training: kept warm, or recycled when worn or unhealthy."""
         worker.trainings += 1

@@ -141,6 +141,17 @@ def test_the_next_training_runs_on_the_warm_child_which_is_recycled_when_worn_or
     assert fourth.process.exitcode == 0
 
 
+def test_a_prewarmed_worker_takes_the_next_training_and_only_one_waits(tmp_path, small_data, monkeypatch):
+    assert WORKERS.prewarm() is True
+    assert WORKERS.prewarm() is False and WORKERS.idle_count() == 1  # one is enough
+    one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
+    with using_models_dir(tmp_path):
+        job = ProcessTrainingJob(one_epoch, small_data, "after-prewarm", film=False).start()
+        assert finished(job).state == "completed" and job.warm  # it trained on the worker started ahead
+    monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)
+    assert WORKERS.close_idle() == 1 and WORKERS.idle_count() == 0
+
+
 def test_a_worker_setting_that_is_not_a_positive_number_keeps_its_default(monkeypatch):
     monkeypatch.setenv("CNN_WORKER_TRAININGS", "many")
     with pytest.warns(UserWarning, match="CNN_WORKER_TRAININGS='many' is not a positive number; using 10"):

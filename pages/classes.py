@@ -8,6 +8,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from app import chrome, jobs, resources, session, workspaces
 from app.drawing import rasterise, vet_drawing
+from cnn.analysis.calibration import MIN_VALIDATION
 from cnn.core.errors import CnnError, EmptyImageError
 from cnn.core.text import safe_label
 from cnn.data.imageio import ACCEPTED_FORMATS
@@ -246,6 +247,10 @@ def train_ui(own: ClassSet) -> None:
         st.caption(f"{ready.trained_on} examples to learn from and {ready.held_out} held out to test the model "
                    f"(one in five, the same ones every time for these examples). With fewer than 100 a class, "
                    "each training image is shifted, turned and zoomed a little at random (augmentation).")
+        if ready.held_out < MIN_VALIDATION:
+            st.caption(f":material/info: With {ready.held_out} held out (fewer than {MIN_VALIDATION}: about "
+                       f"{5 * MIN_VALIDATION} examples in all), the model is not calibrated: Predict shows its raw "
+                       "probabilities and cannot say when a picture looks like none of your classes.")
     busy = jobs.job_running()
     if st.button("Train a model on these classes", key="classes_train", type="primary",
                  icon=":material/model_training:", disabled=bool(ready.problems) or busy,

@@ -32,14 +32,23 @@ DRAWING = "predict_drawing"  # the canvas's vetted fabric.js JSON, put back when
 CANVAS = 280  # the canvas's side in pixels
 
 
-def draw_ui():
+def subject(info) -> str:
+    """What to draw or photograph for this model: 'digit', or its own classes ('circle, square or triangle')."""
+    names = [str(n) for n in info.class_names]
+    if names == [str(d) for d in range(10)]:
+        return "digit"
+    shown = names if len(names) <= 6 else [*names[:5], "…"]
+    return ", ".join(shown[:-1]) + f" or {shown[-1]}" if len(shown) > 1 else shown[0]
+
+
+def draw_ui(thing: str = "digit"):
     """The drawing as an RGBA array (rasterised from the strokes the canvas sent), or None before anything is
     drawn."""
     left, right = st.columns([3, 2])
     with right:
         width = st.slider("Stroke width", 8, 40, 22, key="predict_stroke",
                           help="MNIST strokes are about 2–3 px thick at 28×28: on this 280 px canvas, ~20")
-        st.caption("Draw one digit, large and centred or not — the preprocessing crops and centres it. "
+        st.caption(f"Draw one {thing}, large and centred or not — the preprocessing crops and centres it. "
                    "Undo, redo and clear (the bin) are in the canvas's toolbar.")
     with left:
         # The canvas forgets its strokes when another input is shown: it starts from the last drawing.
@@ -82,18 +91,19 @@ def upload_ui(info, invert, recipe):
     return chosen.getvalue(), chosen.name
 
 
-def camera_ui():
+def camera_ui(thing: str = "digit"):
     """A photo from the device's camera (a JPEG, like an upload), or None before one is taken."""
     left, right = st.columns([3, 2])
     with right:
-        st.caption(":material/photo_camera: Write a digit large and dark on white paper and photograph it, filling "
+        st.caption(f":material/photo_camera: Draw a {thing} large and dark on white paper and photograph it, filling "
                    "about a third of the picture. The preprocessing finds the ink, crops and centres it, as for "
                    "uploads (see the inspector below).")
         st.caption(":material/lock: Your browser asks for permission to use the camera first; on a phone, allow it "
                    "and pick the back camera if offered. The camera only works on a secure (https) page — as on "
                    "Streamlit Community Cloud — or on this computer itself.")
     with left:
-        photo = st.camera_input("Take a picture of a digit", key=session.PREDICT_CAMERA)
+        photo = st.camera_input(f"Take a picture of a {thing}" if thing == "digit" else "Take a picture",
+                                key=session.PREDICT_CAMERA)
     return (None, None) if photo is None else (photo.getvalue(), "camera")
 
 
@@ -249,9 +259,9 @@ def prediction() -> None:
     elif source_kind == "Upload":
         source, _ = upload_ui(info, invert, recipe)
     elif source_kind == "Camera":
-        source, _ = camera_ui()
+        source, _ = camera_ui(subject(info))
     else:
-        source, _ = draw_ui()
+        source, _ = draw_ui(subject(info))
     model = chrome.model_when_ready(info)  # None while the server's warm-up still loads TensorFlow
 
     # The page keeps one shape with or without an input (the inspector, the notes, the prediction, the views):
@@ -270,7 +280,8 @@ def prediction() -> None:
         except EmptyImageError as exc:
             steps = exc.steps
             notes.info("Draw something: the canvas is empty." if source_kind == "Draw" else
-                       "No digit found in the picture: write it darker and larger, and take it again." if
+                       f"No {'digit' if subject(info) == 'digit' else 'drawing'} found in the picture: draw it "
+                       "darker and larger, and take it again." if
                        source_kind == "Camera" else "The image is blank: nothing to predict." if exc.blank
                        else str(exc))
         except ImageError as exc:

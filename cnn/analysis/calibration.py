@@ -53,6 +53,7 @@ VERSION = 1
 FLAG_SHARE = 0.05  # the share of the model's own validation images the threshold flags
 LOW_CONFIDENCE = 0.6  # a top probability below this is reported as the model being unsure
 MAX_FIT_IMAGES = 20_000  # training images whose features give the class means and covariances
+MIN_VALIDATION = 20  # held-out images the temperature and the threshold need at least
 # ---------------------------------------------------------------------------
 # The calibration of one model
 # ---------------------------------------------------------------------------
@@ -156,8 +157,8 @@ def fit_calibration(model, fit, validation, flag_share: float = FLAG_SHARE, max_
     if not has_softmax_head(model):
         raise CalibrationError("calibration needs a model that ends in a Dense softmax layer")
     x_val, y_val = validation
-    if len(y_val) < 20:
-        raise CalibrationError(f"calibration needs at least 20 validation images, got {len(y_val)}")
+    if len(y_val) < MIN_VALIDATION:
+        raise CalibrationError(f"calibration needs at least {MIN_VALIDATION} held-out images, got {len(y_val)}")
     num_classes = int(model.output_shape[-1])
     early = early_layer(model)
     # Step 1: features of the training images → class centres, shared covariances, the parts' spreads.
@@ -324,8 +325,11 @@ def calibration_summary(info) -> dict:
     except CalibrationError as exc:
         return {"calibrated": False, "note": str(exc)}
     if calibration is None:
+        why = info.metrics.get("calibration_note") if isinstance(getattr(info, "metrics", None), dict) else None
         return {"calibrated": False, "note": "uncalibrated: probabilities are the raw softmax and there is no "
-                                             f"out-of-distribution check; run `python -m cnn calibrate {info.name}`"}
+                                             "out-of-distribution check; " + (
+                                                 why if isinstance(why, str) and why else
+                                                 f"run `python -m cnn calibrate {info.name}`")}
     return {"calibrated": True, "temperature": calibration.temperature, "threshold": calibration.ood.threshold,
             "flag_share": calibration.ood.flag_share, "ece_before": calibration.validation.get("ece_before"),
             "ece_after": calibration.validation.get("ece_after"),

@@ -12,8 +12,8 @@ and reads the Prediction shown. Goal: saved ≤ 20 s after the press, ≥ 90% of
 
 Engine: the same strokes as the canvas's json_data (fabric.js paths), through the page's own vetting and
 rasteriser (app/drawing.py) into a class set, then the page's path (snapshot → dataset → spec_for →
-train_and_save), over several seeds (hands), with the levers the page decides: augmentation on or off, and
-fewer examples.
+train_and_save), over several seeds (hands), with the levers the page decides: augmentation on or off, fewer
+examples, and starting from the shipped MNIST model's filters (transfer learning) or from scratch.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from tests.shapes import SHAPES, canvas_json, drawings  # noqa: E402
 
 GOAL_SECONDS = 20.0
 GOAL_ACCURACY = 0.90
+SHIPPED = "mnist-default"  # the shipped model a drawn set may start from (transfer learning)
 CANVAS = "canvas.upper-canvas"  # fabric.js's drawing layer
 
 
@@ -103,7 +104,7 @@ def browser_run(examples: int, new: int, hosted: bool) -> dict:
 # Without a browser: the page's path from the same strokes
 # ---------------------------------------------------------------------------
 
-def engine_run(seed: int, examples: int, new: int, augment: bool) -> dict:
+def engine_run(seed: int, examples: int, new: int, augment: bool, transfer: bool = False) -> dict:
     import numpy as np
 
     from app.drawing import rasterise, vet_drawing
@@ -111,9 +112,9 @@ def engine_run(seed: int, examples: int, new: int, augment: bool) -> dict:
     from cnn.data.load import load_dataset
     from cnn.data.own import ClassSet, spec_for
     from cnn.data.preprocess import prepare_image
-    from cnn.model.spec import Augmentation
+    from cnn.model.spec import Augmentation, ModelSpec
     from cnn.run.workflows import train_and_save
-    from cnn.store.registry import load_model, unique_name
+    from cnn.store.registry import load_model, model_info, unique_name
 
     def canvas(strokes):
         return rasterise(vet_drawing(canvas_json(strokes), 280), 280)
@@ -125,7 +126,8 @@ def engine_run(seed: int, examples: int, new: int, augment: bool) -> dict:
             own.add_picture(shape, canvas(strokes))
     pressed = time.monotonic()  # what "Train a model on these classes" does, in order
     data = load_dataset(str(own.snapshot()))
-    spec = spec_for(own.kind, data.num_classes, data.num_train)
+    layers = ModelSpec.from_dict(model_info(SHIPPED).spec).layers if transfer else None
+    spec = spec_for(own.kind, data.num_classes, data.num_train, SHIPPED if transfer else "scratch", layers)
     if not augment:
         spec.train.augmentation = Augmentation()
     _, _, info = train_and_save(spec, data, unique_name("my-classes"))
@@ -156,17 +158,21 @@ def main() -> None:
         print("GOAL MET" if ok else "GOAL NOT MET")
         return
     os.environ["CNN_MODELS_DIR"] = tempfile.mkdtemp(prefix="bench-own-models-")
+    os.environ.setdefault("CNN_SHIPPED_DIR", str(ROOT / "models"))
     from cnn.core.quiet import import_tensorflow
 
     import_tensorflow()
     print(f"engine, {len(SHAPES)} classes, the page's path, {args.seeds} hands (seeds), {args.new} new drawings a "
           "class each; seconds = snapshot → dataset → train, evaluate, calibrate, film, save")
-    print(f"{'examples a class':>17} {'augmentation':>13} {'seconds (median, max)':>22} {'accuracy (median, min)':>23}")
-    for examples, augment in ((args.examples, True), (args.examples, False), (5, True)):
-        runs = [engine_run(seed, examples, args.new, augment) for seed in range(args.seeds)]
+    print(f"{'examples a class':>17} {'augmentation':>13} {'first layers':>14} {'seconds (median, max)':>22} "
+          f"{'accuracy (median, min, mean)':>29}")
+    for examples, augment, transfer in ((args.examples, True, False), (args.examples, False, False),
+                                        (args.examples, True, True), (5, True, False), (5, True, True)):
+        runs = [engine_run(seed, examples, args.new, augment, transfer) for seed in range(args.seeds)]
         secs, accs = [r["seconds"] for r in runs], [r["accuracy"] for r in runs]
-        print(f"{examples:>17} {'on' if augment else 'off':>13} {statistics.median(secs):>12.1f} s, {max(secs):.1f} s"
-              f" {statistics.median(accs):>14.1%}, {min(accs):.1%}")
+        print(f"{examples:>17} {'on' if augment else 'off':>13} {SHIPPED if transfer else 'scratch':>14} "
+              f"{statistics.median(secs):>12.1f} s, {max(secs):.1f} s {statistics.median(accs):>14.1%}, "
+              f"{min(accs):.1%}, {statistics.mean(accs):.1%}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from cnn.data.imageio import ACCEPTED_FORMATS
 from cnn.data.own import (FOLDER, KINDS, MAX_CLASSES, MAX_EXAMPLES, MIN_EXAMPLES, SUGGESTED_EXAMPLES, ClassSet,
                           spec_for)
 from cnn.data.uploads import store_upload
+from cnn.model.spec import ModelSpec
 from cnn.store import registry
 
 tab = chrome.page_setup()
@@ -27,6 +28,7 @@ PICK = "classes_pick"  # the class examples are added to
 ROUND = "classes_round"  # bumped after each add: the canvas, camera and uploader start empty again
 ADDED = "classes_added"  # the strokes of the drawing last added (until the canvas sends its cleared state)
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
+SHIPPED = "mnist-default"  # the shipped model whose filters a drawn set may start from
 
 
 def class_set() -> ClassSet:
@@ -251,25 +253,33 @@ def train_ui(own: ClassSet) -> None:
             st.caption(f":material/info: With {ready.held_out} held out (fewer than {MIN_VALIDATION}: about "
                        f"{5 * MIN_VALIDATION} examples in all), the model is not calibrated: Predict shows its raw "
                        "probabilities and cannot say when a picture looks like none of your classes.")
+    transfer = False
+    if own.kind == "drawings" and registry.is_shipped(SHIPPED):
+        transfer = st.toggle(f"Start from the MNIST model's filters ({SHIPPED})", key="classes_transfer",
+                             help="Transfer learning: its convolution filters, learned on 60,000 digits, are copied "
+                                  "and kept as they are; only the layers after them learn your classes. It helps "
+                                  "most when you have few examples (bench/own_classes.py measures it)")
     busy = jobs.job_running()
     if st.button("Train a model on these classes", key="classes_train", type="primary",
                  icon=":material/model_training:", disabled=bool(ready.problems) or busy,
                  help=jobs.JOB_RUNNING.capitalize() if busy else "Starts at once and opens Train"):
-        problem = start(own)
+        problem = start(own, transfer)
         if problem is None:
             st.switch_page("pages/train.py")
         st.error(problem)
 
 
-def start(own: ClassSet) -> str | None:
-    """Freeze the classes, make them Configure's dataset with a spec for a small set, and queue the training."""
+def start(own: ClassSet, transfer: bool) -> str | None:
+    """Freeze the classes, make them Configure's dataset with a spec for a small set (from the shipped model's
+    filters when `transfer`), and queue the training."""
     quota = workspaces.quota_problem(workspaces.current())
     if quota:
         return quota[0].upper() + quota[1:] + "."
     try:
         snapshot = str(own.snapshot())
         data = resources.dataset(snapshot)
-        spec = spec_for(own.kind, data.num_classes, data.num_train)
+        layers = ModelSpec.from_dict(registry.model_info(SHIPPED).spec).layers if transfer else None
+        spec = spec_for(own.kind, data.num_classes, data.num_train, SHIPPED if transfer else "scratch", layers)
         jobs.start_job(spec, data, registry.unique_name(FOLDER))
     except CnnError as exc:
         return str(exc)[0].upper() + str(exc)[1:] + "."

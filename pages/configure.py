@@ -208,7 +208,8 @@ def train_config_ui(config: TrainConfig) -> TrainConfig:
     by_name = {f.name: f for f in fields(TrainConfig)}
     values = {}
     with st.container(horizontal=True):
-        for name in ["optimizer", "learning_rate", "lr_schedule", "batch_size", "epochs", "validation_split", "seed"]:
+        for name in ["optimizer", "learning_rate", "lr_schedule", "batch_size", "epochs", "validation_split", "seed",
+                     "start_from"]:
             values[name] = field_ui(config, by_name[name], f"cfg_{name}")
     st.markdown("**Augmentation** (training images only; 0 = off)")
     aug = {}

@@ -309,17 +309,23 @@ class ClassSet:
         return folder
 
 
-def spec_for(kind: str, num_classes: int, train_images: int) -> ModelSpec:
+def spec_for(kind: str, num_classes: int, train_images: int, start_from: str = "scratch",
+             layers=None) -> ModelSpec:
     """The model and training for a small hand-made set: the default preset's layers, small batches for enough
     steps (about 300: on 8 hands of 3 shapes × 15 drawings, 150 steps read 90–100% of new drawings, 300 steps
     98–100%, in 4.6 s), and augmentation (shift, rotation, zoom) while there are fewer than 100 examples a class —
-    bench/own_classes.py measures it (see the README)."""
+    bench/own_classes.py measures it (see the README). `start_from` a shipped model (its `layers`, for
+    drawings): its filters are copied and frozen, and only the rest learns (transfer learning)."""
     spec = preset("default", KINDS[kind], num_classes)
+    if start_from != "scratch":
+        if kind != "drawings" or not layers:
+            raise DatasetError(f"only drawings (28×28 grey, as MNIST) can start from {start_from}'s filters")
+        spec.layers = list(layers)
     batch = 16
     epochs = int(min(120, max(10, math.ceil(300 * batch / max(1, train_images)))))
     small = train_images < 100 * num_classes
     spec.train = TrainConfig(optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", batch_size=batch,
-                             epochs=epochs, validation_split=0.0, seed=0,
+                             epochs=epochs, validation_split=0.0, seed=0, start_from=start_from,
                              augmentation=Augmentation(shift=0.1, rotation=15.0, zoom=0.15) if small else Augmentation())
-    spec.preset = "default"
+    spec.preset = "default" if start_from == "scratch" else "custom"
     return spec

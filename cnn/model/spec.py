@@ -18,6 +18,7 @@ from cnn.model.layers import (ACTIVATIONS, LAYER_TYPES, PADDINGS, AveragePooling
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine")
+START_FROM = ("scratch", "mnist-default")  # where a training's first weights come from (cnn.run.train.reuse_filters)
 MAX_PARAMS = 20_000_000  # a bigger model does not belong in a teaching app on a laptop
 MAX_LAYERS = 100  # hidden layers in one spec
 MAX_SPEC_BYTES = 1_000_000  # a spec file's size (a 100-layer spec is ~15 kB)
@@ -70,6 +71,9 @@ class TrainConfig:
     epochs: int = _int(5, 1, 500, "passes over the training images")
     validation_split: float = _float(0.1, 0.0, 0.5, "share of training images held out to watch overfitting")
     seed: int = _int(0, 0, 2**31 - 1, "same seed + same data → same model")
+    start_from: str = _choice("scratch", START_FROM, "scratch = random initial weights; mnist-default = the "
+                              "shipped MNIST model's filters, copied into the layers before Flatten and frozen "
+                              "(transfer learning: only the rest learns)")
     augmentation: Augmentation = field(default_factory=Augmentation)
 
 

@@ -159,6 +159,41 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
     return Reporter()
 
 
+def reuse_filters(model, source: str) -> list[str]:
+    """Transfer learning: copy the weights of the shipped model `source`'s layers before its Flatten (convs and
+    batch norms, in order) into `model`'s, and freeze the convs, so that only the rest learns. Returns the
+    names of the layers copied; TrainingError when the layers do not match (with both shapes)."""
+    from cnn.store.registry import is_shipped, load_model, model_info
+
+    if not is_shipped(source):
+        raise TrainingError(f"{source!r} is not a model that ships with the app, so its filters cannot be reused")
+    donor = load_model(model_info(source))
+
+    def feature_layers(m):
+        found = []
+        for layer in m.layers:
+            if type(layer).__name__ in ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense"):
+                break
+            if layer.weights:
+                found.append(layer)
+        return found
+
+    mine, theirs = feature_layers(model), feature_layers(donor)
+    if len(mine) != len(theirs):
+        raise TrainingError(f"{source!r} has {len(theirs)} layers with weights before its Flatten and this model "
+                            f"{len(mine)}: start from {source}'s own layers to reuse its filters")
+    for a, b in zip(mine, theirs):
+        shapes, wanted = [tuple(w.shape) for w in a.weights], [tuple(w.shape) for w in b.weights]
+        if type(a) is not type(b) or shapes != wanted:
+            raise TrainingError(f"layer {a.name} ({type(a).__name__} {' '.join('×'.join(map(str, s)) for s in shapes)}) "
+                                f"does not match {source}'s {b.name} ({type(b).__name__} "
+                                f"{' '.join('×'.join(map(str, s)) for s in wanted)}): start from {source}'s own layers")
+        a.set_weights(b.get_weights())
+        if type(a).__name__ == "Conv2D":
+            a.trainable = False
+    return [layer.name for layer in mine]
+
+
 def make_steps(model, strategy):
     """(train_step, eval_step): compiled steps that run on every replica of `strategy` and return the
     sums [loss, correct, images, stop requests] over all replicas (all workers), one all-reduce per step.
@@ -309,6 +344,8 @@ def train(spec: ModelSpec, dataset: Dataset, config: TrainConfig | None = None, 
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build_model(spec)
+        if config.start_from != "scratch":  # transfer learning: its first layers come from a shipped model
+            reuse_filters(model, config.start_from)
         model.compile(optimizer=make_optimizer(config, batches * config.epochs),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         # Optimizer slots made now, under the strategy, not lazily inside the first distributed step.

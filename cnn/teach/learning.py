@@ -87,6 +87,8 @@ def learning_step(model, x, label: int, learning_rate: float | None = None, laye
         raise ValueError("this model has no Conv2D layer")
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
+    for layer in copy.layers:  # the lesson steps every weight, those a transfer training kept frozen too
+        layer.trainable = True
     target = tf.constant([int(label)])
     variables = copy.trainable_variables
     # One backward pass: ∂loss/∂w for every trainable weight.

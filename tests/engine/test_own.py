@@ -208,3 +208,51 @@ def test_fifteen_drawings_a_class_teach_three_shapes(tmp_path):
     accuracy = float(np.mean(result.model.predict(x, verbose=0).argmax(axis=1) == y))
     assert accuracy >= 0.9, accuracy
     assert json.loads(json.dumps(spec_for(own.kind, 3, data.num_train).to_dict()))  # it can be saved with the model
+
+
+@pytest.mark.timeout(300)
+def test_starting_from_the_shipped_filters_copies_and_freezes_them(tmp_path, default_model_dir, monkeypatch):
+    """Transfer learning: the shipped model's convs are copied and stay as they are; only the rest learns."""
+    from cnn.core.errors import TrainingError
+    from cnn.model.spec import ModelSpec
+    from cnn.run.train import train
+    from cnn.store.registry import load_model, model_info
+
+    (tmp_path / "shipped").mkdir()
+    import shutil
+
+    shutil.copytree(default_model_dir, tmp_path / "shipped" / "mnist-default")
+    (tmp_path / "shipped" / "shipped.json").write_text(json.dumps({"models": ["mnist-default"]}))
+    monkeypatch.setenv("CNN_SHIPPED_DIR", str(tmp_path / "shipped"))
+    donor = load_model(model_info("mnist-default"))
+    layers = ModelSpec.from_dict(model_info("mnist-default").spec).layers
+    own = filled(tmp_path, per_class=5)
+    data = load_dataset(str(own.snapshot()))
+    spec = spec_for(own.kind, 3, data.num_train, "mnist-default", layers)
+    spec.train.epochs = 2
+    model = train(spec, data).model
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    donor_convs = [layer for layer in donor.layers if type(layer).__name__ == "Conv2D"]
+    assert len(convs) == 2 and all(not layer.trainable for layer in convs)
+    for mine, theirs in zip(convs, donor_convs):
+        np.testing.assert_array_equal(mine.get_weights()[0], theirs.get_weights()[0])  # unchanged by training
+    from cnn.teach.learning import learning_step
+
+    lesson = learning_step(model, data.x_test[0], int(data.y_test[0]))  # Learn's step reaches the frozen convs too
+    assert np.abs(lesson.gradient).max() > 0 and lesson.loss_after != lesson.loss_before
+    with pytest.raises(TrainingError, match="does not match mnist-default's"):
+        train(spec_for(own.kind, 3, data.num_train, "mnist-default", spec_for("drawings", 3, 10).layers), data)
+    with pytest.raises(DatasetError, match="only drawings"):
+        spec_for("photos", 3, 10, "mnist-default", layers)
+
+
+def test_start_from_is_checked_like_every_spec_field():
+    from cnn.core.errors import SpecError
+    from cnn.model.spec import ModelSpec
+
+    spec = spec_for("drawings", 3, 30)
+    assert ModelSpec.from_dict(spec.to_dict()).train.start_from == "scratch"
+    hostile = spec.to_dict()
+    hostile["train"]["start_from"] = "../../etc/passwd"
+    with pytest.raises(SpecError, match="start_from '../../etc/passwd' is not one of scratch, mnist-default"):
+        validate(ModelSpec.from_dict(hostile))

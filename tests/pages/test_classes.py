@@ -1,6 +1,8 @@
 """AppTest of Your classes: make classes, see what is missing, rename and delete, train in one press, then every
 page works on a model of three classes that are not digits; hosted, two visitors' classes stay apart."""
 import io
+import json
+import shutil
 import zipfile
 
 import pytest
@@ -56,7 +58,12 @@ def test_classes_are_made_checked_renamed_and_deleted(classes_dir):
     assert own.classes() == ["ring"] and not at.exception
 
 
-def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir):
+def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir, default_model_dir, tmp_path,
+                                                               monkeypatch):
+    shipped = tmp_path / "shipped"
+    shutil.copytree(default_model_dir, shipped / "mnist-default")
+    (shipped / "shipped.json").write_text(json.dumps({"models": ["mnist-default"]}))
+    monkeypatch.setenv("CNN_SHIPPED_DIR", str(shipped))
     at = open_app("classes")
     for shape in SHAPES:
         add_class(at, shape)
@@ -66,6 +73,8 @@ def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir):
     at.run()
     assert not at.button(key="classes_train").disabled
     assert any("20 examples to learn from and 4 held out" in s for s in texts(at, "caption"))
+    assert any("not calibrated" in s for s in texts(at, "caption"))  # 4 held out: too few to calibrate
+    at.toggle(key="classes_transfer").set_value(True).run()  # start from the shipped model's filters
     at.button(key="classes_train").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("**Job:** my-classes" in s for s in texts(at, "markdown"))  # Train opened, the job on it
@@ -74,6 +83,7 @@ def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir):
     assert any("my-classes" in s for s in texts(at, "success"))
     tab = at.session_state["tab"]
     assert tab.active_model.startswith("my-classes") and tab.dataset.endswith("-my-classes.zip")
+    assert tab.spec.train.start_from == "mnist-default" and tab.spec.layers[0].filters == 16  # the shipped layers
     for page in ("predict", "evaluate", "learn", "learned", "models", "configure", "home"):
         at.switch_page(f"pages/{page}.py")
         at.run()
@@ -82,6 +92,11 @@ def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir):
     at.switch_page("pages/evaluate.py")
     at.run()
     assert "circle" in str(at.get("plotly_chart")[0].proto.spec)  # the confusion matrix names the classes
+    at.switch_page("pages/learn.py")
+    at.run()
+    for chapter in range(1, 9):  # every chapter, the gradient step on the frozen (transferred) filters too
+        at.segmented_control(key="learn_chapter").set_value(chapter).run()
+        assert not at.exception, (chapter, [e.value for e in at.exception])
 
 
 def test_the_zip_downloads_and_uploads_back(classes_dir):

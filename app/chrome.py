@@ -72,15 +72,8 @@ def in_workspace(callback):
 def fragment(func=None, *, run_every=None):
     """st.fragment whose own reruns run in the visitor's workspace too: a fragment's rerun skips the page (and
     its page_setup), so without this a hosted visitor's fragment would look in the server's registry folder."""
-    import functools
-
     def wrap(body):
-        @functools.wraps(body)
-        def run(*args, **kwargs):
-            workspaces.activate()
-            return body(*args, **kwargs)
-
-        return st.fragment(run, run_every=run_every)
+        return st.fragment(in_workspace(body), run_every=run_every)
 
     return wrap(func) if func is not None else wrap
 

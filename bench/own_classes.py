@@ -46,7 +46,7 @@ CANVAS = "canvas.upper-canvas"  # fabric.js's drawing layer
 def browser_run(examples: int, new: int, hosted: bool) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from tests.chromium import draw, go, metric, wait_idle
+    from tests.chromium import add_class, draw, draw_examples, go, metric, wait_idle
 
     server = Server(ROOT, **({"CNN_HOSTED": "1"} if hosted else {}))
     try:
@@ -57,20 +57,10 @@ def browser_run(examples: int, new: int, hosted: bool) -> dict:
             go(page, server, "classes")
             page.get_by_text("Start with a class").wait_for()
             for shape in SHAPES:
-                page.get_by_role("textbox", name="New class").fill(shape)
-                page.get_by_role("button", name="Add class").click()
-                page.get_by_role("radio", name=f"{shape} (0)").wait_for()
-                wait_idle(page)
+                add_class(page, shape)
             started = time.monotonic()
             for shape in SHAPES:
-                page.get_by_role("radio", name=re.compile(rf"^{shape} \(\d+\)$")).click()
-                wait_idle(page)
-                for n, strokes in enumerate(drawings(shape, examples, seed=1), start=1):
-                    draw(page, strokes, CANVAS, steps=2)
-                    page.get_by_text("What the model will see").wait_for()
-                    page.get_by_role("button", name=f"Add to {shape}").click()
-                    page.get_by_role("radio", name=f"{shape} ({n})").wait_for()
-                    wait_idle(page)
+                draw_examples(page, shape, drawings(shape, examples, seed=1))
             drawing_seconds = time.monotonic() - started
             pressed = time.monotonic()
             page.get_by_role("button", name="Train a model on these classes").click()

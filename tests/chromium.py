@@ -388,3 +388,25 @@ LAYOUT_PROBLEMS = """
 
 def layout_problems(page) -> list[str]:
     return page.evaluate(LAYOUT_PROBLEMS)
+
+
+def add_class(page, name: str) -> None:
+    """Your classes: name a new class (it then appears among the classes to add examples to)."""
+    page.get_by_role("textbox", name="New class").fill(name)
+    page.get_by_role("button", name="Add class").click()
+    wait_idle(page)
+    page.get_by_role("radio", name=f"{name} (0)").wait_for()
+
+
+def draw_examples(page, name: str, drawings) -> None:
+    """Your classes: pick class `name`, then draw each drawing (strokes) with the mouse and press Add, as a
+    person does; each Add clears the canvas for the next one."""
+    page.get_by_role("radio", name=re.compile(rf"^{re.escape(name)} \(\d+\)$")).click()
+    wait_idle(page)
+    before = int(re.search(r"\((\d+)\)", page.get_by_role("radio", name=re.compile(rf"^{re.escape(name)} \(")).inner_text()).group(1))
+    for n, strokes in enumerate(drawings, start=before + 1):
+        draw(page, strokes, "canvas.upper-canvas", steps=2)
+        page.get_by_text("What the model will see").wait_for()
+        page.get_by_role("button", name=f"Add to {name}").click()
+        wait_idle(page)
+        page.get_by_role("radio", name=f"{name} ({n})").wait_for()

@@ -271,17 +271,19 @@ class ClassSet:
             except DatasetError:
                 names[folder] = self.add_class(name_from_folder(folder, self.classes()))
                 notes.append(f"the folder {folder[:40]!r} became the class {names[folder]!r}")
-        refused = 0
+        refused, full = 0, set()
         for path, label in zip(files, labels):
             name = names[classes[label]]
+            if name in full:
+                continue
             try:
                 self.add_picture(name, Path(path))
                 added += 1
             except EmptyImageError:
                 refused += 1
-            except DatasetError as exc:  # a full class
+            except DatasetError as exc:  # this class is full: the other classes still get their pictures
+                full.add(name)
                 notes.append(str(exc))
-                break
             except CnnError:
                 refused += 1
         if refused:

@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from tests.chromium import check_page, draw, expect_metric, go, need_chromium, new_page, start_server, wait_idle
+from tests.chromium import (add_class, check_page, draw, draw_examples, expect_metric, go, need_chromium, new_page,
+                            start_server, wait_idle)
 from tests.shapes import SHAPES, drawings
 
 CANVAS = "canvas.upper-canvas"  # fabric.js's drawing layer
@@ -20,13 +21,6 @@ def hosted_server(tmp_path_factory):
     server.stop()
 
 
-def add_class(page, name: str) -> None:
-    page.get_by_role("textbox", name="New class").fill(name)
-    page.get_by_role("button", name="Add class").click()
-    wait_idle(page)
-    page.get_by_role("radio", name=f"{name} (0)").wait_for()  # the class to add examples to
-
-
 def test_draw_three_classes_train_and_predict_then_another_visitor_sees_none(chromium, hosted_server):
     page = new_page(chromium, 1400, 1600)
     other = new_page(chromium, 1400, 1000)
@@ -35,16 +29,8 @@ def test_draw_three_classes_train_and_predict_then_another_visitor_sees_none(chr
         page.get_by_text("Start with a class").wait_for()
         for shape in SHAPES:
             add_class(page, shape)
-        # Examples, drawn with the mouse; each Add clears the canvas for the next one.
-        for shape in SHAPES:
-            page.get_by_role("radio", name=re.compile(rf"^{shape} \(\d+\)$")).click()
-            wait_idle(page)
-            for n, strokes in enumerate(drawings(shape, EXAMPLES, seed=1), start=1):
-                draw(page, strokes, CANVAS, steps=2)
-                page.get_by_text("What the model will see").wait_for()
-                page.get_by_role("button", name=f"Add to {shape}").click()
-                wait_idle(page)
-                page.get_by_role("radio", name=f"{shape} ({n})").wait_for()
+        for shape in SHAPES:  # examples, drawn with the mouse
+            draw_examples(page, shape, drawings(shape, EXAMPLES, seed=1))
         page.get_by_text(f"{len(SHAPES) * EXAMPLES - 3} examples to learn from and 3 held out").wait_for()
 
         # Another visitor on the same server has no classes at all.

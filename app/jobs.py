@@ -298,7 +298,9 @@ def start_job(spec, dataset, name: str | None = None) -> Ticket:
     memory budget (with the numbers)."""
     from app import resources, session, workspaces
     from cnn.model.memory import check_memory
+    from cnn.run.train import check_start_from
 
+    check_start_from(spec)  # a mismatch is said now, not after the wait in the queue
     queue = _queue()
     need = check_memory(spec, dataset, budget=queue.budget)
     return queue.submit(workspaces.current().id, session.session_id(), spec, dataset, name, need.total,

@@ -27,6 +27,7 @@ KIND_TEXT = {"drawings": "Drawings — 28×28 grey, cropped to the ink and centr
 PICK = "classes_pick"  # the class examples are added to
 ROUND = "classes_round"  # bumped after each add: the canvas, camera and uploader start empty again
 ADDED = "classes_added"  # the strokes of the drawing last added (until the canvas sends its cleared state)
+UPLOADED = "classes_uploaded"  # (the kind and file ids, their model inputs, why the others cannot be examples)
 UPLOAD_TYPES = [*ACCEPTED_FORMATS, "jpeg", "tif"]
 SHIPPED = "mnist-default"  # the shipped model whose filters a drawn set may start from
 
@@ -67,13 +68,19 @@ def rename_class(old: str) -> None:
 
 @chrome.in_workspace
 def remove_class(name: str) -> None:
-    class_set().remove_class(name)
+    try:
+        class_set().remove_class(name)
+    except CnnError:  # already gone (removed in another tab): nothing to do
+        return
     session.flash(f"Removed the class {name!r} and its examples.", "info")
 
 
 @chrome.in_workspace
 def remove_example(name: str, example: str) -> None:
-    class_set().remove_example(name, example)
+    try:
+        class_set().remove_example(name, example)
+    except CnnError:  # its class is gone (another tab)
+        pass
 
 
 @chrome.in_workspace
@@ -125,17 +132,20 @@ def prepared(own: ClassSet, source):
 
 def add(own: ClassSet, name: str, inputs: list) -> None:
     """Store prepared inputs in class `name` and say what happened (on the next run)."""
-    added = 0
+    added = same = 0
     for x in inputs:
         try:
-            own.add_example(name, x)
-            added += 1
+            new = own.add_example(name, x)[1]
         except CnnError as exc:
             session.flash(str(exc)[0].upper() + str(exc)[1:] + ".", "error")
             break
+        added, same = added + new, same + (not new)
     if added:
         st.toast(f"Added {added} example{'s' if added > 1 else ''} to {name} ({len(own.examples(name))}).",
                  icon=":material/check:")
+    if same:
+        st.toast(f"{same} {'was' if same == 1 else 'were'} already in {name}: the same picture is kept once.",
+                 icon=":material/info:")
     next_round()
     st.rerun()
 
@@ -190,17 +200,28 @@ def camera_ui(own: ClassSet, name: str, round_: int) -> None:
         add(own, name, [x])
 
 
+def prepared_files(own: ClassSet, files) -> tuple[list, list]:
+    """(model inputs, what was wrong with the others) for uploaded files, prepared once per set of files: the
+    page reruns on every click, and preparing hundreds of pictures each time would make it crawl."""
+    key = (own.kind, tuple(f.file_id for f in files))
+    kept = st.session_state.get(UPLOADED)
+    if kept is None or kept[0] != key:
+        good, bad = [], []
+        for f in files:
+            x, why = prepared(own, f.getvalue())
+            (good.append(x) if x is not None else bad.append(f"{safe_label(f.name, 40)} ({why.rstrip('.')})"))
+        kept = st.session_state[UPLOADED] = (key, good, bad)
+    return kept[1], kept[2]
+
+
 def upload_ui(own: ClassSet, name: str, round_: int) -> None:
     folder = st.toggle("A whole folder", key="classes_folder", help="Pick a folder: every picture in it is added")
     files = st.file_uploader(f"Pictures for {name} (png, jpg, webp, bmp, gif, tiff)", type=UPLOAD_TYPES,
                              accept_multiple_files="directory" if folder else True, key=f"classes_files_{round_}")
     if not files:
         return
-    room = MAX_EXAMPLES - len(own.examples(name))
-    good, bad = [], []
-    for f in files[:max(room, 0)]:
-        x, why = prepared(own, f.getvalue())
-        (good.append(x) if x is not None else bad.append(f"{safe_label(f.name, 40)} ({why.rstrip('.')})"))
+    room = max(0, MAX_EXAMPLES - len(own.examples(name)))
+    good, bad = prepared_files(own, files[:room])
     if len(files) > room:
         st.warning(f"{name!r} has room for {room} more of its {MAX_EXAMPLES} examples: only the first {room} "
                    f"of the {len(files)} pictures can be added.")
@@ -233,8 +254,11 @@ def class_card(own: ClassSet, name: str) -> None:
         shown = examples[::-1] if everything else examples[::-1][:THUMBS]  # newest first
         row = st.container(horizontal=True, gap="small")  # wraps on narrow screens
         for example in shown:
+            picture = own.example_bytes(name, example)
+            if picture is None:  # deleted meanwhile (another tab)
+                continue
             with row.container(width=64, gap=None, horizontal_alignment="center"):
-                st.image(str(own.example_path(name, example)), width=56)
+                st.image(picture, width=56)
                 st.button(":material/close:", key=f"classes_del_{name}_{example}", type="tertiary",
                           on_click=remove_example, args=(name, example), help="Delete this example")
 
@@ -257,8 +281,9 @@ def train_ui(own: ClassSet) -> None:
     if own.kind == "drawings" and registry.is_shipped(SHIPPED):
         transfer = st.toggle(f"Start from the MNIST model's filters ({SHIPPED})", key="classes_transfer",
                              help="Transfer learning: its convolution filters, learned on 60,000 digits, are copied "
-                                  "and kept as they are; only the layers after them learn your classes. It helps "
-                                  "most when you have few examples (bench/own_classes.py measures it)")
+                                  "and kept as they are; their batch normalisations adjust to your drawings and the "
+                                  "layers after them learn your classes. It helps most when you have few examples "
+                                  "(bench/own_classes.py measures it)")
     busy = jobs.job_running()
     if st.button("Train a model on these classes", key="classes_train", type="primary",
                  icon=":material/model_training:", disabled=bool(ready.problems) or busy,
@@ -281,6 +306,7 @@ def start(own: ClassSet, transfer: bool) -> str | None:
         layers = ModelSpec.from_dict(registry.model_info(SHIPPED).spec).layers if transfer else None
         spec = spec_for(own.kind, data.num_classes, data.num_train, SHIPPED if transfer else "scratch", layers)
         jobs.start_job(spec, data, registry.unique_name(FOLDER))
+        own.prune_snapshots({snapshot, *(info.dataset_source for info in registry.list_models())})
     except CnnError as exc:
         return str(exc)[0].upper() + str(exc)[1:] + "."
     tab.dataset, tab.spec = snapshot, spec

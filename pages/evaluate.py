@@ -9,7 +9,7 @@ from cnn.figures.curves import confusion_heatmap, per_class_bars
 from cnn.figures.probabilities import ood_histogram, probabilities_bar, reliability_diagram
 from cnn.figures.pictures import overlay
 from cnn.analysis.inference import explain
-from cnn.core.text import accuracy_text, probability_text
+from cnn.core.text import accuracy_text, markdown_text, probability_text
 
 tab = chrome.page_setup()
 
@@ -95,7 +95,7 @@ def confusion_section() -> None:
         return
     true, pred = cell
     indices = evaluation.cell(true, pred)
-    st.markdown(f"**True {info.class_names[true]} predicted as {info.class_names[pred]}: {len(indices)} image(s)**"
+    st.markdown(f"**True {markdown_text(info.class_names[true])} predicted as {markdown_text(info.class_names[pred])}: {len(indices)} image(s)**"
                 + (f" — showing the {GALLERY} most confident" if len(indices) > GALLERY else ""))
     order = indices[:GALLERY]
     gallery(order, [f"#{i} · {probability_text(evaluation.confidence[i], 0)}" for i in order], "eval_cell")

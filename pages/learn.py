@@ -25,7 +25,7 @@ from cnn.figures.pictures import square_grid, vector_bars
 from cnn.teach.learning import LEARNING_RATES, runner_up
 from cnn.analysis.inference import conv_layers
 from cnn.model.spec import ModelSpec, SpecError, preset, validate
-from cnn.core.text import probability_text
+from cnn.core.text import markdown_text, probability_text
 
 tab = chrome.page_setup()
 
@@ -280,8 +280,8 @@ def certainty_chapter(r: Reading) -> None:
                 f"{lesson.sums[0]:.6f}). It only compares the scores with each other: subtracting 10 from every score "
                 f"gives exactly the same probabilities (largest difference "
                 f"{float(abs(lesson.shifted_probabilities - lesson.probabilities).max()):.1e}). So a probability of "
-                f"{probability_text(lesson.probabilities[top])} for **{r.info.class_names[top]}** only says "
-                f"{r.info.class_names[top]} beats the other classes — not that the input looks like anything the model "
+                f"{probability_text(lesson.probabilities[top])} for **{markdown_text(r.info.class_names[top])}** only "
+                f"says {markdown_text(r.info.class_names[top])} beats the other classes — not that the input looks like anything the model "
                 "has seen.")
     if calibration is None:
         st.info(f"This model has no calibration, so there is no check of whether an input looks like its training "

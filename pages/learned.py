@@ -12,7 +12,7 @@ from cnn.explain.maximise import model_fields
 from cnn.figures.pictures import embedding_scatter, filters_grid
 from cnn.figures.probabilities import probabilities_bar
 from cnn.analysis.inference import conv_layers, predict_proba
-from cnn.core.text import probability_text
+from cnn.core.text import markdown_text, probability_text
 
 tab = chrome.page_setup()
 
@@ -102,7 +102,7 @@ def picked_ui(picked, info, model, data) -> None:
     predicted = int(probs.argmax())
     right = predicted == label
     st.image(enlarged(image), caption=f"test image {index}", width=196)
-    st.markdown(f"True label **{info.class_names[label]}** · predicted **{info.class_names[predicted]}** "
+    st.markdown(f"True label **{markdown_text(info.class_names[label])}** · predicted **{markdown_text(info.class_names[predicted])}** "
                 f"({probability_text(probs[predicted])}) · "
                 + (":green[:material/check_circle: right]" if right else ":red[:material/cancel: wrong]"))
     st.plotly_chart(probabilities_bar(probs, info.class_names, label), key="learned_pick_probs",

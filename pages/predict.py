@@ -16,7 +16,7 @@ from cnn.analysis.inference import SWEEPS, conv_kernels, conv_layers, explain, i
 from cnn.analysis.predict import predict_images
 from cnn.data.imageio import ACCEPTED_FORMATS
 from cnn.data.preprocess import INVERT_CHOICES, RECIPES, default_recipe, fell_back, optional_steps, prepare
-from cnn.core.text import probability_text
+from cnn.core.text import markdown_text, probability_text
 
 tab = chrome.page_setup()
 
@@ -33,8 +33,9 @@ CANVAS = 280  # the canvas's side in pixels
 
 
 def subject(info) -> str:
-    """What to draw or photograph for this model: 'digit', or its own classes ('circle, square or triangle')."""
-    names = [str(n) for n in info.class_names]
+    """What to draw or photograph for this model: 'digit', or its own classes ('circle, square or triangle'),
+    as markdown (a class name is somebody's text: shown as it is, never as formatting)."""
+    names = [markdown_text(n) for n in info.class_names]
     if names == [str(d) for d in range(10)]:
         return "digit"
     shown = names if len(names) <= 6 else [*names[:5], "…"]
@@ -91,11 +92,14 @@ def upload_ui(info, invert, recipe):
     return chosen.getvalue(), chosen.name
 
 
-def camera_ui(thing: str = "digit"):
-    """A photo from the device's camera (a JPEG, like an upload), or None before one is taken."""
+def camera_ui(thing: str = "digit", photos: bool = False):
+    """A photo from the device's camera (a JPEG, like an upload), or None before one is taken. `photos`: the
+    model reads colour photos (of objects), not drawings."""
     left, right = st.columns([3, 2])
     with right:
-        st.caption(f":material/photo_camera: Draw a {thing} large and dark on white paper and photograph it, filling "
+        st.caption(f":material/photo_camera: Photograph a {thing}, filling most of the picture: the middle of the "
+                   "photo is cropped and resized, as for uploads (see the inspector below)." if photos else
+                   f":material/photo_camera: Draw a {thing} large and dark on white paper and photograph it, filling "
                    "about a third of the picture. The preprocessing finds the ink, crops and centres it, as for "
                    "uploads (see the inspector below).")
         st.caption(":material/lock: Your browser asks for permission to use the camera first; on a phone, allow it "
@@ -259,7 +263,7 @@ def prediction() -> None:
     elif source_kind == "Upload":
         source, _ = upload_ui(info, invert, recipe)
     elif source_kind == "Camera":
-        source, _ = camera_ui(subject(info))
+        source, _ = camera_ui(subject(info), photos=info.input_shape[-1] == 3)
     else:
         source, _ = draw_ui(subject(info))
     model = chrome.model_when_ready(info)  # None while the server's warm-up still loads TensorFlow
@@ -280,6 +284,8 @@ def prediction() -> None:
         except EmptyImageError as exc:
             steps = exc.steps
             notes.info("Draw something: the canvas is empty." if source_kind == "Draw" else
+                       "The photo is blank (all one colour): point the camera at something and take it again." if
+                       source_kind == "Camera" and info.input_shape[-1] == 3 else
                        f"No {'digit' if subject(info) == 'digit' else 'drawing'} found in the picture: draw it "
                        "darker and larger, and take it again." if
                        source_kind == "Camera" else "The image is blank: nothing to predict." if exc.blank

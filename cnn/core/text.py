@@ -68,3 +68,12 @@ def safe_label(name, limit: int = 100, fallback: str = "upload", strict: bool = 
     text = re.sub(r"\.zip$", "", text, flags=re.IGNORECASE)
     text = re.sub(r"[^\w .-]+", "-", text, flags=re.ASCII).strip(" .-_")
     return text[:limit].strip(" .-_") or fallback
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|<>~$:])")
+
+
+def markdown_text(text) -> str:
+    """Text from outside (a class name, a file name) made literal inside Streamlit markdown: each character that
+    could start emphasis, a link, a heading, a colour or an icon (`:red[...]`, `:material/x:`) is escaped."""
+    return _MARKDOWN.sub(r"\\\1", str(text))

@@ -118,15 +118,25 @@ class ClassSet:
 
     def classes(self) -> list[str]:
         """The class names, in the order a model's outputs will have them (sorted, as class folders are read)."""
-        if not self.folder.is_dir():
+        try:
+            return sorted(p.name for p in self.folder.iterdir() if p.is_dir() and _NAME.match(p.name))
+        except OSError:  # none yet, or all removed while we looked
             return []
-        return sorted(p.name for p in self.folder.iterdir() if p.is_dir() and _NAME.match(p.name))
 
     def examples(self, name: str) -> list[str]:
-        """The ids of a class's examples, oldest first."""
-        folder = self._class_dir(name)
-        files = [p for p in folder.iterdir() if p.suffix == ".png" and _ID.match(p.stem)] if folder.is_dir() else []
-        return [p.stem for p in sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))]
+        """The ids of a class's examples, oldest first (none when the class is gone: another tab may remove it)."""
+        try:
+            entries = list(self._class_dir(name).iterdir())
+        except OSError:
+            return []
+        found = []
+        for p in entries:
+            if p.suffix == ".png" and _ID.match(p.stem):
+                try:
+                    found.append((p.stat().st_mtime_ns, p.name, p.stem))
+                except OSError:  # deleted while we looked
+                    continue
+        return [f[2] for f in sorted(found)]
 
     def counts(self) -> dict[str, int]:
         return {name: len(self.examples(name)) for name in self.classes()}
@@ -141,6 +151,13 @@ class ClassSet:
         with Image.open(self.example_path(name, example)) as image:
             array = np.asarray(image)
         return array[..., None] if array.ndim == 2 else array
+
+    def example_bytes(self, name: str, example: str) -> bytes | None:
+        """One stored example's PNG, or None when it is gone (deleted in another tab)."""
+        try:
+            return self.example_path(name, example).read_bytes()
+        except OSError:
+            return None
 
     def readiness(self) -> Readiness:
         counts = self.counts()
@@ -188,14 +205,19 @@ class ClassSet:
         source = self._existing(old)
         if new != old and new.casefold() in {c.casefold() for c in self.classes() if c != old}:
             raise DatasetError(f"there is already a class named {new!r}")
-        os.replace(source, self._class_dir(new))
+        try:
+            os.replace(source, self._class_dir(new))
+        except OSError:  # removed or renamed meanwhile (another tab), or the new name was just taken there
+            raise DatasetError(f"{old!r} could not be renamed: it changed meanwhile (another tab?); look again") from None
         return new
 
     def remove_class(self, name: str) -> None:
-        shutil.rmtree(self._existing(name))
+        folder = self._existing(name)
+        shutil.rmtree(folder, ignore_errors=True)  # another tab may be removing it too
 
-    def add_example(self, name: str, pixels: np.ndarray) -> str:
-        """Store one model input (already prepared) in class `name`; its id (the same picture twice is kept once)."""
+    def add_example(self, name: str, pixels: np.ndarray) -> tuple[str, bool]:
+        """Store one model input (already prepared) in class `name`: (its id, whether it is new — the same picture
+        twice is kept once)."""
         folder = self._existing(name)
         array = np.asarray(pixels)
         if array.shape != self.input_shape or array.dtype != np.uint8:
@@ -205,19 +227,22 @@ class ClassSet:
         example = hashlib.sha256(data).hexdigest()[:16]
         path = folder / f"{example}.png"
         if path.exists():
-            return example
+            return example, False
         if len(self.examples(name)) >= MAX_EXAMPLES:
             raise DatasetError(f"{name!r} holds {MAX_EXAMPLES} examples, the most a class may; delete some first")
-        _atomic_write(path, data)
-        return example
+        try:
+            _atomic_write(path, data)
+        except FileNotFoundError:  # the class was removed meanwhile (another tab)
+            raise DatasetError(f"there is no class named {name!r} any more") from None
+        return example, True
 
     def prepare(self, source) -> tuple[list, np.ndarray]:
         """(the preprocessing steps, the model input) for a picture (bytes, PIL image or array) — Predict's
         vetting and recipe for this set's kind. ImageError (EmptyImageError when blank) says what is wrong."""
         return prepare(source, self.input_shape)
 
-    def add_picture(self, name: str, source) -> str:
-        """Prepare a picture as Predict would and store it in class `name`."""
+    def add_picture(self, name: str, source) -> tuple[str, bool]:
+        """Prepare a picture as Predict would and store it in class `name`: (its id, whether it is new)."""
         self._existing(name)
         return self.add_example(name, self.prepare(source)[1])
 
@@ -253,6 +278,17 @@ class ClassSet:
             _atomic_write(path, data)
         return path
 
+    def prune_snapshots(self, keep) -> int:
+        """Delete the snapshots no model needs any more (`keep`: the paths that saved or running models read);
+        returns how many went. They count in a hosted visitor's quota."""
+        keep = {Path(p).resolve() for p in keep if p}
+        gone = 0
+        for path in (self.root / "snapshots").glob(f"*-{FOLDER}.zip"):
+            if path.resolve() not in keep:
+                path.unlink(missing_ok=True)
+                gone += 1
+        return gone
+
     def import_folders(self, root: Path, classes: list[str], files: list, labels: list) -> tuple[int, list[str]]:
         """Add vetted images (cnn.data.folders.inspect_images's files and labels under class folders `classes`)
         to this set, each prepared as Predict would: (examples added, notes for what was skipped or renamed)."""
@@ -271,21 +307,31 @@ class ClassSet:
             except DatasetError:
                 names[folder] = self.add_class(name_from_folder(folder, self.classes()))
                 notes.append(f"the folder {folder[:40]!r} became the class {names[folder]!r}")
-        refused, full = 0, set()
+        refused, same = 0, 0
+        room = {name: MAX_EXAMPLES - len(self.examples(name)) for name in names.values()}
+        left_out = dict.fromkeys(names.values(), 0)
         for path, label in zip(files, labels):
             name = names[classes[label]]
-            if name in full:
+            if room[name] <= 0:  # this class is full: counted, not prepared; the other classes still get theirs
+                left_out[name] += 1
                 continue
             try:
-                self.add_picture(name, Path(path))
-                added += 1
+                new = self.add_picture(name, Path(path))[1]
             except EmptyImageError:
                 refused += 1
-            except DatasetError as exc:  # this class is full: the other classes still get their pictures
-                full.add(name)
+            except DatasetError as exc:  # e.g. the class was removed meanwhile (another tab)
+                room[name] = 0
                 notes.append(str(exc))
             except CnnError:
                 refused += 1
+            else:
+                added += new
+                same += not new
+                room[name] -= new
+        notes += [f"{name!r} is full ({MAX_EXAMPLES} examples): {n} of its pictures were left out"
+                  for name, n in left_out.items() if n]
+        if same:
+            notes.append(f"{same} picture(s) were already examples and were kept once")
         if refused:
             notes.append(f"{refused} picture(s) had nothing to learn from (blank, or no ink found) and were left out")
         return added, notes
@@ -294,7 +340,13 @@ class ClassSet:
         """Add the images of a class-folder .zip (checked to the bottom as Configure checks one: its directory,
         then every image's header) to this set: (examples added, notes)."""
         root, classes = find_class_root(unpack_zip(Path(path)))
+        if len(classes) > MAX_CLASSES:  # said before any image is read
+            raise DatasetError(f"the .zip has {len(classes)} class folders; a class set holds at most {MAX_CLASSES}")
         found = inspect_images(root, classes, max_side=4096)
+        if len(found.files) > MAX_CLASSES * MAX_EXAMPLES:  # said before any image is prepared
+            raise DatasetError(f"the .zip holds {len(found.files):,} images; a class set holds at most "
+                               f"{MAX_CLASSES} classes × {MAX_EXAMPLES} = {MAX_CLASSES * MAX_EXAMPLES:,} examples. "
+                               "Train on it as a dataset on Configure instead")
         added, notes = self.import_folders(root, classes, found.files, found.labels)
         if found.skipped:
             notes.insert(0, f"{len(found.skipped)} file(s) were not usable images and were skipped")
@@ -317,14 +369,14 @@ def spec_for(kind: str, num_classes: int, train_images: int, start_from: str = "
     steps (about 300: on 8 hands of 3 shapes × 15 drawings, 150 steps read 90–100% of new drawings, 300 steps
     98–100%, in 4.6 s), and augmentation (shift, rotation, zoom) while there are fewer than 100 examples a class —
     bench/own_classes.py measures it (see the README). `start_from` a shipped model (its `layers`, for
-    drawings): its filters are copied and frozen, and only the rest learns (transfer learning)."""
+    drawings): its filters are copied and frozen, its batch norms adjust, and the rest learns (transfer learning)."""
     spec = preset("default", KINDS[kind], num_classes)
     if start_from != "scratch":
         if kind != "drawings" or not layers:
             raise DatasetError(f"only drawings (28×28 grey, as MNIST) can start from {start_from}'s filters")
         spec.layers = list(layers)
     batch = 16
-    epochs = int(min(120, max(10, math.ceil(300 * batch / max(1, train_images)))))
+    epochs = int(min(300, max(10, math.ceil(300 * batch / max(1, train_images)))))  # ≥ 300 steps from 8 examples
     small = train_images < 100 * num_classes
     spec.train = TrainConfig(optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", batch_size=batch,
                              epochs=epochs, validation_split=0.0, seed=0, start_from=start_from,

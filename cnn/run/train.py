@@ -159,10 +159,45 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
     return Reporter()
 
 
+HEAD_LAYERS = ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense")  # where the filters end
+
+
+def check_start_from(spec) -> None:
+    """Before a training is queued: TrainingError when `spec` cannot start from its `start_from` model's
+    filters — its layers before the Flatten must be that model's (same types and sizes) on the same input
+    channels. Reads the shipped model's spec (JSON), not its weights."""
+    source = spec.train.start_from
+    if source == "scratch":
+        return
+    from cnn.model.spec import ModelSpec
+    from cnn.store.registry import is_shipped, model_info
+
+    if not is_shipped(source):
+        raise TrainingError(f"{source!r} is not a model that ships with the app, so its filters cannot be reused")
+    theirs = ModelSpec.from_dict(model_info(source).spec)
+
+    def features(s):
+        found = []
+        for layer in s.layers:
+            if type(layer).__name__ in HEAD_LAYERS:
+                break
+            found.append(layer)
+        return found
+
+    if spec.input_shape[-1] != theirs.input_shape[-1]:
+        raise TrainingError(f"{source} reads {theirs.input_shape[-1]}-channel images and this model "
+                            f"{spec.input_shape[-1]}-channel ones: its filters cannot be reused")
+    if features(spec) != features(theirs):
+        raise TrainingError(f"to start from {source}'s filters, the layers before Flatten must be its own "
+                            f"({', '.join(type(layer).__name__ for layer in features(theirs))}, same sizes): "
+                            f"choose the {theirs.preset} preset's layers, or start from scratch")
+
+
 def reuse_filters(model, source: str) -> list[str]:
     """Transfer learning: copy the weights of the shipped model `source`'s layers before its Flatten (convs and
     batch norms, in order) into `model`'s, and freeze the convs, so that only the rest learns. Returns the
-    names of the layers copied; TrainingError when the layers do not match (with both shapes)."""
+    names of the layers copied; TrainingError when the layers do not match (with both shapes). The batch norms
+    stay trainable: their statistics adjust to the new images."""
     from cnn.store.registry import is_shipped, load_model, model_info
 
     if not is_shipped(source):
@@ -172,7 +207,7 @@ def reuse_filters(model, source: str) -> list[str]:
     def feature_layers(m):
         found = []
         for layer in m.layers:
-            if type(layer).__name__ in ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense"):
+            if type(layer).__name__ in HEAD_LAYERS:
                 break
             if layer.weights:
                 found.append(layer)

@@ -236,11 +236,15 @@ class WorkerPool:
         that it has imported TensorFlow by then; at most one waits, and it exits when idle too long. True when
         one was started."""
         with self._lock:
-            if any(w.alive() and not w.worn() for w in self._idle):
-                return False
-            self._idle.append(Worker())
-            self._arm_timer()
-        return True
+            worn = [w for w in self._idle if w.worn()]  # recycled now, not kept beside the new one
+            self._idle = [w for w in self._idle if w not in worn]
+            started = not self._idle
+            if started:
+                self._idle.append(Worker())
+                self._arm_timer()
+        for worker in worn:
+            worker.close()
+        return started
 
     def release(self, worker: Worker, healthy: bool) -> None:
         """Take a worker back after its training: kept warm, or recycled when worn or unhealthy."""

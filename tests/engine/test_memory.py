@@ -31,6 +31,12 @@ def test_estimate_parts_scale_as_they_should():
     assert data.data == (3 * 10_000 + 2000) * 784
     assert estimate(analysis, 32, train_images=10_000, image_bytes=784, test_images=2000, streamed=True).data == \
         (4096 + 2000) * 784
+    # A streamed split small enough for the shuffle buffer is cached whole (cnn.run.train): counted twice.
+    assert estimate(analysis, 32, train_images=36, image_bytes=784, test_images=9, streamed=True).data == \
+        (2 * 36 + 9) * 784
+    assert estimate(analysis, 32, train_images=4096, image_bytes=784, test_images=0, streamed=True).data == \
+        2 * 4096 * 784  # the largest cached split; one more image and only the buffer is held
+    assert estimate(analysis, 32, train_images=4097, image_bytes=784, test_images=0, streamed=True).data == 4096 * 784
 
 
 def test_catalogue_datasets_are_costed_without_loading(small_data):

@@ -5,7 +5,7 @@ import pytest
 from cnn.figures.style import SIGNED, UNSIGNED, value_style
 from cnn.figures.lessons import channels_row, maps_row, values_heatmap
 from cnn.figures.pictures import colorize, feature_maps, kernels_grid, mosaic
-from cnn.core.text import accuracy_text, date_text, probability_text
+from cnn.core.text import accuracy_text, date_text, markdown_text, probability_text
 
 
 @pytest.mark.parametrize("p, text", [(1.0, "> 99.9%"), (0.99996, "> 99.9%"), (0.9995, "> 99.9%"),
@@ -92,3 +92,14 @@ def test_square_grid_keeps_the_values_in_order_and_blanks_the_rest():
     grid = square_grid(np.arange(10), 7)
     assert grid.shape == (3, 3)
     assert grid.ravel()[:7].tolist() == list(range(7)) and np.isnan(grid.ravel()[7:]).all()
+
+
+@pytest.mark.parametrize("name", ["**bold**", "[click](https://x.example)", ":red[alarm]", ":material/home:",
+                                  "# head", "a_b_c", "`code`", "$x^2$", "<b>x</b>"])
+def test_a_class_name_is_shown_literally_in_markdown(name):
+    import markdown_it
+
+    rendered = markdown_it.MarkdownIt().renderInline(markdown_text(name))
+    assert "<strong>" not in rendered and "<a " not in rendered and "<code>" not in rendered
+    assert "\\" not in rendered  # every escape is consumed: the reader sees the name itself
+    assert ":" not in markdown_text(name).replace("\\:", "")  # no Streamlit colour or icon directive can start

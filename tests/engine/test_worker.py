@@ -136,12 +136,16 @@ def test_the_next_training_runs_on_the_warm_child_which_is_recycled_when_worn_or
     monkeypatch.undo()
     # Idle: an idle server gives the child's memory back.
     assert WORKERS.close_idle() == 0 and fourth.process.is_alive()  # not idle long enough yet
-    monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)
-    assert WORKERS.close_idle() == 1 and WORKERS.idle_count() == 0
+    monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)  # the warm one is now worn: a prewarm replaces it
+    assert WORKERS.prewarm() is True and WORKERS.idle_count() == 1
+    monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 300.0)
+    assert WORKERS.close_idle() == 0 and WORKERS.idle_count() == 1
+    assert WORKERS.close_idle(everything=True) == 1 and WORKERS.idle_count() == 0
     assert fourth.process.exitcode == 0
 
 
 def test_a_prewarmed_worker_takes_the_next_training_and_only_one_waits(tmp_path, small_data, monkeypatch):
+    WORKERS.close_idle(everything=True)  # whatever earlier tests left warm
     assert WORKERS.prewarm() is True
     assert WORKERS.prewarm() is False and WORKERS.idle_count() == 1  # one is enough
     one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))

@@ -6,6 +6,7 @@ import shutil
 import zipfile
 
 import pytest
+from PIL import Image
 
 from app.drawing import rasterise, vet_drawing
 from cnn.data.own import ClassSet
@@ -56,6 +57,19 @@ def test_classes_are_made_checked_renamed_and_deleted(classes_dir):
     assert own.classes() == ["ring", "square"]
     at.button(key="classes_do_remove_square").click().run()
     assert own.classes() == ["ring"] and not at.exception
+    # Another tab deletes what this one still shows: pressing it here is no traceback.
+    add_class(at, "square")
+    draw(own, "square", 2)
+    at.run()
+    other = ClassSet(classes_dir)
+    shown = own.examples("square")[0]
+    other.remove_example("square", shown)
+    at.button(key=f"classes_del_square_{shown}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    other.remove_class("square")
+    at.button(key="classes_do_remove_square").click().run()
+    assert not at.exception and own.classes() == ["ring"]
+    assert not texts(at, "error")
 
 
 def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir, default_model_dir, tmp_path,
@@ -75,7 +89,11 @@ def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir, defa
     assert any("20 examples to learn from and 4 held out" in s for s in texts(at, "caption"))
     assert any("not calibrated" in s for s in texts(at, "caption"))  # 4 held out: too few to calibrate
     at.toggle(key="classes_transfer").set_value(True).run()  # start from the shipped model's filters
+    stale = own.root / "snapshots" / ("0" * 16 + "-my-classes.zip")  # classes no saved model was trained on
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(own.zip_bytes())
     at.button(key="classes_train").click().run()
+    assert not stale.exists() and len(list(stale.parent.iterdir())) == 1  # only what this training reads
     assert not at.exception, [e.value for e in at.exception]
     assert any("**Job:** my-classes" in s for s in texts(at, "markdown"))  # Train opened, the job on it
     at.switch_page("pages/train.py")  # AppTest reruns the page it was switched to last
@@ -97,6 +115,34 @@ def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir, defa
     for chapter in range(1, 9):  # every chapter, the gradient step on the frozen (transferred) filters too
         at.segmented_control(key="learn_chapter").set_value(chapter).run()
         assert not at.exception, (chapter, [e.value for e in at.exception])
+
+
+def test_uploaded_pictures_are_prepared_once_and_a_repeat_is_kept_once(classes_dir, monkeypatch):
+    own = ClassSet(classes_dir)
+    own.add_class("circle")
+    prepared, original = [], ClassSet.prepare
+
+    def counting(self, source):
+        prepared.append(1)
+        return original(self, source)
+
+    monkeypatch.setattr(ClassSet, "prepare", counting)
+    pictures = [rasterise(vet_drawing(canvas_json(strokes), 280), 280) for strokes in drawings("circle", 2, 4)]
+    files = []
+    for i, picture in enumerate([*pictures, pictures[0]]):  # the third is the first again
+        out = io.BytesIO()
+        Image.fromarray(picture).save(out, format="PNG")
+        files.append((f"c{i}.png", out.getvalue(), "image/png"))
+    at = open_app("classes")
+    at.segmented_control(key="classes_source").set_value("Upload").run()
+    at.file_uploader(key="classes_files_0").set_value(files).run()
+    assert len(prepared) == 3 and not at.exception
+    at.run()  # any rerun (a click elsewhere): nothing is prepared again
+    assert len(prepared) == 3
+    at.button(key="classes_add_files").click().run()
+    assert own.counts() == {"circle": 2}
+    assert any("Added 2 examples" in t.value for t in at.toast) and any("1 was already in circle" in t.value
+                                                                      for t in at.toast)
 
 
 def test_the_zip_downloads_and_uploads_back(classes_dir):

@@ -121,11 +121,15 @@ def model_of(info: registry.ModelInfo):
                                    spinner=f"Loading model {info.name}…")
 
 
-def dataset(name: str):
-    """cnn.data.datasets.load_dataset(name), loaded once (while it stays in the cache)."""
+def dataset(name: str, split: str = "by-class"):
+    """cnn.data.datasets.load_dataset(name), loaded once (while it stays in the cache); `split`: how class
+    folders' held-out images are chosen (registry.dataset_split: as a saved model was tested)."""
     from cnn.data.load import load_dataset
 
-    return _caches()["datasets"].get(name, lambda: load_dataset(name), spinner="Loading the dataset…")
+    if split == "by-class":
+        return _caches()["datasets"].get(name, lambda: load_dataset(name), spinner="Loading the dataset…")
+    return _caches()["datasets"].get(f"{name}\n{split}", lambda: load_dataset(name, split=split),
+                                     spinner="Loading the dataset…")
 
 
 dataset.clear = lambda: _caches()["datasets"].clear()  # as tests (and a maintainer) expect of a cache
@@ -181,7 +185,7 @@ def model_dataset(info: registry.ModelInfo):
     if name in _stand_in_reasons:  # failed once in this process: do not retry a download on every rerun
         return dataset(STAND_INS[name])
     try:
-        return dataset(name)
+        return dataset(name, **registry.dataset_split(info))
     except DatasetError as exc:
         if name not in STAND_INS:
             raise

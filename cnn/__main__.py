@@ -25,7 +25,7 @@ from cnn.run.distribute import STRATEGIES, make_strategy, parse_workers, read_tf
 from cnn.run.workflows import calibrate_model, saved_as_message, train_and_save
 from cnn.store.export import FORMATS, available_formats, export_model
 from cnn.store.housekeeping import clean_up_at_start
-from cnn.store.registry import check_name, dataset_to_load, list_models, load_model, model_info, models_dir
+from cnn.store.registry import check_name, dataset_split, dataset_to_load, list_models, load_model, model_info, models_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -199,7 +199,8 @@ def load_for_cli(name):
 
 def cmd_evaluate(args):
     info, model = load_for_cli(args.name)
-    dataset = load_dataset(args.dataset or dataset_to_load(info), limit=args.limit)
+    dataset = load_dataset(args.dataset or dataset_to_load(info), limit=args.limit,
+                           **({} if args.dataset else dataset_split(info)))
     shape, classes = tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1])
     if tuple(dataset.input_shape) != shape:
         fail(f"model {info.name!r} takes {'×'.join(map(str, shape))} images but {dataset.name} has "

@@ -185,20 +185,47 @@ def _decode_pipeline(paths, labels, image_size, channels):
     return data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+SPLITS = ("by-class", "shuffled")  # how a folder's held-out images are chosen: now, and before Dec 2026
+
+
+def shuffled_split(n: int, test_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices as models trained before the split by class were tested: the last test_split of
+    a seeded shuffle (kept so that those models are evaluated on the images they were tested on)."""
+    order = np.random.RandomState(seed).permutation(n)
+    n_test = max(1, int(test_split * n))
+    return order[:-n_test], order[-n_test:]
+
+
+def split_by_class(labels: np.ndarray, test_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices, reproducibly: max(1, test_split of all) held out, spread over the classes in
+    proportion to their sizes (a seeded shuffle within each class, then the classes interleaved), so that a
+    small set never tests one class on none of its images and another on many."""
+    order = np.random.RandomState(seed).permutation(len(labels))
+    counts = np.bincount(labels, minlength=int(labels.max()) + 1)
+    rank = np.empty(len(labels))
+    for k in range(len(counts)):  # each image's place within its class, as a share of the class
+        mine = order[labels[order] == k]
+        rank[mine] = (np.arange(len(mine)) + 0.5) / max(1, len(mine))
+    spread = order[np.argsort(rank[order], kind="stable")]  # the classes interleaved, in proportion
+    n_test = max(1, int(test_split * len(labels)))
+    return spread[:-n_test], spread[-n_test:]
+
+
 def load_folder(path, image_size: tuple[int, int] | None = None, color_mode: str | None = None,
-                test_split: float = 0.2, seed: int = 0, max_side: int = 64) -> Dataset:
+                test_split: float = 0.2, seed: int = 0, max_side: int = 64, split: str = "by-class") -> Dataset:
     """Class folders (or a .zip of them): the training split is streamed; the held-out split (test and
     validation) is read into memory. Images are resized to the most common size (at most max_side).
 
     Every image is vetted first (inspect_images): unusable ones are skipped and counted in `notes`; the
     dataset is refused (DatasetError naming them) when a class keeps fewer than 2 images. A refused .zip
-    leaves nothing in the cache."""
+    leaves nothing in the cache. `split`: "by-class" (the held-out images spread over the classes) or
+    "shuffled" (as models saved before that were tested: metrics.json's "split" says which)."""
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path} does not exist")
     folder = unpack_zip(path) if path.is_file() else path
     try:
-        return _load_classes(path, folder, image_size, color_mode, test_split, seed, max_side)
+        return _load_classes(path, folder, image_size, color_mode, test_split, seed, max_side, split)
     except DatasetError:
         if path.is_file() and folder.parent == cache_dir() / "datasets":
             import shutil
@@ -208,7 +235,7 @@ def load_folder(path, image_size: tuple[int, int] | None = None, color_mode: str
         raise
 
 
-def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_side) -> Dataset:
+def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_side, split) -> Dataset:
     root, classes = find_class_root(folder)
     found = inspect_images(root, classes, max_side)
     counts = np.bincount(found.labels, minlength=len(classes))
@@ -218,11 +245,9 @@ def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_si
         raise DatasetError(f"every class needs at least 2 usable images; {', '.join(thin)} has fewer{skipped}")
     image_size, color_mode = tuple(image_size or found.size), color_mode or found.color
     channels = 1 if color_mode == "grayscale" else 3
-    # Split the vetted files once, reproducibly: the last test_split of a seeded shuffle is held out.
-    order = np.random.RandomState(seed).permutation(len(found.files))
-    n_test = max(1, int(test_split * len(order)))
     files, labels = np.array([str(p) for p in found.files]), np.asarray(found.labels)
-    train_idx, test_idx = order[:-n_test], order[-n_test:]
+    train_idx, test_idx = split_by_class(labels, test_split, seed) if split == "by-class" else \
+        shuffled_split(len(labels), test_split, seed)
     import tensorflow as tf
 
     try:

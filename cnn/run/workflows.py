@@ -13,7 +13,7 @@ from cnn.data.splits import split_validation
 from cnn.explain.film import film_probe, film_recorder_class
 from cnn.model.spec import ModelSpec
 from cnn.run.train import TrainResult, train
-from cnn.store.registry import check_name, is_shipped, load_model, model_info, save_model, unique_name, write_extra_file
+from cnn.store.registry import check_name, dataset_split, is_shipped, load_model, model_info, save_model, unique_name, write_extra_file
 
 
 def _split_for(dataset, train_config):
@@ -41,7 +41,7 @@ def calibrate_model(name: str, dataset=None, flag_share: float = FLAG_SHARE, max
         if source in (None, "", "?", "unknown"):
             raise CalibrationError(f"model {name!r} does not say which dataset it was trained on: give one "
                                    "(--dataset NAME)")
-        dataset = load_dataset(source)
+        dataset = load_dataset(source, **(dataset_split(info) if dataset is None else {}))
     if tuple(dataset.input_shape) != info.input_shape or dataset.num_classes != len(info.class_names):
         raise CalibrationError(f"model {name!r} takes {info.input_shape} images in {len(info.class_names)} "
                                f"classes but {dataset.name} has {dataset.input_shape} and {dataset.num_classes}")
@@ -90,7 +90,7 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
                           on_progress=on_eval_progress, calibration=calibration)
     metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
-               "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
+               **({"split": "by-class"} if is_folder(dataset.name) else {}), "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
                "train_seconds": round(result.seconds, 2), "status": result.status}
     if calibration is None:
         metrics["calibration_note"] = why

@@ -33,7 +33,7 @@ from cnn.data.datasets import STAND_INS, apply_limit, is_folder
 from cnn.data.load import load_dataset, where
 from cnn.data.uploads import cache_dir
 from cnn.model.builder import rebuild
-from cnn.store.registry import load_model, model_info
+from cnn.store.registry import dataset_split, load_model, model_info
 
 FORMATS = {  # format → (file suffix, what it is for)
     "keras": (".keras", "Keras 3 model: load with keras.saving.load_model"),
@@ -132,7 +132,7 @@ def model_dataset(info):
     if name in STAND_INS and where(name).startswith("download"):
         return load_dataset(STAND_INS[name])  # offline: never start a download for a check
     try:
-        return load_dataset(name)
+        return load_dataset(name, **dataset_split(info))
     except DatasetError as exc:
         if name not in STAND_INS:
             raise ExportError(f"cannot check the export of {info.name!r}: {exc}") from None

@@ -202,6 +202,7 @@ METRICS = {
     "params": count(10 ** 10),
     "dataset": dataset_name,
     "dataset_source": text(4096),  # where the images were on this server; never taken from an upload
+    "split": choice(("by-class", "shuffled")),  # how a folder's held-out images were chosen (absent: shuffled)
     "imported_from": text(200),  # the uploaded file's name (sanitised)
     "import_notes": notes,  # what import_model dropped, for the Models page
     # Calibration (cnn.analysis.calibration): the numbers Evaluation.summary() adds, and why a model has none.

@@ -268,6 +268,12 @@ def list_models() -> list[ModelInfo]:
     return sorted(infos, key=lambda i: (i.created, i.name), reverse=True)
 
 
+def dataset_split(info: ModelInfo) -> dict:
+    """load_dataset's options that give the held-out images `info` was tested on: class folders were split by
+    class from Dec 2026 ("split" in metrics.json), a seeded shuffle before."""
+    return {"split": info.metrics.get("split", "shuffled")} if is_folder(info.dataset) else {}
+
+
 def dataset_to_load(info: ModelInfo) -> str:
     """What to pass to cnn.data.datasets.load_dataset for the images `info` was trained on: a catalogue name, or the
     class folders this server read. DatasetError (for the page to show) when they are not available here."""

@@ -347,3 +347,31 @@ def test_snapshots_no_model_reads_are_deleted(tmp_path):
     third = own.snapshot()
     assert own.prune_snapshots({str(first), third, None}) == 1
     assert first.is_file() and not second.exists() and third.is_file()
+
+
+def test_the_held_out_images_are_spread_over_the_classes_and_old_models_keep_theirs(tmp_path):
+    from cnn.data.folders import shuffled_split, split_by_class
+    from cnn.run.workflows import train_and_save
+    from cnn.store.registry import dataset_split, model_info, using_models_dir
+
+    labels = np.repeat([0, 1, 2], [5, 5, 40])
+    for seed in range(20):  # whatever the seed: each class tested on its share (1, 1 and 8 of 10)
+        train_idx, test_idx = split_by_class(labels, 0.2, seed)
+        assert np.bincount(labels[test_idx]).tolist() == [1, 1, 8]
+        assert sorted([*train_idx, *test_idx]) == list(range(50))
+    own = filled(tmp_path, per_class=5)
+    data = load_dataset(str(own.snapshot()))
+    assert np.bincount(data.y_test).tolist() == [1, 1, 1]  # 3 held out: one of each shape
+    spec = spec_for(own.kind, 3, data.num_train)
+    spec.train.epochs = 1
+    with using_models_dir(tmp_path / "models"):
+        info = train_and_save(spec, data, "shapes", film=False)[2]
+        assert info.metrics["split"] == "by-class" and dataset_split(model_info("shapes")) == {"split": "by-class"}
+        metrics = tmp_path / "models" / "shapes" / "metrics.json"
+        old = json.loads(metrics.read_text())
+        del old["split"]  # a model saved before the split by class
+        metrics.write_text(json.dumps(old))
+        assert dataset_split(model_info("shapes")) == {"split": "shuffled"}
+    before = load_dataset(str(own.snapshot()), split="shuffled")
+    _, test_idx = shuffled_split(15, 0.2, 0)
+    assert before.num_test == 3 and sorted(before.y_test.tolist()) == sorted((test_idx // 5).tolist())

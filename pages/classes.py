@@ -10,7 +10,7 @@ from app import chrome, jobs, resources, session, workspaces
 from app.drawing import rasterise, vet_drawing
 from cnn.analysis.calibration import MIN_VALIDATION
 from cnn.core.errors import CnnError, EmptyImageError
-from cnn.core.text import safe_label
+from cnn.core.text import markdown_text, safe_label
 from cnn.data.imageio import ACCEPTED_FORMATS
 from cnn.data.own import (FOLDER, KINDS, MAX_CLASSES, MAX_EXAMPLES, MIN_EXAMPLES, SUGGESTED_EXAMPLES, ClassSet,
                           spec_for)
@@ -237,15 +237,16 @@ def upload_ui(own: ClassSet, name: str, round_: int) -> None:
 def class_card(own: ClassSet, name: str) -> None:
     examples = own.examples(name)
     with st.container(border=True, key=f"classes_card_{name}"):
-        head, rename, remove = st.columns([4, 1, 1], vertical_alignment="center")
+        row = st.container(horizontal=True, vertical_alignment="center", gap="small")  # wraps when narrow
         short = MIN_EXAMPLES - len(examples)
-        head.markdown(f"**{name}** · {len(examples)} example{'s' if len(examples) != 1 else ''}"
-                      + (f" · :orange[{short} more needed]" if short > 0 else ""))
-        with rename.popover("Rename", icon=":material/edit:", width="stretch"):
+        row.markdown(f"**{markdown_text(name)}** · {len(examples)} example{'s' if len(examples) != 1 else ''}"
+                     + (f" · :orange[{short} more needed]" if short > 0 else ""), width="stretch")
+        row = row.container(horizontal=True, width="content", gap="small")  # the two buttons wrap together
+        with row.popover("Rename", icon=":material/edit:"):
             st.text_input("New name", value=name, key=f"classes_rename_{name}", max_chars=24)
             st.button("Rename", key=f"classes_do_rename_{name}", on_click=rename_class, args=(name,))
-        with remove.popover("Remove", icon=":material/delete:", width="stretch"):
-            st.caption(f"Remove {name!r} and its {len(examples)} examples?")
+        with row.popover("Remove", icon=":material/delete:"):
+            st.caption(f"Remove {markdown_text(repr(name))} and its {len(examples)} examples?")
             st.button("Remove the class", key=f"classes_do_remove_{name}", on_click=remove_class, args=(name,),
                       type="primary")
         if not examples:

@@ -376,7 +376,10 @@ def spec_for(kind: str, num_classes: int, train_images: int, start_from: str = "
             raise DatasetError(f"only drawings (28×28 grey, as MNIST) can start from {start_from}'s filters")
         spec.layers = list(layers)
     batch = 16
-    epochs = int(min(300, max(10, math.ceil(300 * batch / max(1, train_images)))))  # ≥ 300 steps from 8 examples
+    # ~300 steps even for the smallest sets (up to 300 epochs). 5 drawings a class, 3 hands, same run
+    # (bench/own_classes.py --engine --examples 5 --seeds 3): 120 epochs read 93.3% worst / 97.0% mean of new drawings
+    # in 6.2 s, 300 epochs 96.7 / 98.1% in 11.4 s; with transfer 96.7 / 98.9% → 100 / 100%.
+    epochs = int(min(300, max(10, math.ceil(300 * batch / max(1, train_images)))))
     small = train_images < 100 * num_classes
     spec.train = TrainConfig(optimizer="adam", learning_rate=3e-3, lr_schedule="cosine", batch_size=batch,
                              epochs=epochs, validation_split=0.0, seed=0, start_from=start_from,

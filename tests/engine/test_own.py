@@ -191,7 +191,7 @@ def test_the_spec_for_a_small_set_augments_and_takes_enough_steps(tmp_path):
     spec = spec_for("drawings", 3, 36)
     validate(spec)
     assert spec.input_shape == (28, 28, 1) and spec.num_classes == 3
-    for images in (8, 12, 36, 150):  # the fewest a set can have (2 classes × 4 to learn from) and more
+    for images in (8, 12, 36, 150, 600):  # from the fewest a set can have (2 classes × 4 to learn from)
         steps = spec_for("drawings", 3, images).train.epochs * -(-images // 16)
         assert 290 <= steps <= 420, (images, steps)  # about 300 steps however small the set
     assert not spec_for("photos", 2, 400).train.augmentation.active

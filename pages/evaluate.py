@@ -7,7 +7,7 @@ from cnn.data.datasets import dataset_title
 from cnn.core.errors import CnnError
 from cnn.figures.curves import confusion_heatmap, per_class_bars
 from cnn.figures.probabilities import ood_histogram, probabilities_bar, reliability_diagram
-from cnn.figures.pictures import overlay
+from cnn.figures.pictures import enlarge, overlay
 from cnn.analysis.inference import explain
 from cnn.core.text import accuracy_text, markdown_text, probability_text
 
@@ -16,19 +16,13 @@ tab = chrome.page_setup()
 GALLERY = 24  # images per gallery
 
 
-def enlarge(image):
-    """A small image (H, W, C) three times bigger, pixels kept sharp."""
-    return np.kron(image[..., 0] if image.shape[-1] == 1 else image,
-                   np.ones((3, 3, 1) if image.shape[-1] == 3 else (3, 3), dtype=np.uint8))
-
-
 def gallery(indices, captions, key: str) -> None:
     """Test images in a grid and a closer look at the one picked. Every widget inside is keyed by `key`, so
     several galleries can share a page."""
     if len(indices) == 0:
         st.caption("No images here.")
         return
-    st.image([enlarge(data.x_test[i]) for i in indices], caption=captions, width=84)
+    st.image([enlarge(data.x_test[i], 3) for i in indices], caption=captions, width=84)
     pick = st.selectbox("Look closer at", range(len(indices)), format_func=lambda i: captions[i],
                         key=f"{key}_pick")
     closer_look(int(indices[pick]), key)
@@ -173,7 +167,7 @@ def hardest_ui() -> None:
             done / total, text=f"Scanning training images: {done:,}/{total:,}"))
         bar.empty()
         suspects = train_eval.hardest(GALLERY)
-        st.image([enlarge(data.x_train[i]) for i in suspects], width=84,
+        st.image([enlarge(data.x_train[i], 3) for i in suspects], width=84,
                  caption=[f"train #{i} · labelled {info.class_names[data.y_train[i]]}, model says "
                           f"{info.class_names[train_eval.y_pred[i]]} {probability_text(train_eval.confidence[i], 0)}"
                           for i in suspects])

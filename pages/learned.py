@@ -9,7 +9,7 @@ from app import chrome, learned, resources, session
 from cnn.core.errors import CnnError
 from cnn.explain.embedding import TSNE_SIZE
 from cnn.explain.maximise import model_fields
-from cnn.figures.pictures import embedding_scatter, filters_grid
+from cnn.figures.pictures import embedding_scatter, enlarge, filters_grid
 from cnn.figures.probabilities import probabilities_bar
 from cnn.analysis.inference import conv_layers, predict_proba
 from cnn.core.text import markdown_text, probability_text
@@ -74,14 +74,6 @@ def classes_view(info, model) -> None:
 # The test set as the network sees it
 # ---------------------------------------------------------------------------
 
-def enlarged(image, side: int = 196) -> np.ndarray:
-    """A small uint8 image enlarged to about `side` px with sharp pixels (for st.image)."""
-    image = np.asarray(image)
-    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
-    scale = max(1, side // max(image.shape[:2]))
-    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-
-
 def picked_point(event) -> tuple[int, int, int] | None:
     """(test image index, true class, predicted class) of the clicked point, or None."""
     custom = learned.clicked_values(event)
@@ -101,7 +93,7 @@ def picked_ui(picked, info, model, data) -> None:
     probs = predict_proba(model, image)
     predicted = int(probs.argmax())
     right = predicted == label
-    st.image(enlarged(image), caption=f"test image {index}", width=196)
+    st.image(enlarge(image, side=196), caption=f"test image {index}", width=196)
     st.markdown(f"True label **{markdown_text(info.class_names[label])}** · predicted **{markdown_text(info.class_names[predicted])}** "
                 f"({probability_text(probs[predicted])}) · "
                 + (":green[:material/check_circle: right]" if right else ":red[:material/cancel: wrong]"))

@@ -11,7 +11,7 @@ from cnn.data.datasets import dataset_title
 from cnn.core.errors import CnnError, EmptyImageError, ImageError
 from cnn.analysis.calibration import LOW_CONFIDENCE, assess
 from cnn.figures.probabilities import ood_gauge, probabilities_bar, temperature_bars
-from cnn.figures.pictures import feature_maps, kernels_grid, overlay, sweep_lines, vector_bars
+from cnn.figures.pictures import enlarge, feature_maps, kernels_grid, overlay, sweep_lines, vector_bars
 from cnn.analysis.inference import SWEEPS, conv_kernels, conv_layers, explain, inner_layers, map_layers, robustness
 from cnn.analysis.predict import predict_images
 from cnn.data.imageio import ACCEPTED_FORMATS
@@ -155,16 +155,8 @@ def steps_ui(box, steps) -> None:
     cols = [col for start in range(0, len(steps), 4) for col in box.columns(4)]
     for col, step in zip(cols, steps):
         with col:
-            st.image(sharp(step.image, 150), width="stretch")
+            st.image(enlarge(step.image, side=150), width="stretch")
             st.caption(f"**{step.name}**{' (off)' if not step.enabled else ''}: {step.note}")
-
-
-def sharp(image, side: int = 224):
-    """A small uint8 image enlarged to about `side` pixels with square, sharp pixels (for st.image)."""
-    image = np.asarray(image)
-    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
-    scale = max(1, side // max(image.shape[:2]))
-    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
 
 
 def activations_ui(model, result) -> None:
@@ -329,7 +321,7 @@ def result_ui(info, model, x, true_label) -> None:
     head, chart = st.columns([1, 2])
     with head:
         shape = "×".join(map(str, x.shape))
-        st.image(sharp(x), caption=f"model input ({shape}) · " + ("nothing yet" if blank else f"{ink} ink pixels"),
+        st.image(enlarge(x, side=224), caption=f"model input ({shape}) · " + ("nothing yet" if blank else f"{ink} ink pixels"),
                  width="stretch")  # never wider than its column (224 px cut it off on a tablet)
         if blank:
             st.metric("Prediction", "—", "nothing to read yet", delta_color="off")

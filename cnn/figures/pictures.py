@@ -45,6 +45,15 @@ def square_grid(vector, count: int) -> np.ndarray:
     return np.pad(values, (0, side * side - len(values)), constant_values=np.nan).reshape(side, side)
 
 
+def enlarge(image, scale: int | None = None, side: int = 84) -> np.ndarray:
+    """A small image (H, W), (H, W, 1) or (H, W, 3) `scale` times bigger (default: about `side` px), each
+    pixel a sharp square — for st.image, which would smooth it. Grey comes back (H', W'), colour (H', W', 3)."""
+    image = np.asarray(image)
+    image = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    scale = scale or max(1, side // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
 def png_uri(rgb: np.ndarray, scale: int = 1) -> str:
     """A (H, W, 3) uint8 image as a PNG data URI (enlarged `scale` times with sharp pixels)."""
     import base64
@@ -184,7 +193,7 @@ def _image_grid(tiles, columns: int, hover: list[str], customdata: list, title: 
     if tiles.shape[-1] == 1:
         tiles = np.repeat(tiles, 3, axis=-1)  # grayscale shown as gray pixels
     pixels, origins = mosaic(tiles, columns, fill=np.uint8(255))
-    big = np.kron(pixels, np.ones((scale, scale, 1), np.uint8))  # crisp pixels at any zoom
+    big = enlarge(pixels, scale)  # crisp pixels at any zoom
     h, w = tiles.shape[1:3]
     fig = go.Figure(go.Image(source=png_uri(big), dx=1 / scale, dy=1 / scale, x0=-0.5 + 0.5 / scale,
                              y0=-0.5 + 0.5 / scale, hoverinfo="skip"))

@@ -103,3 +103,16 @@ def test_a_class_name_is_shown_literally_in_markdown(name):
     assert "<strong>" not in rendered and "<a " not in rendered and "<code>" not in rendered
     assert "\\" not in rendered  # every escape is consumed: the reader sees the name itself
     assert ":" not in markdown_text(name).replace("\\:", "")  # no Streamlit colour or icon directive can start
+
+
+def test_one_enlarger_keeps_pixels_square_and_sharp():
+    from cnn.figures.pictures import enlarge
+
+    grey = np.arange(4, dtype=np.uint8).reshape(2, 2, 1)
+    big = enlarge(grey, 3)
+    assert big.shape == (6, 6) and big.dtype == np.uint8  # grey comes back 2-D, for st.image
+    assert (big[:3, :3] == 0).all() and (big[3:, 3:] == 3).all()  # each pixel a sharp 3×3 square
+    colour = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    np.testing.assert_array_equal(enlarge(colour, 4), np.kron(colour, np.ones((4, 4, 1), np.uint8)))
+    assert enlarge(np.zeros((28, 28, 1), np.uint8), side=196).shape == (196, 196)  # about `side` px
+    assert enlarge(np.zeros((32, 32, 3), np.float32), side=84).shape == (64, 64, 3)  # never smaller, whole steps

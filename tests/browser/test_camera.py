@@ -9,8 +9,7 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from tests.chromium import (CHROMIUM, CHROMIUM_ARGS, check_page, choose, go, metric_value, need_chromium, new_page,
-                            wait_idle)
+from tests.chromium import CHROMIUM, CHROMIUM_ARGS, check_page, choose, go, metric_value, new_page, wait_idle
 
 
 @pytest.fixture(scope="module")
@@ -27,22 +26,19 @@ def digit_video(tmp_path_factory):
 
 
 @pytest.fixture
-def camera_page(digit_video):
-    """A watched tab (see tests/chromium.py) in a Chromium whose camera plays the video, camera allowed."""
-    need_chromium()
-    from playwright.sync_api import sync_playwright
-
+def camera_page(chromium, digit_video):
+    """A watched tab (see tests/chromium.py) in a second Chromium (from the session's Playwright: one per
+    process) whose camera plays the video, camera allowed."""
     video, _ = digit_video
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
-        tab = new_page(browser, 1400, 1200, permissions=["camera"])
-        yield tab
-        tab.wait_for_timeout(300)
-        try:
-            check_page(tab)
-        finally:
-            browser.close()
+    browser = chromium.browser_type.launch(executable_path=CHROMIUM, headless=True, args=[
+        *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}"])
+    tab = new_page(browser, 1400, 1200, permissions=["camera"])
+    yield tab
+    tab.wait_for_timeout(300)
+    try:
+        check_page(tab)
+    finally:
+        browser.close()
 
 
 def test_a_photo_from_the_camera_is_predicted(camera_page, digit_video, app_server):

@@ -49,20 +49,18 @@ def photo_server(tmp_path_factory):
 
 
 @pytest.fixture
-def camera_page(ball_video):
-    need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={ball_video}"])
-        tab = new_page(browser, 1400, 1800, permissions=["camera"])
-        yield tab
-        tab.wait_for_timeout(300)
-        try:
-            check_page(tab)
-        finally:
-            browser.close()
+def camera_page(chromium, ball_video):
+    """A watched tab in a second Chromium (from the session's Playwright: one per process) whose camera plays
+    the video, camera allowed."""
+    browser = chromium.browser_type.launch(executable_path=CHROMIUM, headless=True, args=[
+        *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={ball_video}"])
+    tab = new_page(browser, 1400, 1800, permissions=["camera"])
+    yield tab
+    tab.wait_for_timeout(300)
+    try:
+        check_page(tab)
+    finally:
+        browser.close()
 
 
 def take_photo(page, after: float = 0.2) -> None:

@@ -330,7 +330,7 @@ def learning_chapter(r: Reading) -> None:
     classes = list(range(len(r.info.class_names)))
     # Default: the runner-up class — a label the model finds plausible but does not predict, so there is a loss.
     label = r.kept.widget(cols[0].selectbox, "Teach it that this image is", classes, index=runner_up(probs_now),
-                        format_func=lambda i: f"{r.info.class_names[i]} (now {probability_text(probs_now[i])})",
+                        format_func=lambda i: f"{markdown_text(r.info.class_names[i])} (now {probability_text(probs_now[i])})",
                         key="learn_label")
     suggested = resources.learning_step(str(r.info.path), r.info.mtime, r.x, label, None, first, r.info).learning_rate
     lr = r.kept.widget(cols[1].select_slider, "Learning rate", list(LEARNING_RATES), value=suggested,
@@ -345,7 +345,7 @@ def learning_chapter(r: Reading) -> None:
     cols[1].metric("loss after", f"{step_result.loss_after:.4f}",
                    f"{step_result.loss_after - step_result.loss_before:+.4f}", delta_color="inverse")
     p_before, p_after = step_result.probabilities_before[label], step_result.probabilities_after[label]
-    cols[2].metric(f"p({r.info.class_names[label]})", probability_text(p_after),
+    cols[2].metric(f"p({markdown_text(r.info.class_names[label])})", probability_text(p_after),
                    f"{(p_after - p_before) * 100:+.1f} points" if min(p_before, p_after) >= 0.001 else
                    f"×{p_after / max(p_before, 1e-30):.3g}",
                    help=f"before the step {p_before:.3g}, after it {p_after:.3g}")

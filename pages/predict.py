@@ -130,7 +130,7 @@ def sample_ui(info):
     index = st.session_state[key]
     label = int(data.y_test[index])
     st.caption(f"Test image #{index} of {dataset_title(data.name)} — true label: "
-               f"**{data.class_names[label]}**")
+               f"**{markdown_text(data.class_names[label])}**")
     return data.x_test[index], label
 
 
@@ -334,7 +334,7 @@ def result_ui(info, model, x, true_label) -> None:
                        f"{probability_text(probabilities[top], 0)}).")
         if true_label is not None:
             (st.success if true_label == top else st.warning)(
-                f"True label {info.class_names[true_label]}: {'right' if true_label == top else 'wrong'}")
+                f"True label {markdown_text(info.class_names[true_label])}: {'right' if true_label == top else 'wrong'}")
     with chart:
         st.plotly_chart(probabilities_bar(probabilities, info.class_names, true_label), width="stretch",
                         key="predict_probs")
@@ -355,7 +355,7 @@ def result_ui(info, model, x, true_label) -> None:
     tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="predict_view", on_change="rerun")))
     computed_for = ("For an empty input: each map shows only its layer's biases. Draw or pick an image to see what "
                     "lights up." if blank else
-                    f"For the image predicted as **{info.class_names[top]}** ({ink} ink pixels).")
+                    f"For the image predicted as **{markdown_text(info.class_names[top])}** ({ink} ink pixels).")
     if tabs["Activation maps"].open:
         with tabs["Activation maps"]:
             activations_ui(model, probe)
@@ -399,7 +399,7 @@ def robustness_ui(info, model, x, top: int, computed_for: str) -> None:
     st.plotly_chart(sweep_lines(values, probs, info.class_names, SWEEPS[kind][1], highlight=top),
                     width="stretch", key="predict_sweep_fig")
     stable = values[probs.argmax(axis=1) == top]
-    st.caption(f"The prediction stays '{info.class_names[top]}' for {len(stable)} of {len(values)} settings"
+    st.caption(f"The prediction stays '{markdown_text(info.class_names[top])}' for {len(stable)} of {len(values)} settings"
                + (f" ({stable.min():g} to {stable.max():g})." if len(stable) else ".") + " " + computed_for)
 
 

@@ -198,8 +198,8 @@ def shuffled_split(n: int, test_split: float, seed: int) -> tuple[np.ndarray, np
 
 def split_by_class(labels: np.ndarray, test_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, held-out) indices, reproducibly: max(1, test_split of all) held out, spread over the classes in
-    proportion to their sizes (a seeded shuffle within each class, then the classes interleaved), so that a
-    small set never tests one class on none of its images and another on many."""
+    proportion to their sizes (a seeded shuffle within each class, then the classes interleaved): each class
+    is tested on about its share of them (a class with fewer than 1 / test_split of the images may get none)."""
     order = np.random.RandomState(seed).permutation(len(labels))
     counts = np.bincount(labels, minlength=int(labels.max()) + 1)
     rank = np.empty(len(labels))

@@ -19,6 +19,7 @@ import math
 import os
 import re
 import shutil
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ SUGGESTED_EXAMPLES = 15  # per class: enough for a few shapes with augmentation 
 MAX_EXAMPLES = 200  # per class (a class set is made by hand; more belongs in a .zip on Configure)
 BALANCE = 2.0  # warn when the largest class has more than this many times the examples of the smallest
 MAX_NAME = 24  # characters in a class name
+SNAPSHOT_HOURS = 2  # a snapshot no saved model reads is kept this long (queued trainings are forgotten after 1 h)
 FOLDER = "my-classes"  # the dataset's name in tables and the top folder of its .zip
 _NAME = re.compile(r"^\w[\w \-]*$")  # letters (any script), digits, _ , space and -; no dot, no slash
 _ID = re.compile(r"^[0-9a-f]{16}$")
@@ -260,8 +262,11 @@ class ClassSet:
         with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
             for name in self.classes():
                 for example in self.examples(name):
+                    data = self.example_bytes(name, example)
+                    if data is None:  # deleted meanwhile (another tab): the .zip holds what is left
+                        continue
                     info = zipfile.ZipInfo(f"{FOLDER}/{name}/{example}.png", date_time=(2026, 1, 1, 0, 0, 0))
-                    archive.writestr(info, self.example_path(name, example).read_bytes())
+                    archive.writestr(info, data)
         return out.getvalue()
 
     def snapshot(self) -> Path:
@@ -274,17 +279,24 @@ class ClassSet:
         folder = self.root / "snapshots"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}-{FOLDER}.zip"
-        if not path.exists():
+        if path.exists():
+            os.utime(path)  # read again now: as fresh as a new one (prune_snapshots)
+        else:
             _atomic_write(path, data)
         return path
 
-    def prune_snapshots(self, keep) -> int:
-        """Delete the snapshots no model needs any more (`keep`: the paths that saved or running models read);
+    def prune_snapshots(self, keep, older_than: float = SNAPSHOT_HOURS * 3600) -> int:
+        """Delete the snapshots no saved model reads (`keep`: the paths saved models read) and nothing has made
+        for `older_than` seconds — a training queued or running in another tab reads one made within the hour;
         returns how many went. They count in a hosted visitor's quota."""
         keep = {Path(p).resolve() for p in keep if p}
-        gone = 0
+        gone, now = 0, time.time()
         for path in (self.root / "snapshots").glob(f"*-{FOLDER}.zip"):
-            if path.resolve() not in keep:
+            try:
+                fresh = now - path.stat().st_mtime < older_than
+            except OSError:
+                continue
+            if path.resolve() not in keep and not fresh:
                 path.unlink(missing_ok=True)
                 gone += 1
         return gone

@@ -162,10 +162,22 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
 HEAD_LAYERS = ("Flatten", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense")  # where the filters end
 
 
+def weighted_before_head(layers) -> list:
+    """The layers with weights before the first Flatten, global pooling or Dense: the ones transfer learning
+    copies. Works on Keras layers (their weights) and on a spec's layers (their `weights` flag) alike."""
+    found = []
+    for layer in layers:
+        if type(layer).__name__ in HEAD_LAYERS:
+            break
+        if layer.weights:
+            found.append(layer)
+    return found
+
+
 def check_start_from(spec) -> None:
     """Before a training is queued: TrainingError when `spec` cannot start from its `start_from` model's
-    filters — its layers before the Flatten must be that model's (same types and sizes) on the same input
-    channels. Reads the shipped model's spec (JSON), not its weights."""
+    filters — its weighted layers before the Flatten must have that model's types and sizes, on the same input
+    channels (what reuse_filters needs). Reads the shipped model's spec (JSON), not its weights."""
     source = spec.train.start_from
     if source == "scratch":
         return
@@ -176,21 +188,20 @@ def check_start_from(spec) -> None:
         raise TrainingError(f"{source!r} is not a model that ships with the app, so its filters cannot be reused")
     theirs = ModelSpec.from_dict(model_info(source).spec)
 
-    def features(s):
-        found = []
-        for layer in s.layers:
-            if type(layer).__name__ in HEAD_LAYERS:
-                break
-            found.append(layer)
-        return found
+    def sizes(s):
+        return [(type(layer).__name__, getattr(layer, "filters", None), getattr(layer, "kernel", None))
+                for layer in weighted_before_head(s.layers)]
+
+    def text(s):
+        return ", ".join(f"{kind} {filters} of {kernel}×{kernel}" if filters else kind for kind, filters, kernel in sizes(s))
 
     if spec.input_shape[-1] != theirs.input_shape[-1]:
         raise TrainingError(f"{source} reads {theirs.input_shape[-1]}-channel images and this model "
                             f"{spec.input_shape[-1]}-channel ones: its filters cannot be reused")
-    if features(spec) != features(theirs):
-        raise TrainingError(f"to start from {source}'s filters, the layers before Flatten must be its own "
-                            f"({', '.join(type(layer).__name__ for layer in features(theirs))}, same sizes): "
-                            f"choose the {theirs.preset} preset's layers, or start from scratch")
+    if sizes(spec) != sizes(theirs):
+        raise TrainingError(f"{source}'s filters are in its layers before Flatten ({text(theirs)}); this model has "
+                            f"{text(spec) or 'none'} there. Give it the same convolutions and batch norms (Your "
+                            "classes does), or start from scratch")
 
 
 def reuse_filters(model, source: str) -> list[str]:
@@ -204,16 +215,7 @@ def reuse_filters(model, source: str) -> list[str]:
         raise TrainingError(f"{source!r} is not a model that ships with the app, so its filters cannot be reused")
     donor = load_model(model_info(source))
 
-    def feature_layers(m):
-        found = []
-        for layer in m.layers:
-            if type(layer).__name__ in HEAD_LAYERS:
-                break
-            if layer.weights:
-                found.append(layer)
-        return found
-
-    mine, theirs = feature_layers(model), feature_layers(donor)
+    mine, theirs = weighted_before_head(model.layers), weighted_before_head(donor.layers)
     if len(mine) != len(theirs):
         raise TrainingError(f"{source!r} has {len(theirs)} layers with weights before its Flatten and this model "
                             f"{len(mine)}: start from {source}'s own layers to reuse its filters")

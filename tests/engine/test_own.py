@@ -252,8 +252,16 @@ def test_starting_from_the_shipped_filters_copies_and_freezes_them(tmp_path, def
     from cnn.run.train import check_start_from
 
     check_start_from(spec)  # the shipped model's own layers pass before queueing…
-    with pytest.raises(TrainingError, match="the layers before Flatten must be its own"):
+    with pytest.raises(TrainingError, match=r"filters are in its layers before Flatten \(Conv2D 16 of 5×5, "
+                                            r"BatchNormalization, Conv2D 32 of 5×5, BatchNormalization\); this model has "
+                                            r"Conv2D 8 of 5×5"):
         check_start_from(other)  # …and other layers are refused then, before any wait in the queue
+    from cnn.model.spec import Dropout
+
+    loose = ModelSpec.from_dict(spec.to_dict())
+    loose.layers.insert(1, Dropout(rate=0.1))  # a layer without weights changes nothing that is copied
+    loose.layers[0].padding = "same" if loose.layers[0].padding == "valid" else "valid"
+    check_start_from(loose)
     with pytest.raises(DatasetError, match="only drawings"):
         spec_for("photos", 3, 10, "mnist-default", layers)
 
@@ -345,8 +353,21 @@ def test_snapshots_no_model_reads_are_deleted(tmp_path):
     second = own.snapshot()
     own.add_picture("circle", drawn(drawings("circle", 1, 10)[0]))
     third = own.snapshot()
-    assert own.prune_snapshots({str(first), third, None}) == 1
+    assert own.prune_snapshots({str(first), None}) == 0  # made within the hour: a queued training may read them
+    assert own.prune_snapshots({str(first), third, None}, older_than=0) == 1
     assert first.is_file() and not second.exists() and third.is_file()
+    gone = own.examples("square")[0]
+    real = own.examples
+
+    def listed_then_deleted(name):  # another tab deletes an example between the listing and the reading
+        found = real(name)
+        if name == "square":
+            own.remove_example("square", gone)
+        return found
+
+    own.examples = listed_then_deleted
+    names = zipfile.ZipFile(io.BytesIO(own.zip_bytes())).namelist()
+    assert len(names) == 16 and f"my-classes/square/{gone}.png" not in names  # what is left, no traceback
 
 
 def test_the_held_out_images_are_spread_over_the_classes_and_old_models_keep_theirs(tmp_path):

@@ -2,7 +2,9 @@
 page works on a model of three classes that are not digits; hosted, two visitors' classes stay apart."""
 import io
 import json
+import os
 import shutil
+import time
 import zipfile
 
 import pytest
@@ -92,6 +94,7 @@ def test_one_press_trains_and_every_page_works_on_three_shapes(classes_dir, defa
     stale = own.root / "snapshots" / ("0" * 16 + "-my-classes.zip")  # classes no saved model was trained on
     stale.parent.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(own.zip_bytes())
+    os.utime(stale, (time.time() - 3 * 3600,) * 2)  # made 3 hours ago: no queued training can still read it
     at.button(key="classes_train").click().run()
     assert not stale.exists() and len(list(stale.parent.iterdir())) == 1  # only what this training reads
     assert not at.exception, [e.value for e in at.exception]

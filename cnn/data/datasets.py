@@ -103,6 +103,7 @@ class Dataset:
     streamed_count: int = 0  # images in train_stream
     notes: tuple = ()  # for people: what loading skipped or changed (e.g. unusable images in a folder)
     skipped: tuple = ()  # (path, why) of the files of a class-folder dataset that were not usable images
+    split: str = ""  # class folders: how the held-out images were chosen ("by-class" or "shuffled")
 
     @property
     def num_classes(self) -> int:
@@ -234,8 +235,8 @@ def apply_limit(dataset: Dataset, limit: int | tuple[int, int]) -> Dataset:
     if dataset.streamed:
         return Dataset(dataset.name, dataset.class_names, dataset.input_shape, None, None, dataset.x_test[test],
                        dataset.y_test[test], dataset.source, dataset.train_stream.take(n_train),
-                       min(n_train, dataset.streamed_count), dataset.notes, dataset.skipped)
+                       min(n_train, dataset.streamed_count), dataset.notes, dataset.skipped, dataset.split)
     train = stratified_first(dataset.y_train, n_train)
     return Dataset(dataset.name, dataset.class_names, dataset.input_shape, dataset.x_train[train],
                    dataset.y_train[train], dataset.x_test[test], dataset.y_test[test], dataset.source,
-                   notes=dataset.notes, skipped=dataset.skipped)
+                   notes=dataset.notes, skipped=dataset.skipped, split=dataset.split)

@@ -269,4 +269,4 @@ def _load_classes(path, folder, image_size, color_mode, test_split, seed, max_si
     if folder != path:
         touch(folder)
     return Dataset(f"{FOLDER}{safe_label(label, 40, 'class folders', strict=True)}", classes, (*image_size, channels), None,
-                   None, x_test, y_test, source, train, len(train_idx), notes, tuple(found.skipped))
+                   None, x_test, y_test, source, train, len(train_idx), notes, tuple(found.skipped), split)

@@ -91,7 +91,7 @@ def restored(dataset):
     """The child's dataset: the parent's own, or a class-folder dataset read again from its source."""
     if dataset.x_train is not None or dataset.train_stream is not None:
         return dataset
-    again = load_dataset(dataset.source)
+    again = load_dataset(dataset.source, **({"split": dataset.split} if dataset.split else {}))
     if list(again.class_names) != list(dataset.class_names) or tuple(again.input_shape) != tuple(dataset.input_shape):
         raise TrainingError(f"{dataset.name} changed on disk since it was loaded; load it again and restart")
     if dataset.streamed_count < again.streamed_count or len(dataset.y_test) < len(again.y_test):
@@ -242,8 +242,8 @@ class WorkerPool:
             if started:
                 self._idle.append(Worker())
                 self._arm_timer()
-        for worker in worn:
-            worker.close()
+        if worn:  # closing waits for the child: not in the page's run
+            threading.Thread(target=lambda: [w.close() for w in worn], daemon=True, name="close-worn").start()
         return started
 
     def release(self, worker: Worker, healthy: bool) -> None:

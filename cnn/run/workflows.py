@@ -90,7 +90,7 @@ def evaluate_and_save(result: TrainResult, spec: ModelSpec, dataset: Dataset, na
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, dataset.class_names,
                           on_progress=on_eval_progress, calibration=calibration)
     metrics = {**evaluation.summary(), "dataset": dataset.name, "dataset_source": dataset.source,
-               **({"split": "by-class"} if is_folder(dataset.name) else {}), "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
+               **({"split": dataset.split} if dataset.split else {}), "num_train": dataset.num_train, "epochs": len(result.history.get("epoch", [])),
                "train_seconds": round(result.seconds, 2), "status": result.status}
     if calibration is None:
         metrics["calibration_note"] = why

@@ -394,5 +394,6 @@ def test_the_held_out_images_are_spread_over_the_classes_and_old_models_keep_the
         metrics.write_text(json.dumps(old))
         assert dataset_split(model_info("shapes")) == {"split": "shuffled"}
     before = load_dataset(str(own.snapshot()), split="shuffled")
+    assert data.split == "by-class" and before.split == "shuffled"  # the dataset says how it was split
     _, test_idx = shuffled_split(15, 0.2, 0)
     assert before.num_test == 3 and sorted(before.y_test.tolist()) == sorted((test_idx // 5).tolist())

@@ -388,6 +388,10 @@ def test_the_held_out_images_are_spread_over_the_classes_and_old_models_keep_the
     with using_models_dir(tmp_path / "models"):
         info = train_and_save(spec, data, "shapes", film=False)[2]
         assert info.metrics["split"] == "by-class" and dataset_split(model_info("shapes")) == {"split": "by-class"}
+        from cnn.store.export import export_model
+
+        report = export_model("shapes", "tflite", tmp_path / "shapes.tflite")  # exports work on your classes too
+        assert report.passed and report.images == 3 and report.dataset == "folder:my-classes", report
         metrics = tmp_path / "models" / "shapes" / "metrics.json"
         old = json.loads(metrics.read_text())
         del old["split"]  # a model saved before the split by class

@@ -13,7 +13,7 @@ from cnn.core.errors import CnnError, EmptyImageError
 from cnn.core.text import markdown_text, safe_label
 from cnn.data.imageio import ACCEPTED_FORMATS
 from cnn.data.own import (FOLDER, KINDS, MAX_CLASSES, MAX_EXAMPLES, MIN_EXAMPLES, SUGGESTED_EXAMPLES, ClassSet,
-                          spec_for)
+                          spec_for, trained_models, transfer_difference)
 from cnn.data.uploads import store_upload
 from cnn.model.spec import ModelSpec
 from cnn.store import registry
@@ -293,6 +293,29 @@ def train_ui(own: ClassSet) -> None:
         if problem is None:
             st.switch_page("pages/train.py")
         st.error(problem)
+    trained_ui(own)
+
+
+def trained_ui(own: ClassSet) -> None:
+    """The models trained on these classes, with their held-out accuracy: train once from scratch and once from
+    the MNIST filters to see what transfer learning changes."""
+    trained = trained_models(own.root, registry.list_models())
+    if not trained:
+        return
+    st.markdown("**Trained on your classes**")
+    st.dataframe([{"Model": t.name,
+                   "Started from": "scratch" if t.start_from == "scratch" else f"{t.start_from}'s filters",
+                   "Learned from": t.trained_on, "Held out": t.held_out,
+                   "Held-out accuracy": None if t.accuracy is None else round(100 * t.accuracy, 1),
+                   "Seconds": t.seconds} for t in trained[:10]],
+                 hide_index=True, key="classes_trained",
+                 column_config={"Held-out accuracy": st.column_config.NumberColumn(format="%.1f %%"),
+                                "Seconds": st.column_config.NumberColumn(format="%.1f")})
+    difference = transfer_difference(trained)
+    if difference:
+        st.caption(f":material/compare_arrows: {markdown_text(difference)}")
+    elif own.kind == "drawings" and len(trained) == 1:
+        st.caption("Train again with the other start (the switch above) to see what the MNIST filters change.")
 
 
 def start(own: ClassSet, transfer: bool) -> str | None:

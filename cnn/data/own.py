@@ -398,3 +398,45 @@ def spec_for(kind: str, num_classes: int, train_images: int, start_from: str = "
                              augmentation=Augmentation(shift=0.1, rotation=15.0, zoom=0.15) if small else Augmentation())
     spec.preset = "default" if start_from == "scratch" else "custom"
     return spec
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A saved model trained on a snapshot of a class set, as the page lists it."""
+
+    name: str
+    snapshot: str  # the snapshot's file name: models with the same one learned from the same examples
+    start_from: str  # "scratch" or the shipped model whose filters it started from
+    trained_on: int
+    held_out: int
+    accuracy: float | None  # on its held-out examples
+    seconds: float | None  # training time
+
+
+def trained_models(root, infos) -> list[Trained]:
+    """The saved models (registry ModelInfo-like `infos`) trained on a snapshot under `root`, newest first."""
+    folder = (Path(root) / "snapshots").resolve()
+    found = []
+    for info in sorted(infos, key=lambda i: i.created, reverse=True):
+        source = Path(info.dataset_source).resolve() if info.dataset_source else None
+        if source is None or source.parent != folder:
+            continue
+        found.append(Trained(info.name, source.name, str(info.spec.get("train", {}).get("start_from", "scratch")),
+                             int(info.metrics.get("num_train", 0)), int(info.metrics.get("num_test", 0)),
+                             info.test_accuracy, info.metrics.get("train_seconds")))
+    return found
+
+
+def transfer_difference(trained: list[Trained]) -> str | None:
+    """One sentence on what starting from shipped filters changed, for the newest examples trained both ways."""
+    for model in trained:
+        same = [t for t in trained if t.snapshot == model.snapshot and t.accuracy is not None]
+        scratch = [t for t in same if t.start_from == "scratch"]
+        transfer = [t for t in same if t.start_from != "scratch"]
+        if scratch and transfer:
+            a, b = transfer[0], scratch[0]  # the newest of each
+            return (f"On the same {a.trained_on} examples, {a.name} (from {a.start_from}'s filters) read "
+                    f"{a.accuracy:.0%} of the {a.held_out} held out and {b.name} (from scratch) {b.accuracy:.0%}"
+                    + (f"; trained in {a.seconds:.0f} s and {b.seconds:.0f} s" if a.seconds and b.seconds else "")
+                    + ".")
+    return None

@@ -4,6 +4,7 @@ drawn set that a model learns."""
 import io
 import json
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from PIL import Image
 from app.drawing import rasterise, vet_drawing
 from cnn.core.errors import CnnError, DatasetError, EmptyImageError
 from cnn.data.load import load_dataset
-from cnn.data.own import MAX_CLASSES, MIN_EXAMPLES, ClassSet, check_class_name, spec_for
+from cnn.data.own import (MAX_CLASSES, MIN_EXAMPLES, ClassSet, check_class_name, spec_for, trained_models,
+                          transfer_difference)
 from cnn.data.uploads import store_upload
 from cnn.model.spec import validate
 from tests.shapes import SHAPES, canvas_json, drawings
@@ -401,3 +403,27 @@ def test_the_held_out_images_are_spread_over_the_classes_and_old_models_keep_the
     assert data.split == "by-class" and before.split == "shuffled"  # the dataset says how it was split
     _, test_idx = shuffled_split(15, 0.2, 0)
     assert before.num_test == 3 and sorted(before.y_test.tolist()) == sorted((test_idx // 5).tolist())
+
+
+def test_models_on_the_same_examples_show_what_transfer_changed(tmp_path):
+    own = ClassSet(tmp_path / "own")
+    snaps = own.root / "snapshots"
+    snaps.mkdir(parents=True)
+
+    def info(name, snapshot, start, accuracy, created, folder=snaps):
+        return SimpleNamespace(name=name, dataset_source=str(folder / snapshot), created=created,
+                               spec={"train": {"start_from": start}}, test_accuracy=accuracy,
+                               metrics={"num_train": 36, "num_test": 9, "train_seconds": 4.2})
+
+    infos = [info("a", "1-my-classes.zip", "scratch", 8 / 9, "2026-12-07T10:00:00"),
+             info("b", "1-my-classes.zip", "mnist-default", 1.0, "2026-12-07T10:01:00"),
+             info("c", "2-my-classes.zip", "scratch", 7 / 9, "2026-12-07T10:02:00"),  # newer examples, one start
+             info("elsewhere", "1-my-classes.zip", "scratch", 0.5, "2026-12-07T10:03:00", folder=tmp_path),
+             SimpleNamespace(name="mnist", dataset_source=None, created="2026-12-07T10:04:00")]
+    trained = trained_models(own.root, infos)
+    assert [t.name for t in trained] == ["c", "b", "a"]  # only this set's snapshots, newest first
+    assert (trained[1].start_from, trained[1].trained_on, trained[1].held_out) == ("mnist-default", 36, 9)
+    sentence = transfer_difference(trained)
+    assert sentence.startswith("On the same 36 examples, b (from mnist-default's filters) read 100% of the 9 held")
+    assert "a (from scratch) 89%" in sentence
+    assert transfer_difference(trained[:1]) is None  # one start only: nothing to compare

@@ -180,3 +180,9 @@ def test_hosted_visitors_classes_stay_apart(monkeypatch, tmp_path):
     assert "**cat**" in shown and "dog" not in shown
     roots = sorted((tmp_path / "workspaces").glob("*/classes/classes"))
     assert sorted(sorted(p.name for p in r.iterdir()) for r in roots) == [["cat"], ["dog"]]
+    at.switch_page("pages/classes.py")  # the model is listed beside the classes it learned from
+    at.run()
+    table = at.dataframe(key="classes_trained").value
+    assert list(table["Model"]) == [tab.active_model] and list(table["Started from"]) == ["mnist-default's filters"]
+    assert list(table["Learned from"]) == [20] and list(table["Held out"]) == [4]
+    assert any("Train again with the other start" in s for s in texts(at, "caption"))

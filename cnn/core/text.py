@@ -77,3 +77,9 @@ def markdown_text(text) -> str:
     """Text from outside (a class name, a file name) made literal inside Streamlit markdown: each character that
     could start emphasis, a link, a heading, a colour or an icon (`:red[...]`, `:material/x:`) is escaped."""
     return _MARKDOWN.sub(r"\\\1", str(text))
+
+
+def plot_text(text) -> str:
+    """Text from outside (a class name) made literal in a Plotly label: Plotly reads a few HTML tags (<b>, <br>,
+    <a href>) in titles, ticks and legends, and turns the entities back into the characters it shows."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

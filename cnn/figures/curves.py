@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cnn.core.text import plot_text
 from cnn.figures.style import TRAIN, VAL, clean_values
 
 
@@ -59,7 +60,7 @@ def confusion_heatmap(confusion, class_names, normalise: bool = False) -> go.Fig
     counts = np.asarray(confusion)
     rows = counts.sum(axis=1, keepdims=True)
     values = counts / np.maximum(rows, 1) if normalise else counts.astype(float)
-    names = [str(c) for c in class_names]
+    names = [plot_text(c) for c in class_names]
     k = len(names)
     diag = np.where(np.eye(k, dtype=bool), values, np.nan)
     off = np.where(np.eye(k, dtype=bool), np.nan, values)

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cnn.core.text import probability_text
+from cnn.core.text import plot_text, probability_text
 from cnn.figures.style import ATTENTION, PIXELS, SIGNED, TRAIN, UNSIGNED, square_layout, value_style
 
 # ---------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def sweep_lines(values, probabilities, class_names, axis_title: str, highlight: 
     fig = go.Figure()
     for i, name in enumerate(class_names):
         fig.add_trace(go.Scatter(x=[float(v) for v in values], y=[float(p) for p in probabilities[:, i]],
-                                 mode="lines", name=str(name),
+                                 mode="lines", name=plot_text(name),
                                  line={"width": 4 if i == highlight else 1.5}))
     fig.update_layout(xaxis_title=axis_title, yaxis={"title": "probability", "range": [0, 1.02],
                                                      "tickformat": ".0%"},
@@ -248,7 +248,7 @@ def embedding_scatter(coords, labels, predictions, indices, class_names, confide
     coords, labels, predictions = np.asarray(coords), np.asarray(labels), np.asarray(predictions)
     indices = np.asarray(indices)
     confidence = np.ones(len(labels)) if confidence is None else np.asarray(confidence)
-    names = [str(c) for c in class_names]
+    names = [plot_text(c) for c in class_names]
     fig = go.Figure()
     for wrong in (False, True):
         for c, name in enumerate(names):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 
-from cnn.core.text import probability_text
+from cnn.core.text import plot_text, probability_text
 from cnn.figures.style import PIXELS, TRAIN, square_layout
 
 # ---------------------------------------------------------------------------
@@ -22,7 +22,7 @@ def probabilities_bar(probabilities, class_names, true_index: int | None = None)
     top = int(max(range(len(probabilities)), key=lambda i: probabilities[i])) if max(probabilities) > 0 else -1
     colours = ["#2ca02c" if i == top else "#9ecae1" for i in range(len(probabilities))]
     lines = [2 if i == true_index else 0 for i in range(len(probabilities))]
-    fig = go.Figure(go.Bar(x=[str(c) for c in class_names], y=[float(p) for p in probabilities],
+    fig = go.Figure(go.Bar(x=[plot_text(c) for c in class_names], y=[float(p) for p in probabilities],
                            marker={"color": colours, "line": {"width": lines, "color": "#d62728"}},
                            text=[probability_text(p) if top >= 0 else "" for p in probabilities],
                            textposition="outside",
@@ -122,7 +122,7 @@ def ood_gauge(score: float | None, threshold: float, typical: float | None = Non
 
 def temperature_bars(class_names, raw, calibrated, temperature: float) -> go.Figure:
     """Softmax before and after dividing the logits by the temperature, side by side: both add up to 1."""
-    names = [str(c) for c in class_names]
+    names = [plot_text(c) for c in class_names]
     fig = go.Figure([go.Bar(x=names, y=[float(p) for p in raw], name="softmax(logits)", marker={"color": "#9ecae1"},
                             text=[probability_text(p) for p in raw], hovertemplate="%{x}: %{text}<extra></extra>"),
                      go.Bar(x=names, y=[float(p) for p in calibrated], name=f"softmax(logits / {temperature:.2f})",
@@ -142,7 +142,7 @@ def distance_bars(class_names, distances, typical: dict) -> go.Figure:
     distances = np.asarray(distances, dtype=float)
     nearest = int(distances.argmin())
     colour = UNUSUAL if distances[nearest] > typical["p99"] else FAMILIAR
-    fig = go.Figure(go.Bar(x=[str(c) for c in class_names], y=distances,
+    fig = go.Figure(go.Bar(x=[plot_text(c) for c in class_names], y=distances,
                            marker={"color": [colour if i == nearest else "#c7c7c7" for i in range(len(distances))]},
                            hovertemplate="centre of %{x}: distance %{y:.1f}<extra></extra>", showlegend=False))
     for key, dash, label in (("p50", "dot", "typical training digit"), ("p95", "dash", "95% of training digits"),

@@ -1,11 +1,14 @@
 """Numbers written for people and the one colour language of the figures."""
+import json
+
 import numpy as np
 import pytest
+from plotly.utils import PlotlyJSONEncoder
 
-from cnn.figures.style import SIGNED, UNSIGNED, value_style
+from cnn.core.text import accuracy_text, date_text, markdown_text, plot_text, probability_text
 from cnn.figures.lessons import channels_row, maps_row, values_heatmap
 from cnn.figures.pictures import colorize, feature_maps, kernels_grid, mosaic
-from cnn.core.text import accuracy_text, date_text, markdown_text, probability_text
+from cnn.figures.style import SIGNED, UNSIGNED, value_style
 
 
 @pytest.mark.parametrize("p, text", [(1.0, "> 99.9%"), (0.99996, "> 99.9%"), (0.9995, "> 99.9%"),
@@ -116,3 +119,22 @@ def test_one_enlarger_keeps_pixels_square_and_sharp():
     np.testing.assert_array_equal(enlarge(colour, 4), np.kron(colour, np.ones((4, 4, 1), np.uint8)))
     assert enlarge(np.zeros((28, 28, 1), np.uint8), side=196).shape == (196, 196)  # about `side` px
     assert enlarge(np.zeros((32, 32, 3), np.float32), side=84).shape == (64, 64, 3)  # never smaller, whole steps
+
+
+def test_a_class_name_is_shown_literally_in_every_class_figure():
+    from cnn.figures.curves import confusion_heatmap
+    from cnn.figures.pictures import embedding_scatter, sweep_lines
+    from cnn.figures.probabilities import distance_bars, probabilities_bar, temperature_bars
+
+    names = ["<b>bold</b>", "a&b", "<a href='javascript:alert(1)'>x</a>"]
+    typical = {"p50": 1.0, "p95": 2.0, "p99": 3.0}
+    figures = [confusion_heatmap(np.eye(3, dtype=int), names), probabilities_bar([0.2, 0.5, 0.3], names),
+               temperature_bars(names, [0.2, 0.5, 0.3], [0.3, 0.4, 0.3], 1.5),
+               distance_bars(names, [1.0, 2.0, 3.0], typical),
+               sweep_lines([0, 1], np.full((2, 3), 1 / 3), names, "shift"),
+               embedding_scatter(np.zeros((3, 2)), np.arange(3), np.arange(3), np.arange(3), names)]
+    for fig in figures:
+        text = json.dumps(fig.to_plotly_json(), cls=PlotlyJSONEncoder)  # to_json would hide '<' as \\u003c
+        assert "<b>" not in text and "<a " not in text and "&lt;b&gt;bold&lt;/b&gt;" in text, text[:300]
+        assert "a&amp;b" in text  # Plotly turns the entities back into the name itself
+    assert plot_text("circle") == "circle" and plot_text("<b>&") == "&lt;b&gt;&amp;"  # plain names stay as they are

@@ -303,15 +303,14 @@ def trained_ui(own: ClassSet) -> None:
     if not trained:
         return
     st.markdown("**Trained on your classes**")
-    st.dataframe([{"Model": t.name,
-                   "Started from": "scratch" if t.start_from == "scratch" else f"{t.start_from}'s filters",
-                   "Learned from": t.trained_on, "Held out": t.held_out,
+    st.dataframe([{"Model": t.name,  # accuracy second: on a phone the columns after it scroll
                    "Held-out accuracy": None if t.accuracy is None else round(100 * t.accuracy, 1),
-                   "Seconds": t.seconds} for t in trained[:10]],
+                   "Started from": "scratch" if t.start_from == "scratch" else f"{t.start_from}'s filters",
+                   "Learned from": t.trained_on, "Held out": t.held_out, "Seconds": t.seconds} for t in trained[:10]],
                  hide_index=True, key="classes_trained",
                  column_config={"Held-out accuracy": st.column_config.NumberColumn(format="%.1f %%"),
                                 "Seconds": st.column_config.NumberColumn(format="%.1f")})
-    difference = transfer_difference(trained)
+    difference = transfer_difference(trained, few=MIN_VALIDATION)
     if difference:
         st.caption(f":material/compare_arrows: {markdown_text(difference)}")
     elif own.kind == "drawings" and len(trained) == 1:

@@ -427,8 +427,9 @@ def trained_models(root, infos) -> list[Trained]:
     return found
 
 
-def transfer_difference(trained: list[Trained]) -> str | None:
-    """One sentence on what starting from shipped filters changed, for the newest examples trained both ways."""
+def transfer_difference(trained: list[Trained], few: int = 20) -> str | None:
+    """What starting from shipped filters changed, for the newest examples trained both ways (with a word of
+    caution when fewer than `few` were held out)."""
     for model in trained:
         same = [t for t in trained if t.snapshot == model.snapshot and t.accuracy is not None]
         scratch = [t for t in same if t.start_from == "scratch"]
@@ -438,5 +439,6 @@ def transfer_difference(trained: list[Trained]) -> str | None:
             return (f"On the same {a.trained_on} examples, {a.name} (from {a.start_from}'s filters) read "
                     f"{a.accuracy:.0%} of the {a.held_out} held out and {b.name} (from scratch) {b.accuracy:.0%}"
                     + (f"; trained in {a.seconds:.0f} s and {b.seconds:.0f} s" if a.seconds and b.seconds else "")
-                    + ".")
+                    + "." + (f" With {a.held_out} held out, one picture moves the accuracy by {100 / a.held_out:.0f} "
+                             "points: add examples to tell the two apart." if 0 < a.held_out < few else ""))
     return None

@@ -425,5 +425,6 @@ def test_models_on_the_same_examples_show_what_transfer_changed(tmp_path):
     assert (trained[1].start_from, trained[1].trained_on, trained[1].held_out) == ("mnist-default", 36, 9)
     sentence = transfer_difference(trained)
     assert sentence.startswith("On the same 36 examples, b (from mnist-default's filters) read 100% of the 9 held")
-    assert "a (from scratch) 89%" in sentence
+    assert "a (from scratch) 89%" in sentence and "one picture moves the accuracy by 11 points" in sentence
+    assert "one picture" not in transfer_difference(trained, few=9)  # enough held out: no caution
     assert transfer_difference(trained[:1]) is None  # one start only: nothing to compare

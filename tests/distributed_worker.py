@@ -1,11 +1,16 @@
 """One worker of the multi-worker test (tests/engine/test_distribute.py), run as its own process:
 
-    python -m tests.distributed_worker OUT.npz --workers localhost:P0,localhost:P1 --worker-index I [--stop-after N] [--folder PATH]
+    python -m tests.distributed_worker OUT --workers localhost:P0,localhost:P1 --worker-index I
+        [--run folder --folder PATH] [--run sample] [--run stop --stop-after N]
 
-It trains `spec()` on `data()` through train_and_save (as the CLI does) under MultiWorkerMirroredStrategy
-and writes its final weights to OUT.npz; the chief also saves the model as 'distributed'. Without --workers
-it is the single-process reference, started fresh like the workers (a class folder's own shuffle takes
-its seed from TensorFlow's global seed state when it is loaded, which a long-lived test process has changed).
+Each --run, in the order given, trains `spec()` through train_and_save (as the CLI does) under one
+MultiWorkerMirroredStrategy and writes its final weights to OUT-<run>.npz; the chief also saves the model
+(RUN_NAMES). One cluster serves every run, so the cluster starts (and TensorFlow is imported) once:
+- `sample`: the embedded sample (`data()`);
+- `folder`: the class folder at --folder, streamed from disk; first, so that its shuffle sees a fresh
+  process's TensorFlow seed state (a class folder takes its seed from that state when it is loaded);
+- `stop`: the sample again, this worker asking to stop after --stop-after batches (when given).
+Without --workers it is the single-process reference, started fresh like the workers.
 """
 import argparse
 import os
@@ -15,6 +20,9 @@ import threading
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+RUN_NAMES = {"sample": "distributed", "folder": "distributed-folder", "stop": "distributed-stopped"}
 
 
 def spec():
@@ -44,8 +52,10 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--workers", help="the cluster; without it, one process under the default strategy")
     parser.add_argument("--worker-index", type=int, default=0)
-    parser.add_argument("--stop-after", type=int, help="ask this worker (only) to stop after this many batches")
-    parser.add_argument("--folder", help="train on this class folder instead of the embedded sample")
+    parser.add_argument("--run", action="append", choices=list(RUN_NAMES), help="a training to run (repeat)")
+    parser.add_argument("--stop-after", type=int, help="in the stop run, ask this worker (only) to stop after "
+                                                      "this many batches")
+    parser.add_argument("--folder", help="the class folder of the folder run")
     args = parser.parse_args(argv)
 
     from cnn.core.quiet import import_tensorflow
@@ -57,21 +67,26 @@ def main(argv=None):
     if args.workers:
         set_tf_config(parse_workers(args.workers), args.worker_index)
     strategy = make_strategy("multi-worker" if args.workers else "one")  # before any other TensorFlow work
-    stop, batches = threading.Event(), []
+    failed = False
+    for run in args.run or ["sample"]:
+        stop, batches = threading.Event(), []
+        stop_after = args.stop_after if run == "stop" else None
 
-    def on_progress(report):
-        if report.phase == "batch":
-            batches.append(report.batch)
-            if args.stop_after and report.batch >= args.stop_after:
-                stop.set()
+        def on_progress(report, batches=batches, stop=stop, stop_after=stop_after):
+            if report.phase == "batch":
+                batches.append(report.batch)
+                if stop_after and report.batch >= stop_after:
+                    stop.set()
 
-    dataset = data(args.folder)
-    result, evaluation, info = train_and_save(spec_for(dataset), dataset, name="distributed", strategy=strategy,
-                                              on_progress=on_progress, stop=stop, progress_interval=0)
-    np.savez(args.out, *result.model.get_weights())
-    print(f"status={result.status} chief={result.chief} saved={info.name if info else None} "
-          f"batches={len(batches)}", flush=True)
-    return 0 if result.status in ("completed", "stopped") else 1
+        dataset = data(args.folder if run == "folder" else None)
+        result, evaluation, info = train_and_save(spec_for(dataset), dataset, name=RUN_NAMES[run],
+                                                  strategy=strategy, on_progress=on_progress, stop=stop,
+                                                  progress_interval=0)
+        np.savez(f"{args.out}-{run}.npz", *result.model.get_weights())
+        print(f"run={run} status={result.status} chief={result.chief} saved={info.name if info else None} "
+              f"batches={len(batches)}", flush=True)
+        failed = failed or result.status not in ("completed", "stopped")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -46,78 +46,92 @@ def run_workers(command, registry, n: int = 2, attempts: int = 2):
             return results
 
 
-def test_two_workers_train_like_one_process_and_only_the_chief_saves(tmp_path, registry):
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One two-worker cluster running the three trainings the tests below read (a streamed class folder, the
+    sample, the sample stopped by worker 1), with the folder's one-process reference started beside it.
+    The trainings share the cluster so that its start and TensorFlow's import are paid once:
+    {"dir", "registry", "folder", "out": [worker 0's stdout, worker 1's], "alone": the reference's stdout}."""
+    from tests.engine.test_data import make_class_folders
+
+    tmp = tmp_path_factory.mktemp("cluster")
+    registry = tmp / "models"
+    folder = make_class_folders(tmp / "shapes", per_class=40, size=(28, 28), mode="L")
+    env = {**os.environ, "CNN_MODELS_DIR": str(tmp / "single"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    alone = subprocess.Popen([sys.executable, "-m", "tests.distributed_worker", str(tmp / "single"), "--run",
+                              "folder", "--folder", str(folder)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        results = run_workers(lambda addresses, i: [
+            sys.executable, "-m", "tests.distributed_worker", str(tmp / f"w{i}"), "--workers", addresses,
+            "--worker-index", str(i), "--folder", str(folder), "--run", "folder", "--run", "sample", "--run", "stop",
+            *(["--stop-after", "3"] if i else [])], registry)
+        alone_out, alone_err = alone.communicate(timeout=WORKER_TIMEOUT)
+    finally:
+        if alone.poll() is None:
+            os.killpg(alone.pid, signal.SIGKILL)
+            alone.wait()
+    for code, out, err in results:
+        assert code == 0, err[-3000:]
+    assert alone.returncode == 0 and "chief=True" in alone_out, alone_err[-3000:]
+    return {"dir": tmp, "registry": registry, "out": [out for _, out, _ in results], "alone": alone_out}
+
+
+def weights(cluster, run, *who):
+    """The final weights of `run` on each of `who` ("w0", "w1", "single"), as lists of arrays."""
+    loaded = [np.load(cluster["dir"] / f"{w}-{run}.npz") for w in who]
+    return [[f[k] for k in f.files] for f in loaded]
+
+
+def test_two_workers_train_like_one_process_and_only_the_chief_saves(cluster, monkeypatch):
     from cnn.run.train import train
     from cnn.store.registry import list_models, load_model
     from tests.distributed_worker import data, spec_for
 
-    results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
-                                                str(tmp_path / f"w{i}.npz"), "--workers", addresses,
-                                                "--worker-index", str(i)], registry)
-    for code, out, err in results:
-        assert code == 0, err[-3000:]
-    assert "status=completed chief=True saved=distributed batches=16" in results[0][1]  # 2 epochs × 8 steps
-    assert "status=completed chief=False saved=None batches=16" in results[1][1]
-    assert [i.name for i in list_models()] == ["distributed"]  # one model, from the chief
-    saved = list_models()[0].path
+    monkeypatch.setenv("CNN_MODELS_DIR", str(cluster["registry"]))
+    assert "run=sample status=completed chief=True saved=distributed batches=16" in cluster["out"][0]  # 2 × 8 steps
+    assert "run=sample status=completed chief=False saved=None batches=16" in cluster["out"][1]
+    # One model per training, each from the chief: worker 1 saved none.
+    assert sorted(i.name for i in list_models()) == ["distributed", "distributed-folder", "distributed-stopped"]
+    assert all("saved=None" in line for line in cluster["out"][1].splitlines() if line.startswith("run="))
+    saved = next(i for i in list_models() if i.name == "distributed").path
     # The film callback (weights each epoch) ran under the strategy; calibration ran on the chief.
     assert (saved / "film.npz").is_file() and (saved / "calibration.json").is_file()
 
     # Both workers end with identical weights…
-    w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
-    weights = [w0[k] for k in w0.files]
-    for k in w0.files:
-        np.testing.assert_array_equal(w0[k], w1[k])
+    w0, w1 = weights(cluster, "sample", "w0", "w1")
+    for a, b in zip(w0, w1):
+        np.testing.assert_array_equal(a, b)
     # …equal (to float tolerance: sums run in another order) to one process fed the same global batches…
     single = train(spec_for(data()), data()).model.get_weights()
-    assert len(single) == len(weights)
-    for ours, theirs in zip(weights, single):
+    assert len(single) == len(w0)
+    for ours, theirs in zip(w0, single):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
     # …and the chief's saved model is that model.
-    for saved, ours in zip(load_model("distributed").get_weights(), weights):
+    for saved, ours in zip(load_model("distributed").get_weights(), w0):
         np.testing.assert_array_equal(saved, ours)
 
 
-def test_two_workers_share_a_streamed_class_folder(tmp_path, registry):
+def test_two_workers_share_a_streamed_class_folder(cluster):
     """A class folder streams from disk; each worker keeps its slice of each global batch (auto-shard DATA)."""
-    from tests.engine.test_data import make_class_folders
-
-    folder = make_class_folders(tmp_path / "shapes", per_class=40, size=(28, 28), mode="L")
-    results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
-                                                str(tmp_path / f"w{i}.npz"), "--workers", addresses,
-                                                "--worker-index", str(i), "--folder", str(folder)], registry)
-    for code, out, err in results:
-        assert code == 0, err[-3000:]
     # 120 images, 20% held out: 96 streamed training images = 2 steps of 64 + 32 per epoch, 2 epochs.
-    assert "status=completed chief=True saved=distributed batches=4" in results[0][1]
-    env = {**os.environ, "CNN_MODELS_DIR": str(tmp_path / "single"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_CONFIG", None)
-    alone = subprocess.run([sys.executable, "-m", "tests.distributed_worker", str(tmp_path / "single.npz"),
-                            "--folder", str(folder)], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=WORKER_TIMEOUT)
-    assert alone.returncode == 0 and "chief=True" in alone.stdout, alone.stderr[-3000:]
-    w0, w1, single = (np.load(tmp_path / f"{n}.npz") for n in ("w0", "w1", "single"))
-    for k in w0.files:
-        np.testing.assert_array_equal(w0[k], w1[k])
-        np.testing.assert_allclose(w0[k], single[k], rtol=1e-4, atol=1e-5)
+    assert "run=folder status=completed chief=True saved=distributed-folder batches=4" in cluster["out"][0]
+    w0, w1, single = weights(cluster, "folder", "w0", "w1", "single")
+    for a, b, c in zip(w0, w1, single, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-5)
 
 
-def test_a_stop_asked_of_one_worker_stops_both_together(tmp_path, registry):
-    from cnn.store.registry import list_models
-
-    results = run_workers(lambda addresses, i: [sys.executable, "-m", "tests.distributed_worker",
-                                                str(tmp_path / f"w{i}.npz"), "--workers", addresses,
-                                                "--worker-index", str(i)] + (["--stop-after", "3"] if i else []),
-                          registry)
-    for code, out, err in results:
-        assert code == 0, err[-3000:]
+def test_a_stop_asked_of_one_worker_stops_both_together(cluster):
     # Worker 1 was asked after its 3rd batch; the request rode on the 4th step's all-reduce: both did 4.
-    assert "status=stopped chief=True saved=distributed batches=4" in results[0][1]
-    assert "status=stopped chief=False saved=None batches=4" in results[1][1]
-    w0, w1 = (np.load(tmp_path / f"w{i}.npz") for i in range(2))
-    for k in w0.files:
-        np.testing.assert_array_equal(w0[k], w1[k])
-    assert [i.name for i in list_models()] == ["distributed"]
+    assert "run=stop status=stopped chief=True saved=distributed-stopped batches=4" in cluster["out"][0]
+    assert "run=stop status=stopped chief=False saved=None batches=4" in cluster["out"][1]
+    w0, w1 = weights(cluster, "stop", "w0", "w1")
+    for a, b in zip(w0, w1, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The stopped weights are not the completed run's: the stop really cut the training short.
+    assert not all(np.array_equal(a, b) for a, b in zip(w0, weights(cluster, "sample", "w0")[0]))
 
 
 def test_cli_two_workers_one_saved_model(registry):

@@ -113,6 +113,7 @@ def test_callbacks_of_this_process_are_refused(small_data):
 
 def test_the_next_training_runs_on_the_warm_child_which_is_recycled_when_worn_or_idle(tmp_path, small_data,
                                                                                       monkeypatch):
+    """…and a worker started ahead (prewarm: at most one waits) takes the next training."""
     one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
     with using_models_dir(tmp_path):
         first = ProcessTrainingJob(one_epoch, small_data, "first", film=False).start()
@@ -139,21 +140,15 @@ def test_the_next_training_runs_on_the_warm_child_which_is_recycled_when_worn_or
     monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)  # the warm one is now worn: a prewarm replaces it
     assert WORKERS.prewarm() is True and WORKERS.idle_count() == 1
     monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 300.0)
+    assert WORKERS.prewarm() is False and WORKERS.idle_count() == 1  # one waiting is enough
     assert WORKERS.close_idle() == 0 and WORKERS.idle_count() == 1
-    assert WORKERS.close_idle(everything=True) == 1 and WORKERS.idle_count() == 0
-    assert fourth.process.exitcode == 0
-
-
-def test_a_prewarmed_worker_takes_the_next_training_and_only_one_waits(tmp_path, small_data, monkeypatch):
-    WORKERS.close_idle(everything=True)  # whatever earlier tests left warm
-    assert WORKERS.prewarm() is True
-    assert WORKERS.prewarm() is False and WORKERS.idle_count() == 1  # one is enough
-    one_epoch = ModelSpec(layers=TINY.layers, train=TrainConfig(epochs=1, batch_size=64, validation_split=0.0))
+    # The worker started ahead takes the next training.
     with using_models_dir(tmp_path):
-        job = ProcessTrainingJob(one_epoch, small_data, "after-prewarm", film=False).start()
-        assert finished(job).state == "completed" and job.warm  # it trained on the worker started ahead
+        ahead = ProcessTrainingJob(one_epoch, small_data, "after-prewarm", film=False).start()
+        assert finished(ahead).state == "completed" and ahead.warm and ahead.process.pid != fourth.process.pid
     monkeypatch.setattr(worker, "WORKER_IDLE_SECONDS", 0.0)
     assert WORKERS.close_idle() == 1 and WORKERS.idle_count() == 0
+    assert fourth.process.exitcode == 0 and ahead.process.exitcode == 0
 
 
 def test_a_worker_setting_that_is_not_a_positive_number_keeps_its_default(monkeypatch):

@@ -216,8 +216,8 @@ HELD_OUT = 300  # test images the Learn page's gradient step is checked against
 
 @st.cache_data(max_entries=64, show_spinner="Taking one gradient step at every learning rate…")
 def learning_step(path: str, mtime: float, x, label: int, learning_rate: float | None, layer_name: str, _info):
-    """cnn.teach.learning.learning_step for the model `name` as of `mtime` (~0.3 s: a model copy, one backward pass
-    and a forward pass per rate), checked against the last HELD_OUT test images of its dataset when it can be
+    """cnn.teach.learning.learning_step for the model `name` as of `mtime` (~0.1 s once compiled: one backward
+    pass and a forward pass per rate), checked against the last HELD_OUT test images of its dataset when it can be
     loaded; kept so that the Learn page's other controls do not redo it on every rerun."""
     from cnn.core.errors import CnnError
     from cnn.teach.learning import learning_step as step

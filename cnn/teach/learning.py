@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnn.analysis.inference import as_batch, conv_layers
+from cnn.core.compiled import per_model
 
 # ---------------------------------------------------------------------------
 # Learning: one gradient-descent step on one image, on a private copy of the model
@@ -73,47 +74,77 @@ def suggest_rate(trials, loss_before: float, others_before: float | None, tolera
     return max(good) if good else min(t.rate for t in trials)
 
 
+@per_model
+def lesson_functions(model):
+    """The lesson's compiled functions for `model`, built once per model: (copy, gradient, forward).
+
+    `copy` has the model's architecture with every layer trainable (the lesson steps every weight, those a
+    transfer training kept frozen too) and is never given weights: both functions are stateless calls that
+    take the weights as arguments, so a step never changes the shared model or the copy, and visitors
+    stepping the same model at once do not meet."""
+    import tensorflow as tf
+
+    copy = type(model).from_config(model.get_config())
+    for layer in copy.layers:
+        layer.trainable = True
+
+    @tf.function(reduce_retracing=True)
+    def gradient(trainable, non_trainable, batch, target):
+        """(probabilities, loss, ∂loss/∂w for every trainable weight) for one image."""
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            probs, _ = copy.stateless_call(trainable, non_trainable, batch, training=False)
+            loss = tf.keras.losses.sparse_categorical_crossentropy(target, probs)[0]
+        return probs, loss, tape.gradient(loss, trainable)
+
+    @tf.function(reduce_retracing=True)
+    def forward(trainable, gradients, rate, non_trainable, x, target):
+        """(probabilities for `x`, the first image's loss) after the step w ← w − rate·g from `trainable`."""
+        stepped = [w - rate * g for w, g in zip(trainable, gradients)]
+        probs, _ = copy.stateless_call(stepped, non_trainable, x, training=False)
+        # The loss on the whole batch, then the first row: Keras computes it from the softmax's logits,
+        # which a slice of the probabilities would lose (a confident wrong answer's loss is not capped at 16).
+        loss = tf.keras.losses.sparse_categorical_crossentropy(tf.fill(tf.shape(probs)[:1], target[0]), probs)[0]
+        return probs, loss
+
+    return copy, gradient, forward
+
+
 def learning_step(model, x, label: int, learning_rate: float | None = None, layer_name: str | None = None,
                   others=None) -> LearningStep:
-    """Plain SGD on every weight for one image and `label` (w ← w − lr·∂loss/∂w), on a copy of the model
-    (the shared model is never changed). The gradient is computed once and the step tried at every rate of
-    LEARNING_RATES; `others` = (images, labels) held out to show what the step does to the rest.
-    `learning_rate` None takes suggest_rate's choice."""
+    """Plain SGD on every weight for one image and `label` (w ← w − lr·∂loss/∂w), the shared model never
+    changed. The gradient is computed once and the step tried at every rate of LEARNING_RATES; `others` =
+    (images, labels) held out to show what the step does to the rest. `learning_rate` None takes
+    suggest_rate's choice."""
     import tensorflow as tf
 
     batch, _ = as_batch(model, x)
     layer_name = layer_name or (conv_layers(model) or [None])[0]
     if layer_name is None:
         raise ValueError("this model has no Conv2D layer")
-    copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    for layer in copy.layers:  # the lesson steps every weight, those a transfer training kept frozen too
-        layer.trainable = True
+    copy, gradient, forward = lesson_functions(model)
+    # The model's weights as the copy's trainable and non-trainable lists (same architecture, same order).
+    values = dict(zip((id(v) for v in copy.weights), model.get_weights()))
+    start = [values[id(v)] for v in copy.trainable_variables]
+    fixed = [values.get(id(v), v.value) for v in copy.non_trainable_variables]  # moving averages, seed state
     target = tf.constant([int(label)])
-    variables = copy.trainable_variables
     # One backward pass: ∂loss/∂w for every trainable weight.
-    with tf.GradientTape() as tape:
-        probs_before = copy(batch, training=False)
-        loss = tf.keras.losses.sparse_categorical_crossentropy(target, probs_before)[0]
-    grads = [np.zeros(v.shape, np.float32) if g is None else g.numpy()
-             for v, g in zip(variables, tape.gradient(loss, variables))]
-    start = [v.numpy() for v in variables]
-    index = next(i for i, v in enumerate(variables) if v is copy.get_layer(layer_name).kernel)
-    if others is not None:
-        others_x, others_y = as_batch(model, others[0])[0], np.asarray(others[1])
+    probs_before, loss, grads = gradient(start, fixed, tf.constant(batch), target)
+    grads = [np.zeros(w.shape, np.float32) if g is None else g.numpy() for w, g in zip(start, grads)]
+    index = next(i for i, v in enumerate(copy.trainable_variables) if v is copy.get_layer(layer_name).kernel)
+    images = batch if others is None else np.concatenate([batch, as_batch(model, others[0])[0]])
+    others_y = None if others is None else np.asarray(others[1])
+
+    def accuracy(probs) -> float | None:
+        return None if others is None else float(np.mean(probs[1:].argmax(axis=1) == others_y))
 
     def step(rate: float):
         """(probabilities, loss, held-out accuracy) after w ← w − rate·g from the starting weights."""
-        for v, w, g in zip(variables, start, grads):
-            v.assign(w - rate * g)
-        probs = copy(batch, training=False)
-        after = float(tf.keras.losses.sparse_categorical_crossentropy(target, probs)[0])
-        accuracy = None if others is None else \
-            float(np.mean(np.asarray(copy(others_x, training=False)).argmax(axis=1) == others_y))
-        return np.asarray(probs)[0], after, accuracy
+        probs, after = forward(start, grads, tf.constant(rate, tf.float32), fixed, tf.constant(images), target)
+        probs = np.asarray(probs)
+        return probs[0], float(after), accuracy(probs)
 
-    others_before = None if others is None else \
-        float(np.mean(np.asarray(copy(others_x, training=False)).argmax(axis=1) == others_y))
+    others_before = None if others is None else step(0.0)[2]
     trials = {rate: step(rate) for rate in LEARNING_RATES}
     table = tuple(RateTrial(rate, loss_after, acc) for rate, (_, loss_after, acc) in trials.items())
     rate = suggest_rate(table, float(loss), others_before) if learning_rate is None else float(learning_rate)

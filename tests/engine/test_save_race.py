@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from cnn.store import registry as reg
 from tests.conftest import ROOT
 
@@ -24,7 +26,8 @@ filters, rounds, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 spec = ModelSpec(layers=[Conv2D(filters, 3), Flatten()])
 model = build_model(spec)
 print("ready", flush=True)
-if mode == "forever":  # save one model after another until killed
+if mode == "forever":  # once told to go, save one model after another until killed
+    sys.stdin.readline()
     i = 0
     while True:
         save_model(f"k-{i}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken="rename")
@@ -53,21 +56,40 @@ def start_savers(*arguments):
     return procs
 
 
-def test_two_processes_saving_one_name_exactly_one_gets_it(registry):
-    rounds = 8
-    savers = dict(zip((2, 3), start_savers((registry, 2, rounds, "race"), (registry, 3, rounds, "race"))))
-    start = time.time() + 1.0
-    for proc in savers.values():
+ROUNDS = 8  # race rounds: even ones keep the loser under a free name, odd ones refuse it
+
+
+@pytest.fixture(scope="module")
+def savers(tmp_path_factory):
+    """The savers of both process tests, started together so that their TensorFlow imports overlap: two racing
+    for one registry ("race": {filters: process}) and three that save until killed, each in its own ("kill")."""
+    root = tmp_path_factory.mktemp("savers")
+    kill_folders = [root / f"run-{i}" for i in range(3)]
+    procs = start_savers((root / "race", 2, ROUNDS, "race"), (root / "race", 3, ROUNDS, "race"),
+                         *[(folder, 2, 0, "forever") for folder in kill_folders])
+    yield {"race_registry": root / "race", "race": dict(zip((2, 3), procs[:2])),
+           "kill": list(zip(kill_folders, procs[2:]))}
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_two_processes_saving_one_name_exactly_one_gets_it(savers, monkeypatch):
+    registry = savers["race_registry"]
+    monkeypatch.setenv("CNN_MODELS_DIR", str(registry))
+    start = time.time() + 0.5
+    for proc in savers["race"].values():
         proc.stdin.write(f"{start} 0.5\n")  # a tiny model saves in ~0.1 s
         proc.stdin.flush()
     results = {}
-    for filters, proc in savers.items():
+    for filters, proc in savers["race"].items():
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         results[filters] = {r["round"]: r for r in map(json.loads, out.splitlines())}
     params = {f: reg.model_info(next(r["name"] for r in results[f].values() if "name" in r)).params for f in (2, 3)}
     outcomes = []
-    for r in range(rounds):
+    for r in range(ROUNDS):
         got = {f: results[f][r] for f in (2, 3)}
         winners = [f for f in got if got[f].get("name") == f"race-{r}"]
         assert len(winners) == 1, got  # exactly one takes the name
@@ -79,7 +101,7 @@ def test_two_processes_saving_one_name_exactly_one_gets_it(registry):
             assert r % 2 == 1 and "already exists" in loser["refused"]
             outcomes.append("refused")
         assert reg.model_info(f"race-{r}").params == params[winners[0]]
-    print(f"\n{rounds} rounds: the name went to exactly one saver each time; the other was {outcomes}")
+    print(f"\n{ROUNDS} rounds: the name went to exactly one saver each time; the other was {outcomes}")
     assert sorted(p.name for p in registry.iterdir() if p.name.startswith(".")) == []
 
 
@@ -102,13 +124,13 @@ def test_two_threads_saving_one_name(registry, small_spec):
     assert sorted(reg.model_info(n).epochs for n in names) == [0, 1, 2, 3]  # four models, none replaced
 
 
-def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(registry):
+def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(savers):
     from cnn.store.housekeeping import clean_up_at_start
 
     rng, left_behind = random.Random(0), 0
-    folders = [registry / f"run-{i}" for i in range(3)]
-    savers = start_savers(*[(folder, 2, 0, "forever") for folder in folders])
-    for folder, proc in zip(folders, savers):
+    for folder, proc in savers["kill"]:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
         time.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -17,76 +17,81 @@ from tests.conftest import ROOT
 
 SAVER = r"""
 import json, sys, time
+from pathlib import Path
 from cnn.model.builder import build_model
 from cnn.core.errors import RegistryError
-from cnn.store.registry import save_model
+from cnn.store.registry import save_model, using_models_dir
 from cnn.model.spec import Conv2D, Flatten, ModelSpec
 
-filters, rounds, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-spec = ModelSpec(layers=[Conv2D(filters, 3), Flatten()])
+spec = ModelSpec(layers=[Conv2D(int(sys.argv[1]), 3), Flatten()])
 model = build_model(spec)
 print("ready", flush=True)
-if mode == "forever":  # once told to go, save one model after another until killed
-    sys.stdin.readline()
-    i = 0
-    while True:
-        save_model(f"k-{i}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken="rename")
-        i += 1
-start, interval = map(float, sys.stdin.readline().split())
-for r in range(rounds):
-    time.sleep(max(0.0, start + r * interval - time.time()))
-    if_taken = "rename" if r % 2 == 0 else "error"
-    try:
-        info = save_model(f"race-{r}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken=if_taken)
-        print(json.dumps({"round": r, "name": info.name, "params": info.params}), flush=True)
-    except RegistryError as exc:
-        print(json.dumps({"round": r, "refused": str(exc)}), flush=True)
+for line in sys.stdin:  # one command a line
+    command, *args = line.split()
+    if command == "race":  # ROUNDS START INTERVAL: save race-<r> at START + r·INTERVAL (the clock's time)
+        rounds, start, interval = int(args[0]), float(args[1]), float(args[2])
+        for r in range(rounds):
+            time.sleep(max(0.0, start + r * interval - time.time()))
+            if_taken = "rename" if r % 2 == 0 else "error"
+            try:
+                info = save_model(f"race-{r}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken=if_taken)
+                print(json.dumps({"round": r, "name": info.name, "params": info.params}), flush=True)
+            except RegistryError as exc:
+                print(json.dumps({"round": r, "refused": str(exc)}), flush=True)
+        print("done", flush=True)
+    elif command == "forever":  # FOLDER: save one model after another there until killed
+        with using_models_dir(Path(args[0])):
+            i = 0
+            while True:
+                save_model(f"k-{i}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken="rename")
+                i += 1
 """
-
-
-def start_savers(*arguments):
-    """One saver process per (registry, filters, rounds, mode), started side by side; returned once all are ready."""
-    procs = []
-    for registry, *args in arguments:
-        env = {**os.environ, "CNN_MODELS_DIR": str(registry), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        procs.append(subprocess.Popen([sys.executable, "-c", SAVER, *map(str, args)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
-    for proc in procs:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    return procs
-
-
 ROUNDS = 8  # race rounds: even ones keep the loser under a free name, odd ones refuse it
 
 
 @pytest.fixture(scope="module")
 def savers(tmp_path_factory):
-    """The savers of both process tests, started together so that their TensorFlow imports overlap: two racing
-    for one registry ("race": {filters: process}) and three that save until killed, each in its own ("kill")."""
-    root = tmp_path_factory.mktemp("savers")
-    kill_folders = [root / f"run-{i}" for i in range(3)]
-    procs = start_savers((root / "race", 2, ROUNDS, "race"), (root / "race", 3, ROUNDS, "race"),
-                         *[(folder, 2, 0, "forever") for folder in kill_folders])
-    yield {"race_registry": root / "race", "race": dict(zip((2, 3), procs[:2])),
-           "kill": list(zip(kill_folders, procs[2:]))}
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    """Three saver processes (a model of 2, 3 and 2 filters) for both process tests, started together so that
+    their TensorFlow imports overlap: the first two race for one registry, then all three are killed while
+    saving. {"registry": the race's registry, "procs": [process, …]}."""
+    registry = tmp_path_factory.mktemp("savers") / "race"
+    env = {**os.environ, "CNN_MODELS_DIR": str(registry), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    procs = [subprocess.Popen([sys.executable, "-c", SAVER, str(filters)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+             for filters in (2, 3, 2)]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        yield {"registry": registry, "procs": procs}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def tell(proc, line: str) -> None:
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+
+
+def replies(proc) -> list[dict]:
+    """What a saver printed for its last race, up to its "done"."""
+    lines = []
+    while (line := proc.stdout.readline()) and line.strip() != "done":
+        lines.append(json.loads(line))
+    assert line, f"the saver ended early: {proc.stderr.read()[-3000:]}"
+    return lines
 
 
 def test_two_processes_saving_one_name_exactly_one_gets_it(savers, monkeypatch):
-    registry = savers["race_registry"]
+    registry = savers["registry"]
     monkeypatch.setenv("CNN_MODELS_DIR", str(registry))
+    racers = dict(zip((2, 3), savers["procs"][:2]))  # by their models' filters
     start = time.time() + 0.5
-    for proc in savers["race"].values():
-        proc.stdin.write(f"{start} 0.5\n")  # a tiny model saves in ~0.1 s
-        proc.stdin.flush()
-    results = {}
-    for filters, proc in savers["race"].items():
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        results[filters] = {r["round"]: r for r in map(json.loads, out.splitlines())}
+    for proc in racers.values():
+        tell(proc, f"race {ROUNDS} {start} 0.5")  # a tiny model saves in ~0.1 s
+    results = {filters: {r["round"]: r for r in replies(proc)} for filters, proc in racers.items()}
     params = {f: reg.model_info(next(r["name"] for r in results[f].values() if "name" in r)).params for f in (2, 3)}
     outcomes = []
     for r in range(ROUNDS):
@@ -124,17 +129,16 @@ def test_two_threads_saving_one_name(registry, small_spec):
     assert sorted(reg.model_info(n).epochs for n in names) == [0, 1, 2, 3]  # four models, none replaced
 
 
-def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(savers):
+def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(savers, tmp_path):
     from cnn.store.housekeeping import clean_up_at_start
 
     rng, left_behind = random.Random(0), 0
-    for folder, proc in savers["kill"]:
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
+    for i, proc in enumerate(savers["procs"]):
+        folder = tmp_path / f"run-{i}"
+        tell(proc, f"forever {folder}")
         time.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        proc.stdout.close(), proc.stderr.close(), proc.stdin.close()
         with reg.using_models_dir(folder):
             temporaries = [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
             left_behind += len(temporaries)

@@ -13,9 +13,27 @@ from tests.plotly_specs import annotations, array, chart, png
 FILTERS, CLASSES, MAP = ("Filters, layer by layer", "The classes", "The test set as it sees it")
 
 
+@pytest.fixture(scope="module")
+def shared_registry(tmp_path_factory, default_model_dir):
+    """One copy of the committed default model for this module's tests that only read it: the page's results
+    (maximised images, top patches, the hierarchy; kept per model folder) carry over from test to test, as
+    they do from visitor to visitor on a server."""
+    folder = tmp_path_factory.mktemp("learned") / "models"
+    shutil.copytree(default_model_dir, folder / "mnist-default")
+    return folder
+
+
 @pytest.fixture
-def default_in_registry(registry, default_model_dir):
-    """The committed default model, copied into this test's registry (and active)."""
+def default_in_registry(shared_registry, monkeypatch):
+    """The committed default model in the module's shared registry (and active)."""
+    monkeypatch.setenv("CNN_MODELS_DIR", str(shared_registry))
+    return "mnist-default"
+
+
+@pytest.fixture
+def default_of_its_own(registry, default_model_dir):
+    """The committed default model, copied into this test's own registry: a t-SNE run is kept per model folder,
+    so each t-SNE test starts from none."""
     shutil.copytree(default_model_dir, registry / "mnist-default")
     return "mnist-default"
 
@@ -114,7 +132,7 @@ def test_the_map_and_a_click_on_a_point_shows_that_image(default_in_registry):
     assert [c for image in at.image for c in image.captions] == [f"test image {other}"]
 
 
-def test_tsne_runs_in_the_background_with_progress_and_stop(default_in_registry, monkeypatch):
+def test_tsne_runs_in_the_background_with_progress_and_stop(default_of_its_own, monkeypatch):
     monkeypatch.setattr(resources, "TSNE_POINTS", 300)
     at = open_app("learned", **{session.LEARNED_VIEW: MAP})
     at.segmented_control(key=session.LEARNED_MAP_METHOD).set_value("t-SNE (about half a minute)").run()
@@ -129,7 +147,7 @@ def test_tsne_runs_in_the_background_with_progress_and_stop(default_in_registry,
     assert figure["layout"]["xaxis"]["title"]["text"] == "t-SNE 1"
 
 
-def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, monkeypatch):
+def test_stopping_tsne_says_so_and_offers_to_start_again(default_of_its_own, monkeypatch):
     monkeypatch.setattr(resources, "TSNE_POINTS", 2000)  # long enough to be stopped
     at = open_app("learned", **{session.LEARNED_VIEW: MAP, session.LEARNED_MAP_METHOD: "t-SNE (about half a minute)"})
     at.button(key="learned_tsne_start").click().run()
@@ -142,7 +160,9 @@ def test_stopping_tsne_says_so_and_offers_to_start_again(default_in_registry, mo
 def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_in_registry):
     from cnn.data.load import load_dataset
     from cnn.teach.hierarchy import hierarchy
-    from cnn.store.registry import load_model
+    from app import resources
+    from cnn.analysis.inference import conv_layers
+    from cnn.store.registry import load_model, model_info
 
     at = open_app("learn", learn_chapter=8)  # 9 · The hierarchy
     assert not at.exception and not at.error
@@ -152,9 +172,14 @@ def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_i
                     "learn_hier_patches_conv2"]
     assert "Receptive field 14×14 px (25% of the 28×28 image)" in annotations(chart(at, "learn_hier_filters_conv2"))
     assert {"learn_arch_model", "learn_arch_lenet"} <= set(ids)  # the architecture diagrams stay
-    # The checks are the engine's, on this model and its test split, each with its verdict.
+    # The checks are the engine's, on this model and its test split, each with its verdict (from the same
+    # maximised images and top patches, which the page's run has cached: only the checks are made again here).
     data = load_dataset("mnist")
-    expected = hierarchy(load_model("mnist-default"), data.x_test, data.y_test).checks
+    info = model_info("mnist-default")
+    names = conv_layers(load_model("mnist-default"))
+    expected = hierarchy(load_model("mnist-default"), data.x_test, data.y_test,
+                         maximised={n: resources.maximised(info, n) for n in names},
+                         patches=resources.top_patches(info, data), classes=resources.maximised(info, "output")).checks
     lines = [m for m in texts(at, "markdown") if m.startswith((":green[", ":red[", ":gray["))]
     assert len(lines) == len(expected) == 4
     for line, check in zip(lines, expected):

@@ -12,13 +12,34 @@ from app.session import Tab
 from tests.apptest import open_app, texts
 
 
-@pytest.fixture
-def model_on_sample(registry, trained):
+def save_small(trained) -> str:
     result, spec, data = trained
     reg.save_model("small", result.model, spec, result.history,
-                        {"dataset": "mnist-sample", "class_names": data.class_names, "test_accuracy": 0.9,
-                         "epochs": 2, "num_test": 500})
+                   {"dataset": "mnist-sample", "class_names": data.class_names, "test_accuracy": 0.9,
+                    "epochs": 2, "num_test": 500})
     return "small"
+
+
+@pytest.fixture(scope="module")
+def shared_registry(tmp_path_factory, trained):
+    """One registry with the small model for this module's tests that only read it: what the pages compute
+    for a model (kept per model folder) carries over from test to test, as from visitor to visitor."""
+    folder = tmp_path_factory.mktemp("sample") / "models"
+    with reg.using_models_dir(folder):
+        save_small(trained)
+    return folder
+
+
+@pytest.fixture
+def model_on_sample(shared_registry, monkeypatch):
+    monkeypatch.setenv("CNN_MODELS_DIR", str(shared_registry))
+    return "small"
+
+
+@pytest.fixture
+def model_of_its_own(registry, trained):
+    """The small model in this test's own registry (for a test that changes it)."""
+    return save_small(trained)
 
 
 def png_of_digit(dark_on_light: bool = True) -> bytes:
@@ -314,7 +335,7 @@ def test_learn_without_a_model(registry):
 
 
 @pytest.mark.parametrize("page", ["predict", "evaluate", "learn"])
-def test_a_model_whose_file_is_damaged_is_named_not_a_traceback(model_on_sample, page):
+def test_a_model_whose_file_is_damaged_is_named_not_a_traceback(model_of_its_own, page):
     (reg.models_dir() / "small" / "model.keras").write_bytes(b"PK\x03\x04 not really a model")
     at = open_app(page)
     assert not at.exception

@@ -124,7 +124,7 @@ def learning_step(model, x, label: int, learning_rate: float | None = None, laye
         raise ValueError("this model has no Conv2D layer")
     copy, gradient, forward = lesson_functions(model)
     # The model's weights as the copy's trainable and non-trainable lists (same architecture, same order).
-    values = dict(zip((id(v) for v in copy.weights), model.get_weights()))
+    values = dict(zip((id(v) for v in copy.weights), model.get_weights(), strict=True))
     start = [values[id(v)] for v in copy.trainable_variables]
     fixed = [values.get(id(v), v.value) for v in copy.non_trainable_variables]  # moving averages, seed state
     target = tf.constant([int(label)])
@@ -144,7 +144,12 @@ def learning_step(model, x, label: int, learning_rate: float | None = None, laye
         probs = np.asarray(probs)
         return probs[0], float(after), accuracy(probs)
 
-    others_before = None if others is None else step(0.0)[2]
+    if others is not None:  # before the step: the starting weights as they are (0·g would be NaN where g is inf)
+        unchanged = [np.zeros_like(g) for g in grads]
+        others_before = accuracy(np.asarray(forward(start, unchanged, tf.constant(0.0), fixed, tf.constant(images),
+                                                    target)[0]))
+    else:
+        others_before = None
     trials = {rate: step(rate) for rate in LEARNING_RATES}
     table = tuple(RateTrial(rate, loss_after, acc) for rate, (_, loss_after, acc) in trials.items())
     rate = suggest_rate(table, float(loss), others_before) if learning_rate is None else float(learning_rate)

@@ -14,7 +14,7 @@ from cnn.core.errors import TrainingError
 from tests.conftest import ROOT
 from tests.machine import free_ports
 
-WORKER_TIMEOUT = 300  # seconds for a whole two-worker run (about 30 s on 2 busy cores)
+WORKER_TIMEOUT = 300  # seconds for the cluster's three trainings (about 20 s alone, 40 s on 2 busy cores)
 
 
 def run_workers(command, registry, n: int = 2, attempts: int = 2):
@@ -51,7 +51,8 @@ def cluster(tmp_path_factory):
     """One two-worker cluster running the three trainings the tests below read (a streamed class folder, the
     sample, the sample stopped by worker 1), with the folder's one-process reference started beside it.
     The trainings share the cluster so that its start and TensorFlow's import are paid once:
-    {"dir", "registry", "folder", "out": [worker 0's stdout, worker 1's], "alone": the reference's stdout}."""
+    {"dir", "registry", "out": [worker 0's stdout, worker 1's], "alone": the reference's stdout}; each training's
+    final weights are in dir/<w0|w1|single>-<run>.npz."""
     from tests.engine.test_data import make_class_folders
 
     tmp = tmp_path_factory.mktemp("cluster")

@@ -183,6 +183,39 @@ def test_learning_step_at_the_default_settings_lowers_the_loss_on_20_digits(defa
     assert fell == 20
 
 
+def test_learning_steps_on_one_model_from_two_threads_agree_and_leave_it_unchanged(default_model_dir):
+    """Visitors stepping the same shared model at once: each gets what it would get alone (the compiled
+    lesson functions take the weights as arguments and keep no state), and the model is never changed."""
+    import threading
+
+    import keras
+
+    from cnn.data.load import load_dataset
+    from cnn.teach.learning import learning_step
+
+    model = keras.saving.load_model(default_model_dir / "model.keras", safe_mode=True)
+    data = load_dataset("mnist-sample")
+    before = [w.copy() for w in model.get_weights()]
+    cases = [(data.x_test[i], (int(data.y_test[i]) + 1) % 10) for i in range(4)]
+    alone = [learning_step(model, x, label) for x, label in cases]
+    together = [None] * len(cases)
+
+    def step(i):
+        together[i] = learning_step(model, *cases[i])
+
+    threads = [threading.Thread(target=step, args=(i,)) for i in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(alone, together, strict=True):
+        assert (a.learning_rate, a.loss_before, a.loss_after) == (b.learning_rate, b.loss_before, b.loss_after)
+        np.testing.assert_array_equal(a.gradient, b.gradient)
+        np.testing.assert_array_equal(a.probabilities_after, b.probabilities_after)
+    for w, w0 in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(w, w0)
+
+
 def test_learning_step_tries_every_rate_and_measures_the_step(model, digits, trained):
     from cnn.teach.learning import LEARNING_RATES, learning_step
 

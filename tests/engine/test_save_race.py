@@ -44,6 +44,8 @@ for line in sys.stdin:  # one command a line
             i = 0
             while True:
                 save_model(f"k-{i}", model, spec, {"epoch": [1]}, {"epochs": 1}, if_taken="rename")
+                if i == 0:
+                    print("saving", flush=True)  # one whole model is there: the kill may come
                 i += 1
 """
 ROUNDS = 8  # race rounds: even ones keep the loser under a free name, odd ones refuse it
@@ -68,6 +70,7 @@ def savers(tmp_path_factory):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdin.close(), proc.stdout.close(), proc.stderr.close()
 
 
 def tell(proc, line: str) -> None:
@@ -85,6 +88,7 @@ def replies(proc) -> list[dict]:
 
 
 def test_two_processes_saving_one_name_exactly_one_gets_it(savers, monkeypatch):
+    """(Before the kill test, which ends the savers: the module runs in file order, one process per file.)"""
     registry = savers["registry"]
     monkeypatch.setenv("CNN_MODELS_DIR", str(registry))
     racers = dict(zip((2, 3), savers["procs"][:2]))  # by their models' filters
@@ -136,6 +140,7 @@ def test_kill_during_save_leaves_no_half_model_and_start_up_cleans(savers, tmp_p
     for i, proc in enumerate(savers["procs"]):
         folder = tmp_path / f"run-{i}"
         tell(proc, f"forever {folder}")
+        assert proc.stdout.readline().strip() == "saving", proc.stderr.read()[-3000:]
         time.sleep(rng.uniform(0.3, 1.5))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

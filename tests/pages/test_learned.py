@@ -160,9 +160,7 @@ def test_stopping_tsne_says_so_and_offers_to_start_again(default_of_its_own, mon
 def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_in_registry):
     from cnn.data.load import load_dataset
     from cnn.teach.hierarchy import hierarchy
-    from app import resources
-    from cnn.analysis.inference import conv_layers
-    from cnn.store.registry import load_model, model_info
+    from cnn.store.registry import load_model
 
     at = open_app("learn", learn_chapter=8)  # 9 · The hierarchy
     assert not at.exception and not at.error
@@ -172,14 +170,9 @@ def test_learn_walks_the_hierarchy_and_checks_the_lesson_on_this_model(default_i
                     "learn_hier_patches_conv2"]
     assert "Receptive field 14×14 px (25% of the 28×28 image)" in annotations(chart(at, "learn_hier_filters_conv2"))
     assert {"learn_arch_model", "learn_arch_lenet"} <= set(ids)  # the architecture diagrams stay
-    # The checks are the engine's, on this model and its test split, each with its verdict (from the same
-    # maximised images and top patches, which the page's run has cached: only the checks are made again here).
+    # The checks are the engine's, on this model and its test split, each with its verdict.
     data = load_dataset("mnist")
-    info = model_info("mnist-default")
-    names = conv_layers(load_model("mnist-default"))
-    expected = hierarchy(load_model("mnist-default"), data.x_test, data.y_test,
-                         maximised={n: resources.maximised(info, n) for n in names},
-                         patches=resources.top_patches(info, data), classes=resources.maximised(info, "output")).checks
+    expected = hierarchy(load_model("mnist-default"), data.x_test, data.y_test).checks
     lines = [m for m in texts(at, "markdown") if m.startswith((":green[", ":red[", ":gray["))]
     assert len(lines) == len(expected) == 4
     for line, check in zip(lines, expected):

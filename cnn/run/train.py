@@ -107,6 +107,7 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
     class Reporter(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.start = self.last = time.monotonic()
+            self.lr_at = (None, math.nan)  # (optimizer step, learning rate there)
             self.epoch = 0
             self.good_weights = self.model.get_weights()
             self.failure = None
@@ -123,7 +124,7 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
             done = (self.epoch - 1) * batches + batch
             eta = elapsed / done * (epochs * batches - done) if done else math.nan
             metrics = {k: float(v) for k, v in (logs or {}).items()}
-            lr = current_learning_rate(self.model.optimizer)
+            lr = self.learning_rate()
             report = Progress(self.epoch, epochs, batch, batches, metrics, lr, elapsed, eta, phase)
             if phase == "batch":
                 self.curve["step"].append(round(report.step, 4))
@@ -132,6 +133,15 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
             if on_progress is not None:
                 on_progress(report)
             self.last = now
+
+        def learning_rate(self) -> float:
+            """The rate at the optimizer's current step, worked out once per step: a schedule's value is computed
+            by TensorFlow ops (~5 ms), and an epoch's last batch, its report and its logs all ask at one step
+            (a small set trains hundreds of short epochs)."""
+            step = int(self.model.optimizer.iterations.numpy())
+            if self.lr_at[0] != step:
+                self.lr_at = (step, current_learning_rate(self.model.optimizer))
+            return self.lr_at[1]
 
         def on_train_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
@@ -151,7 +161,7 @@ def _progress_callback(on_progress, stop, epochs: int, batches: int, interval: f
         def on_epoch_end(self, epoch, logs=None):
             # Keras's History callback runs after this one, so these land in the history too.
             logs["seconds"] = round(time.monotonic() - self.epoch_start, 3)
-            logs["lr"] = current_learning_rate(self.model.optimizer)
+            logs["lr"] = self.learning_rate()
             if self.failure is None:
                 self.good_weights = self.model.get_weights()
                 self.report(batches, logs, "epoch")

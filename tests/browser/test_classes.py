@@ -41,7 +41,8 @@ def test_draw_three_classes_train_and_predict_then_another_visitor_sees_none(chr
         # One press: Train opens with the job, and the model is saved.
         page.get_by_role("button", name="Train a model on these classes").click()
         page.get_by_text(re.compile(r"Job: my-classes")).wait_for(timeout=60_000)
-        page.get_by_text(re.compile(r"saved as")).wait_for(timeout=180_000)
+        # .first: for a moment the run that replaces the message still shows the old copy beside it
+        page.get_by_text(re.compile(r"saved as")).first.wait_for(timeout=180_000)
         wait_idle(page)
 
         # Predict draws with the new model: a new circle is a circle.

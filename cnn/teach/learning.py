@@ -132,24 +132,20 @@ def learning_step(model, x, label: int, learning_rate: float | None = None, laye
     probs_before, loss, grads = gradient(start, fixed, tf.constant(batch), target)
     grads = [np.zeros(w.shape, np.float32) if g is None else g.numpy() for w, g in zip(start, grads)]
     index = next(i for i, v in enumerate(copy.trainable_variables) if v is copy.get_layer(layer_name).kernel)
-    images = batch if others is None else np.concatenate([batch, as_batch(model, others[0])[0]])
+    images = tf.constant(batch if others is None else np.concatenate([batch, as_batch(model, others[0])[0]]))
     others_y = None if others is None else np.asarray(others[1])
 
     def accuracy(probs) -> float | None:
         return None if others is None else float(np.mean(probs[1:].argmax(axis=1) == others_y))
 
-    def step(rate: float):
+    def step(rate: float, gradients=grads):
         """(probabilities, loss, held-out accuracy) after w ← w − rate·g from the starting weights."""
-        probs, after = forward(start, grads, tf.constant(rate, tf.float32), fixed, tf.constant(images), target)
+        probs, after = forward(start, gradients, tf.constant(rate, tf.float32), fixed, images, target)
         probs = np.asarray(probs)
         return probs[0], float(after), accuracy(probs)
 
-    if others is not None:  # before the step: the starting weights as they are (0·g would be NaN where g is inf)
-        unchanged = [np.zeros_like(g) for g in grads]
-        others_before = accuracy(np.asarray(forward(start, unchanged, tf.constant(0.0), fixed, tf.constant(images),
-                                                    target)[0]))
-    else:
-        others_before = None
+    # Before the step: the starting weights as they are (0·g would be NaN where g is inf).
+    others_before = None if others is None else step(0.0, [np.zeros_like(g) for g in grads])[2]
     trials = {rate: step(rate) for rate in LEARNING_RATES}
     table = tuple(RateTrial(rate, loss_after, acc) for rate, (_, loss_after, acc) in trials.items())
     rate = suggest_rate(table, float(loss), others_before) if learning_rate is None else float(learning_rate)
